@@ -1,0 +1,157 @@
+"""Typed, frozen configuration: the protocol of one active-learning run, presets, validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Everything that decides a run's numbers, apart from the strategy and the seed."""
+
+    dataset: str = "digits"  # dataset spec: a registered name, npz:PATH or imagefolder:PATH
+    model: str = "cnn"  # registered model name
+    initial: int = 100  # labeled examples before the first cycle
+    budget: int = 100  # labels acquired per cycle
+    cycles: int = 5  # train + evaluate rounds; the last one acquires nothing
+    subset: int | None = None  # candidates scored per cycle (a seeded random subset); None = the whole pool
+    epochs: int = 30  # training epochs per cycle
+    batch_size: int = 32  # training examples per step
+    lr: float = 0.05  # SGD learning rate
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 5e-4  # L2 penalty added by SGD
+    milestones: tuple[int, ...] = ()  # epochs after which the learning rate is multiplied by gamma
+    gamma: float = 0.1  # learning-rate decay factor at each milestone
+    warm_start: bool = True  # keep weights across cycles (True) or restart from the initial weights (False)
+    augment: bool = True  # the dataset's training augmentation (random crop, flips where they make sense)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: bf16 autocast where the hardware has it)
+    eval_batch_size: int = 512  # examples per step when evaluating and scoring (no effect on results)
+
+    def validate(self) -> None:
+        """Turn a bad value into one clear sentence (raises UserError)."""
+        for name in ("initial", "budget", "cycles", "epochs", "batch_size", "eval_batch_size"):
+            _positive_int(name, getattr(self, name))
+        if self.subset is not None:
+            _positive_int("subset", self.subset)
+            if self.subset < self.budget:
+                raise UserError(
+                    f"The 'subset' parameter must be at least the budget ({self.budget}) so that a cycle "
+                    f"can pick its labels from it. Got {self.subset} instead."
+                )
+        for name in ("lr",):
+            if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) > 0):
+                raise UserError(
+                    f"The '{name}' parameter must be a positive number. Got {getattr(self, name)!r} instead."
+                )
+        for name in ("momentum", "weight_decay", "gamma"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value >= 0):
+                raise UserError(f"The '{name}' parameter must be a non-negative number. Got {value!r} instead.")
+        if any(not isinstance(m, int) or m <= 0 for m in self.milestones):
+            raise UserError(
+                f"The 'milestones' parameter must list positive epochs. Got {list(self.milestones)} instead."
+            )
+        if self.precision not in PRECISIONS:
+            raise UserError(
+                f"The 'precision' parameter must be one of {', '.join(PRECISIONS)}. Got {self.precision!r} instead."
+            )
+
+    def labels_needed(self) -> int:
+        """Labeled examples at the last cycle."""
+        return self.initial + self.budget * (self.cycles - 1)
+
+    def validate_pool(self, n_pool: int) -> None:
+        """Check that a training pool of n_pool examples can supply this protocol."""
+        if self.initial >= n_pool:
+            raise UserError(
+                f"The 'initial' parameter must be smaller than the training pool ({n_pool} examples). "
+                f"Got {self.initial} instead."
+            )
+        if self.labels_needed() > n_pool:
+            raise UserError(
+                f"The protocol needs {self.labels_needed()} labels (initial {self.initial} + budget {self.budget} "
+                f"x {self.cycles - 1} acquisitions) but the training pool has {n_pool}: lower --budget, "
+                f"--initial or --cycles."
+            )
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise UserError(f"The '{name}' parameter must be a positive integer. Got {value!r} instead.")
+
+
+# Learning-loss settings of the paper (Yoo & Kweon, CVPR 2019, Sec. 4.1): margin 1, weight 1,
+# the module's gradient to the backbone stopped after epoch 120 of 200.
+_LL_PAPER = {"margin": 1.0, "weight": 1.0, "detach_after": 120}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Digits on a small CNN: the whole default grid runs in minutes on 2 CPU cores.
+    "quick": {
+        "protocol": {},
+        "strategy_params": {},
+    },
+    # Yoo & Kweon, CVPR 2019: CIFAR-10, ResNet-18, 1k initial, 1k per cycle, 10 cycles, 10k random subset,
+    # 200 epochs, batch 128, SGD lr 0.1 momentum 0.9 wd 5e-4, lr x0.1 after epoch 160.
+    "paper": {
+        "protocol": dict(
+            dataset="cifar10", model="resnet18", initial=1000, budget=1000, cycles=10, subset=10000,
+            epochs=200, batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4, milestones=(160,),
+            warm_start=True,
+        ),
+        "strategy_params": {"learning-loss": dict(_LL_PAPER)},
+    },
+    # The tutorial that reimplemented it: 5 cycles of 40 epochs at lr 0.01, no decay.
+    "blog": {
+        "protocol": dict(
+            dataset="cifar10", model="resnet18", initial=1000, budget=1000, cycles=5, subset=10000,
+            epochs=40, batch_size=128, lr=0.01, momentum=0.9, weight_decay=5e-4, milestones=(),
+            warm_start=True,
+        ),
+        "strategy_params": {"learning-loss": dict(_LL_PAPER)},
+    },
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole benchmark: one protocol, several strategies and seeds, where to write."""
+
+    protocol: Protocol
+    strategies: tuple[str, ...]  # canonical strategy names
+    seeds: tuple[int, ...]
+    name: str  # run name (the results folder's name by default)
+    out: Path  # results folder
+    preset: str = "quick"
+    devices: str = "auto"  # auto | cpu | cuda:N[,cuda:M...]
+    data_root: Path = Path("data")  # where torchvision datasets live
+    download: bool = True  # fetch missing torchvision datasets when online
+    strategy_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # {strategy: {param: value}}
+
+    def result_defining(self) -> dict[str, Any]:
+        """The settings that decide the numbers (a folder holding other settings is not the same run)."""
+        return {
+            "protocol": dataclasses.asdict(self.protocol),
+            "strategy_params": {k: dict(sorted(v.items())) for k, v in sorted(self.strategy_params.items())},
+        }
+
+    def config_hash(self) -> str:
+        text = json.dumps(self.result_defining(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def preset_protocol(preset: str, **overrides: Any) -> Protocol:
+    """The preset's protocol with explicit fields replaced (None means: keep the preset's value)."""
+    if preset not in PRESETS:
+        raise UserError(f"Unknown preset {preset!r}: choose one of {', '.join(PRESETS)}.")
+    fields = dict(PRESETS[preset]["protocol"])
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    return Protocol(**fields)

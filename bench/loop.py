@@ -1,0 +1,146 @@
+"""The active-learning loop for one (strategy, seed) job.
+
+Paired design: at one seed every strategy starts from the same initial labeled set and the same initial
+weights, and scores candidates drawn from the same seed-derived permutation of the pool (the first
+`subset` not-yet-labeled in that order). Differences at one seed are then due to the strategy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench.config import Protocol
+from bench.models import AuxHead, Backbone, create_model
+from bench.seeding import derive_seed, numpy_rng, torch_generator
+from bench.trainer import Trainer
+from strategies import PoolInputs, Strategy, create_strategy
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One (strategy, seed) job of a run."""
+
+    run: str
+    dataset: str
+    strategy: str  # canonical name
+    seed: int
+    protocol: Protocol
+    params: dict[str, Any] = field(default_factory=dict)  # the strategy's parameters
+    config_hash: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.strategy}/seed{self.seed}"
+
+
+@dataclass
+class CycleResult:
+    record: dict[str, Any]  # one row of cycles.parquet
+    added: np.ndarray  # [k] pool indices first labeled at this cycle, in pick order (cycle 0: the initial set)
+
+
+def initial_set(seed: int, n_pool: int, size: int) -> np.ndarray:
+    """The initial labeled pool indices: the same for every strategy at a seed."""
+    return numpy_rng(seed, "initial-set").permutation(n_pool)[:size]
+
+
+def pool_order(seed: int, n_pool: int) -> np.ndarray:
+    """The permutation from which every strategy at a seed draws its candidates."""
+    return numpy_rng(seed, "pool-order").permutation(n_pool)
+
+
+def candidates(order: np.ndarray, labeled: np.ndarray, subset: int | None) -> np.ndarray:
+    """The first `subset` pool indices in `order` that are not labeled (all of them when subset is None)."""
+    mask = np.zeros(order.size, dtype=bool)
+    mask[labeled] = True
+    unlabeled = order[~mask[order]]
+    return unlabeled if subset is None else unlabeled[:subset]
+
+
+def initial_model(spec: JobSpec, in_channels: int, n_classes: int) -> Backbone:
+    """The initial weights: a function of the seed alone."""
+    return create_model(spec.protocol.model, in_channels, n_classes, derive_seed(spec.seed, "init-weights"))
+
+
+def make_aux(strategy: Strategy, model: Backbone, seed: int, device: torch.device) -> AuxHead | None:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "aux-init", strategy.name))
+        aux = strategy.aux_head(model)
+    return None if aux is None else aux.to(device)
+
+
+def gather_inputs(strategy: Strategy, trainer: Trainer, model: Backbone, aux: AuxHead | None,
+                  cand: torch.Tensor, labeled: torch.Tensor, rng: np.random.Generator) -> PoolInputs:
+    """Compute once, in batched inference mode, what the strategy needs over the candidates."""
+    needs = strategy.needs
+    out = trainer.infer(model, cand, aux if "aux" in needs else None, features="features" in needs)
+    inputs = PoolInputs(n=cand.numel(), rng=rng, model=model, device=trainer.device,
+                        logits=out["logits"], embeddings=out["embeddings"],
+                        features=out.get("features"), aux=out.get("aux"))
+    if "probs" in needs:
+        inputs.probs = torch.softmax(out["logits"], dim=1)
+    if "labeled_embeddings" in needs:
+        inputs.labeled_embeddings = trainer.infer(model, labeled)["embeddings"]
+    return inputs
+
+
+def run_job(spec: JobSpec, trainer: Trainer, n_classes: int) -> Iterator[CycleResult]:
+    """Train, evaluate and acquire for protocol.cycles cycles, yielding each cycle as it finishes."""
+    p, device, data = spec.protocol, trainer.device, trainer.data
+    strategy = create_strategy(spec.strategy, **spec.params)
+    model = initial_model(spec, data.x_train.shape[1], n_classes).to(device, memory_format=torch.channels_last)
+    start_weights = {k: v.clone() for k, v in model.state_dict().items()}
+    aux = make_aux(strategy, model, spec.seed, device)
+    order = pool_order(spec.seed, data.n_train)
+    labeled = initial_set(spec.seed, data.n_train, p.initial)
+    added = labeled
+    for cycle in range(p.cycles):
+        if cycle > 0 and not p.warm_start:  # cold start: back to the seed's initial weights
+            model.load_state_dict(start_weights)
+            aux = make_aux(strategy, model, spec.seed, device)
+        labeled_t = torch.from_numpy(labeled).to(device)
+        fit = trainer.fit(model, labeled_t, torch_generator(spec.seed, "train", cycle, device=device), aux)
+        test_acc, test_loss = trainer.evaluate(model)
+        record: dict[str, Any] = {
+            "run": spec.run, "dataset": spec.dataset, "model": p.model, "strategy": spec.strategy,
+            "seed": spec.seed, "cycle": cycle, "n_labeled": int(labeled.size), "test_acc": test_acc,
+            "test_loss": test_loss, "train_loss": fit.final_loss, "train_seconds": fit.seconds,
+            "select_seconds": 0.0, "config_hash": spec.config_hash,
+        }
+        new = np.empty(0, dtype=np.int64)
+        if cycle < p.cycles - 1:  # the last cycle acquires nothing
+            t0 = time.perf_counter()
+            cand = candidates(order, labeled, p.subset)
+            cand_t = torch.from_numpy(cand).to(device)
+            inputs = gather_inputs(strategy, trainer, model, aux, cand_t, labeled_t,
+                                   numpy_rng(spec.seed, "select", spec.strategy, cycle))
+            picks = np.asarray(strategy.select(inputs, p.budget), dtype=np.int64)
+            _check_picks(spec, picks, cand.size, p.budget)
+            new = cand[picks]
+            record["select_seconds"] = time.perf_counter() - t0
+            picked_labels = data.y_train[torch.from_numpy(new).to(device)]
+            record.update(strategy.cycle_metrics(inputs, picks, picked_labels))
+        record["finished_at"] = datetime.now(timezone.utc)
+        yield CycleResult(record, added)
+        labeled = np.concatenate([labeled, new])
+        added = new
+
+
+def _check_picks(spec: JobSpec, picks: np.ndarray, n: int, budget: int) -> None:
+    if picks.size != budget or np.unique(picks).size != budget or picks.min() < 0 or picks.max() >= n:
+        raise RuntimeError(f"strategy {spec.strategy!r} returned {picks.size} picks ({np.unique(picks).size} "
+                           f"distinct, range {picks.min()}..{picks.max()}) for a budget of {budget} "
+                           f"among {n} candidates")
+
+
+def true_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-entropy from stored logits ([k, C], [k]) -> [k]."""
+    return F.cross_entropy(logits.float(), labels, reduction="none")

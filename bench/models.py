@@ -1,0 +1,163 @@
+"""Models: each forward returns logits, the penultimate embedding and the stage feature maps
+(learning loss reads the stages, core-set and BADGE the embedding)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.errors import UserError
+
+
+class ModelOutput(NamedTuple):
+    logits: torch.Tensor  # [B, n_classes]
+    embedding: torch.Tensor  # [B, embedding_dim], the classifier's input
+    features: list[torch.Tensor]  # one [B, C_s, H_s, W_s] map per stage
+
+
+class Backbone(nn.Module):
+    """What every registered model offers to the trainer and to strategies."""
+
+    stage_channels: list[int]  # channels of each stage's output, in order
+    embedding_dim: int
+    classifier: nn.Linear  # embedding -> logits (BALD samples dropout in front of it)
+
+    stem: nn.Module  # input -> first stage's input
+    stages: nn.ModuleList
+
+    def head(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.classifier(embedding)
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        features = []
+        out = self.stem(x)
+        for stage in self.stages:
+            out = stage(out)
+            features.append(out)
+        embedding = torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
+        return ModelOutput(self.head(embedding), embedding, features)
+
+
+Factory = Callable[[int, int], Backbone]  # (in_channels, n_classes) -> model
+_MODELS: dict[str, Factory] = {}
+
+
+def register_model(name: str) -> Callable[[Factory], Factory]:
+    def decorate(factory: Factory) -> Factory:
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _MODELS[name] = factory
+        return factory
+
+    return decorate
+
+
+def list_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def check_model(name: str) -> None:
+    if name not in _MODELS:
+        close = difflib.get_close_matches(name, list(_MODELS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UserError(f"Unknown model {name!r}{hint}: choose one of {', '.join(list_models())}.")
+
+
+def create_model(name: str, in_channels: int, n_classes: int, generator_seed: int) -> Backbone:
+    """Build a model whose initial weights depend only on generator_seed (global RNG state is restored)."""
+    check_model(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(generator_seed)
+        return _MODELS[name](in_channels, n_classes)
+
+
+# ---------------------------------------------------------------------------------------------- ResNet-18
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet18(Backbone):
+    """The CIFAR ResNet-18 of the paper's reference code: 3x3 stem at stride 1, no max-pool,
+    BasicBlocks [2, 2, 2, 2] with 64, 128, 256, 512 channels, global average pool, linear."""
+
+    def __init__(self, in_channels: int, n_classes: int) -> None:
+        super().__init__()
+        self.stage_channels = [64, 128, 256, 512]
+        self.embedding_dim = 512
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
+        stages, c_in = [], 64
+        for i, c_out in enumerate(self.stage_channels):
+            stride = 1 if i == 0 else 2
+            stages.append(nn.Sequential(BasicBlock(c_in, c_out, stride), BasicBlock(c_out, c_out, 1)))
+            c_in = c_out
+        self.stages = nn.ModuleList(stages)
+        self.classifier = nn.Linear(512, n_classes)
+
+
+@register_model("resnet18")
+def resnet18(in_channels: int, n_classes: int) -> Backbone:
+    return ResNet18(in_channels, n_classes)
+
+
+# ---------------------------------------------------------------------------------------------- small CNN
+
+
+def _conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+class SmallCNN(Backbone):
+    """Three stages of 3x3 convolutions (32, 64, 128 channels, 2x2 max-pool between stages): fast on a
+    CPU for 8x8 to 32x32 inputs."""
+
+    def __init__(self, in_channels: int, n_classes: int) -> None:
+        super().__init__()
+        self.stage_channels = [32, 64, 128]
+        self.embedding_dim = 128
+        self.stem = nn.Identity()
+        self.stages = nn.ModuleList([
+            nn.Sequential(_conv_bn(in_channels, 32), _conv_bn(32, 32)),
+            nn.Sequential(nn.MaxPool2d(2), _conv_bn(32, 64), _conv_bn(64, 64)),
+            nn.Sequential(nn.MaxPool2d(2), _conv_bn(64, 128)),
+        ])
+        self.classifier = nn.Linear(128, n_classes)
+
+
+@register_model("cnn")
+def small_cnn(in_channels: int, n_classes: int) -> Backbone:
+    return SmallCNN(in_channels, n_classes)
+
+
+# ---------------------------------------------------------------------------------------------- auxiliary heads
+
+
+class AuxHead(nn.Module):
+    """A module a strategy trains jointly with the backbone through the shared trainer (learning loss's
+    loss-prediction module is one). The trainer gives it its own optimizer with the backbone's settings."""
+
+    def training_loss(self, out: ModelOutput, per_sample_loss: torch.Tensor, epoch: int) -> torch.Tensor:
+        """The term added to the mean cross-entropy at 0-based `epoch` (per_sample_loss: [B], not detached)."""
+        raise NotImplementedError
+
+    def forward(self, out: ModelOutput) -> torch.Tensor:
+        """Per-sample output at inference, handed to the strategy as `PoolInputs.aux` ([B])."""
+        raise NotImplementedError

@@ -1,0 +1,228 @@
+"""The shared trainer: one for every strategy.
+
+Images live on the device as uint8, padded once for random crops. A batch is gathered by index,
+cropped and flipped per sample in one batched gather, normalised and fed channels_last. No PIL, no
+DataLoader workers, no per-sample Python on the hot path. Evaluation happens once per cycle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
+
+from bench.config import Protocol
+from bench.data import ImageData
+from bench.models import AuxHead, Backbone
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+# ---------------------------------------------------------------------------------------------- precision
+
+
+def cpu_has_bf16() -> bool:
+    """Native bf16 matrix instructions (AVX512-BF16 / AMX): without them bf16 autocast is slower than fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """auto: bf16 autocast on CUDA devices that support it and on CPUs with native bf16, else fp32."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return torch.bfloat16 if cpu_has_bf16() else torch.float32
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+# ---------------------------------------------------------------------------------------------- data on device
+
+
+@dataclass
+class DeviceData:
+    """A dataset moved to the device once. Training images are zero-padded by `pad` pixels on each side."""
+
+    x_train: torch.Tensor  # [N, C, H + 2 pad, W + 2 pad] uint8
+    y_train: torch.Tensor  # [N] int64
+    x_test: torch.Tensor  # [M, C, H, W] uint8
+    y_test: torch.Tensor  # [M] int64
+    scale: torch.Tensor  # [1, C, 1, 1] float32: 1 / (255 std)
+    shift: torch.Tensor  # [1, C, 1, 1] float32: -mean / std
+    pad: int
+    flip: bool
+
+    @classmethod
+    def from_images(cls, data: ImageData, device: torch.device, augment: bool = True) -> DeviceData:
+        pad = data.pad if augment else 0
+        mean = torch.tensor(data.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(data.std, dtype=torch.float32).view(1, -1, 1, 1)
+        return cls(
+            # uint8 on the device: 4x fewer bytes to hold and gather than float32.
+            x_train=F.pad(data.x_train, (pad, pad, pad, pad)).to(device),
+            y_train=data.y_train.to(device),
+            x_test=data.x_test.to(device),
+            y_test=data.y_test.to(device),
+            scale=(1.0 / (255.0 * std)).to(device),
+            shift=(-mean / std).to(device),
+            pad=pad,
+            flip=data.flip and augment,
+        )
+
+    @property
+    def n_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+    def train_images(self, idx: torch.Tensor) -> torch.Tensor:
+        """Un-augmented training images (the centre of the padded ones), for scoring. [B, C, H, W] uint8"""
+        p = self.pad
+        x = self.x_train[idx]
+        return x[:, :, p:x.shape[2] - p, p:x.shape[3] - p] if p else x
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, C, H, W] -> normalised float32, channels_last (faster convolutions on CPU and GPU)."""
+        x = x.float().mul_(self.scale).add_(self.shift)
+        return x.contiguous(memory_format=torch.channels_last)
+
+
+def crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Random crop of each padded image back to its original size, and random horizontal flips, drawn per
+    image, as two gathers for the whole batch. x: [B, C, H + 2 pad, W + 2 pad] uint8 -> [B, C, H, W]."""
+    b, c, hp, wp = x.shape
+    h, w = hp - 2 * pad, wp - 2 * pad
+    dev = x.device
+    oy = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator, device=dev)  # [B, 1]
+    ox = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator, device=dev)
+    rows = oy + torch.arange(h, device=dev)  # [B, H]
+    cols = ox + torch.arange(w, device=dev)  # [B, W]
+    if flip:
+        flipped = torch.rand(b, 1, generator=generator, device=dev) < 0.5  # [B, 1]
+        cols = torch.where(flipped, cols.flip(1), cols)
+    x = x.gather(2, rows[:, None, :, None].expand(b, c, h, wp))
+    return x.gather(3, cols[:, None, None, :].expand(b, c, h, w))
+
+
+# ---------------------------------------------------------------------------------------------- trainer
+
+
+@dataclass
+class FitResult:
+    seconds: float
+    final_loss: float  # mean training loss of the last epoch (cross-entropy + auxiliary term)
+
+
+class Trainer:
+    def __init__(self, data: DeviceData, protocol: Protocol, device: torch.device) -> None:
+        self.data = data
+        self.protocol = protocol
+        self.device = device
+        self.dtype = resolve_precision(protocol.precision, device)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def _optimizer(self, params: list[nn.Parameter]) -> tuple[torch.optim.Optimizer, LRScheduler]:
+        p = self.protocol
+        opt = torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+        return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(p.milestones), gamma=p.gamma)
+
+    def fit(self, model: Backbone, labeled: torch.Tensor, generator: torch.Generator,
+            aux: AuxHead | None = None) -> FitResult:
+        """Train for protocol.epochs on the labeled indices ([L] int64 on the device).
+
+        Fresh optimizers each call (as the reference code does per cycle); the aux head gets its own SGD
+        with the backbone's settings. The LR schedule steps after each epoch's optimizer steps."""
+        start = time.perf_counter()
+        p, data = self.protocol, self.data
+        model.train()
+        optimizers = [self._optimizer(list(model.parameters()))]
+        if aux is not None:
+            aux.train()
+            optimizers.append(self._optimizer(list(aux.parameters())))
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        n = labeled.numel()
+        epoch_loss = torch.zeros((), device=self.device)
+        for epoch in range(p.epochs):
+            order = labeled[torch.randperm(n, generator=generator, device=self.device)]
+            epoch_loss = torch.zeros((), device=self.device)  # summed on the device: no sync per step
+            for first in range(0, n, p.batch_size):
+                idx = order[first:first + p.batch_size]
+                x = data.x_train[idx]
+                if data.pad or data.flip:
+                    x = crop_flip(x, data.pad, data.flip, generator)
+                x = data.normalise(x)
+                with self.autocast():
+                    out = model(x)
+                    per_sample = F.cross_entropy(out.logits.float(), data.y_train[idx], reduction="none")  # [B]
+                    loss = per_sample.mean()
+                    if aux is not None:
+                        loss = loss + aux.training_loss(out, per_sample, epoch)
+                for opt, _ in optimizers:
+                    opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                for opt, _ in optimizers:
+                    scaler.step(opt)
+                scaler.update()
+                epoch_loss += loss.detach() * idx.numel()
+            for _, schedule in optimizers:
+                schedule.step()
+            if not torch.isfinite(epoch_loss):  # one sync per epoch
+                raise TrainingDiverged(f"training loss became {epoch_loss.item()} at epoch {epoch + 1}")
+        return FitResult(time.perf_counter() - start, float(epoch_loss) / max(n, 1))
+
+    @torch.inference_mode()
+    def evaluate(self, model: Backbone) -> tuple[float, float]:
+        """Test accuracy (0..1) and mean cross-entropy."""
+        model.eval()
+        data, bs = self.data, self.protocol.eval_batch_size
+        correct = torch.zeros((), device=self.device)
+        total_loss = torch.zeros((), device=self.device)
+        for first in range(0, data.x_test.shape[0], bs):
+            x, y = data.x_test[first:first + bs], data.y_test[first:first + bs]
+            with self.autocast():
+                logits = model(data.normalise(x)).logits.float()
+            correct += (logits.argmax(1) == y).sum()
+            total_loss += F.cross_entropy(logits, y, reduction="sum")
+        m = data.x_test.shape[0]
+        return float(correct) / m, float(total_loss) / m
+
+    @torch.inference_mode()
+    def infer(self, model: Backbone, idx: torch.Tensor, aux: AuxHead | None = None,
+              features: bool = False) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """One batched pass over training images idx ([n] int64): logits, embeddings, pooled stage features
+        (when asked), aux outputs (when an aux head is given). All float32 on the device."""
+        model.eval()
+        if aux is not None:
+            aux.eval()
+        parts: dict[str, list] = {"logits": [], "embeddings": [], "features": [], "aux": []}
+        for first in range(0, idx.numel(), self.protocol.eval_batch_size):
+            x = self.data.normalise(self.data.train_images(idx[first:first + self.protocol.eval_batch_size]))
+            with self.autocast():
+                out = model(x)
+                if aux is not None:
+                    parts["aux"].append(aux(out).float().reshape(-1))
+            parts["logits"].append(out.logits.float())
+            parts["embeddings"].append(out.embedding.float())
+            if features:
+                parts["features"].append([f.float().mean(dim=(2, 3)) for f in out.features])
+        result: dict[str, torch.Tensor | list[torch.Tensor]] = {
+            "logits": torch.cat(parts["logits"]),  # [n, n_classes]
+            "embeddings": torch.cat(parts["embeddings"]),  # [n, d]
+        }
+        if aux is not None:
+            result["aux"] = torch.cat(parts["aux"])  # [n]
+        if features:
+            stages = zip(*parts["features"], strict=True)
+            result["features"] = [torch.cat(stage) for stage in stages]  # per stage: [n, C_s]
+        return result
