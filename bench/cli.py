@@ -1,4 +1,4 @@
-"""Command line: `run_bench.py [options]` runs a benchmark; `run_bench.py report DIR` re-writes a report."""
+"""Command line: `run_bench.py [options]` runs a benchmark; `run_bench.py report DIR` re-writes its report."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from bench.data import ImageData, list_datasets, load_dataset
 from bench.errors import UserError
 from bench.loop import CycleResult, JobSpec
 from bench.models import check_model
+from bench.report import write_report
 from bench.scheduler import run_sequential
 from bench.store import CYCLES, RunStore
 from bench.trainer import resolve_precision
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--devices", default="auto", help="auto, cpu or cuda:N[,cuda:M...] (default auto)")
     add("--name", help="run name (default: PRESET-DATASET)")
     add("--out", type=Path, help="results folder (default results/NAME)")
+    add("--baseline", default="random", help="strategy the report compares against (default random)")
     add("--list-strategies", action="store_true", help="list the registered strategies and exit")
     add("--dry-run", action="store_true", help="print the resolved protocol and the jobs; run nothing")
     return parser
@@ -164,13 +166,18 @@ def job_specs(config: RunConfig) -> list[JobSpec]:
 # ---------------------------------------------------------------------------------------------- output
 
 
-def describe(config: RunConfig, data: ImageData, devices: list[str]) -> str:
+def describe(config: RunConfig, data: ImageData | None, devices: list[str]) -> str:
+    """The resolved run in words (data=None: the dataset is not loaded, as in a dry run)."""
     p = config.protocol
-    shape = "x".join(map(str, data.x_train.shape[1:]))
+    if data is None:
+        dataset = f"dataset   {p.dataset} (not loaded in a dry run)"
+    else:
+        shape = "x".join(map(str, data.x_train.shape[1:]))
+        dataset = (f"dataset   {p.dataset}: {data.x_train.shape[0]} train / {data.x_test.shape[0]} test images, "
+                   f"{shape}, {data.n_classes} classes (augmentation: crop pad {data.pad if p.augment else 0}, "
+                   f"flip {data.flip and p.augment})")
     lines = [
-        f"dataset   {p.dataset}: {data.x_train.shape[0]} train / {data.x_test.shape[0]} test images, {shape}, "
-        f"{data.n_classes} classes (augmentation: crop pad {data.pad if p.augment else 0}, "
-        f"flip {data.flip and p.augment})",
+        dataset,
         f"model     {p.model}",
         f"protocol  preset {config.preset}: initial {p.initial}, budget {p.budget}, cycles {p.cycles} "
         f"(labels {p.initial}..{p.labels_needed()}), subset {p.subset or 'whole pool'}",
@@ -258,13 +265,14 @@ def run(argv: list[str]) -> int:
         return 0
     config = resolve_config(args)
     devices = resolve_devices(config.devices)
-    data = load_dataset(config.protocol.dataset, config.data_root, config.download)
-    config.protocol.validate_pool(int(data.x_train.shape[0]))
-    print(describe(config, data, devices), flush=True)
     if args.dry_run:
+        print(describe(config, None, devices))
         for spec in job_specs(config):
             print(f"job       {spec.key}")
         return 0
+    data = load_dataset(config.protocol.dataset, config.data_root, config.download)
+    config.protocol.validate_pool(int(data.x_train.shape[0]))
+    print(describe(config, data, devices), flush=True)
     prepare_output(config.out)
     store = RunStore(config.out)
     store.write_config(config_payload(config, data, devices, argv))
@@ -276,13 +284,23 @@ def run(argv: list[str]) -> int:
     run_sequential(job_specs(config), data, torch.device(devices[0]), on_cycle)
     accuracy_table(store)
     print(f"results   {config.out / CYCLES}")
+    print(f"report    {write_report(config.out, args.baseline)}")
+    return 0
+
+
+def report(argv: list[str]) -> int:
+    parser = _Parser(prog="run_bench.py report", description="Re-write DIR/report/ from DIR/cycles.parquet.")
+    parser.add_argument("folder", type=Path, help="a results folder (holding cycles.parquet)")
+    parser.add_argument("--baseline", default="random", help="strategy to compare against (default random)")
+    args = parser.parse_args(argv)
+    print(f"report    {write_report(args.folder, args.baseline)}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        return run(argv)
+        return report(argv[1:]) if argv[:1] == ["report"] else run(argv)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

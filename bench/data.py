@@ -9,6 +9,7 @@ npz with allow_pickle=False.
 from __future__ import annotations
 
 import difflib
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +171,8 @@ def load_npz(path: Path) -> ImageData:
     if not path.is_file():
         raise UserError(f"npz dataset file {str(path)!r} does not exist: give the path of an .npz file "
                         "holding x_train, y_train, x_test, y_test.")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: not a readable .npz file (not a zip archive); save it with numpy.savez.")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}

@@ -1,0 +1,627 @@
+"""The run report: RUN_DIR/report/ holds report.md (findings in plain sentences, tables, plots), the tables
+as CSV (full precision), Markdown and LaTeX under tables/, and seaborn plots under plots/. It reads
+RUN_DIR/cycles.parquet and nothing else; the numbers come from bench.stats.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from bench import stats
+from bench.errors import UserError
+
+DPI = 120
+DASH = "–"  # shown for a value that does not exist (too few seeds, not reached)
+Color = tuple[float, float, float]
+
+
+class ReportInputError(UserError, ValueError):
+    """cycles.parquet is missing, unreadable, empty or malformed: a user error (the CLI exits with 2)."""
+
+
+# ---------------------------------------------------------------- input
+
+
+def load_cycles(run_dir: Path) -> pd.DataFrame:
+    """The rows of RUN_DIR/cycles.parquet that a report needs, typed; raises ReportInputError."""
+    path = Path(run_dir) / "cycles.parquet"
+    if not path.is_file():
+        raise ReportInputError(
+            f"No results to report: {path} does not exist. Pass the folder of a run "
+            "(the one that holds cycles.parquet)."
+        )
+    try:
+        cycles = pd.read_parquet(path)
+    except Exception as error:  # pyarrow raises several types for a damaged or foreign file
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        raise ReportInputError(f"Cannot read {path} as parquet ({reason}).") from error
+    return _checked(cycles, path)
+
+
+def _checked(cycles: pd.DataFrame, path: Path) -> pd.DataFrame:
+    missing = [c for c in stats.REQUIRED_COLUMNS if c not in cycles.columns]
+    if missing:
+        raise ReportInputError(f"{path} lacks the column(s) {', '.join(missing)}; it is not a cycles table.")
+    keys = ["dataset", "strategy", "seed", "cycle"]
+    try:
+        cycles = cycles.astype({"dataset": str, "strategy": str, "seed": int, "cycle": int})
+        cycles = cycles.astype({"n_labeled": float, "test_acc": float})
+    except (TypeError, ValueError) as error:
+        raise ReportInputError(f"{path} has a value of the wrong type in {', '.join(keys)}, "
+                               f"n_labeled or test_acc ({error}).") from error
+    finite = np.isfinite(cycles["test_acc"])
+    cycles = cycles[finite].reset_index(drop=True)
+    cycles.attrs["rows_without_accuracy"] = int((~finite).sum())  # said in the report's header
+    if cycles.empty:
+        raise ReportInputError(f"{path} has no finished cycles yet; run the benchmark first.")
+    duplicates = int(cycles.duplicated(keys).sum())
+    if duplicates:
+        raise ReportInputError(f"{path} has {duplicates} duplicate row(s) for one (dataset, strategy, seed, "
+                               "cycle); it was written by more than one run.")
+    return cycles
+
+
+# ---------------------------------------------------------------- analysis
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Every statistic the report shows, for all datasets of one run folder."""
+
+    cycles: pd.DataFrame
+    baseline: str
+    summary: pd.DataFrame  # stats.summarize_cycles
+    aulc_seeds: pd.DataFrame  # stats.aulc_per_seed
+    aulc_summary: pd.DataFrame  # stats.summarize_aulc
+    comparisons: pd.DataFrame  # stats.compare_to_baseline
+    efficiency: pd.DataFrame  # stats.label_efficiency
+    mdd: pd.DataFrame  # stats.min_detectable_difference
+    ranks: pd.DataFrame  # stats.mean_rank
+    penalties: dict[str, pd.DataFrame]  # dataset -> stats.penalty_matrix
+    palette: dict[str, Color]  # strategy -> colour, the same in every plot
+
+
+def analyse(cycles: pd.DataFrame, baseline: str = "random") -> Analysis:
+    summary = stats.summarize_cycles(cycles)
+    aulc_seeds = stats.aulc_per_seed(cycles)
+    aulc_summary = stats.summarize_aulc(aulc_seeds)
+    comparisons = stats.compare_to_baseline(cycles, baseline)
+    penalties = {  # only where some pair of strategies could be tested
+        str(dataset): matrix
+        for dataset, rows in cycles.groupby("dataset", sort=True)
+        if rows["strategy"].nunique() > 1
+        for matrix in [stats.penalty_matrix(rows)]
+        if matrix.notna().to_numpy().any()
+    }
+    return Analysis(
+        cycles=cycles,
+        baseline=baseline,
+        summary=summary,
+        aulc_seeds=aulc_seeds,
+        aulc_summary=aulc_summary,
+        comparisons=comparisons,
+        efficiency=stats.label_efficiency(summary, baseline),
+        mdd=stats.min_detectable_difference(comparisons),
+        ranks=stats.mean_rank(aulc_summary),
+        penalties=penalties,
+        palette=strategy_palette(cycles["strategy"].unique()),
+    )
+
+
+def strategy_palette(strategies: Iterable[object]) -> dict[str, Color]:
+    """A fixed colour per strategy: sorted names mapped onto a seaborn palette."""
+    names = sorted({str(s) for s in strategies})
+    colors = sns.color_palette("colorblind" if len(names) <= 10 else "husl", len(names))
+    return dict(zip(names, colors, strict=True))
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def write_report(run_dir: Path, baseline: str = "random") -> Path:
+    """Write RUN_DIR/report/ from RUN_DIR/cycles.parquet and return the path of report.md.
+
+    Raises ReportInputError (a ValueError and a bench.errors.UserError) when cycles.parquet is missing,
+    unreadable or malformed.
+    """
+    run_dir = Path(run_dir)
+    result = analyse(load_cycles(run_dir), baseline)
+    out = run_dir / "report"
+    for folder in (out, out / "tables", out / "plots"):
+        folder.mkdir(parents=True, exist_ok=True)
+    datasets = sorted(result.cycles["dataset"].unique())
+    slugs = _slugs(datasets)
+    lines = _header(result, run_dir)
+    for dataset in datasets:
+        lines += _dataset_section(result, dataset, slugs[dataset], out)
+    if len(datasets) > 1:
+        lines += _across_datasets(result, out)
+    path = out / "report.md"
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return path
+
+
+def _slugs(datasets: list[str]) -> dict[str, str]:
+    """File-name-safe, distinct names for datasets (npz:/path/x.npz -> npz-path-x.npz)."""
+    slugs: dict[str, str] = {}
+    for dataset in datasets:
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", dataset).strip("-.") or "dataset"
+        while slug in slugs.values():
+            slug += "_"
+        slugs[dataset] = slug
+    return slugs
+
+
+def _header(result: Analysis, run_dir: Path) -> list[str]:
+    cycles = result.cycles
+    runs = sorted(cycles["run"].astype(str).unique()) if "run" in cycles else [run_dir.name]
+    shape = ", ".join([_count(cycles["dataset"].nunique(), "dataset"),
+                       _count(cycles["strategy"].nunique(), "strategy", "strategies"),
+                       _count(cycles["seed"].nunique(), "seed")])
+    dropped = cycles.attrs.get("rows_without_accuracy", 0)
+    left_out = f"; {_count(dropped, 'row')} without a finite test accuracy left out" if dropped else ""
+    return [
+        f"# Active-learning benchmark report: {', '.join(runs)}",
+        "",
+        f"Computed from `cycles.parquet` ({_count(len(cycles), 'row')}: {shape}{left_out}). Baseline: "
+        f"`{result.baseline}`. Intervals are 95% Student-t intervals over seeds. Comparisons pair "
+        "strategies by seed (same seed = same initial labeled set and weights) and use a two-sided paired "
+        "t-test; \"significant\" means p < 0.05 after Holm correction over every test of a dataset (all "
+        "strategies, all budgets and the AULC). Accuracies are in percent, differences in percentage "
+        "points. Tables are also in `tables/` as CSV (full precision), Markdown and LaTeX.",
+        "",
+    ]
+
+
+# ---------------------------------------------------------------- one dataset
+
+
+def _dataset_section(result: Analysis, dataset: str, slug: str, out: Path) -> list[str]:
+    cycles = result.cycles[result.cycles["dataset"] == dataset]
+    has_baseline = result.baseline in set(cycles["strategy"])
+    lines = [f"## Dataset `{dataset}`", "", "### Findings", ""]
+    lines += [f"- {s}" for s in _findings(result, dataset, cycles, has_baseline)]
+    lines += [""] + _curves_part(result, dataset, slug, out)
+    if has_baseline:
+        lines += _comparisons_part(result, dataset, slug, out)
+    lines += _aulc_part(result, dataset, slug, out)
+    if dataset in result.penalties:
+        lines += _penalty_part(result.penalties[dataset], dataset, slug, out)
+    if has_baseline:
+        lines += _efficiency_part(result, dataset, slug, out)
+    return lines
+
+
+def _curves_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[str]:
+    summary = _rows(result.summary, dataset)
+    return (["### Learning curves", ""]
+            + _figure(out, f"learning_curves_{slug}", "Learning curves",
+                      lambda ax: _plot_learning_curves(ax, summary, result.palette, dataset))
+            + _table(out, f"learning_curve_{slug}", summary, _learning_curve_display(summary),
+                     "Test accuracy (%), mean ± half-width of the 95% t-interval over seeds; columns are "
+                     "labeled examples."))
+
+
+def _comparisons_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[str]:
+    comparisons = _rows(result.comparisons, dataset)
+    if comparisons.empty:
+        return []
+    return ([f"### Difference to {result.baseline}", ""]
+            + _figure(out, f"difference_{slug}", f"Difference to {result.baseline}",
+                      lambda ax: _plot_differences(ax, comparisons, result.palette, dataset))
+            + _table(out, f"comparisons_{slug}", comparisons, _comparison_display(comparisons),
+                     f"Strategy minus {result.baseline}, paired by seed (percentage points)."))
+
+
+def _aulc_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[str]:
+    aulc_seeds = _rows(result.aulc_seeds, dataset)
+    aulc_summary = _rows(result.aulc_summary, dataset)
+    return (["### Area under the learning curve", ""]
+            + _figure(out, f"aulc_{slug}", "AULC per strategy",
+                      lambda ax: _plot_aulc(ax, aulc_seeds, aulc_summary, result.palette, dataset))
+            + _table(out, f"aulc_{slug}", aulc_summary, _aulc_display(aulc_summary),
+                     "Trapezoid area under accuracy over labeled examples, divided by the label range (%), "
+                     "over seeds with every cycle."))
+
+
+def _penalty_part(matrix: pd.DataFrame, dataset: str, slug: str, out: Path) -> list[str]:
+    raw = matrix.rename_axis(index="row beats column", columns=None).reset_index()
+    return (["### Penalty matrix", ""]
+            + _figure(out, f"penalty_{slug}", "Penalty matrix", lambda ax: _plot_penalty(ax, matrix, dataset))
+            + _table(out, f"penalty_{slug}", raw, _penalty_display(matrix),
+                     "Share of cycles at which the row strategy is significantly better than the column "
+                     "strategy (paired t-test, p < 0.05, no correction, as in Ash et al. 2020); the last "
+                     "row sums each column: how often that strategy is beaten, lower is better."))
+
+
+def _efficiency_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[str]:
+    efficiency = _rows(result.efficiency, dataset)
+    return (["### Label efficiency", ""]
+            + _table(out, f"label_efficiency_{slug}", efficiency, _efficiency_display(efficiency),
+                     f"Labels each mean curve needs to reach {result.baseline}'s final mean accuracy "
+                     "(linear interpolation between cycles)."))
+
+
+def _rows(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    return frame[frame["dataset"] == dataset].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- findings in words
+
+
+def _findings(result: Analysis, dataset: str, cycles: pd.DataFrame, has_baseline: bool) -> list[str]:
+    baseline = result.baseline
+    sentences = [_design_sentence(cycles)]
+    if not has_baseline:
+        names = ", ".join(sorted(cycles["strategy"].unique()))
+        sentences.append(f"The baseline `{baseline}` is not in this dataset's results (strategies: {names}), "
+                         "so comparisons against it and label efficiency are skipped; choose one of these "
+                         "strategies as the baseline to get them.")
+    else:
+        comparisons = _rows(result.comparisons, dataset)
+        others = sorted(set(cycles["strategy"]) - {baseline})
+        if not others:
+            sentences.append(f"Only the baseline `{baseline}` was run, so there is nothing to compare.")
+        for strategy in others:
+            sentences += _strategy_sentences(comparisons, cycles, strategy, baseline)
+        if others:
+            sentences.append(_mdd_sentence(_rows(result.mdd, dataset)))
+        sentences += _efficiency_sentences(_rows(result.efficiency, dataset), baseline)
+    sentences.append(_aulc_sentence(_rows(result.aulc_summary, dataset), _rows(result.aulc_seeds, dataset)))
+    if dataset in result.penalties:
+        ranking = stats.penalty_ranking(result.penalties[dataset]).dropna()
+        order = ", ".join(f"{name} {value:.2f}" for name, value in ranking.items())
+        sentences.append(f"Penalty-matrix column sums (how often a strategy is significantly beaten, summed "
+                         f"shares of cycles; lower is better): {order}.")
+    elif cycles["strategy"].nunique() > 1:
+        sentences.append("No penalty matrix: no cycle has 2 paired seeds for any pair of strategies.")
+    return sentences
+
+
+def _design_sentence(cycles: pd.DataFrame) -> str:
+    seeds = cycles.groupby("strategy")["seed"].nunique()
+    if seeds.nunique() == 1:
+        per = f"{_count(int(seeds.iloc[0]), 'seed')} each"
+    else:
+        per = "seeds: " + ", ".join(f"{name} {int(n)}" for name, n in seeds.items())
+    labels = cycles["n_labeled"]
+    return (f"{_count(len(seeds), 'strategy', 'strategies')} ({per}); "
+            f"{_count(cycles['cycle'].nunique(), 'cycle')} from "
+            f"{labels.min():,.0f} to {labels.max():,.0f} labeled examples.")
+
+
+def _strategy_sentences(
+    comparisons: pd.DataFrame, cycles: pd.DataFrame, strategy: str, baseline: str
+) -> list[str]:
+    rows = comparisons[comparisons["strategy"] == strategy]
+    per_cycle = rows[rows["metric"] == "test_acc"]
+    sentences = _pairing_sentences(cycles, strategy, baseline)
+    tested = per_cycle[per_cycle["t_p"].notna()]
+    if tested.empty:
+        return sentences + [f"**{strategy}** cannot be tested against {baseline}: fewer than 2 paired seeds."]
+    better = tested[tested["significant"] & (tested["mean_diff"] > 0)]
+    worse = tested[tested["significant"] & (tested["mean_diff"] < 0)]
+    text = f"**{strategy}** beats {baseline} at {len(better)} of {_count(len(per_cycle), 'budget')}"
+    text += " after Holm correction"
+    where = [f"better at {_label_list(better['n_labeled'])} labels"] if len(better) else []
+    if len(worse):
+        text += f" and is worse at {len(worse)}"
+        where.append(f"worse at {_label_list(worse['n_labeled'])} labels")
+    sentences.append(f"{text} ({'; '.join([*where, _pairs_text(tested['n_pairs'])])}).")
+    aulc = rows[rows["metric"] == "aulc"]
+    sentences.append(_aulc_comparison_sentence(aulc.iloc[0] if len(aulc) else None, strategy, baseline))
+    return sentences
+
+
+def _pairing_sentences(cycles: pd.DataFrame, strategy: str, baseline: str) -> list[str]:
+    mine = set(cycles.loc[cycles["strategy"] == strategy, "seed"])
+    theirs = set(cycles.loc[cycles["strategy"] == baseline, "seed"])
+    common = len(mine & theirs)
+    sentences = []
+    for who, lacking in ((strategy, theirs - mine), (baseline, mine - theirs)):
+        if lacking:
+            sentences.append(f"{who} has no results for {_count(len(lacking), 'seed', show=False)} "
+                             f"{_int_list(lacking)}, so {strategy} and {baseline} are compared on the "
+                             f"{_count(common, 'seed')} both have.")
+    return sentences
+
+
+def _aulc_comparison_sentence(row: pd.Series | None, strategy: str, baseline: str) -> str:
+    if row is None or math.isnan(row["t_p"]):
+        return (f"The AULC of {strategy} cannot be compared with {baseline}'s: fewer than 2 seeds with "
+                "complete curves on both sides.")
+    verdict = "significant" if row["significant"] else "not significant"
+    note = f" ({row['t_note']})" if row["t_note"] else ""
+    wilcoxon = "" if math.isnan(row["wilcoxon_p"]) else f", Wilcoxon {_p_is(row['wilcoxon_p'])}"
+    return (f"Over the whole learning curve (AULC) {strategy} differs from {baseline} by "
+            f"{_points(row['mean_diff'])} points (95% CI {_points(row['ci_low'])} to "
+            f"{_points(row['ci_high'])}; paired t-test {_p_is(row['t_p'])}{note}, Holm {_p_is(row['p_holm'])}"
+            f"{wilcoxon}; {int(row['n_pairs'])} seeds): {verdict}.")
+
+
+def _mdd_sentence(mdd: pd.DataFrame) -> str:
+    if mdd.empty:
+        return "Too few seeds (or no seed-to-seed variation) to estimate the smallest detectable difference."
+    row = mdd.iloc[0]
+    return (f"With {int(row['n_pairs'])} seeds, differences under about {100 * row['mdd']:.1f} points "
+            "cannot be detected (half-width of the 95% interval of a paired difference, seed-to-seed spread "
+            "pooled over strategies and budgets; Holm correction raises the bar further).")
+
+
+def _efficiency_sentences(efficiency: pd.DataFrame, baseline: str) -> list[str]:
+    sentences = []
+    for row in efficiency[efficiency["strategy"] != baseline].itertuples(index=False):
+        target = f"{baseline}'s final mean accuracy of {_percent(row.target_acc)}%"
+        if not row.reached:
+            sentences.append(f"{row.strategy} does not reach {target} within {row.max_labels:,.0f} labels.")
+            continue
+        saved = row.labels_saved
+        if abs(saved) < 0.5:
+            change = f"as many as {baseline}"
+        else:
+            word = "fewer" if saved > 0 else "more"
+            change = f"{abs(saved):,.0f} {word} than {baseline}'s {row.baseline_labels:,.0f} " \
+                     f"({abs(row.percent_saved):.0f}% {word})"
+        needed = f"{row.labels_needed:,.0f}"
+        sentences.append(f"{row.strategy} reaches {target} with about {needed} labels, {change}.")
+    return sentences
+
+
+def _aulc_sentence(aulc_summary: pd.DataFrame, aulc_seeds: pd.DataFrame) -> str:
+    incomplete = int((~aulc_seeds["complete"].astype(bool)).sum())
+    skipped = f" ({_count(incomplete, 'incomplete curve')} left out)" if incomplete else ""
+    if aulc_summary.empty:
+        return f"No strategy has a complete learning curve, so there is no AULC{skipped}."
+    best_first = aulc_summary.sort_values("mean", ascending=False)
+    order = ", ".join(f"{r.strategy} {_percent(r.mean)}%" for r in best_first.itertuples(index=False))
+    return f"Mean AULC, best first: {order}{skipped}."
+
+
+def _count(n: int, word: str, plural: str | None = None, show: bool = True) -> str:
+    """'1 seed', '3 seeds' (or just the word with show=False)."""
+    text = word if n == 1 else plural or f"{word}s"
+    return f"{n} {text}" if show else text
+
+
+def _label_list(labels: pd.Series) -> str:
+    return ", ".join(f"{value:,.0f}" for value in sorted(labels))
+
+
+def _int_list(values: set[int]) -> str:
+    return ", ".join(str(v) for v in sorted(values))
+
+
+def _pairs_text(n_pairs: pd.Series) -> str:
+    low, high = int(n_pairs.min()), int(n_pairs.max())
+    return f"{high} paired seeds" if low == high else f"{low} to {high} paired seeds"
+
+
+# ---------------------------------------------------------------- number formats
+
+
+def _percent(x: float) -> str:
+    return DASH if pd.isna(x) else f"{100 * x:.1f}"
+
+
+def _points(x: float) -> str:
+    return DASH if pd.isna(x) else f"{100 * x:+.1f}"
+
+
+def _pvalue(p: float) -> str:
+    if pd.isna(p):
+        return DASH
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _p_is(p: float) -> str:
+    """'p = 0.012' or 'p < 0.001' for a sentence."""
+    text = _pvalue(p)
+    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
+
+
+def _labels(n: float) -> str:
+    return DASH if pd.isna(n) else f"{n:,.0f}"
+
+
+def _mean_pm(mean: float, low: float, high: float) -> str:
+    if pd.isna(low):
+        return _percent(mean)
+    return f"{_percent(mean)} ± {100 * (high - low) / 2:.1f}"
+
+
+# ---------------------------------------------------------------- display tables
+
+
+def _learning_curve_display(summary: pd.DataFrame) -> pd.DataFrame:
+    labels = summary.groupby("cycle")["n_labeled"].mean()
+    cells = summary.assign(cell=[_mean_pm(r.mean, r.ci_low, r.ci_high) for r in summary.itertuples()])
+    wide = cells.pivot(index="strategy", columns="cycle", values="cell").fillna(DASH)
+    wide.columns = [_labels(labels[c]) for c in wide.columns]
+    return wide.reset_index()
+
+
+def _comparison_display(comparisons: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "strategy": comparisons["strategy"],
+        "labels": ["AULC" if m == "aulc" else _labels(n) for m, n in
+                   zip(comparisons["metric"], comparisons["n_labeled"], strict=True)],
+        "pairs": comparisons["n_pairs"].astype(str),
+        "diff (pts)": comparisons["mean_diff"].map(_points),
+        "95% CI (pts)": [f"{_points(lo)} to {_points(hi)}" for lo, hi in
+                         zip(comparisons["ci_low"], comparisons["ci_high"], strict=True)],
+        "t-test p": comparisons["t_p"].map(_pvalue),
+        "Holm p": comparisons["p_holm"].map(_pvalue),
+        "Wilcoxon p": comparisons["wilcoxon_p"].map(_pvalue),
+        "significant": comparisons["significant"].map({True: "yes", False: "no"}),
+    })
+
+
+def _aulc_display(aulc_summary: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "strategy": aulc_summary["strategy"],
+        "seeds": aulc_summary["n_seeds"].astype(str),
+        "AULC (%)": aulc_summary["mean"].map(_percent),
+        "95% CI (%)": [f"{_percent(lo)} to {_percent(hi)}" for lo, hi in
+                       zip(aulc_summary["ci_low"], aulc_summary["ci_high"], strict=True)],
+        "std (pts)": aulc_summary["std"].map(_percent),
+    })
+
+
+def _penalty_display(matrix: pd.DataFrame) -> pd.DataFrame:
+    shown = matrix.apply(lambda column: column.map(lambda v: DASH if pd.isna(v) else f"{v:.2f}"))
+    shown.loc["column sum"] = [f"{v:.2f}" for v in matrix.sum(axis=0, skipna=True)]
+    return shown.rename_axis(index="better \\ worse", columns=None).reset_index()
+
+
+def _efficiency_display(efficiency: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "strategy": efficiency["strategy"],
+        "target (%)": efficiency["target_acc"].map(_percent),
+        "labels needed": [_labels(n) if reached else "not reached" for n, reached in
+                          zip(efficiency["labels_needed"], efficiency["reached"], strict=True)],
+        "labels saved": efficiency["labels_saved"].map(lambda v: DASH if pd.isna(v) else f"{v:+,.0f}"),
+        "saved (%)": efficiency["percent_saved"].map(lambda v: DASH if pd.isna(v) else f"{v:+.0f}"),
+    })
+
+
+def _across_datasets(result: Analysis, out: Path) -> list[str]:
+    ranks = result.ranks
+    display = pd.DataFrame({
+        "strategy": ranks["strategy"],
+        "mean rank": ranks["mean_rank"].map(lambda v: f"{v:.2f}"),
+        "datasets": ranks["n_datasets"].astype(str),
+    })
+    lines = ["## Across datasets", ""]
+    if not ranks.empty:
+        best = ranks.iloc[0]
+        lines += [f"By mean AULC rank (1 = best) over {result.cycles['dataset'].nunique()} datasets, "
+                  f"{best['strategy']} comes first (mean rank {best['mean_rank']:.2f}).", ""]
+    return lines + _table(out, "mean_rank", ranks, display, "Rank of each strategy by mean AULC per dataset, "
+                          "averaged over the datasets it was run on.")
+
+
+# ---------------------------------------------------------------- table writers
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table: first column left-aligned, the others right-aligned."""
+    def cells(values: Iterable[object]) -> str:
+        return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
+
+    rule = "| " + " | ".join(":---" if i == 0 else "---:" for i in range(frame.shape[1])) + " |"
+    body = [cells(row) for row in frame.itertuples(index=False)]
+    return "\n".join([cells(frame.columns), rule, *body])
+
+
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+    "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "–": "--",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_ESCAPES.get(char, char) for char in text)
+
+
+def latex_table(frame: pd.DataFrame) -> str:
+    """A booktabs tabular (needs \\usepackage{booktabs}); first column left-aligned, the others right."""
+    def cells(values: Iterable[object]) -> str:
+        return " & ".join(latex_escape(str(v)) for v in values) + r" \\"
+
+    align = "l" + "r" * (frame.shape[1] - 1)
+    body = [cells(row) for row in frame.itertuples(index=False)]
+    return "\n".join([rf"\begin{{tabular}}{{{align}}}", r"\toprule", cells(frame.columns), r"\midrule",
+                      *body, r"\bottomrule", r"\end{tabular}"])
+
+
+def _table(out: Path, stem: str, raw: pd.DataFrame, display: pd.DataFrame, caption: str) -> list[str]:
+    """Write tables/STEM.csv (raw numbers), .md and .tex (display); return report.md lines."""
+    raw.to_csv(out / "tables" / f"{stem}.csv", index=False)
+    markdown = markdown_table(display)
+    (out / "tables" / f"{stem}.md").write_text(markdown + "\n")
+    (out / "tables" / f"{stem}.tex").write_text(latex_table(display) + "\n")
+    return [f"{caption} (`tables/{stem}.csv`)", "", markdown, ""]
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _figure(
+    out: Path, stem: str, alt: str, draw: Callable[[Axes], None], size: tuple[float, float] = (6.4, 4.2)
+) -> list[str]:
+    """Draw on a fresh Agg-backed figure (no pyplot state), save plots/STEM.png, return report.md lines."""
+    with sns.axes_style("whitegrid"):
+        figure = Figure(figsize=size, layout="constrained")
+        draw(figure.subplots())
+    figure.savefig(out / "plots" / f"{stem}.png", dpi=DPI)
+    return [f"![{alt}](plots/{stem}.png)", ""]
+
+
+def _plot_learning_curves(ax: Axes, summary: pd.DataFrame, palette: dict[str, Color], dataset: str) -> None:
+    names = sorted(summary["strategy"].unique())
+    for name in names:
+        curve = summary[summary["strategy"] == name].sort_values("n_labeled")
+        ax.fill_between(curve["n_labeled"], 100 * curve["ci_low"], 100 * curve["ci_high"],
+                        color=palette[name], alpha=0.2, linewidth=0)
+    sns.lineplot(data=summary.assign(acc=100 * summary["mean"]), x="n_labeled", y="acc", hue="strategy",
+                 hue_order=names, palette={n: palette[n] for n in names}, marker="o", errorbar=None, ax=ax)
+    ax.set(xlabel="labeled examples", ylabel="test accuracy (%)",
+           title=f"{dataset}: mean over seeds, 95% t-interval bands")
+
+
+def _plot_differences(ax: Axes, comparisons: pd.DataFrame, palette: dict[str, Color], dataset: str) -> None:
+    rows = comparisons[comparisons["metric"] == "test_acc"].sort_values("n_labeled")
+    for name, curve in rows.groupby("strategy", sort=True):
+        color = palette[name]
+        x = curve["n_labeled"].to_numpy(float)
+        ax.fill_between(x, 100 * curve["ci_low"], 100 * curve["ci_high"], color=color, alpha=0.2, linewidth=0)
+        ax.plot(x, 100 * curve["mean_diff"], marker="o", color=color, label=name)
+        hits = curve[curve["significant"]]
+        ax.scatter(hits["n_labeled"], 100 * hits["mean_diff"], marker="*", s=160, color=color,
+                   edgecolor="black", linewidth=0.6, zorder=3)
+    ax.scatter([], [], marker="*", s=160, color="white", edgecolor="black", label="significant (Holm)")
+    ax.axhline(0, color="black", linewidth=0.8)
+    baseline = rows["baseline"].iloc[0] if len(rows) else "baseline"
+    ax.set(xlabel="labeled examples", ylabel=f"difference to {baseline} (percentage points)",
+           title=f"{dataset}: paired difference, 95% t-interval bands")
+    ax.legend(title="strategy")
+
+
+def _plot_penalty(ax: Axes, matrix: pd.DataFrame, dataset: str) -> None:
+    sums = matrix.sum(axis=0, skipna=True)
+    sns.heatmap(matrix.astype(float), annot=True, fmt=".2f", vmin=0, vmax=1, cmap="Reds", square=True,
+                linewidths=0.5, cbar_kws={"label": "share of cycles row beats column"}, ax=ax)
+    ax.set_xticklabels([f"{name}\n(sum {sums[name]:.2f})" for name in matrix.columns], rotation=0)
+    ax.set_yticklabels(list(matrix.index), rotation=0)
+    ax.grid(False)
+    ax.set(xlabel="worse strategy (column sum: lower is better)", ylabel="better strategy",
+           title=f"{dataset}: pairwise penalty matrix")
+
+
+def _plot_aulc(
+    ax: Axes, aulc_seeds: pd.DataFrame, aulc_summary: pd.DataFrame, palette: dict[str, Color], dataset: str
+) -> None:
+    names = sorted(aulc_summary["strategy"].unique())
+    seeds = aulc_seeds[aulc_seeds["complete"].astype(bool) & aulc_seeds["strategy"].isin(names)]
+    if names:
+        sns.stripplot(data=seeds.assign(aulc_pct=100 * seeds["aulc"]), x="strategy", y="aulc_pct",
+                      hue="strategy", order=names, hue_order=names, palette={n: palette[n] for n in names},
+                      jitter=0.15, size=6, legend=False, ax=ax)
+        summary = aulc_summary.set_index("strategy").loc[names]
+        mean = 100 * summary["mean"].to_numpy(float)  # [n_strategies]
+        spread = 100 * (summary[["ci_high"]].to_numpy(float).ravel() - summary["mean"].to_numpy(float))
+        ax.errorbar(np.arange(len(names)), mean, yerr=np.nan_to_num(spread), fmt="D", color="black",
+                    capsize=5, label="mean, 95% t-interval")
+        ax.legend(loc="best")
+    ax.set(xlabel="strategy", ylabel="area under learning curve (% accuracy)",
+           title=f"{dataset}: AULC per seed (points) and mean")

@@ -1,0 +1,423 @@
+"""Statistics over the rows of cycles.parquet: learning-curve summaries, area under the learning curve,
+paired tests against a baseline with Holm correction, the pairwise penalty matrix, label efficiency and
+ranks across datasets.
+
+Pure functions on DataFrames: nothing here reads files, plots or prints. Accuracies stay in 0..1; the
+report turns them into percent and percentage points. Everything is computed per dataset, and every
+comparison pairs strategies by seed (same seed = same initial labeled set and weights), using only the
+seeds both sides have.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+from scipy import stats
+
+CONFIDENCE = 0.95  # two-sided confidence level of every interval
+ALPHA = 0.05  # significance level, applied after Holm correction
+# The exact two-sided signed-rank test cannot go below 2 / 2**n: n = 5 gives 0.0625, n = 6 gives 0.031.
+MIN_WILCOXON_PAIRS = 6
+# Paired differences closer together than this are "all equal" (float noise of acc_a - acc_b).
+EQUAL_ATOL = 1e-12
+
+REQUIRED_COLUMNS = ("dataset", "strategy", "seed", "cycle", "n_labeled", "test_acc")
+SUMMARY_COLUMNS = ["dataset", "strategy", "cycle", "n_labeled", "n_seeds", "mean", "std", "ci_low", "ci_high"]
+AULC_SEED_COLUMNS = ["dataset", "strategy", "seed", "n_cycles", "complete", "aulc"]
+AULC_SUMMARY_COLUMNS = ["dataset", "strategy", "n_seeds", "mean", "std", "ci_low", "ci_high"]
+COMPARISON_COLUMNS = [
+    "dataset", "strategy", "baseline", "metric", "cycle", "n_labeled", "n_pairs", "unpaired_seeds",
+    "mean_diff", "sd_diff", "ci_low", "ci_high", "t_p", "t_note", "wilcoxon_p", "wilcoxon_note",
+    "p_holm", "significant",
+]
+EFFICIENCY_COLUMNS = [
+    "dataset", "strategy", "baseline", "target_acc", "labels_needed", "reached", "max_labels",
+    "baseline_labels", "labels_saved", "percent_saved",
+]
+MDD_COLUMNS = ["dataset", "n_pairs", "pooled_sd", "mdd"]
+RANK_COLUMNS = ["strategy", "mean_rank", "n_datasets"]
+
+
+# ---------------------------------------------------------------- intervals and summaries
+
+
+def t_interval(values: ArrayLike) -> tuple[float, float]:
+    """95% Student-t interval (low, high) for the mean of `values`; NaN with fewer than 2 values."""
+    x = np.asarray(values, dtype=float)  # [n]
+    if x.size < 2:
+        return math.nan, math.nan
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
+    return float(x.mean() - half), float(x.mean() + half)
+
+
+def describe(values: ArrayLike) -> dict[str, float]:
+    """n_seeds, mean, std (ddof=1) and the 95% t-interval of one group of per-seed values."""
+    x = np.asarray(values, dtype=float)  # [n_seeds]
+    low, high = t_interval(x)
+    std = float(x.std(ddof=1)) if x.size > 1 else math.nan
+    mean = float(x.mean()) if x.size else math.nan
+    return {"n_seeds": int(x.size), "mean": mean, "std": std, "ci_low": low, "ci_high": high}
+
+
+def summarize_cycles(cycles: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, strategy, cycle): n_labeled, n_seeds, mean, std, 95% t-interval of test_acc.
+
+    n_labeled is the mean over seeds; the protocol makes it the same for every seed.
+    """
+    rows = [
+        {
+            "dataset": dataset,
+            "strategy": strategy,
+            "cycle": int(cycle),
+            "n_labeled": float(group["n_labeled"].mean()),
+            **describe(group["test_acc"]),
+        }
+        for (dataset, strategy, cycle), group in cycles.groupby(["dataset", "strategy", "cycle"], sort=True)
+    ]
+    return _integral_labels(pd.DataFrame(rows, columns=SUMMARY_COLUMNS))
+
+
+def _integral_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """Store n_labeled as int when every value is a whole number (the usual case)."""
+    labels = frame["n_labeled"]
+    if len(labels) and labels.notna().all() and (labels == labels.round()).all():
+        frame["n_labeled"] = labels.astype(int)
+    return frame
+
+
+# ---------------------------------------------------------------- area under the learning curve
+
+
+def aulc(n_labeled: ArrayLike, acc: ArrayLike) -> float:
+    """Trapezoid area under acc(n_labeled) divided by the label range: the curve's mean height, 0..1.
+
+    A curve with a single point (no range) gets that point's accuracy, the limit of the mean height.
+    """
+    x = np.asarray(n_labeled, dtype=float)  # [n_cycles]
+    y = np.asarray(acc, dtype=float)  # [n_cycles]
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    width = x[-1] - x[0]
+    if width == 0:
+        return float(y.mean())
+    return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)) / width)
+
+
+def aulc_per_seed(cycles: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, strategy, seed): its AULC, cycle count, and whether the curve is complete.
+
+    `complete` means the seed has every cycle seen for that dataset; only complete curves cover the same
+    label range, so only they enter AULC summaries and tests.
+    """
+    rows = []
+    for dataset, per_dataset in cycles.groupby("dataset", sort=True):
+        all_cycles = set(per_dataset["cycle"])
+        for (strategy, seed), curve in per_dataset.groupby(["strategy", "seed"], sort=True):
+            rows.append({
+                "dataset": dataset,
+                "strategy": strategy,
+                "seed": int(seed),
+                "n_cycles": int(curve["cycle"].nunique()),
+                "complete": set(curve["cycle"]) == all_cycles,
+                "aulc": aulc(curve["n_labeled"], curve["test_acc"]),
+            })
+    return pd.DataFrame(rows, columns=AULC_SEED_COLUMNS)
+
+
+def summarize_aulc(aulc_seeds: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and 95% t-interval of the AULC per (dataset, strategy), over complete curves only."""
+    complete = aulc_seeds[aulc_seeds["complete"].astype(bool)]
+    rows = [
+        {"dataset": dataset, "strategy": strategy, **describe(group["aulc"])}
+        for (dataset, strategy), group in complete.groupby(["dataset", "strategy"], sort=True)
+    ]
+    return pd.DataFrame(rows, columns=AULC_SUMMARY_COLUMNS)
+
+
+# ---------------------------------------------------------------- paired tests
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """A paired comparison of a against b over seeds; differences are a - b."""
+
+    n_pairs: int
+    mean_diff: float  # mean of a - b
+    sd_diff: float  # standard deviation (ddof=1) of a - b
+    ci_low: float  # 95% t-interval of the mean difference
+    ci_high: float
+    t_p: float  # two-sided p of the paired t-test (see paired_test for equal differences)
+    t_note: str  # why t_p is NaN or not a t-test p; "" otherwise
+    wilcoxon_p: float  # two-sided Wilcoxon signed-rank p; NaN when too few non-zero differences
+    wilcoxon_note: str
+
+
+def paired_test(a: ArrayLike, b: ArrayLike) -> PairedTest:
+    """Paired t-test (scipy.stats.ttest_rel) and Wilcoxon signed-rank test of a against b.
+
+    When every difference is equal the t statistic is 0/0 or +-inf and scipy returns NaN. We then report:
+    p = 1 when all differences are zero (no difference seen), and otherwise the exact two-sided sign-test
+    p = 2 / 2**n, the smallest p any test on the ranks or signs of n pairs can give. A constant shift
+    thus counts as significant only when there are enough seeds to show it, not with 2 or 3 seeds.
+    """
+    a = np.asarray(a, dtype=float)  # [n_pairs]
+    b = np.asarray(b, dtype=float)  # [n_pairs]
+    diff = a - b  # [n_pairs]
+    low, high = t_interval(diff)
+    t_p, t_note = _t_test_p(a, b)
+    w_p, w_note = _wilcoxon_p(a, b)
+    return PairedTest(
+        n_pairs=int(diff.size),
+        mean_diff=float(diff.mean()) if diff.size else math.nan,
+        sd_diff=float(diff.std(ddof=1)) if diff.size > 1 else math.nan,
+        ci_low=low,
+        ci_high=high,
+        t_p=t_p,
+        t_note=t_note,
+        wilcoxon_p=w_p,
+        wilcoxon_note=w_note,
+    )
+
+
+def _t_test_p(a: np.ndarray, b: np.ndarray) -> tuple[float, str]:
+    diff = a - b  # [n_pairs]
+    if diff.size < 2:
+        return math.nan, "fewer than 2 paired seeds"
+    if np.ptp(diff) <= EQUAL_ATOL:
+        if abs(diff[0]) <= EQUAL_ATOL:
+            return 1.0, "all differences zero: p set to 1"
+        return 2.0 ** (1 - diff.size), "all differences equal: exact sign-test p"
+    return float(stats.ttest_rel(a, b).pvalue), ""
+
+
+def _wilcoxon_p(a: np.ndarray, b: np.ndarray) -> tuple[float, str]:
+    diff = a - b  # [n_pairs]
+    diff = np.where(np.abs(diff) <= EQUAL_ATOL, 0.0, diff)  # float noise counts as a tie at zero
+    nonzero = int(np.count_nonzero(diff))
+    if nonzero < MIN_WILCOXON_PAIRS:
+        return math.nan, f"needs {MIN_WILCOXON_PAIRS} non-zero differences to reach p<0.05, has {nonzero}"
+    return float(stats.wilcoxon(diff).pvalue), ""
+
+
+def holm(pvalues: ArrayLike) -> np.ndarray:
+    """Holm step-down adjusted p-values; NaN entries stay NaN and are not part of the family.
+
+    Sorted ascending, the k-th smallest (k from 0) of m is multiplied by m - k; a running maximum keeps
+    the adjusted values in the same order as the raw ones, and they are capped at 1.
+    """
+    p = np.asarray(pvalues, dtype=float)  # [n_tests]
+    adjusted = np.full(p.shape, math.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    m = tested.size
+    order = tested[np.argsort(p[tested], kind="stable")]  # indices of tested p, smallest first
+    scaled = (m - np.arange(m)) * p[order]
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return adjusted
+
+
+def _by_seed(frame: pd.DataFrame, value: str) -> pd.Series:
+    """Values indexed by seed (rows of one strategy at one cycle, or one strategy's AULC rows)."""
+    return frame.set_index("seed")[value]
+
+
+def _pair(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Values of a and b on the seeds both have, and the seeds only one of them has."""
+    common = a.index.intersection(b.index).sort_values()
+    unpaired = sorted(int(s) for s in a.index.symmetric_difference(b.index))
+    return a.loc[common].to_numpy(float), b.loc[common].to_numpy(float), unpaired
+
+
+def _comparison_row(test: PairedTest, unpaired: list[int], **keys: object) -> dict[str, object]:
+    return {**keys, "n_pairs": test.n_pairs, "unpaired_seeds": ", ".join(map(str, unpaired)),
+            "mean_diff": test.mean_diff, "sd_diff": test.sd_diff, "ci_low": test.ci_low,
+            "ci_high": test.ci_high, "t_p": test.t_p, "t_note": test.t_note,
+            "wilcoxon_p": test.wilcoxon_p, "wilcoxon_note": test.wilcoxon_note}
+
+
+def compare_to_baseline(cycles: pd.DataFrame, baseline: str = "random") -> pd.DataFrame:
+    """Paired comparison of every strategy against `baseline`, per cycle (metric "test_acc") and on the
+    AULC (metric "aulc", complete curves only), per dataset. Differences are strategy - baseline.
+
+    Holm correction runs over all t-tests of one dataset (every strategy, every cycle and the AULC);
+    `significant` is p_holm < ALPHA. Datasets without the baseline are left out.
+    """
+    aulc_seeds = aulc_per_seed(cycles)
+    aulc_seeds = aulc_seeds[aulc_seeds["complete"].astype(bool)]
+    frames = []
+    for dataset, per_dataset in cycles.groupby("dataset", sort=True):
+        if baseline not in set(per_dataset["strategy"]):
+            continue
+        rows = _cycle_comparisons(per_dataset, baseline) + _aulc_comparisons(
+            aulc_seeds[aulc_seeds["dataset"] == dataset], baseline
+        )
+        frame = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+        frame["p_holm"] = holm(frame["t_p"].to_numpy(float))
+        frame["significant"] = frame["p_holm"] < ALPHA  # NaN compares False
+        frames.append(frame)
+    if not frames:
+        return _typed_comparisons(pd.DataFrame(columns=COMPARISON_COLUMNS))
+    return _typed_comparisons(pd.concat(frames, ignore_index=True))
+
+
+def _cycle_comparisons(per_dataset: pd.DataFrame, baseline: str) -> list[dict[str, object]]:
+    rows = []
+    dataset = per_dataset["dataset"].iloc[0]
+    base = per_dataset[per_dataset["strategy"] == baseline]
+    for strategy, own in per_dataset[per_dataset["strategy"] != baseline].groupby("strategy", sort=True):
+        for cycle in sorted(set(own["cycle"]) & set(base["cycle"])):
+            mine, theirs = own[own["cycle"] == cycle], base[base["cycle"] == cycle]
+            a, b, unpaired = _pair(_by_seed(mine, "test_acc"), _by_seed(theirs, "test_acc"))
+            rows.append(_comparison_row(
+                paired_test(a, b), unpaired, dataset=dataset, strategy=strategy, baseline=baseline,
+                metric="test_acc", cycle=int(cycle),
+                n_labeled=float(pd.concat([mine, theirs])["n_labeled"].mean()),
+            ))
+    return rows
+
+
+def _aulc_comparisons(aulc_seeds: pd.DataFrame, baseline: str) -> list[dict[str, object]]:
+    rows = []
+    base = aulc_seeds[aulc_seeds["strategy"] == baseline]
+    for strategy, own in aulc_seeds[aulc_seeds["strategy"] != baseline].groupby("strategy", sort=True):
+        a, b, unpaired = _pair(_by_seed(own, "aulc"), _by_seed(base, "aulc"))
+        rows.append(_comparison_row(
+            paired_test(a, b), unpaired, dataset=own["dataset"].iloc[0], strategy=strategy,
+            baseline=baseline, metric="aulc", cycle=None, n_labeled=math.nan,
+        ))
+    return rows
+
+
+def _typed_comparisons(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["cycle"] = pd.array(frame["cycle"].tolist(), dtype="Int64")  # <NA> on AULC rows
+    for column in ("n_labeled", "mean_diff", "sd_diff", "ci_low", "ci_high", "t_p", "wilcoxon_p", "p_holm"):
+        frame[column] = frame[column].astype(float)
+    frame["n_pairs"] = frame["n_pairs"].astype(int)
+    frame["significant"] = frame["significant"].astype(bool)
+    return frame
+
+
+# ---------------------------------------------------------------- penalty matrix
+
+
+def penalty_matrix(cycles: pd.DataFrame) -> pd.DataFrame:
+    """Pairwise penalty matrix of one dataset (Ash et al., BADGE, ICLR 2020).
+
+    Entry (i, j) is the share of cycles at which a two-sided paired t-test at ALPHA (no multiplicity
+    correction, as in the paper) finds row strategy i better than column strategy j: p < ALPHA and mean
+    difference i - j > 0. The share is over the cycles where i and j have at least 2 paired seeds. The
+    column sum of j counts how often j is beaten, so a lower column sum is better. The diagonal is NaN.
+    """
+    if cycles["dataset"].nunique() > 1:
+        raise ValueError("penalty_matrix takes the rows of one dataset; filter on 'dataset' first.")
+    names = sorted(set(cycles["strategy"]))
+    wins = pd.DataFrame(0.0, index=names, columns=names)
+    tested = pd.DataFrame(0, index=names, columns=names)
+    for _, at_cycle in cycles.groupby("cycle", sort=True):
+        by_seed = at_cycle.pivot(index="seed", columns="strategy", values="test_acc")  # [n_seeds, n_strat]
+        for i in names:
+            for j in names:
+                if i == j or i not in by_seed or j not in by_seed:
+                    continue
+                pair = by_seed[[i, j]].dropna()
+                if len(pair) < 2:
+                    continue
+                test = paired_test(pair[i], pair[j])
+                tested.loc[i, j] += 1
+                wins.loc[i, j] += float(test.t_p < ALPHA and test.mean_diff > 0)
+    matrix = wins / tested.where(tested > 0)
+    for name in names:
+        matrix.loc[name, name] = math.nan
+    matrix.index.name, matrix.columns.name = "better", "worse"
+    return matrix
+
+
+def penalty_ranking(matrix: pd.DataFrame) -> pd.Series:
+    """Column sums of the penalty matrix (how often each strategy is beaten), lowest (best) first; NaN
+    for a strategy never tested against any other."""
+    return matrix.sum(axis=0, skipna=True, min_count=1).sort_values(kind="stable").rename("penalty")
+
+
+# ---------------------------------------------------------------- label efficiency
+
+
+def labels_to_reach(n_labeled: ArrayLike, acc: ArrayLike, target: float) -> float:
+    """Labels at which the curve first reaches `target`, interpolating linearly between the two cycles
+    around the crossing; NaN when it never does."""
+    x = np.asarray(n_labeled, dtype=float)  # [n_cycles]
+    y = np.asarray(acc, dtype=float)  # [n_cycles]
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    hits = np.flatnonzero(y >= target)
+    if hits.size == 0:
+        return math.nan
+    k = int(hits[0])
+    if k == 0:
+        return float(x[0])
+    return float(x[k - 1] + (target - y[k - 1]) * (x[k] - x[k - 1]) / (y[k] - y[k - 1]))
+
+
+def label_efficiency(summary: pd.DataFrame, baseline: str = "random") -> pd.DataFrame:
+    """Labels each strategy's mean curve needs to reach the baseline's final mean accuracy, per dataset.
+
+    The baseline's own labels use the same rule (normally its final n_labeled), so its saving is 0.
+    labels_saved = baseline_labels - labels_needed (positive = fewer labels); NaN when not reached.
+    """
+    rows = []
+    for dataset, per_dataset in summary.groupby("dataset", sort=True):
+        base = per_dataset[per_dataset["strategy"] == baseline].sort_values("n_labeled")
+        if base.empty:
+            continue
+        target = float(base["mean"].iloc[-1])
+        base_labels = labels_to_reach(base["n_labeled"], base["mean"], target)
+        for strategy, curve in per_dataset.groupby("strategy", sort=True):
+            needed = labels_to_reach(curve["n_labeled"], curve["mean"], target)
+            rows.append({
+                "dataset": dataset, "strategy": strategy, "baseline": baseline, "target_acc": target,
+                "labels_needed": needed, "reached": not math.isnan(needed),
+                "max_labels": float(curve["n_labeled"].max()), "baseline_labels": base_labels,
+                "labels_saved": base_labels - needed,
+                "percent_saved": 100 * (base_labels - needed) / base_labels,
+            })
+    return pd.DataFrame(rows, columns=EFFICIENCY_COLUMNS)
+
+
+# ---------------------------------------------------------------- across datasets and power
+
+
+def mean_rank(aulc_summary: pd.DataFrame) -> pd.DataFrame:
+    """Mean over datasets of each strategy's rank by mean AULC (1 = best, ties share the average rank),
+    with the number of datasets it was ranked on; best first."""
+    ranked = aulc_summary.dropna(subset=["mean"]).copy()
+    ranked["rank"] = ranked.groupby("dataset")["mean"].rank(ascending=False, method="average")
+    table = ranked.groupby("strategy")["rank"].agg(mean_rank="mean", n_datasets="count").reset_index()
+    return table.sort_values(["mean_rank", "strategy"], kind="stable", ignore_index=True)[RANK_COLUMNS]
+
+
+def min_detectable_difference(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """Smallest mean paired difference the per-cycle tests of each dataset could call significant.
+
+    mdd = t_{0.975, n-1} * sd / sqrt(n): the half-width of the 95% interval of a mean paired difference,
+    so an observed difference below it has p >= 0.05 in the paired t-test even before Holm correction
+    (and a true difference of exactly mdd is detected only about half the time). sd pools the variances
+    of the per-cycle differences over strategies and cycles, weighted by n_pairs - 1. Groups whose
+    differences have zero variance (for example cycle 0 when training is deterministic and the initial
+    sets are shared) are left out so they do not fake precision. n is the most common number of pairs
+    (the design's seed count unless jobs failed; ties go to the larger).
+    """
+    rows = []
+    per_cycle = comparisons[(comparisons["metric"] == "test_acc") & (comparisons["n_pairs"] >= 2)]
+    for dataset, group in per_cycle.groupby("dataset", sort=True):
+        group = group[group["sd_diff"] > EQUAL_ATOL]
+        if group.empty:
+            continue
+        dof = group["n_pairs"] - 1
+        pooled_sd = math.sqrt(float((dof * group["sd_diff"] ** 2).sum() / dof.sum()))
+        counts = group["n_pairs"].value_counts()
+        n = int(counts[counts == counts.max()].index.max())
+        mdd = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * pooled_sd / math.sqrt(n)
+        rows.append({"dataset": dataset, "n_pairs": n, "pooled_sd": pooled_sd, "mdd": float(mdd)})
+    return pd.DataFrame(rows, columns=MDD_COLUMNS)

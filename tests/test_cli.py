@@ -1,0 +1,108 @@
+"""The command line end to end on tiny protocols: output files, determinism, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from conftest import ROOT, TINY
+
+
+def test_run_writes_the_store(cli, tmp_path, tiny_npz):
+    out = tmp_path / "run"
+    status, stdout, _ = cli("--strategies", "entropy", "random", "--dataset", f"npz:{tiny_npz}", *TINY,
+                            "--seeds", "2", "--subset", "100", "--out", out)
+    assert status == 0
+    assert f"dataset   npz:{tiny_npz}: 200 train / 80 test images" in stdout and "Test accuracy" in stdout
+    cycles = pd.read_parquet(out / "cycles.parquet")
+    assert len(cycles) == 2 * 2 * 3
+    assert sorted(cycles["n_labeled"].unique()) == [20, 40, 60]
+    for column in ("run", "dataset", "model", "strategy", "seed", "cycle", "n_labeled", "test_acc", "test_loss",
+                   "train_seconds", "select_seconds", "config_hash", "finished_at"):
+        assert column in cycles.columns, column
+    assert cycles["test_acc"].between(0, 1).all() and cycles["config_hash"].nunique() == 1
+    selections = pd.read_parquet(out / "selections.parquet")
+    # Each job's rows rebuild its labeled sets: 20 initial + 20 + 20 distinct indices.
+    for (_, _), rows in selections.groupby(["strategy", "seed"]):
+        assert len(rows) == 60 and rows["index"].nunique() == 60
+        assert rows.groupby("cycle").size().tolist() == [20, 20, 20]
+    config = json.loads((out / "config.json").read_text())
+    assert config["protocol"]["initial"] == 20 and config["versions"]["torch"]
+    assert config["git_commit"] and config["dataset"]["n_train"] == 200
+
+
+def test_same_command_twice_gives_identical_results(cli, tmp_path, tiny_npz):
+    args = ["--strategies", "margin", "random", "--dataset", f"npz:{tiny_npz}", *TINY]
+    assert cli(*args, "--out", tmp_path / "a")[0] == 0
+    assert cli(*args, "--out", tmp_path / "b")[0] == 0
+    a, b = (pd.read_parquet(tmp_path / d / "cycles.parquet") for d in ("a", "b"))
+    pd.testing.assert_series_equal(a["test_acc"], b["test_acc"])
+    sa, sb = (pd.read_parquet(tmp_path / d / "selections.parquet") for d in ("a", "b"))
+    pd.testing.assert_frame_equal(sa, sb)
+
+
+def test_dry_run_prints_the_protocol_and_jobs_and_writes_nothing(cli, tmp_path):
+    status, stdout, _ = cli("--preset", "paper", "--dry-run", "--strategies", "entropy", "--seeds", "2",
+                            "--out", tmp_path / "x")
+    assert status == 0
+    assert "cifar10 (not loaded in a dry run)" in stdout and "model     resnet18" in stdout
+    assert "initial 1000, budget 1000, cycles 10" in stdout and "subset 10000" in stdout
+    assert "200 epochs, batch 128, SGD lr 0.1 momentum 0.9 weight decay 0.0005, milestones [160]" in stdout
+    assert "job       entropy/seed1" in stdout
+    assert not (tmp_path / "x").exists()
+
+
+def test_list_strategies(cli):
+    status, stdout, _ = cli("--list-strategies")
+    assert status == 0 and "least-confidence (lc)" in stdout and "random" in stdout
+
+
+BAD_INPUTS = [
+    (["--strategies", "entrpy"], "Unknown strategy 'entrpy' (did you mean 'entropy'?)"),
+    (["--dataset", "cifar-10"], "Unknown dataset 'cifar-10'"),
+    (["--model", "resnet19"], "Unknown model 'resnet19'"),
+    (["--preset", "papr"], "Unknown preset 'papr'"),
+    (["--seeds", "0"], "--seeds: expected a positive integer"),
+    (["--initial", "2000"], "The 'initial' parameter must be smaller than the training pool (1437 examples)"),
+    (["--budget", "400"], "the training pool has 1437"),
+    (["--subset", "10", "--budget", "20"], "The 'subset' parameter must be at least the budget (20)"),
+    (["--dataset", "npz:/nonexistent/file.npz"], "does not exist"),
+    (["--budget", "-5"], "The 'budget' parameter must be a positive integer. Got -5 instead."),
+    (["--epochs", "0"], "The 'epochs' parameter must be a positive integer. Got 0 instead."),
+    (["--devices", "tpu"], "Unknown device 'tpu'"),
+    (["--strategy-param", "entropy.depth=3"], "has no parameter 'depth'"),
+    (["--bogus-flag"], "unrecognized arguments: --bogus-flag"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(cli, tmp_path, args, message):
+    out = tmp_path / "out"
+    status, stdout, stderr = cli(*args, "--out", out, "--epochs", "1") if "--epochs" not in args else \
+        cli(*args, "--out", out)
+    assert status == 2
+    assert stderr.count("\n") == 1 and stderr.startswith("error: ") and message in stderr, stderr
+    assert "Traceback" not in stderr
+    assert not out.exists()
+
+
+def test_bad_input_through_the_real_entry_point(tmp_path):
+    """The same through run_bench.py in a subprocess: exit status 2, one line, no traceback."""
+    result = subprocess.run([sys.executable, str(ROOT / "run_bench.py"), "--strategies", "nope", "--out",
+                             str(tmp_path / "o")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "Unknown strategy 'nope'" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_existing_results_are_never_overwritten(cli, tmp_path, tiny_npz):
+    out = tmp_path / "run"
+    args = ["--strategies", "random", "--dataset", f"npz:{tiny_npz}", *TINY, "--out", out]
+    assert cli(*args)[0] == 0
+    before = (out / "cycles.parquet").read_bytes()
+    status, _, stderr = cli(*args[:-2], "--epochs", "2", "--out", out)
+    assert status == 2 and "--name" in stderr
+    assert (out / "cycles.parquet").read_bytes() == before

@@ -1,0 +1,124 @@
+"""Hand-worked selections for the uncertainty baselines, tie-breaking, and the registry's refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import strategies
+from bench.errors import UserError
+from bench.models import create_model
+from strategies import PoolInputs, create_strategy, top_k
+
+# Four candidates, three classes. By hand:
+#   entropy:  row 0 uniform (log 3 = 1.099) > row 2 (0.5, 0.5, 0: log 2 = 0.693) > row 3 > row 1 (certain: 0)
+#   margin:   gaps 0, 1.0, 0.0, 0.6 -> rows 0 and 2 tie at 0 (lower position first), then 3, then 1
+#   least-confidence: 1 - max = 2/3, 0, 1/2, 0.2 -> 0, 2, 3, 1
+PROBS = torch.tensor([
+    [1 / 3, 1 / 3, 1 / 3],
+    [1.0, 0.0, 0.0],
+    [0.5, 0.5, 0.0],
+    [0.8, 0.2, 0.0],
+])
+
+
+def inputs(probs: torch.Tensor, seed: int = 0) -> PoolInputs:
+    model = create_model("cnn", 1, probs.shape[1], 0)
+    return PoolInputs(n=probs.shape[0], rng=np.random.default_rng(seed), model=model, device=torch.device("cpu"),
+                      probs=probs, logits=torch.log(probs.clamp_min(1e-12)))
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("entropy", [0, 2, 3, 1]),
+    ("margin", [0, 2, 3, 1]),
+    ("least-confidence", [0, 2, 3, 1]),
+    ("lc", [0, 2, 3, 1]),
+])
+def test_hand_worked_rankings(name, expected):
+    assert create_strategy(name).select(inputs(PROBS), 4).tolist() == expected
+
+
+def test_entropy_scores_match_formula():
+    scores = create_strategy("entropy").score(inputs(PROBS))
+    np.testing.assert_allclose(scores.numpy(), [np.log(3), 0.0, np.log(2), -(0.8 * np.log(0.8) + 0.2 * np.log(0.2))],
+                               rtol=1e-5)
+
+
+def test_margin_prefers_the_smaller_gap_among_unequal_rows():
+    probs = torch.tensor([[0.6, 0.4, 0.0], [0.45, 0.35, 0.2], [0.9, 0.05, 0.05]])  # gaps 0.2, 0.1, 0.85
+    assert create_strategy("margin").select(inputs(probs), 2).tolist() == [1, 0]
+
+
+def test_ties_go_to_the_lower_position_and_nan_ranks_last():
+    assert top_k(np.array([1.0, 3.0, 3.0, np.nan, 3.0]), 4).tolist() == [1, 2, 4, 0]
+    assert top_k(torch.tensor([float("nan"), 0.0, float("nan")]), 3).tolist() == [1, 0, 2]
+    identical = torch.full((6, 3), 1 / 3)
+    assert create_strategy("entropy").select(inputs(identical), 3).tolist() == [0, 1, 2]
+
+
+def test_random_depends_only_on_the_passed_generator():
+    probs = torch.full((50, 3), 1 / 3)
+    a = create_strategy("random").select(inputs(probs, seed=7), 10)
+    b = create_strategy("random").select(inputs(probs, seed=7), 10)
+    c = create_strategy("random").select(inputs(probs, seed=8), 10)
+    assert a.tolist() == b.tolist() and a.tolist() != c.tolist()
+    assert len(set(a.tolist())) == 10
+
+
+def test_unknown_name_lists_known_ones_and_closest_match():
+    with pytest.raises(UserError, match=r"did you mean 'entropy'.*random"):
+        strategies.canonical_name("entrpy")
+
+
+def test_duplicate_name_is_refused():
+    with pytest.raises(UserError, match="taken"):
+        class Again(strategies.Strategy):
+            name = "entropy"
+
+    with pytest.raises(UserError, match="taken"):
+        class AliasClash(strategies.Strategy):
+            name = "a-new-one-with-a-clashing-alias"
+            aliases = ("lc",)
+
+
+def test_unknown_or_ill_typed_parameter_is_a_user_error():
+    class WithParam(strategies.Strategy):
+        name = "test-with-param"
+        params = {"depth": 2, "greedy": True}
+
+        def score(self, inputs):
+            return np.zeros(inputs.n)
+
+    assert create_strategy("test-with-param", depth="5", greedy="false").depth == 5
+    assert create_strategy("test-with-param", greedy="false").greedy is False
+    with pytest.raises(UserError, match="no parameter 'width'"):
+        create_strategy("test-with-param", width=1)
+    with pytest.raises(UserError, match="must be a int"):
+        create_strategy("test-with-param", depth="deep")
+
+
+def test_strategy_file_registers_its_strategy(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text(
+        "from strategies import Strategy\n\n"
+        "class Smallest(Strategy):\n"
+        "    '''Picks the lowest positions (test only).'''\n"
+        "    name = 'test-smallest-position'\n\n"
+        "    def score(self, inputs):\n"
+        "        return -__import__('numpy').arange(inputs.n)\n"
+    )
+    assert strategies.load_strategy_file(path) == ["test-smallest-position"]
+    assert create_strategy("test-smallest-position").select(inputs(PROBS), 2).tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("source, message", [
+    ("def broken(:\n", "syntax error at line 1"),
+    ("x = 1\n", "defines no strategy"),
+    ("raise RuntimeError('boom')\n", "failed to import"),
+])
+def test_bad_strategy_files(tmp_path, source, message):
+    path = tmp_path / f"bad{abs(hash(source))}.py"
+    path.write_text(source)
+    with pytest.raises(UserError, match=message):
+        strategies.load_strategy_file(path)

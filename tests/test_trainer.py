@@ -1,0 +1,103 @@
+"""The shared trainer: batched augmentation against a per-image reference, schedule order, odd batches."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from bench.config import Protocol
+from bench.data import load_dataset
+from bench.models import create_model
+from bench.trainer import DeviceData, Trainer, crop_flip, resolve_precision
+
+
+def test_crop_flip_matches_a_per_image_crop_and_flip():
+    pad, h, w = 2, 5, 6
+    x = torch.randint(0, 255, (16, 3, h + 2 * pad, w + 2 * pad), dtype=torch.uint8)
+    gen = torch.Generator().manual_seed(3)
+    out = crop_flip(x, pad, True, gen)
+    # Redraw the same random numbers in the same order, then crop and flip each image by hand.
+    gen = torch.Generator().manual_seed(3)
+    oy = torch.randint(0, 2 * pad + 1, (16, 1), generator=gen)
+    ox = torch.randint(0, 2 * pad + 1, (16, 1), generator=gen)
+    flips = torch.rand(16, 1, generator=gen) < 0.5
+    for i in range(16):
+        crop = x[i, :, oy[i, 0]:oy[i, 0] + h, ox[i, 0]:ox[i, 0] + w]
+        expected = crop.flip(2) if flips[i, 0] else crop
+        assert torch.equal(out[i], expected), i
+    assert flips.any() and not flips.all()  # both branches exercised
+
+
+def test_crop_without_flip_never_mirrors():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.uint8).reshape(2, 1, 4, 4)
+    out = crop_flip(x, 0, False, torch.Generator().manual_seed(0))
+    assert torch.equal(out, x)
+
+
+def test_normalise_uses_dataset_mean_and_std():
+    data = load_dataset("digits")
+    dev = DeviceData.from_images(data, torch.device("cpu"))
+    x = dev.normalise(data.x_test[:4])
+    expected = (data.x_test[:4].float() / 255 - data.mean[0]) / data.std[0]
+    torch.testing.assert_close(x, expected)
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert dev.x_train.shape[-1] == data.x_train.shape[-1] + 2 * data.pad  # padded once, up front
+    assert torch.equal(dev.train_images(torch.arange(3)), data.x_train[:3])
+
+
+def test_precision_resolution():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == torch.float32
+    assert resolve_precision("bf16", cpu) == torch.bfloat16
+    assert resolve_precision("auto", cpu) in (torch.float32, torch.bfloat16)
+
+
+def _trainer(**changes) -> tuple[Trainer, int]:
+    data = load_dataset("digits")
+    protocol = dataclasses.replace(Protocol(), precision="fp32", **changes)
+    return Trainer(DeviceData.from_images(data, torch.device("cpu")), protocol, torch.device("cpu")), data.n_classes
+
+
+def test_schedule_steps_after_the_optimizer(monkeypatch):
+    """With milestone 2, epochs 1-2 train at lr and epoch 3 at lr * gamma (the reference code's
+    scheduler-before-optimizer order would already decay in epoch 2)."""
+    trainer, n_classes = _trainer(epochs=3, milestones=(2,), lr=0.1, batch_size=10)
+    seen: list[float] = []
+    original = torch.optim.SGD.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    model = create_model("cnn", 1, n_classes, 0)
+    trainer.fit(model, torch.arange(20), torch.Generator().manual_seed(0))
+    assert seen == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.01, 0.01])  # 2 steps per epoch
+
+
+def test_odd_last_batch_and_batch_of_one_train():
+    trainer, n_classes = _trainer(epochs=1, batch_size=4)
+    model = create_model("cnn", 1, n_classes, 0)
+    result = trainer.fit(model, torch.arange(9), torch.Generator().manual_seed(0))  # batches 4, 4, 1
+    assert np.isfinite(result.final_loss)
+
+
+def test_training_learns_digits():
+    trainer, n_classes = _trainer(epochs=15)
+    model = create_model("cnn", 1, n_classes, 0)
+    before, _ = trainer.evaluate(model)
+    trainer.fit(model, torch.arange(300), torch.Generator().manual_seed(0))
+    after, _ = trainer.evaluate(model)
+    assert after > 0.85 > before
+
+
+def test_infer_returns_pool_outputs():
+    trainer, n_classes = _trainer()
+    model = create_model("cnn", 1, n_classes, 0)
+    out = trainer.infer(model, torch.arange(7), features=True)
+    assert out["logits"].shape == (7, n_classes)
+    assert out["embeddings"].shape == (7, model.embedding_dim)
+    assert [f.shape[1] for f in out["features"]] == model.stage_channels
