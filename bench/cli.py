@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import json
+import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,11 +18,12 @@ from bench import provenance
 from bench.config import PRECISIONS, PRESETS, Protocol, RunConfig, preset_protocol
 from bench.data import ImageData, list_datasets, load_dataset
 from bench.errors import UserError
-from bench.loop import CycleResult, JobSpec
+from bench.loop import JobSpec, JobState, start_state
 from bench.models import check_model
+from bench.progress import Progress
 from bench.report import write_report
-from bench.scheduler import run_sequential
-from bench.store import CYCLES, RunStore
+from bench.scheduler import DataSource, Driver, Outcome, make_pool
+from bench.store import CHECKPOINTS, CONFIG, CYCLES, FAILURES, SELECTIONS, FolderLock, RunStore
 from bench.trainer import resolve_precision
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--strategy-param", action="append", default=[], metavar="STRATEGY.KEY=VALUE",
         help="a strategy parameter, e.g. learning-loss.margin=0.5 (repeatable)")
     add("--devices", default="auto", help="auto, cpu or cuda:N[,cuda:M...] (default auto)")
+    add("--jobs", type=_positive, default=1, metavar="N",
+        help="CPU worker processes, the cores split between them (default 1; with --backend dask: local workers)")
+    add("--jobs-per-device", type=_positive, default=1, metavar="K", help="jobs sharing each CUDA device (default 1)")
+    add("--backend", default="loky", help="loky (this machine, default) or dask (a dask.distributed cluster)")
+    add("--scheduler-address", metavar="tcp://HOST:PORT", help="dask scheduler (default: start a local cluster)")
+    add("--force", action="store_true", help="the folder holds another configuration: move its results into "
+        "previous-<time>/ inside it and start afresh")
+    add("--fresh", action="store_true", help="discard the folder's results (asks on a terminal)")
     add("--name", help="run name (default: PRESET-DATASET)")
     add("--out", type=Path, help="results folder (default results/NAME)")
     add("--baseline", default="random", help="strategy the report compares against (default random)")
@@ -233,20 +244,11 @@ def accuracy_table(store: RunStore) -> None:
     Console(width=max(100, 14 * (len(labels) + 2))).print(table)
 
 
-def progress_line(spec: JobSpec, result: CycleResult) -> None:
-    r = result.record
-    print(f"[{spec.key}] cycle {r['cycle'] + 1}/{spec.protocol.cycles}  labels {r['n_labeled']:>6}  "
-          f"acc {100 * r['test_acc']:5.1f}%  train {r['train_seconds']:.1f}s  select {r['select_seconds']:.2f}s",
-          flush=True)
-
-
 # ---------------------------------------------------------------------------------------------- commands
 
 
-def prepare_output(folder: Path) -> None:
-    """Refuse to write into a folder that already holds results; create it when it can be written."""
-    if (folder / CYCLES).exists():
-        raise UserError(f"{folder} already holds results: choose another --name or --out.")
+def check_writable(folder: Path) -> None:
+    """Create the folder if needed and prove it can be written, or say how to fix it."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / ".write-test"
@@ -254,6 +256,148 @@ def prepare_output(folder: Path) -> None:
         probe.unlink()
     except OSError as err:
         raise UserError(f"Cannot write to the output folder {folder} ({err.strerror}): choose another --out.") from None
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def config_differences(stored: dict[str, Any], config: RunConfig) -> list[str]:
+    """Fields that decide the numbers and differ between a folder's config.json and this run."""
+    now = json.loads(json.dumps(config.result_defining(), default=str))
+    common = set(stored.get("strategy_params", {})) & set(now["strategy_params"])
+    old = _flatten({"protocol": stored.get("protocol", {}),
+                    "strategy_params": {k: v for k, v in stored.get("strategy_params", {}).items() if k in common}})
+    new = _flatten({"protocol": now["protocol"],
+                    "strategy_params": {k: v for k, v in now["strategy_params"].items() if k in common}})
+    return [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+RESULT_FILES = (CYCLES, SELECTIONS, CONFIG, FAILURES, CHECKPOINTS, "report")
+
+
+def clear_folder(folder: Path, args: argparse.Namespace) -> None:
+    """--force moves the old results aside; --fresh deletes them after asking on a terminal."""
+    present = [folder / name for name in RESULT_FILES if (folder / name).exists()]
+    if not present:
+        return
+    if args.force:
+        aside = folder / f"previous-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        aside.mkdir()
+        for path in present:
+            path.rename(aside / path.name)
+        print(f"moved     the previous results to {aside}")
+        return
+    if not sys.stdin.isatty():
+        raise UserError(f"--fresh asks before deleting the results in {folder}, and this is not a terminal: "
+                        "delete them yourself, or use --force to move them aside.")
+    answer = input(f"Delete the results in {folder} ({', '.join(p.name for p in present)})? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise UserError("Nothing deleted: run without --fresh to resume, or with --name to write elsewhere.")
+    for path in present:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def pending_work(specs: list[JobSpec], store: RunStore, n_pool: int) -> tuple[list[tuple[JobSpec, JobState]], dict]:
+    """What is left to run: each unfinished job from its checkpoint (or its start), finished jobs skipped."""
+    ready, done = [], {}
+    for spec in specs:
+        cycles = store.done_cycles(spec.strategy, spec.seed)
+        if cycles >= set(range(spec.protocol.cycles)):
+            store.remove_checkpoint(spec.strategy, spec.seed)
+            done[spec.key] = spec.protocol.cycles
+            continue
+        state = store.load_checkpoint(spec.strategy, spec.seed)
+        if state is None or not cycles >= set(range(state.cycle)) or state.cycle >= spec.protocol.cycles:
+            state = start_state(spec, n_pool)
+        store.drop_from(spec.strategy, spec.seed, state.cycle)  # rows written after the checkpoint are redone
+        done[spec.key] = state.cycle
+        ready.append((spec, state))
+    return ready, done
+
+
+def open_store(config: RunConfig, args: argparse.Namespace) -> tuple[RunStore, RunConfig, bool]:
+    """The folder's store (resuming what it holds) and the run's config widened to the stored jobs."""
+    if args.force or args.fresh:
+        clear_folder(config.out, args)
+    store = RunStore(config.out)
+    stored = store.read_config()
+    if stored is None:
+        return store, config, False
+    differences = config_differences(stored, config)
+    if differences:
+        raise UserError(f"{config.out} holds results of another configuration ({'; '.join(differences)}): "
+                        "use --name for a new folder, or --force to move the old results aside.")
+    widened = dataclasses.replace(
+        config, strategies=tuple(dict.fromkeys([*stored.get("strategies", []), *config.strategies])),
+        seeds=tuple(sorted(set(stored.get("seeds", [])) | set(config.seeds))))
+    return store, widened, True
+
+
+def execute_run(config: RunConfig, args: argparse.Namespace, data: ImageData, devices: list[str],
+                argv: list[str]) -> int:
+    if args.backend not in ("loky", "dask"):
+        raise UserError(f"Unknown backend {args.backend!r}: use loky (this machine) or dask (a cluster).")
+    folder = config.out
+    check_writable(folder)
+    lock = FolderLock(folder)
+    lock.acquire()
+    try:
+        store, config, resumed = open_store(config, args)
+        specs = job_specs(config)
+        ready, done = pending_work(specs, store, int(data.x_train.shape[0]))
+        if resumed:
+            print(f"resume    {len(specs) - len(ready)} of {len(specs)} jobs already finished in {folder}")
+        store.write_config(config_payload(config, data, devices, argv))
+        store.clear_failures()
+        failures = schedule(config, args, devices, store, specs, ready, done)
+    finally:
+        lock.release()
+    accuracy_table(store)
+    print(f"results   {folder / CYCLES}")
+    print(f"report    {write_report(folder, args.baseline)}")
+    if failures:
+        print(f"failed    {len(failures)} job(s): {', '.join(failures)}; details in {folder / FAILURES}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def schedule(config: RunConfig, args: argparse.Namespace, devices: list[str], store: RunStore,
+             specs: list[JobSpec], ready: list, done: dict) -> list[str]:
+    """Run what is left, writing each finished cycle at once; returns the keys of failed jobs."""
+    failures: list[str] = []
+    source = DataSource(config.protocol.dataset, str(config.data_root), config.download)
+    with Progress(specs, done) as progress:
+        def on_cycle(outcome: Outcome) -> None:
+            spec, result = outcome.spec, outcome.result
+            store.add_cycle(result.record, result.added)  # rows first: a checkpoint never runs ahead of them
+            if outcome.state.cycle < spec.protocol.cycles:
+                store.save_checkpoint(spec.strategy, spec.seed, outcome.state)
+            else:
+                store.remove_checkpoint(spec.strategy, spec.seed)
+            progress.cycle_done(spec, result.record)
+
+        def on_failure(outcome: Outcome) -> None:
+            failures.append(outcome.spec.key)
+            store.add_failure({"job": outcome.spec.key, "strategy": outcome.spec.strategy, "seed": outcome.spec.seed,
+                               "error": outcome.error, "traceback": outcome.traceback,
+                               "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            progress.failed(outcome.spec, outcome.error)
+
+        if ready:
+            pool, threads = make_pool(args.backend, devices, args.jobs, args.jobs_per_device, args.scheduler_address)
+            try:
+                Driver(pool, source, threads, on_cycle, on_failure).run(ready)
+            finally:
+                pool.close()
+    return failures
 
 
 def run(argv: list[str]) -> int:
@@ -273,19 +417,7 @@ def run(argv: list[str]) -> int:
     data = load_dataset(config.protocol.dataset, config.data_root, config.download)
     config.protocol.validate_pool(int(data.x_train.shape[0]))
     print(describe(config, data, devices), flush=True)
-    prepare_output(config.out)
-    store = RunStore(config.out)
-    store.write_config(config_payload(config, data, devices, argv))
-
-    def on_cycle(spec: JobSpec, result: CycleResult) -> None:
-        store.add_cycle(result.record, result.added)
-        progress_line(spec, result)
-
-    run_sequential(job_specs(config), data, torch.device(devices[0]), on_cycle)
-    accuracy_table(store)
-    print(f"results   {config.out / CYCLES}")
-    print(f"report    {write_report(config.out, args.baseline)}")
-    return 0
+    return execute_run(config, args, data, devices, argv)
 
 
 def report(argv: list[str]) -> int:

@@ -92,46 +92,81 @@ def gather_inputs(strategy: Strategy, trainer: Trainer, model: Backbone, aux: Au
     return inputs
 
 
-def run_job(spec: JobSpec, trainer: Trainer, n_classes: int) -> Iterator[CycleResult]:
-    """Train, evaluate and acquire for protocol.cycles cycles, yielding each cycle as it finishes."""
-    p, device, data = spec.protocol, trainer.device, trainer.data
+@dataclass
+class JobState:
+    """Where a job stands between cycles: all it takes to run the next cycle exactly as an uninterrupted
+    run would (every random stream is derived from (seed, purpose, cycle), so no generator state is kept)."""
+
+    cycle: int  # the next cycle to run
+    labeled: np.ndarray  # [L] int64 pool indices, in the order they were labeled
+    added: np.ndarray  # [k] int64 the indices first labeled at `cycle`
+    model: dict[str, torch.Tensor] | None = None  # weights after the previous cycle (None: the initial weights)
+    aux: dict[str, torch.Tensor] | None = None  # the auxiliary head's weights, likewise
+
+    def to_tensors(self) -> dict[str, Any]:
+        """A dict of tensors and ints that torch.load(weights_only=True) reads back."""
+        return {"cycle": self.cycle, "labeled": torch.from_numpy(self.labeled), "added": torch.from_numpy(self.added),
+                "model": self.model or {}, "aux": self.aux or {}}
+
+    @classmethod
+    def from_tensors(cls, d: dict[str, Any]) -> JobState:
+        return cls(int(d["cycle"]), d["labeled"].numpy().astype(np.int64), d["added"].numpy().astype(np.int64),
+                   d["model"] or None, d["aux"] or None)
+
+
+def start_state(spec: JobSpec, n_pool: int) -> JobState:
+    labeled = initial_set(spec.seed, n_pool, spec.protocol.initial)
+    return JobState(0, labeled, labeled)
+
+
+def _cpu_copy(module: torch.nn.Module | None) -> dict[str, torch.Tensor] | None:
+    return None if module is None else {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def run_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState) -> tuple[CycleResult, JobState]:
+    """Train and evaluate at state.cycle, then acquire (except at the last cycle)."""
+    p, device, data, cycle = spec.protocol, trainer.device, trainer.data, state.cycle
     strategy = create_strategy(spec.strategy, **spec.params)
-    model = initial_model(spec, data.x_train.shape[1], n_classes).to(device, memory_format=torch.channels_last)
-    start_weights = {k: v.clone() for k, v in model.state_dict().items()}
+    model = initial_model(spec, data.x_train.shape[1], n_classes)
     aux = make_aux(strategy, model, spec.seed, device)
-    order = pool_order(spec.seed, data.n_train)
-    labeled = initial_set(spec.seed, data.n_train, p.initial)
-    added = labeled
-    for cycle in range(p.cycles):
-        if cycle > 0 and not p.warm_start:  # cold start: back to the seed's initial weights
-            model.load_state_dict(start_weights)
-            aux = make_aux(strategy, model, spec.seed, device)
-        labeled_t = torch.from_numpy(labeled).to(device)
-        fit = trainer.fit(model, labeled_t, torch_generator(spec.seed, "train", cycle, device=device), aux)
-        test_acc, test_loss = trainer.evaluate(model)
-        record: dict[str, Any] = {
-            "run": spec.run, "dataset": spec.dataset, "model": p.model, "strategy": spec.strategy,
-            "seed": spec.seed, "cycle": cycle, "n_labeled": int(labeled.size), "test_acc": test_acc,
-            "test_loss": test_loss, "train_loss": fit.final_loss, "train_seconds": fit.seconds,
-            "select_seconds": 0.0, "config_hash": spec.config_hash,
-        }
-        new = np.empty(0, dtype=np.int64)
-        if cycle < p.cycles - 1:  # the last cycle acquires nothing
-            t0 = time.perf_counter()
-            cand = candidates(order, labeled, p.subset)
-            cand_t = torch.from_numpy(cand).to(device)
-            inputs = gather_inputs(strategy, trainer, model, aux, cand_t, labeled_t,
-                                   numpy_rng(spec.seed, "select", spec.strategy, cycle))
-            picks = np.asarray(strategy.select(inputs, p.budget), dtype=np.int64)
-            _check_picks(spec, picks, cand.size, p.budget)
-            new = cand[picks]
-            record["select_seconds"] = time.perf_counter() - t0
-            picked_labels = data.y_train[torch.from_numpy(new).to(device)]
-            record.update(strategy.cycle_metrics(inputs, picks, picked_labels))
-        record["finished_at"] = datetime.now(timezone.utc)
-        yield CycleResult(record, added)
-        labeled = np.concatenate([labeled, new])
-        added = new
+    if p.warm_start and state.model is not None:  # cold start: every cycle from the seed's initial weights
+        model.load_state_dict(state.model)
+        if aux is not None and state.aux is not None:
+            aux.load_state_dict(state.aux)
+    model = model.to(device, memory_format=torch.channels_last)
+    labeled, labeled_t = state.labeled, torch.from_numpy(state.labeled).to(device)
+    fit = trainer.fit(model, labeled_t, torch_generator(spec.seed, "train", cycle, device=device), aux)
+    test_acc, test_loss = trainer.evaluate(model)
+    record: dict[str, Any] = {
+        "run": spec.run, "dataset": spec.dataset, "model": p.model, "strategy": spec.strategy,
+        "seed": spec.seed, "cycle": cycle, "n_labeled": int(labeled.size), "test_acc": test_acc,
+        "test_loss": test_loss, "train_loss": fit.final_loss, "train_seconds": fit.seconds,
+        "select_seconds": 0.0, "config_hash": spec.config_hash,
+    }
+    new = np.empty(0, dtype=np.int64)
+    if cycle < p.cycles - 1:  # the last cycle acquires nothing
+        t0 = time.perf_counter()
+        cand = candidates(pool_order(spec.seed, data.n_train), labeled, p.subset)
+        cand_t = torch.from_numpy(cand).to(device)
+        inputs = gather_inputs(strategy, trainer, model, aux, cand_t, labeled_t,
+                               numpy_rng(spec.seed, "select", spec.strategy, cycle))
+        picks = np.asarray(strategy.select(inputs, p.budget), dtype=np.int64)
+        _check_picks(spec, picks, cand.size, p.budget)
+        new = cand[picks]
+        record["select_seconds"] = time.perf_counter() - t0
+        picked_labels = data.y_train[torch.from_numpy(new).to(device)]
+        record.update(strategy.cycle_metrics(inputs, picks, picked_labels))
+    record["finished_at"] = datetime.now(timezone.utc)
+    after = JobState(cycle + 1, np.concatenate([labeled, new]), new, _cpu_copy(model), _cpu_copy(aux))
+    return CycleResult(record, state.added), after
+
+
+def run_job(spec: JobSpec, trainer: Trainer, n_classes: int) -> Iterator[CycleResult]:
+    """All cycles of one job in this process, yielding each as it finishes."""
+    state = start_state(spec, trainer.data.n_train)
+    while state.cycle < spec.protocol.cycles:
+        result, state = run_cycle(spec, trainer, n_classes, state)
+        yield result
 
 
 def _check_picks(spec: JobSpec, picks: np.ndarray, n: int, budget: int) -> None:

@@ -1,24 +1,227 @@
-"""Runs the job list. Jobs run one after another on the first device."""
+"""Runs the job list: strategies x seeds, fanned out over devices (joblib's loky) or a dask cluster.
+
+The unit of work is one cycle of one job. A worker gets the job's state (weights, labeled set), runs the
+cycle and sends back the row and the new state; the driver alone writes the store and the checkpoints,
+so workers need no shared filesystem. It is a work queue, not waves: whenever a worker finishes, the next
+ready cycle goes out, a job's next cycle first (so that jobs finish early and checkpoints stay few).
+"""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import os
+import traceback
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from bench.data import ImageData
-from bench.loop import CycleResult, JobSpec, run_job
+from bench.config import Protocol
+from bench.data import load_dataset
+from bench.errors import UserError
+from bench.loop import CycleResult, JobSpec, JobState, run_cycle
 from bench.trainer import DeviceData, Trainer
 
-OnCycle = Callable[[JobSpec, CycleResult], None]
+
+@dataclass(frozen=True)
+class DataSource:
+    """How a worker finds the dataset (each worker loads it once and keeps it on its device)."""
+
+    spec: str
+    root: str
+    download: bool
 
 
-def run_sequential(specs: list[JobSpec], data: ImageData, device: torch.device, on_cycle: OnCycle) -> None:
-    """Run every job on one device, sharing the dataset already moved there."""
-    if not specs:
-        return
-    protocol = specs[0].protocol
-    trainer = Trainer(DeviceData.from_images(data, device, augment=protocol.augment), protocol, device)
-    for spec in specs:
-        for result in run_job(spec, trainer, data.n_classes):
-            on_cycle(spec, result)
+@dataclass
+class Outcome:
+    """What a worker sends back for one cycle: the result and the next state, or the error."""
+
+    spec: JobSpec
+    result: CycleResult | None = None
+    state: JobState | None = None
+    error: str | None = None  # one line
+    traceback: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------- worker side
+
+_WORKER: dict[str, Any] = {"device": None, "cache": {}}
+
+
+def _claim_device(slots: Any, threads: int | None) -> None:
+    """loky initializer: take this worker's device from the shared queue of slots."""
+    _WORKER["device"] = slots.get()
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def _worker_device() -> str:
+    device = _WORKER["device"]
+    if device is None:  # dask workers and the in-process runner: the best device this process sees
+        device = "cuda:0" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _trainer(source: DataSource, protocol: Protocol, device: str) -> tuple[Trainer, int]:
+    key = (source, device, protocol.augment)
+    if key not in _WORKER["cache"]:
+        data = load_dataset(source.spec, source.root, source.download)
+        _WORKER["cache"] = {key: (DeviceData.from_images(data, torch.device(device), protocol.augment), data.n_classes)}
+    device_data, n_classes = _WORKER["cache"][key]
+    return Trainer(device_data, protocol, torch.device(device)), n_classes
+
+
+def execute(spec: JobSpec, state: JobState, source: DataSource, threads: int | None = None) -> Outcome:
+    """Run one cycle of one job in whatever process this is. Errors come back as data, with the traceback."""
+    if threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    try:
+        trainer, n_classes = _trainer(source, spec.protocol, _worker_device())
+        result, after = run_cycle(spec, trainer, n_classes, state)
+        return Outcome(spec, result, after)
+    except Exception as err:  # isolated: the other jobs go on
+        return Outcome(spec, error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+
+
+# ---------------------------------------------------------------------------------------------- pools
+
+
+class InlinePool:
+    """One job at a time in this process (one CPU worker, or one device with one job on it)."""
+
+    capacity = 1
+
+    def submit(self, fn: Callable[..., Outcome], *args: Any) -> cf.Future:
+        future: cf.Future = cf.Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as err:
+            future.set_exception(err)
+            if not isinstance(err, Exception):
+                raise
+        return future
+
+    def wait_first(self, futures: list) -> set:
+        return {f for f in futures if f.done()}
+
+    def close(self) -> None:
+        pass
+
+
+class LokyPool:
+    """joblib's loky processes, each bound to one device slot (CUDA is initialised in workers only)."""
+
+    def __init__(self, slots: list[str], threads: int | None) -> None:
+        import multiprocessing
+
+        from joblib.externals.loky import get_reusable_executor
+
+        self._manager = multiprocessing.Manager()
+        queue = self._manager.Queue()
+        for _ in range(64):  # spare rounds: a worker that dies is replaced and takes a slot again
+            for slot in slots:
+                queue.put(slot)
+        self.capacity = len(slots)
+        self._executor = get_reusable_executor(max_workers=len(slots), initializer=_claim_device,
+                                               initargs=(queue, threads), reuse=False, timeout=60)
+
+    def submit(self, fn: Callable[..., Outcome], *args: Any) -> cf.Future:
+        return self._executor.submit(fn, *args)
+
+    def wait_first(self, futures: list) -> set:
+        return cf.wait(futures, return_when=cf.FIRST_COMPLETED).done
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, kill_workers=True)
+        self._manager.shutdown()
+
+
+class DaskPool:
+    """A dask.distributed cluster: the given scheduler, or a local cluster of `workers` processes."""
+
+    def __init__(self, address: str | None, workers: int) -> None:
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError:
+            raise UserError("--backend dask needs dask.distributed: pip install 'al-bench[dask]' "
+                            "(or pip install 'dask[distributed]').") from None
+        self._cluster = None
+        if address is None:
+            self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                         dashboard_address=None)
+            address = self._cluster.scheduler_address
+        try:
+            self._client = Client(address, timeout=30)
+        except OSError as err:
+            raise UserError(f"Cannot reach the dask scheduler at {address} ({err}): check --scheduler-address "
+                            "and that `dask scheduler` is running.") from None
+        self.capacity = max(1, sum(self._client.nthreads().values()))
+
+    def submit(self, fn: Callable[..., Outcome], *args: Any):
+        return self._client.submit(fn, *args, pure=False)
+
+    def wait_first(self, futures: list) -> set:
+        from dask.distributed import wait
+
+        return set(wait(futures, return_when="FIRST_COMPLETED").done)
+
+    def close(self) -> None:
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def cpu_threads(workers: int) -> int:
+    """Cores per worker, so that workers together never ask for more threads than the machine has."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, workers))
+
+
+def make_pool(backend: str, devices: list[str], jobs: int, jobs_per_device: int, address: str | None):
+    """The pool for this run, and the torch thread count each worker should use (None: leave as is)."""
+    if backend == "dask":
+        threads = cpu_threads(jobs) if address is None else None
+        return DaskPool(address, jobs), threads
+    slots = ["cpu"] * jobs if devices == ["cpu"] else [d for d in devices for _ in range(jobs_per_device)]
+    threads = cpu_threads(len(slots)) if devices == ["cpu"] else None
+    if len(slots) == 1:
+        return InlinePool(), None
+    return LokyPool(slots, threads), threads
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+
+class Driver:
+    """Keeps every worker busy and hands each finished cycle to `on_cycle` (the single writer)."""
+
+    def __init__(self, pool, source: DataSource, threads: int | None,
+                 on_cycle: Callable[[Outcome], None], on_failure: Callable[[Outcome], None]) -> None:
+        self.pool, self.source, self.threads = pool, source, threads
+        self.on_cycle, self.on_failure = on_cycle, on_failure
+
+    def run(self, ready: list[tuple[JobSpec, JobState]]) -> None:
+        queue = deque(ready)
+        in_flight: dict[Any, JobSpec] = {}
+        while queue or in_flight:
+            while queue and len(in_flight) < self.pool.capacity:
+                spec, state = queue.popleft()
+                in_flight[self.pool.submit(execute, spec, state, self.source, self.threads)] = spec
+            for future in self.pool.wait_first(list(in_flight)):
+                spec = in_flight.pop(future)
+                outcome = self._outcome(future, spec)
+                if outcome.error is not None:
+                    self.on_failure(outcome)
+                    continue
+                self.on_cycle(outcome)
+                if outcome.state.cycle < spec.protocol.cycles:
+                    queue.appendleft((spec, outcome.state))
+
+    @staticmethod
+    def _outcome(future: Any, spec: JobSpec) -> Outcome:
+        try:
+            return future.result()
+        except Exception as err:  # the worker process itself died (out of memory, killed)
+            return Outcome(spec, error=f"worker lost: {type(err).__name__}: {err}", traceback=traceback.format_exc())

@@ -8,6 +8,7 @@ import sys
 
 import pandas as pd
 import pytest
+
 from conftest import ROOT, TINY
 
 

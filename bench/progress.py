@@ -1,0 +1,87 @@
+"""Live progress: a rich table (one line per job, an overall bar with ETA) on a terminal, plain lines
+otherwise (CI, log files)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+from bench.loop import JobSpec
+
+
+@dataclass
+class _Job:
+    cycles: int
+    done: int = 0
+    acc: float | None = None
+    state: str = "waiting"
+
+
+class Progress:
+    def __init__(self, specs: list[JobSpec], done: dict[str, int], live: bool | None = None) -> None:
+        self.jobs = {s.key: _Job(s.protocol.cycles, done.get(s.key, 0)) for s in specs}
+        for job in self.jobs.values():
+            job.state = "done" if job.done >= job.cycles else "waiting"
+        self.total = sum(j.cycles for j in self.jobs.values())
+        self.start_done = sum(j.done for j in self.jobs.values())
+        self.started = time.monotonic()
+        self.live = sys.stdout.isatty() if live is None else live
+        self._live = None
+
+    def __enter__(self) -> Progress:
+        if self.live:
+            from rich.live import Live
+
+            self._live = Live(self._render(), refresh_per_second=2, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.__exit__(*exc)
+
+    def cycle_done(self, spec: JobSpec, record: dict) -> None:
+        job = self.jobs[spec.key]
+        job.done, job.acc = record["cycle"] + 1, record["test_acc"]
+        job.state = "done" if job.done >= job.cycles else "running"
+        if self._live is not None:
+            self._live.update(self._render())
+        else:
+            print(f"[{spec.key}] cycle {job.done}/{job.cycles}  labels {record['n_labeled']:>6}  "
+                  f"acc {100 * record['test_acc']:5.1f}%  train {record['train_seconds']:.1f}s  "
+                  f"select {record['select_seconds']:.2f}s  | {self._overall()}", flush=True)
+
+    def failed(self, spec: JobSpec, error: str) -> None:
+        self.jobs[spec.key].state = "failed"
+        if self._live is not None:
+            self._live.update(self._render())
+        else:
+            print(f"[{spec.key}] FAILED: {error}", flush=True)
+
+    def eta_seconds(self) -> float | None:
+        done = sum(j.done for j in self.jobs.values()) - self.start_done
+        left = sum(j.cycles - j.done for j in self.jobs.values() if j.state != "failed")
+        if done <= 0:
+            return None
+        return (time.monotonic() - self.started) / done * left
+
+    def _overall(self) -> str:
+        done = sum(j.done for j in self.jobs.values())
+        eta = self.eta_seconds()
+        return f"{done}/{self.total} cycles, ETA " + ("?" if eta is None else f"{eta / 60:.1f} min")
+
+    def _render(self):
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False)
+        for column in ("job", "cycle", "accuracy", "state"):
+            table.add_column(column)
+        for key, job in self.jobs.items():
+            acc = "" if job.acc is None else f"{100 * job.acc:.1f}%"
+            table.add_row(key, f"{job.done}/{job.cycles}", acc, job.state)
+        done = sum(j.done for j in self.jobs.values())
+        return Group(table, ProgressBar(total=self.total, completed=done, width=50), self._overall())

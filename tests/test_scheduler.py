@@ -1,0 +1,174 @@
+"""Fan-out, resume after SIGKILL, failure isolation, the folder lock and configuration refusal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+
+TIMING = ["train_seconds", "select_seconds", "finished_at"]
+JOBS = ["--strategies", "entropy", "random", "--seeds", "2", "--initial", "20", "--budget", "20", "--cycles", "4",
+        "--epochs", "3"]
+
+
+def _cli(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "run_bench.py"), *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=600, **kwargs)
+
+
+def _rows(folder: Path) -> pd.DataFrame:
+    df = pd.read_parquet(folder / "cycles.parquet").drop(columns=TIMING)
+    return df.sort_values(["strategy", "seed", "cycle"]).reset_index(drop=True)
+
+
+def _selections(folder: Path) -> pd.DataFrame:
+    df = pd.read_parquet(folder / "selections.parquet")
+    return df.sort_values(["strategy", "seed", "cycle", "rank"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, request) -> Path:
+    folder = tmp_path_factory.mktemp("full") / "run"
+    result = _cli(*JOBS, "--dataset", request.getfixturevalue("module_npz"), "--out", folder)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+@pytest.fixture(scope="module")
+def module_npz(tmp_path_factory) -> str:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = np.arange(300) % 4
+    x = rng.integers(0, 60, size=(300, 10, 10, 3))
+    for c in range(4):
+        x[y == c, c * 2:c * 2 + 3, :, c % 3] += 150
+    path = tmp_path_factory.mktemp("data") / "m.npz"
+    np.savez(path, x_train=x[:220].astype(np.uint8), y_train=y[:220], x_test=x[220:].astype(np.uint8),
+             y_test=y[220:])
+    return f"npz:{path}"
+
+
+def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, module_npz, uninterrupted):
+    folder = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "run_bench.py"), *JOBS, "--dataset", module_npz, "--out", str(folder)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # wait for a few finished cycles, then kill inside a later one
+        if (folder / "cycles.parquet").exists() and len(pd.read_parquet(folder / "cycles.parquet")) >= 5:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = len(pd.read_parquet(folder / "cycles.parquet"))
+    assert 5 <= partial < 16, partial  # killed mid-run
+    result = _cli(*JOBS, "--dataset", module_npz, "--out", folder)
+    assert result.returncode == 0, result.stderr
+    assert "already finished" in result.stdout
+    resumed = _rows(folder)
+    assert not resumed.duplicated(["strategy", "seed", "cycle"]).any()
+    pd.testing.assert_frame_equal(resumed, _rows(uninterrupted))
+    pd.testing.assert_frame_equal(_selections(folder), _selections(uninterrupted))
+    assert not (folder / "checkpoints").exists() or not any((folder / "checkpoints").iterdir())
+
+
+def test_rerunning_a_finished_run_runs_nothing_and_changes_no_row(tmp_path, module_npz, uninterrupted):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(uninterrupted, folder)
+    before = (folder / "cycles.parquet").read_bytes()
+    result = _cli(*JOBS, "--dataset", module_npz, "--out", folder)
+    assert result.returncode == 0 and "16 of 16 jobs" not in result.stdout  # 4 jobs, all finished
+    assert "4 of 4 jobs already finished" in result.stdout
+    assert (folder / "cycles.parquet").read_bytes() == before
+
+
+def test_dask_local_cluster_gives_the_same_rows_as_loky(tmp_path, module_npz):
+    pytest.importorskip("dask.distributed")
+    loky, dask = tmp_path / "loky", tmp_path / "dask"
+    assert _cli(*JOBS, "--dataset", module_npz, "--jobs", "2", "--out", loky).returncode == 0
+    result = _cli(*JOBS, "--dataset", module_npz, "--jobs", "2", "--backend", "dask", "--out", dask)
+    assert result.returncode == 0, result.stderr
+    pd.testing.assert_frame_equal(_rows(dask), _rows(loky))
+    pd.testing.assert_frame_equal(_selections(dask), _selections(loky))
+
+
+def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path, module_npz):
+    strategy_file = tmp_path / "flaky.py"
+    strategy_file.write_text(
+        "from strategies import Strategy\n\n"
+        "class Flaky(Strategy):\n"
+        "    '''Raises at seed 1 (test only).'''\n"
+        "    name = 'test-flaky'\n"
+        "    needs = frozenset({'probs'})\n\n"
+        "    def score(self, inputs):\n"
+        "        if inputs.rng.random() < 2 and self.fail:\n"
+        "            raise ValueError('deliberate failure')\n"
+        "        return inputs.probs.max(1).values\n\n"
+        "    params = {'fail': False}\n"
+    )
+    folder = tmp_path / "run"
+    result = _cli("--strategy-file", strategy_file, "--strategies", "test-flaky", "random", "--seeds", "1",
+                  "--initial", "20", "--budget", "20", "--cycles", "3", "--epochs", "2", "--dataset", module_npz,
+                  "--strategy-param", "test-flaky.fail=true", "--out", folder)
+    assert result.returncode == 1
+    assert "failed    1 job(s): test-flaky/seed0" in result.stderr
+    failures = json.loads((folder / "failures.json").read_text())
+    assert failures[0]["job"] == "test-flaky/seed0" and "deliberate failure" in failures[0]["traceback"]
+    rows = pd.read_parquet(folder / "cycles.parquet")
+    assert sorted(rows[rows.strategy == "random"]["cycle"]) == [0, 1, 2]  # the other job is complete
+
+
+def test_a_second_process_on_the_same_folder_is_refused(tmp_path, module_npz):
+    from bench.errors import UserError
+    from bench.store import FolderLock
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    held = FolderLock(folder)
+    held.acquire()
+    try:
+        result = _cli(*JOBS, "--dataset", module_npz, "--out", folder)
+        assert result.returncode == 2 and "in use by another process" in result.stderr
+        with pytest.raises(UserError, match="in use"):
+            FolderLock(folder).acquire()
+    finally:
+        held.release()
+    assert not (folder / "cycles.parquet").exists()
+
+
+def test_a_changed_configuration_is_refused_and_force_moves_old_results_aside(tmp_path, module_npz, uninterrupted):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(uninterrupted, folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    result = _cli(*JOBS[:-1], "5", "--dataset", module_npz, "--out", folder)  # epochs 3 -> 5
+    assert result.returncode == 2
+    assert "protocol.epochs 3 -> 5" in result.stderr and "--force" in result.stderr
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    result = _cli(*JOBS[:-1], "5", "--dataset", module_npz, "--out", folder, "--force", "--strategies", "random",
+                  "--seeds", "1", "--cycles", "2")
+    assert result.returncode == 0, result.stderr
+    aside = [p for p in folder.iterdir() if p.name.startswith("previous-")]
+    assert len(aside) == 1 and (aside[0] / "cycles.parquet").read_bytes() == before["cycles.parquet"]
+
+
+def test_fresh_refuses_without_a_terminal(tmp_path, module_npz, uninterrupted):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(uninterrupted, folder)
+    result = _cli(*JOBS, "--dataset", module_npz, "--out", folder, "--fresh", stdin=subprocess.DEVNULL)
+    assert result.returncode == 2 and "not a terminal" in result.stderr
+    assert (folder / "cycles.parquet").exists()
