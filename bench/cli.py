@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import json
 import shutil
 import sys
@@ -21,12 +20,14 @@ from bench.errors import UserError
 from bench.loop import JobSpec, JobState, start_state
 from bench.models import check_model
 from bench.progress import Progress
+from bench.registry import unknown_name
 from bench.report import write_report
 from bench.scheduler import DataSource, Driver, Outcome, make_pool
 from bench.store import CHECKPOINTS, CONFIG, CYCLES, FAILURES, SELECTIONS, FolderLock, RunStore
 from bench.trainer import resolve_precision
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BACKENDS = ("loky", "dask")  # this machine's processes; a dask.distributed cluster
 
 
 class _Parser(argparse.ArgumentParser):
@@ -130,9 +131,7 @@ def resolve_devices(text: str) -> list[str]:
         if d == "cuda":
             d = "cuda:0"
         if not d.startswith("cuda:") or not d[5:].isdigit():
-            close = difflib.get_close_matches(d, ["cpu", "cuda:0", "auto"], n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(f"Unknown device {d!r}{hint}: use auto, cpu or cuda:N[,cuda:M...].")
+            raise unknown_name("device", d, ["auto", "cpu", "cuda:N[,cuda:M...]"])
         if not torch.cuda.is_available() or int(d[5:]) >= torch.cuda.device_count():
             have = torch.cuda.device_count() if torch.cuda.is_available() else 0
             raise UserError(f"Device {d} is not available ({have} CUDA devices here): use --devices cpu or auto.")
@@ -342,8 +341,6 @@ def open_store(config: RunConfig, args: argparse.Namespace) -> tuple[RunStore, R
 
 def execute_run(config: RunConfig, args: argparse.Namespace, data: ImageData, devices: list[str],
                 argv: list[str]) -> int:
-    if args.backend not in ("loky", "dask"):
-        raise UserError(f"Unknown backend {args.backend!r}: use loky (this machine) or dask (a cluster).")
     folder = config.out
     check_writable(folder)
     lock = FolderLock(folder)
@@ -409,6 +406,8 @@ def run(argv: list[str]) -> int:
         return 0
     config = resolve_config(args)
     devices = resolve_devices(config.devices)
+    if args.backend not in BACKENDS:
+        raise unknown_name("backend", args.backend, BACKENDS)
     if args.dry_run:
         print(describe(config, None, devices))
         for spec in job_specs(config):

@@ -8,7 +8,6 @@ npz with allow_pickle=False.
 
 from __future__ import annotations
 
-import difflib
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from bench.errors import UserError
+from bench.registry import Registry
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
@@ -48,21 +48,13 @@ class ImageData:
 
 
 Loader = Callable[[Path, bool], ImageData]
-_LOADERS: dict[str, Loader] = {}
-
-
-def register_dataset(name: str) -> Callable[[Loader], Loader]:
-    def decorate(loader: Loader) -> Loader:
-        if name in _LOADERS:
-            raise ValueError(f"dataset {name!r} is registered twice")
-        _LOADERS[name] = loader
-        return loader
-
-    return decorate
+DATASETS: Registry[Loader] = Registry("dataset")
+register_dataset = DATASETS.register
+_FILE_SPECS = ("npz:PATH", "imagefolder:PATH")
 
 
 def list_datasets() -> list[str]:
-    return sorted(_LOADERS) + ["npz:PATH", "imagefolder:PATH"]
+    return DATASETS.names() + list(_FILE_SPECS)
 
 
 def load_dataset(spec: str, data_root: Path = Path("data"), download: bool = True) -> ImageData:
@@ -71,11 +63,7 @@ def load_dataset(spec: str, data_root: Path = Path("data"), download: bool = Tru
         return load_npz(Path(spec[4:]))
     if spec.startswith("imagefolder:"):
         return load_imagefolder(Path(spec[len("imagefolder:"):]))
-    if spec not in _LOADERS:
-        close = difflib.get_close_matches(spec, list(_LOADERS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UserError(f"Unknown dataset {spec!r}{hint}: choose one of {', '.join(list_datasets())}.")
-    return _LOADERS[spec](Path(data_root), download)
+    return DATASETS.get(spec, also=_FILE_SPECS)(Path(data_root), download)
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -11,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import UserError
+from bench.registry import Registry
 
 
 class ModelOutput(NamedTuple):
@@ -44,28 +43,16 @@ class Backbone(nn.Module):
 
 
 Factory = Callable[[int, int], Backbone]  # (in_channels, n_classes) -> model
-_MODELS: dict[str, Factory] = {}
-
-
-def register_model(name: str) -> Callable[[Factory], Factory]:
-    def decorate(factory: Factory) -> Factory:
-        if name in _MODELS:
-            raise ValueError(f"model {name!r} is registered twice")
-        _MODELS[name] = factory
-        return factory
-
-    return decorate
+MODELS: Registry[Factory] = Registry("model")
+register_model = MODELS.register
 
 
 def list_models() -> list[str]:
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 def check_model(name: str) -> None:
-    if name not in _MODELS:
-        close = difflib.get_close_matches(name, list(_MODELS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UserError(f"Unknown model {name!r}{hint}: choose one of {', '.join(list_models())}.")
+    MODELS.get(name)
 
 
 def create_model(name: str, in_channels: int, n_classes: int, generator_seed: int) -> Backbone:
@@ -73,7 +60,7 @@ def create_model(name: str, in_channels: int, n_classes: int, generator_seed: in
     check_model(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(generator_seed)
-        return _MODELS[name](in_channels, n_classes)
+        return MODELS.get(name)(in_channels, n_classes)
 
 
 # ---------------------------------------------------------------------------------------------- ResNet-18

@@ -7,7 +7,6 @@ The shared chores live here once: deterministic tie-breaking, non-finite scores,
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import sys
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import torch
 
 from bench.errors import UserError
 from bench.models import AuxHead, Backbone
+from bench.registry import unknown_name
 
 # What the loop can compute over the candidates, once per cycle, in batched inference mode.
 INPUTS = frozenset({"probs", "logits", "embeddings", "labeled_embeddings", "features", "aux"})
@@ -132,10 +132,7 @@ def canonical_name(name: str) -> str:
         return name
     if name in _ALIASES:
         return _ALIASES[name]
-    known = sorted(_REGISTRY) + sorted(_ALIASES)
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise UserError(f"Unknown strategy {name!r}{hint}: choose from {', '.join(list_strategies())}.")
+    raise unknown_name("strategy", name, sorted(_REGISTRY) + sorted(_ALIASES))
 
 
 def list_strategies() -> list[str]:
