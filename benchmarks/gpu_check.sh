@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# One check of the harness on a lent GPU, from the repository root, in under 8 minutes:
+#   1. the trainer runs on CUDA in bf16 autocast with channels_last inputs (fails otherwise);
+#   2. training images/s of ResNet-18 (32x32, batch 128): Trainer.fit against bare steps, and one AL cycle of
+#      the harness against the reference-style loop (fp32, PIL DataLoader), from bench.perf;
+#   3. one short learning-loss run through run_bench.py;
+#   4. the projected wall time of the paper preset grid (5 strategies x 5 seeds) at the measured throughput.
+#
+#   bash benchmarks/gpu_check.sh                        # on the GPU machine
+#   DEVICE=cpu SIZE=tiny bash benchmarks/gpu_check.sh   # dry run of the same steps on a CPU, tiny sizes
+#
+# Uses .venv/bin/python when it imports the package, else python3 if it does, else makes .venv (with the
+# system's site packages, so a preinstalled CUDA torch is reused) and runs `pip install -e .` into it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEVICE=${DEVICE:-cuda}
+SIZE=${SIZE:-}  # empty: bench.perf's default for the device (gpu on cuda, full on cpu)
+OUT=${OUT:-results/perf}
+mkdir -p "$OUT"
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+if [ -x .venv/bin/python ] && .venv/bin/python -c "import bench, torch" 2>/dev/null; then
+    PY=.venv/bin/python
+elif python3 -c "import bench, torch" 2>/dev/null; then
+    PY=python3
+else
+    echo "== installing the package into .venv (pip install -e .)"
+    python3 -m venv --system-site-packages .venv
+    .venv/bin/python -m pip install --quiet -e .
+    PY=.venv/bin/python
+fi
+SIZE_FLAG=()
+[ -n "$SIZE" ] && SIZE_FLAG=(--size "$SIZE")
+echo "== python $($PY -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.cuda.is_available())')"
+
+# 1. Precision and memory format, seen by a hook on the first convolution during Trainer.fit.
+echo "== 1. setup check on $DEVICE"
+timeout 120 "$PY" -m bench.perf --device "$DEVICE" --only setup --out "$OUT/gpu_setup.json" ${SIZE_FLAG[@]+"${SIZE_FLAG[@]}"}
+"$PY" - "$OUT/gpu_setup.json" "$DEVICE" <<'EOF'
+import json, sys
+row = json.load(open(sys.argv[1]))["rows"][0]
+details = row.get("details", {})
+want_bf16 = sys.argv[2].startswith("cuda")
+ok = details.get("ok", False) and (details.get("output_dtype") == "bfloat16" or not want_bf16)
+print(f"setup: {row['a']}, {row['b']} -> {'OK' if ok else 'FAILED'}")
+sys.exit(0 if ok else 1)
+EOF
+
+# 2. Training throughput: harness against bare steps, and one cycle against the reference loop.
+echo "== 2. throughput on $DEVICE"
+timeout 240 "$PY" -m bench.perf --device "$DEVICE" --only trainer cycle --out "$OUT/gpu.json" ${SIZE_FLAG[@]+"${SIZE_FLAG[@]}"}
+
+# 3. One short learning-loss run (the CIFAR slice when present, else random images of its shape).
+echo "== 3. learning-loss run"
+NPZ=../shared/data/cifar10-jpeg-10k.npz
+if [ ! -f "$NPZ" ]; then
+    NPZ="$WORK/synthetic.npz"
+    "$PY" - "$NPZ" <<'EOF'
+import sys
+import numpy as np
+rng = np.random.default_rng(0)
+np.savez(sys.argv[1], x_train=rng.integers(0, 256, (10000, 32, 32, 3), dtype=np.uint8),
+         y_train=np.arange(10000) % 10, x_test=rng.integers(0, 256, (2000, 32, 32, 3), dtype=np.uint8),
+         y_test=np.arange(2000) % 10)
+EOF
+fi
+if [ "$DEVICE" = cpu ]; then
+    DEVICES=cpu; LL_EPOCHS=1; LL_SIZE=(--initial 100 --budget 100 --subset 300)
+else
+    DEVICES=$DEVICE; [ "$DEVICES" = cuda ] && DEVICES=cuda:0
+    LL_EPOCHS=2; LL_SIZE=(--initial 1000 --budget 1000 --subset 5000)
+fi
+start=$(date +%s)
+timeout 150 "$PY" run_bench.py --strategies ll --devices "$DEVICES" --dataset "npz:$NPZ" --model resnet18 \
+    --cycles 2 --epochs "$LL_EPOCHS" "${LL_SIZE[@]}" --seeds 1 --out "$WORK/ll" | tail -n 12
+echo "learning-loss run: $(( $(date +%s) - start )) s wall"
+
+# 4. The paper grid at the measured throughputs: the entropy cycle's (bench.perf), and learning loss's
+# training rate (aux head included) from the run's last cycle (the first one pays the warm-up).
+echo "== 4. projection"
+"$PY" - "$OUT/gpu.json" "$WORK/ll/cycles.parquet" "$LL_EPOCHS" <<'EOF'
+import json, sys
+import pandas as pd
+from bench.perf import project_paper_grid
+
+perf = json.load(open(sys.argv[1]))
+cycle = next(r for r in perf["rows"] if r["name"] == "cycle" and "rates" in r["details"])
+rates = cycle["details"]["rates"]["harness"]
+last = pd.read_parquet(sys.argv[2]).sort_values("cycle").iloc[-1]
+ll_train = int(last["n_labeled"]) * int(sys.argv[3]) / float(last["train_seconds"])
+for what, train in (("entropy cycle", rates["train_img_s"]), ("learning-loss run", ll_train)):
+    grid = project_paper_grid(train, rates["score_img_s"])
+    print(f"paper grid (25 jobs, one at a time) at {what} training {train:,.0f} img/s, scoring "
+          f"{rates['score_img_s']:,.0f} img/s: {grid['hours_total']:.1f} h ({grid['hours_per_job']:.2f} h per job)")
+EOF
