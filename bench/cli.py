@@ -15,13 +15,12 @@ import torch
 
 from bench import provenance
 from bench.config import PRECISIONS, PRESETS, Protocol, RunConfig, preset_protocol
-from bench.data import ImageData, list_datasets, load_dataset
+from bench.data import ImageData, check_dataset, list_datasets, load_dataset
 from bench.errors import UserError
 from bench.loop import JobSpec, JobState, start_state
 from bench.models import check_model
 from bench.progress import Progress
 from bench.registry import unknown_name
-from bench.report import write_report
 from bench.scheduler import DataSource, Driver, Outcome, make_pool
 from bench.store import CHECKPOINTS, CONFIG, CYCLES, FAILURES, SELECTIONS, FolderLock, RunStore
 from bench.trainer import resolve_precision
@@ -151,6 +150,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         protocol = dataclasses.replace(protocol, subset=None)
     protocol.validate()
     check_model(protocol.model)
+    check_dataset(protocol.dataset)
     names = [strategies.canonical_name(n) for n in args.strategies] if args.strategies else \
         sorted(strategies.base.registered())
     names = list(dict.fromkeys(names))  # keep order, drop repeats (an alias and its name)
@@ -158,12 +158,23 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     for name, given in parse_strategy_params(args.strategy_param, names).items():
         params.setdefault(name, {}).update(given)
     for name in names:
-        strategies.create_strategy(name, **params.get(name, {}))  # unknown or ill-typed parameters fail here
+        strategy = strategies.create_strategy(name, **params.get(name, {}))  # unknown or ill-typed parameters fail
+        if protocol.batch_size < strategy.min_batch_size:
+            raise UserError(f"Strategy {name!r} needs a batch size of at least {strategy.min_batch_size}. Got "
+                            f"--batch-size {protocol.batch_size} instead: raise --batch-size.")
     dataset_tag = protocol.dataset.split(":", 1)[-1].replace("/", "_").removesuffix(".npz")
     name = args.name or f"{args.preset}-{Path(dataset_tag).name}"
     return RunConfig(protocol=protocol, strategies=tuple(names), seeds=tuple(range(args.seeds)), name=name,
                      out=args.out or Path("results") / name, preset=args.preset, devices=args.devices,
                      data_root=args.data_root, download=not args.no_download, strategy_params=params)
+
+
+def resolve_baseline(name: str) -> str:
+    """The report's baseline as a registered strategy name (a typo would otherwise surface after the run)."""
+    try:
+        return _strategies_module().canonical_name(name)
+    except UserError as err:
+        raise UserError(f"--baseline: {err}") from None
 
 
 def job_specs(config: RunConfig) -> list[JobSpec]:
@@ -336,6 +347,10 @@ def open_store(config: RunConfig, args: argparse.Namespace) -> tuple[RunStore, R
     widened = dataclasses.replace(
         config, strategies=tuple(dict.fromkeys([*stored.get("strategies", []), *config.strategies])),
         seeds=tuple(sorted(set(stored.get("seeds", [])) | set(config.seeds))))
+    unknown = [s for s in widened.strategies if s not in _strategies_module().base.registered()]
+    if unknown:
+        raise UserError(f"{config.out} holds results of strategy {unknown[0]!r}, which is not registered: pass the "
+                        "--strategy-file that defines it again, or use --name for a new folder.")
     return store, widened, True
 
 
@@ -347,6 +362,7 @@ def execute_run(config: RunConfig, args: argparse.Namespace, data: ImageData, de
     lock.acquire()
     try:
         store, config, resumed = open_store(config, args)
+        store.remove_stale_temp_files()
         specs = job_specs(config)
         ready, done = pending_work(specs, store, int(data.x_train.shape[0]))
         if resumed:
@@ -358,7 +374,13 @@ def execute_run(config: RunConfig, args: argparse.Namespace, data: ImageData, de
         lock.release()
     accuracy_table(store)
     print(f"results   {folder / CYCLES}")
-    print(f"report    {write_report(folder, args.baseline)}")
+    from bench.report import write_report  # seaborn and scipy: imported when a report is written, not before
+
+    try:
+        print(f"report    {write_report(folder, args.baseline)}")
+    except OSError as err:  # a full disk: the results are complete, only the report is missing
+        raise UserError(f"Cannot write the report in {folder / 'report'} ({err.strerror or err}); the results are "
+                        f"complete: free disk space, then run `run_bench.py report {folder}`.") from None
     if failures:
         print(f"failed    {len(failures)} job(s): {', '.join(failures)}; details in {folder / FAILURES}",
               file=sys.stderr)
@@ -370,7 +392,8 @@ def schedule(config: RunConfig, args: argparse.Namespace, devices: list[str], st
              specs: list[JobSpec], ready: list, done: dict) -> list[str]:
     """Run what is left, writing each finished cycle at once; returns the keys of failed jobs."""
     failures: list[str] = []
-    source = DataSource(config.protocol.dataset, str(config.data_root), config.download)
+    source = DataSource(config.protocol.dataset, str(config.data_root), config.download,
+                        tuple(str(Path(f).resolve()) for f in args.strategy_file))
     with Progress(specs, done) as progress:
         def on_cycle(outcome: Outcome) -> None:
             spec, result = outcome.spec, outcome.result
@@ -405,6 +428,7 @@ def run(argv: list[str]) -> int:
         print("\n".join(_strategies_module().list_strategies()))
         return 0
     config = resolve_config(args)
+    args.baseline = resolve_baseline(args.baseline)
     devices = resolve_devices(config.devices)
     if args.backend not in BACKENDS:
         raise unknown_name("backend", args.backend, BACKENDS)
@@ -424,6 +448,8 @@ def report(argv: list[str]) -> int:
     parser.add_argument("folder", type=Path, help="a results folder (holding cycles.parquet)")
     parser.add_argument("--baseline", default="random", help="strategy to compare against (default random)")
     args = parser.parse_args(argv)
+    from bench.report import write_report
+
     print(f"report    {write_report(args.folder, args.baseline)}")
     return 0
 
@@ -436,5 +462,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished cycles are kept in the results folder", file=sys.stderr)
+        print("interrupted: finished cycles are kept in the results folder; run the same command again to resume",
+              file=sys.stderr)
         return 130

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,13 +49,13 @@ class Protocol:
                     f"can pick its labels from it. Got {self.subset} instead."
                 )
         for name in ("lr",):
-            if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) > 0):
+            if not (isinstance(getattr(self, name), (int, float)) and 0 < getattr(self, name) < math.inf):
                 raise UserError(
                     f"The '{name}' parameter must be a positive number. Got {getattr(self, name)!r} instead."
                 )
         for name in ("momentum", "weight_decay", "gamma"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value >= 0):
+            if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
                 raise UserError(f"The '{name}' parameter must be a non-negative number. Got {value!r} instead.")
         if any(not isinstance(m, int) or m <= 0 for m in self.milestones):
             raise UserError(

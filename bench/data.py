@@ -57,6 +57,12 @@ def list_datasets() -> list[str]:
     return DATASETS.names() + list(_FILE_SPECS)
 
 
+def check_dataset(spec: str) -> None:
+    """Refuse an unknown dataset name before any work (npz: and imagefolder: files are checked when loaded)."""
+    if not spec.startswith(("npz:", "imagefolder:")):
+        DATASETS.get(spec, also=_FILE_SPECS)
+
+
 def load_dataset(spec: str, data_root: Path = Path("data"), download: bool = True) -> ImageData:
     """Load a dataset by spec; a problem the user can fix raises UserError with the fix."""
     if spec.startswith("npz:"):
@@ -196,8 +202,12 @@ def _read_split(root: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]
         folder = root / cls
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES) if folder.is_dir() else []
         for file in files:
-            with Image.open(file) as img:
-                images.append(np.asarray(img.convert("RGB")))
+            try:
+                with Image.open(file) as img:
+                    images.append(np.asarray(img.convert("RGB")))
+            except (OSError, ValueError) as err:  # PIL.UnidentifiedImageError is an OSError; truncated files too
+                raise UserError(f"{file} is not a readable image ({type(err).__name__}): replace or remove it."
+                                ) from None
             labels.append(label)
     if not images:
         raise UserError(f"{root}: no images found (expected {root}/<class>/*.png or *.jpg).")

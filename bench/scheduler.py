@@ -14,6 +14,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,11 +28,13 @@ from bench.trainer import DeviceData, Trainer
 
 @dataclass(frozen=True)
 class DataSource:
-    """How a worker finds the dataset (each worker loads it once and keeps it on its device)."""
+    """How a worker finds the dataset (each worker loads it once and keeps it on its device), and the
+    user's strategy files (a worker process imports them before running a strategy they define)."""
 
     spec: str
     root: str
     download: bool
+    strategy_files: tuple[str, ...] = ()  # absolute paths given with --strategy-file
 
 
 @dataclass
@@ -43,11 +46,12 @@ class Outcome:
     state: JobState | None = None
     error: str | None = None  # one line
     traceback: str | None = None
+    lost: bool = False  # the worker process died (its other in-flight cycles may have died with it)
 
 
 # ---------------------------------------------------------------------------------------------- worker side
 
-_WORKER: dict[str, Any] = {"device": None, "cache": {}}
+_WORKER: dict[str, Any] = {"device": None, "cache": {}, "strategy_files": set()}
 
 
 def _claim_device(slots: Any, threads: int | None) -> None:
@@ -73,11 +77,24 @@ def _trainer(source: DataSource, protocol: Protocol, device: str) -> tuple[Train
     return Trainer(device_data, protocol, torch.device(device)), n_classes
 
 
+def _import_strategy_files(source: DataSource, strategy: str) -> None:
+    """A fresh worker process knows the built-in strategies only: import the user's files once."""
+    from strategies.base import load_strategy_file, registered
+
+    if strategy in registered():  # built in, or this is the driver process, which imported them already
+        return
+    for path in source.strategy_files:
+        if path not in _WORKER["strategy_files"]:
+            _WORKER["strategy_files"].add(path)
+            load_strategy_file(Path(path))
+
+
 def execute(spec: JobSpec, state: JobState, source: DataSource, threads: int | None = None) -> Outcome:
     """Run one cycle of one job in whatever process this is. Errors come back as data, with the traceback."""
     if threads and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     try:
+        _import_strategy_files(source, spec.strategy)
         trainer, n_classes = _trainer(source, spec.protocol, _worker_device())
         result, after = run_cycle(spec, trainer, n_classes, state)
         return Outcome(spec, result, after)
@@ -124,11 +141,16 @@ class LokyPool:
             for slot in slots:
                 queue.put(slot)
         self.capacity = len(slots)
-        self._executor = get_reusable_executor(max_workers=len(slots), initializer=_claim_device,
-                                               initargs=(queue, threads), reuse=False, timeout=60)
+        self._start = lambda: get_reusable_executor(max_workers=len(slots), initializer=_claim_device,
+                                                    initargs=(queue, threads), reuse=False, timeout=60)
+        self._executor = self._start()
 
     def submit(self, fn: Callable[..., Outcome], *args: Any) -> cf.Future:
-        return self._executor.submit(fn, *args)
+        try:
+            return self._executor.submit(fn, *args)
+        except cf.BrokenExecutor:  # a worker died (killed, out of memory): loky refuses work until restarted
+            self._executor = self._start()
+            return self._executor.submit(fn, *args)
 
     def wait_first(self, futures: list) -> set:
         return cf.wait(futures, return_when=cf.FIRST_COMPLETED).done
@@ -204,14 +226,25 @@ class Driver:
 
     def run(self, ready: list[tuple[JobSpec, JobState]]) -> None:
         queue = deque(ready)
-        in_flight: dict[Any, JobSpec] = {}
-        while queue or in_flight:
-            while queue and len(in_flight) < self.pool.capacity:
-                spec, state = queue.popleft()
-                in_flight[self.pool.submit(execute, spec, state, self.source, self.threads)] = spec
+        # Cycles in flight when a worker died: a dead loky worker takes every in-flight cycle with it, so
+        # each is retried alone; the one that dies alone is the culprit and fails, the others go on.
+        suspects: deque[tuple[JobSpec, JobState]] = deque()
+        in_flight: dict[Any, tuple[JobSpec, JobState, bool]] = {}
+        while queue or suspects or in_flight:
+            if suspects:
+                if not in_flight:
+                    spec, state = suspects.popleft()
+                    in_flight[self.pool.submit(execute, spec, state, self.source, self.threads)] = (spec, state, True)
+            else:
+                while queue and len(in_flight) < self.pool.capacity:
+                    spec, state = queue.popleft()
+                    in_flight[self.pool.submit(execute, spec, state, self.source, self.threads)] = (spec, state, False)
             for future in self.pool.wait_first(list(in_flight)):
-                spec = in_flight.pop(future)
+                spec, state, alone = in_flight.pop(future)
                 outcome = self._outcome(future, spec)
+                if outcome.lost and not alone:
+                    suspects.append((spec, state))
+                    continue
                 if outcome.error is not None:
                     self.on_failure(outcome)
                     continue
@@ -224,4 +257,6 @@ class Driver:
         try:
             return future.result()
         except Exception as err:  # the worker process itself died (out of memory, killed)
-            return Outcome(spec, error=f"worker lost: {type(err).__name__}: {err}", traceback=traceback.format_exc())
+            first_line = (str(err).splitlines() or [""])[0]
+            return Outcome(spec, error=f"worker lost: {type(err).__name__}: {first_line}",
+                           traceback=traceback.format_exc(), lost=True)

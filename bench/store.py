@@ -30,17 +30,34 @@ FAILURES = "failures.json"
 CHECKPOINTS = "checkpoints"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's 0600 would hide results from colleagues
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temporary file beside path, flush it to disk, then rename it over path."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    """Call write(tmp) on a temporary file beside path, flush it to disk, then rename it over path.
+    A failed write (a full disk, a read-only folder) leaves the previous file as it was and says so."""
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         write(Path(tmp))
+        os.chmod(tmp, _FILE_MODE)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise UserError(f"Cannot write {path} ({err.strerror or err}): free disk space or fix the folder's "
+                            "permissions, then run the same command again to resume (finished cycles are kept)."
+                            ) from None
         raise
 
 
@@ -56,12 +73,17 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path} is not readable JSON ({err}): move it away, or start a new run with --name.") from None
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     try:
-        return pd.read_parquet(path)
+        table = pd.read_parquet(path)
     except Exception as err:  # pyarrow raises several types for a truncated or foreign file
         raise UserError(f"{path} is unreadable ({type(err).__name__}); move the folder's results away or start "
                         "a new run with --name.") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise UserError(f"{path} is not a results table (it lacks {', '.join(missing)}); move the folder's "
+                        "results away or start a new run with --name.")
+    return table
 
 
 class FolderLock:
@@ -96,9 +118,11 @@ class RunStore:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._cycles = _read_table(self.folder / CYCLES) if (self.folder / CYCLES).exists() else pd.DataFrame()
-        self._selections = (_read_table(self.folder / SELECTIONS) if (self.folder / SELECTIONS).exists()
-                            else pd.DataFrame())
+        keys = ("strategy", "seed", "cycle")
+        self._cycles = (_read_table(self.folder / CYCLES, keys) if (self.folder / CYCLES).exists()
+                        else pd.DataFrame())
+        self._selections = (_read_table(self.folder / SELECTIONS, (*keys, "rank", "index"))
+                            if (self.folder / SELECTIONS).exists() else pd.DataFrame())
         self._failures: list[dict[str, Any]] = []
 
     # -- rows -------------------------------------------------------------------------------------------
@@ -127,18 +151,30 @@ class RunStore:
             self._flush()
 
     def done_cycles(self, strategy: str, seed: int) -> set[int]:
-        if self._cycles.empty:
-            return set()
-        rows = self._cycles[(self._cycles["strategy"] == strategy) & (self._cycles["seed"] == seed)]
-        return set(rows["cycle"].astype(int))
+        """The job's finished cycles: those with their row in cycles.parquet and their picks in selections.parquet."""
+        def cycles_in(df: pd.DataFrame) -> set[int]:
+            if df.empty:
+                return set()
+            return set(df[(df["strategy"] == strategy) & (df["seed"] == seed)]["cycle"].astype(int))
+
+        return cycles_in(self._cycles) & cycles_in(self._selections)
 
     def cycles(self) -> pd.DataFrame:
         return self._cycles.copy()
 
     def _flush(self) -> None:
+        # Selections first: a cycle whose row is in cycles.parquet has its picks on disk, whenever a kill lands.
         cycles, selections = self._cycles, self._selections
-        atomic_write(self.folder / CYCLES, lambda tmp: cycles.to_parquet(tmp, index=False))
         atomic_write(self.folder / SELECTIONS, lambda tmp: selections.to_parquet(tmp, index=False))
+        atomic_write(self.folder / CYCLES, lambda tmp: cycles.to_parquet(tmp, index=False))
+
+    def remove_stale_temp_files(self) -> None:
+        """Delete the temporary files of writes that a killed run left unfinished (call with the lock held)."""
+        for name in (CYCLES, SELECTIONS, CONFIG, FAILURES):
+            for tmp in self.folder.glob(f".{name}.*.tmp"):
+                tmp.unlink(missing_ok=True)
+        for tmp in (self.folder / CHECKPOINTS).glob(".*.pt.*.tmp"):
+            tmp.unlink(missing_ok=True)
 
     # -- config and failures -------------------------------------------------------------------------
 
@@ -147,7 +183,13 @@ class RunStore:
 
     def read_config(self) -> dict[str, Any] | None:
         path = self.folder / CONFIG
-        return read_json(path) if path.exists() else None
+        if not path.exists():
+            return None
+        config = read_json(path)
+        if not isinstance(config, dict):
+            raise UserError(f"{path} is not a run configuration (a JSON object): move it away, or start a new run "
+                            "with --name.")
+        return config
 
     def add_failure(self, failure: dict[str, Any]) -> None:
         self._failures.append(failure)

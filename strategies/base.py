@@ -51,6 +51,7 @@ class Strategy:
     aliases: ClassVar[tuple[str, ...]] = ()
     needs: ClassVar[frozenset[str]] = frozenset()
     params: ClassVar[dict[str, Any]] = {}  # parameter defaults; their types parse command-line strings
+    min_batch_size: ClassVar[int] = 1  # smallest training batch it works with (2 for losses over pairs)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -1,0 +1,1 @@
+"""Reliability suite: bad input, faults (kills, interrupts, full disk, failing jobs), determinism."""
