@@ -162,6 +162,8 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         if protocol.batch_size < strategy.min_batch_size:
             raise UserError(f"Strategy {name!r} needs a batch size of at least {strategy.min_batch_size}. Got "
                             f"--batch-size {protocol.batch_size} instead: raise --batch-size.")
+        if strategy.params:  # record every parameter, defaults too: a changed default changes the config
+            params[name] = {key: getattr(strategy, key) for key in strategy.params}
     dataset_tag = protocol.dataset.split(":", 1)[-1].replace("/", "_").removesuffix(".npz")
     name = args.name or f"{args.preset}-{Path(dataset_tag).name}"
     return RunConfig(protocol=protocol, strategies=tuple(names), seeds=tuple(range(args.seeds)), name=name,

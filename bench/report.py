@@ -237,7 +237,8 @@ def _aulc_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[str
 def _penalty_part(matrix: pd.DataFrame, dataset: str, slug: str, out: Path) -> list[str]:
     raw = matrix.rename_axis(index="row beats column", columns=None).reset_index()
     return (["### Penalty matrix", ""]
-            + _figure(out, f"penalty_{slug}", "Penalty matrix", lambda ax: _plot_penalty(ax, matrix, dataset))
+            + _figure(out, f"penalty_{slug}", "Penalty matrix", lambda ax: _plot_penalty(ax, matrix, dataset),
+                      size=(4.0 + 0.75 * len(matrix), 2.8 + 0.6 * len(matrix)))
             + _table(out, f"penalty_{slug}", raw, _penalty_display(matrix),
                      "Share of cycles at which the row strategy is significantly better than the column "
                      "strategy (paired t-test, p < 0.05, no correction, as in Ash et al. 2020); the last "
@@ -599,9 +600,11 @@ def _plot_differences(ax: Axes, comparisons: pd.DataFrame, palette: dict[str, Co
 
 def _plot_penalty(ax: Axes, matrix: pd.DataFrame, dataset: str) -> None:
     sums = matrix.sum(axis=0, skipna=True)
-    sns.heatmap(matrix.astype(float), annot=True, fmt=".2f", vmin=0, vmax=1, cmap="Reds", square=True,
+    sns.heatmap(matrix.astype(float), annot=True, fmt=".2f", annot_kws={"size": 9}, vmin=0, vmax=1, cmap="Reds",
+                square=True,
                 linewidths=0.5, cbar_kws={"label": "share of cycles row beats column"}, ax=ax)
-    ax.set_xticklabels([f"{name}\n(sum {sums[name]:.2f})" for name in matrix.columns], rotation=0)
+    ax.set_xticklabels([f"{name} (sum {sums[name]:.2f})" for name in matrix.columns], rotation=35, ha="right",
+                       rotation_mode="anchor")
     ax.set_yticklabels(list(matrix.index), rotation=0)
     ax.grid(False)
     ax.set(xlabel="worse strategy (column sum: lower is better)", ylabel="better strategy",
@@ -623,5 +626,9 @@ def _plot_aulc(
         ax.errorbar(np.arange(len(names)), mean, yerr=np.nan_to_num(spread), fmt="D", color="black",
                     capsize=5, label="mean, 95% t-interval")
         ax.legend(loc="best")
+    ax.tick_params(axis="x", labelrotation=30)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+        label.set_rotation_mode("anchor")
     ax.set(xlabel="strategy", ylabel="area under learning curve (% accuracy)",
            title=f"{dataset}: AULC per seed (points) and mean")

@@ -1,0 +1,121 @@
+"""Learning loss: pick the candidates whose loss a jointly trained module predicts to be highest.
+
+Yoo & Kweon, "Learning Loss for Active Learning", CVPR 2019; reference code:
+https://github.com/Mephisto405/Learning-Loss-for-Active-Learning
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import stats
+from torch import nn
+
+from bench.errors import UserError
+from bench.models import AuxHead, Backbone, ModelOutput
+from strategies.base import PoolInputs, Strategy
+
+LOSSES = ("ranking", "mse")
+
+
+def loss_prediction_loss(predicted: torch.Tensor, target: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+    """The pairwise ranking loss of Eq. 2, averaged over pairs. predicted, target: [B] -> scalar.
+
+    Element i is paired with element B-1-i (the batch against its flip, as the reference code does); an odd
+    batch leaves its middle sample out, a batch of 1 gives a zero that is still part of the graph. The target
+    losses are detached; the sign is +1 where l_i > l_j and -1 otherwise (ties count as -1, as in the
+    reference code's 2 * sign(clamp(l_i - l_j, min=0)) - 1)."""
+    half = predicted.shape[0] // 2
+    if half == 0:
+        return predicted.sum() * 0.0  # nothing to rank, but keep the graph (and the backward pass) intact
+    target = target.detach()
+    p_diff = predicted[:half] - predicted.flip(0)[:half]  # [half] p_i - p_{B-1-i}
+    sign = torch.where(target[:half] > target.flip(0)[:half], 1.0, -1.0)  # [half]
+    return torch.clamp(margin - sign * p_diff, min=0).mean()
+
+
+def mse_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The paper's ablation: mean squared error between predicted and (detached) target losses. [B] -> scalar."""
+    return F.mse_loss(predicted, target.detach())
+
+
+class LossPredictionModule(AuxHead):
+    """The loss-prediction module (paper Fig. 2): for each backbone stage, global average pooling, a fully
+    connected layer to 128 units and ReLU; the stage outputs concatenated, then a linear layer to one scalar.
+
+    Epoch convention (0-based epoch e): the stage features are detached when e >= detach_after, so the first
+    detach_after epochs (1..120 of 200 in 1-based terms, with the paper's 120) pass the module's gradient to
+    the backbone, and afterwards the module keeps learning but no longer moves the backbone. The reference
+    code's `epoch > 120` on 0-based epochs is off by one: it detaches only from the 122nd epoch."""
+
+    def __init__(self, stage_channels: list[int], margin: float = 1.0, weight: float = 1.0,
+                 detach_after: int = 120, loss: str = "ranking", hidden: int = 128) -> None:
+        super().__init__()
+        self.fcs = nn.ModuleList(nn.Linear(c, hidden) for c in stage_channels)
+        self.linear = nn.Linear(hidden * len(stage_channels), 1)
+        self.margin, self.weight, self.detach_after, self.loss = margin, weight, detach_after, loss
+
+    def predict(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Stage maps ([B, C_s, H_s, W_s] each) -> predicted loss [B]."""
+        pooled = [F.relu(fc(torch.flatten(F.adaptive_avg_pool2d(f, 1), 1)))  # [B, hidden]
+                  for fc, f in zip(self.fcs, features, strict=True)]
+        return self.linear(torch.cat(pooled, dim=1)).squeeze(1)  # [B]
+
+    def forward(self, out: ModelOutput) -> torch.Tensor:
+        return self.predict(out.features)
+
+    def training_loss(self, out: ModelOutput, per_sample_loss: torch.Tensor, epoch: int) -> torch.Tensor:
+        features = out.features if epoch < self.detach_after else [f.detach() for f in out.features]
+        predicted = self.predict(features).float()  # [B]; the ranking is computed in fp32 under autocast
+        if self.loss == "mse":
+            return self.weight * mse_loss(predicted, per_sample_loss.float())
+        return self.weight * loss_prediction_loss(predicted, per_sample_loss.float(), self.margin)
+
+
+class LearningLoss(Strategy):
+    """Highest predicted loss (Yoo & Kweon, Learning Loss for Active Learning, CVPR 2019)."""
+
+    name = "learning-loss"
+    aliases = ("ll",)
+    needs = frozenset({"aux"})
+    params = {"margin": 1.0, "weight": 1.0, "detach_after": 120, "loss": "ranking"}
+    min_batch_size = 2  # the ranking loss learns from pairs within a batch
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        if self.loss not in LOSSES:
+            raise UserError(f"The 'learning-loss.loss' parameter must be one of {', '.join(LOSSES)}. "
+                            f"Got {self.loss!r} instead.")
+        if self.detach_after < 0:
+            raise UserError(f"The 'learning-loss.detach_after' parameter must be a non-negative number of epochs. "
+                            f"Got {self.detach_after} instead.")
+
+    def aux_head(self, model: Backbone) -> AuxHead:
+        return LossPredictionModule(list(model.stage_channels), self.margin, self.weight, self.detach_after,
+                                    self.loss)
+
+    def score(self, inputs: PoolInputs) -> torch.Tensor:
+        return inputs.aux  # [n] predicted losses
+
+    def cycle_metrics(self, inputs: PoolInputs, picks: np.ndarray, picked_labels: torch.Tensor) -> dict[str, float]:
+        """Spearman correlation of predicted and true loss (the current model's cross-entropy) over the picks.
+        The picks are the top predicted losses, so this is a correlation over a truncated range."""
+        from bench.loop import true_losses  # bench.loop imports this package: import when called
+
+        idx = torch.as_tensor(picks, device=inputs.logits.device)
+        true = true_losses(inputs.logits[idx], picked_labels.to(inputs.logits.device))  # [k]
+        return {"ll_spearman": spearman(inputs.aux[idx], true)}
+
+
+def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Spearman's rho of two [k] tensors; NaN where undefined (fewer than 2 values, or a constant one)."""
+    x, y = x.detach().float().cpu().numpy(), y.detach().float().cpu().numpy()
+    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(stats.spearmanr(x, y).statistic)

@@ -1,0 +1,175 @@
+"""Learning loss against independent computations: Eq. 2 as an explicit loop over pairs, hand-worked picks,
+gradients checked on the backbone's own parameters, module shapes read off the models."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import stats as sps
+
+from bench.errors import UserError
+from bench.models import create_model
+from strategies import PoolInputs, create_strategy
+from strategies.learning_loss import LossPredictionModule, loss_prediction_loss, mse_loss
+
+
+def eq2_by_hand(predicted: list[float], target: list[float], margin: float) -> float:
+    """Eq. 2, written out: pair i with B-1-i, sign +1 iff l_i > l_j, mean of the hinge over the pairs."""
+    b = len(predicted)
+    terms = []
+    for i in range(b // 2):
+        j = b - 1 - i
+        sign = 1.0 if target[i] > target[j] else -1.0
+        terms.append(max(0.0, -sign * (predicted[i] - predicted[j]) + margin))
+    return sum(terms) / len(terms) if terms else 0.0
+
+
+# ---------------------------------------------------------------- the loss-prediction loss
+
+
+@pytest.mark.parametrize("batch", [2, 3, 7, 8, 33, 128])
+@pytest.mark.parametrize("margin", [1.0, 0.3])
+def test_ranking_loss_equals_eq2_by_hand(batch, margin):
+    g = torch.Generator().manual_seed(batch)
+    predicted = torch.randn(batch, generator=g, dtype=torch.float64)
+    target = torch.randint(0, 3, (batch,), generator=g).double()  # few distinct values: many ties
+    got = loss_prediction_loss(predicted, target, margin)
+    assert got.item() == pytest.approx(eq2_by_hand(predicted.tolist(), target.tolist(), margin), abs=1e-12)
+
+
+def test_ranking_loss_hand_worked_example_with_a_tie_and_an_odd_batch():
+    # B = 5: pairs (0, 4), (1, 3); element 2 is left out.
+    predicted = torch.tensor([2.0, 0.0, 100.0, 0.5, 1.5])
+    target = torch.tensor([3.0, 1.0, -50.0, 1.0, 2.0])
+    # pair (0,4): l0 > l4 -> sign +1, p0 - p4 = 0.5 -> max(0, 1 - 0.5) = 0.5
+    # pair (1,3): tie -> sign -1, p1 - p3 = -0.5 -> max(0, 1 - 0.5) = 0.5
+    assert loss_prediction_loss(predicted, target).item() == pytest.approx(0.5)
+    # The tie counts as -1, so p1 > p3 is penalised: p1 - p3 = 2.5 -> max(0, 1 + 2.5) = 3.5 (a +1 would give 0).
+    predicted[1] = 3.0
+    assert loss_prediction_loss(predicted, target).item() == pytest.approx((0.5 + 3.5) / 2)
+
+
+def test_ranking_loss_detaches_the_target_and_survives_a_batch_of_one():
+    predicted = torch.randn(6, requires_grad=True)
+    target = torch.randn(6, requires_grad=True)
+    loss_prediction_loss(predicted, target).backward()
+    assert predicted.grad is not None and target.grad is None
+
+    single = torch.randn(1, requires_grad=True)
+    zero = loss_prediction_loss(single, torch.randn(1, requires_grad=True))
+    assert zero.item() == 0.0 and zero.requires_grad
+    zero.backward()  # part of the graph: backward runs and gives a zero gradient
+    assert single.grad is not None and single.grad.abs().sum() == 0
+
+
+def test_mse_variant_by_hand():
+    predicted = torch.tensor([1.0, 2.0, 4.0], requires_grad=True)
+    target = torch.tensor([0.5, 2.0, 1.0], requires_grad=True)
+    assert mse_loss(predicted, target).item() == pytest.approx((0.25 + 0.0 + 9.0) / 3)
+    mse_loss(predicted, target).backward()
+    assert target.grad is None
+
+
+def test_module_weighs_its_loss_and_chooses_the_variant():
+    model = create_model("cnn", 1, 10, generator_seed=0)
+    out = model(torch.randn(6, 1, 8, 8))
+    per_sample = torch.rand(6)
+    for loss, reference in (("ranking", loss_prediction_loss), ("mse", mse_loss)):
+        head = LossPredictionModule(model.stage_channels, weight=0.5, loss=loss, margin=1.0)
+        with torch.no_grad():
+            expected = 0.5 * reference(head(out), per_sample)
+        assert head.training_loss(out, per_sample, epoch=0).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+# ---------------------------------------------------------------- the module
+
+
+@pytest.mark.parametrize(("model_name", "size"), [("cnn", 8), ("resnet18", 32), ("resnet18", 20)])
+def test_module_shapes_follow_the_model_stages(model_name, size):
+    model = create_model(model_name, 3, 10, generator_seed=0)
+    head = create_strategy("ll").aux_head(model)
+    stages = list(model.stage_channels)
+    assert [fc.in_features for fc in head.fcs] == stages
+    assert all(fc.out_features == 128 for fc in head.fcs)
+    assert (head.linear.in_features, head.linear.out_features) == (128 * len(stages), 1)
+    model.eval()
+    out = model(torch.randn(4, 3, size, size))
+    assert [f.shape[1] for f in out.features] == stages
+    assert head(out).shape == (4,)
+
+
+def test_module_forward_is_gap_fc_relu_concat_linear():
+    head = LossPredictionModule([2, 3])
+    features = [torch.randn(4, 2, 5, 5), torch.randn(4, 3, 2, 2)]
+    parts = [torch.relu(f.mean(dim=(2, 3)) @ fc.weight.T + fc.bias) for f, fc in zip(features, head.fcs, strict=True)]
+    expected = torch.cat(parts, dim=1) @ head.linear.weight.T + head.linear.bias  # [4, 1]
+    torch.testing.assert_close(head.predict(features), expected[:, 0])
+
+
+@pytest.mark.parametrize("detach_after", [1, 5])
+def test_gradient_reaches_the_backbone_only_before_detach_after(detach_after):
+    model = create_model("cnn", 1, 10, generator_seed=0)
+    head = create_strategy("ll", detach_after=detach_after).aux_head(model)
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    conv = model.stages[0][0][0].weight  # the first stage's first convolution
+
+    def backbone_and_module_grads(epoch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        model.zero_grad(set_to_none=True)
+        head.zero_grad(set_to_none=True)
+        out = model(x)
+        per_sample = F.cross_entropy(out.logits, y, reduction="none")
+        head.training_loss(out, per_sample, epoch).backward()  # the aux term alone
+        return conv.grad, head.fcs[0].weight.grad
+
+    backbone, module = backbone_and_module_grads(detach_after - 1)
+    assert backbone is not None and backbone.abs().sum() > 0
+    assert module is not None and module.abs().sum() > 0
+    backbone, module = backbone_and_module_grads(detach_after)
+    assert backbone is None or backbone.abs().sum() == 0
+    assert module is not None and module.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- the strategy
+
+
+def pool(aux: list[float], logits: torch.Tensor | None = None) -> PoolInputs:
+    n = len(aux)
+    return PoolInputs(n=n, rng=np.random.default_rng(0), model=None, device=torch.device("cpu"),
+                      logits=logits if logits is not None else torch.zeros(n, 3), aux=torch.tensor(aux))
+
+
+def test_selects_the_highest_predicted_losses():
+    strategy = create_strategy("learning-loss")
+    assert strategy.needs == {"aux"}
+    picks = strategy.select(pool([0.3, 2.0, -1.0, 0.9, 2.0, float("nan"), 1.5]), 4)
+    # 2.0 at positions 1 and 4 (tie: lower position first), then 1.5, then 0.9; NaN is never preferred.
+    assert picks.tolist() == [1, 4, 6, 3]
+
+
+def test_cycle_metric_is_spearman_of_predicted_and_true_loss_over_the_picks():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(10, 3, generator=g)
+    aux = torch.randn(10, generator=g).tolist()
+    picks = np.array([7, 2, 5, 0, 9])
+    labels = torch.tensor([0, 2, 1, 1, 0])
+    true = [-math.log(torch.softmax(logits[p], 0)[c].item()) for p, c in zip(picks, labels.tolist(), strict=True)]
+    expected = sps.spearmanr([aux[p] for p in picks], true).statistic
+    got = create_strategy("ll").cycle_metrics(pool(aux, logits), picks, labels)
+    assert got["ll_spearman"] == pytest.approx(expected)
+    constant = create_strategy("ll").cycle_metrics(pool([1.0] * 10, logits), picks, labels)
+    assert math.isnan(constant["ll_spearman"])
+
+
+def test_parameters_and_their_errors():
+    strategy = create_strategy("ll", margin="0.5", detach_after="3", loss="mse")
+    assert (strategy.margin, strategy.weight, strategy.detach_after, strategy.loss) == (0.5, 1.0, 3, "mse")
+    head = strategy.aux_head(create_model("cnn", 1, 10, generator_seed=0))
+    assert (head.margin, head.detach_after, head.loss) == (0.5, 3, "mse")
+    with pytest.raises(UserError, match="ranking, mse"):
+        create_strategy("ll", loss="hinge")
+    with pytest.raises(UserError, match="detach_after"):
+        create_strategy("ll", detach_after=-1)
