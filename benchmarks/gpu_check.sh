@@ -37,7 +37,7 @@ echo "== python $($PY -c 'import sys, torch; print(sys.version.split()[0], "torc
 
 # 1. Precision and memory format, seen by a hook on the first convolution during Trainer.fit.
 echo "== 1. setup check on $DEVICE"
-timeout 120 "$PY" -m bench.perf --device "$DEVICE" --only setup --out "$OUT/gpu_setup.json" ${SIZE_FLAG[@]+"${SIZE_FLAG[@]}"}
+timeout 90 "$PY" -m bench.perf --device "$DEVICE" --only setup --out "$OUT/gpu_setup.json" ${SIZE_FLAG[@]+"${SIZE_FLAG[@]}"}
 "$PY" - "$OUT/gpu_setup.json" "$DEVICE" <<'EOF'
 import json, sys
 row = json.load(open(sys.argv[1]))["rows"][0]
@@ -50,7 +50,7 @@ EOF
 
 # 2. Training throughput: harness against bare steps, and one cycle against the reference loop.
 echo "== 2. throughput on $DEVICE"
-timeout 240 "$PY" -m bench.perf --device "$DEVICE" --only trainer cycle --out "$OUT/gpu.json" ${SIZE_FLAG[@]+"${SIZE_FLAG[@]}"}
+timeout 210 "$PY" -m bench.perf --device "$DEVICE" --only trainer cycle --out "$OUT/gpu.json" ${SIZE_FLAG[@]+"${SIZE_FLAG[@]}"}
 
 # 3. One short learning-loss run (the CIFAR slice when present, else random images of its shape).
 echo "== 3. learning-loss run"
