@@ -6,7 +6,9 @@ import argparse
 import dataclasses
 import json
 import shutil
+import signal
 import sys
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
@@ -458,6 +460,9 @@ def report(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C / SIGINT stops cleanly even when the shell started us with SIGINT ignored (a background job).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return report(argv[1:]) if argv[:1] == ["report"] else run(argv)
     except UserError as err:
