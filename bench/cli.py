@@ -16,7 +16,18 @@ from typing import Any, NoReturn
 import torch
 
 from bench import provenance
-from bench.config import PRECISIONS, PRESETS, Protocol, RunConfig, preset_protocol
+from bench.config import (
+    CONVENTIONS,
+    PRECISIONS,
+    PRESETS,
+    EpochPoint,
+    Protocol,
+    RunConfig,
+    parse_epoch_point,
+    preset_protocol,
+    proportions,
+    resolve_epoch,
+)
 from bench.data import ImageData, check_dataset, list_datasets, load_dataset
 from bench.errors import UserError
 from bench.loop import JobSpec, JobState, start_state
@@ -48,6 +59,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _epoch_point(text: str) -> EpochPoint:
+    try:
+        return parse_epoch_point(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an epoch or a fraction of the epochs, got {text!r}") from None
+
+
 def _subset(text: str) -> int:
     return 0 if text.lower() in ("all", "none", "0") else _positive(text)
 
@@ -72,7 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--lr", type=float, help="SGD learning rate")
     add("--momentum", type=float, help="SGD momentum")
     add("--weight-decay", type=float, help="SGD weight decay")
-    add("--milestones", type=int, nargs="*", help="epochs after which the learning rate is multiplied by 0.1")
+    add("--milestones", type=_epoch_point, nargs="*", metavar="EPOCH",
+        help="epochs after which the learning rate is multiplied by 0.1: whole epochs (160) or fractions of the "
+             "epochs (0.8)")
+    add("--convention", choices=CONVENTIONS, help="corrected (default) or reference: the reference code's "
+        "schedule order (stepped before each epoch) and learning loss's `epoch > detach_after`")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--warm-start", dest="warm_start", action="store_true", default=None,
                        help="keep weights across cycles (the presets' default)")
@@ -166,6 +188,8 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
                             f"--batch-size {protocol.batch_size} instead: raise --batch-size.")
         if strategy.params:  # record every parameter, defaults too: a changed default changes the config
             params[name] = {key: getattr(strategy, key) for key in strategy.params}
+            for key in strategy.epoch_params:  # fractions of the epochs, resolved: the config holds epochs
+                params[name][key] = resolve_epoch(params[name][key], protocol.epochs, f"{name}.{key}")
     dataset_tag = protocol.dataset.split(":", 1)[-1].replace("/", "_").removesuffix(".npz")
     name = args.name or f"{args.preset}-{Path(dataset_tag).name}"
     return RunConfig(protocol=protocol, strategies=tuple(names), seeds=tuple(range(args.seeds)), name=name,
@@ -208,11 +232,13 @@ def describe(config: RunConfig, data: ImageData | None, devices: list[str]) -> s
         f"(labels {p.initial}..{p.labels_needed()}), subset {p.subset or 'whole pool'}",
         f"training  {p.epochs} epochs, batch {p.batch_size}, SGD lr {p.lr} momentum {p.momentum} "
         f"weight decay {p.weight_decay}, milestones {list(p.milestones) or 'none'} (x{p.gamma}), "
-        f"{'warm' if p.warm_start else 'cold'} start, precision {p.precision} -> "
+        f"{'warm' if p.warm_start else 'cold'} start, {p.convention} convention, precision {p.precision} -> "
         f"{str(resolve_precision(p.precision, torch.device(devices[0]))).removeprefix('torch.')}",
     ]
     for name, params in sorted(config.strategy_params.items()):
         lines.append(f"params    {name}: " + ", ".join(f"{k}={v}" for k, v in sorted(params.items())))
+    lines.append("schedule  " + ", ".join(f"{k} at {_as_fraction(v)} of {p.epochs} epochs"
+                                          for k, v in epoch_proportions(config).items()))
     lines += [
         f"jobs      {len(config.strategies)} strategies x {len(config.seeds)} seeds = "
         f"{len(config.strategies) * len(config.seeds)}: {', '.join(config.strategies)}; seeds "
@@ -223,11 +249,26 @@ def describe(config: RunConfig, data: ImageData | None, devices: list[str]) -> s
     return "\n".join(lines)
 
 
+def epoch_proportions(config: RunConfig) -> dict[str, Any]:
+    """The protocol's epoch settings (milestones, strategies' epoch parameters) as fractions of the epochs."""
+    p = config.protocol
+    points: dict[str, Any] = {"milestones": list(p.milestones)}
+    for name in config.strategies:
+        cls = _strategies_module().base.registered()[name]
+        points.update({f"{name}.{key}": config.strategy_params[name][key] for key in sorted(cls.epoch_params)})
+    return proportions(p.epochs, points)
+
+
+def _as_fraction(value: Any) -> str:
+    return "[" + ", ".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
+
+
 def config_payload(config: RunConfig, data: ImageData, devices: list[str], argv: list[str]) -> dict[str, Any]:
     return {
         "name": config.name, "preset": config.preset, "config_hash": config.config_hash(),
         **config.result_defining(),
         "strategies": list(config.strategies), "seeds": list(config.seeds),
+        "epoch_proportions": epoch_proportions(config),
         "dataset": {"spec": config.protocol.dataset, "n_train": int(data.x_train.shape[0]),
                     "n_test": int(data.x_test.shape[0]), "shape": list(data.x_train.shape[1:]),
                     "classes": data.classes, "mean": data.mean, "std": data.std},

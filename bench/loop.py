@@ -1,8 +1,11 @@
 """The active-learning loop for one (strategy, seed) job.
 
 Paired design: at one seed every strategy starts from the same initial labeled set and the same initial
-weights, and scores candidates drawn from the same seed-derived permutation of the pool (the first
-`subset` not-yet-labeled in that order). Differences at one seed are then due to the strategy.
+weights. At each cycle every strategy draws its candidates from the same permutation of the pool, derived
+from (seed, cycle): the first `subset` of its own not-yet-labeled images in that order. A fresh permutation
+each cycle, as the reference code reshuffles its unlabeled set every cycle: one order for all cycles would
+make successive candidate sets overlap by ~90% and leave most of the pool never scored. Differences at one
+seed are then due to the strategy.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from bench.config import Protocol
 from bench.models import AuxHead, Backbone, create_model
@@ -52,9 +54,9 @@ def initial_set(seed: int, n_pool: int, size: int) -> np.ndarray:
     return numpy_rng(seed, "initial-set").permutation(n_pool)[:size]
 
 
-def pool_order(seed: int, n_pool: int) -> np.ndarray:
-    """The permutation from which every strategy at a seed draws its candidates."""
-    return numpy_rng(seed, "pool-order").permutation(n_pool)
+def pool_order(seed: int, cycle: int, n_pool: int) -> np.ndarray:
+    """The permutation from which every strategy at (seed, cycle) draws its candidates."""
+    return numpy_rng(seed, "pool-order", cycle).permutation(n_pool)
 
 
 def candidates(order: np.ndarray, labeled: np.ndarray, subset: int | None) -> np.ndarray:
@@ -70,10 +72,11 @@ def initial_model(spec: JobSpec, in_channels: int, n_classes: int) -> Backbone:
     return create_model(spec.protocol.model, in_channels, n_classes, derive_seed(spec.seed, "init-weights"))
 
 
-def make_aux(strategy: Strategy, model: Backbone, seed: int, device: torch.device) -> AuxHead | None:
+def make_aux(strategy: Strategy, model: Backbone, seed: int, protocol: Protocol,
+             device: torch.device) -> AuxHead | None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "aux-init", strategy.name))
-        aux = strategy.aux_head(model)
+        aux = strategy.aux_head(model, protocol)
     return None if aux is None else aux.to(device)
 
 
@@ -84,9 +87,11 @@ def gather_inputs(strategy: Strategy, trainer: Trainer, model: Backbone, aux: Au
     out = trainer.infer(model, cand, aux if "aux" in needs else None, features="features" in needs)
     inputs = PoolInputs(n=cand.numel(), rng=rng, model=model, device=trainer.device,
                         logits=out["logits"], embeddings=out["embeddings"],
-                        features=out.get("features"), aux=out.get("aux"))
+                        features=out.get("features"), aux=out.get("aux"), aux_head=aux)
     if "probs" in needs:
-        inputs.probs = torch.softmax(out["logits"], dim=1)
+        # float64: a confident prediction's top probability is 1 - 1e-9 or so, which float32 rounds to 1,
+        # tying the margins and confidences of every confident candidate
+        inputs.probs = torch.softmax(out["logits"].double(), dim=1)  # [n, n_classes]
     if "labeled_embeddings" in needs:
         inputs.labeled_embeddings = trainer.infer(model, labeled)["embeddings"]
     return inputs
@@ -128,14 +133,15 @@ def run_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState) 
     p, device, data, cycle = spec.protocol, trainer.device, trainer.data, state.cycle
     strategy = create_strategy(spec.strategy, **spec.params)
     model = initial_model(spec, data.x_train.shape[1], n_classes)
-    aux = make_aux(strategy, model, spec.seed, device)
+    aux = make_aux(strategy, model, spec.seed, p, device)
     if p.warm_start and state.model is not None:  # cold start: every cycle from the seed's initial weights
         model.load_state_dict(state.model)
         if aux is not None and state.aux is not None:
             aux.load_state_dict(state.aux)
     model = model.to(device, memory_format=torch.channels_last)
     labeled, labeled_t = state.labeled, torch.from_numpy(state.labeled).to(device)
-    fit = trainer.fit(model, labeled_t, torch_generator(spec.seed, "train", cycle, device=device), aux)
+    fit = trainer.fit(model, labeled_t, torch_generator(spec.seed, "train", cycle, device=device), aux,
+                      torch_generator(spec.seed, "aux-train", cycle, device=device))
     test_acc, test_loss = trainer.evaluate(model)
     record: dict[str, Any] = {
         "run": spec.run, "dataset": spec.dataset, "model": p.model, "strategy": spec.strategy,
@@ -146,7 +152,7 @@ def run_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState) 
     new = np.empty(0, dtype=np.int64)
     if cycle < p.cycles - 1:  # the last cycle acquires nothing
         t0 = time.perf_counter()
-        cand = candidates(pool_order(spec.seed, data.n_train), labeled, p.subset)
+        cand = candidates(pool_order(spec.seed, cycle, data.n_train), labeled, p.subset)
         cand_t = torch.from_numpy(cand).to(device)
         inputs = gather_inputs(strategy, trainer, model, aux, cand_t, labeled_t,
                                numpy_rng(spec.seed, "select", spec.strategy, cycle))
@@ -154,8 +160,7 @@ def run_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState) 
         _check_picks(spec, picks, cand.size, p.budget)
         new = cand[picks]
         record["select_seconds"] = time.perf_counter() - t0
-        picked_labels = data.y_train[torch.from_numpy(new).to(device)]
-        record.update(strategy.cycle_metrics(inputs, picks, picked_labels))
+        record.update(strategy.cycle_metrics(inputs, picks, data.y_train[cand_t]))
     record["finished_at"] = datetime.now(timezone.utc)
     after = JobState(cycle + 1, np.concatenate([labeled, new]), new, _cpu_copy(model), _cpu_copy(aux))
     return CycleResult(record, state.added), after
@@ -175,7 +180,3 @@ def _check_picks(spec: JobSpec, picks: np.ndarray, n: int, budget: int) -> None:
                            f"distinct, range {picks.min()}..{picks.max()}) for a budget of {budget} "
                            f"among {n} candidates")
 
-
-def true_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-sample cross-entropy from stored logits ([k, C], [k]) -> [k]."""
-    return F.cross_entropy(logits.float(), labels, reduction="none")

@@ -38,8 +38,16 @@ class Backbone(nn.Module):
         for stage in self.stages:
             out = stage(out)
             features.append(out)
-        embedding = torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
-        return ModelOutput(self.head(embedding), embedding, features)
+        # The pooled embedding and the classifier in fp32 even under bf16 autocast: strategies rank logits and
+        # measure distances on embeddings, and bf16's 8-bit mantissa would tie thousands of scores.
+        with full_precision(x):
+            embedding = torch.flatten(F.adaptive_avg_pool2d(out.float(), 1), 1)  # [B, d]
+            return ModelOutput(self.head(embedding), embedding, features)
+
+
+def full_precision(x: torch.Tensor) -> torch.autocast:
+    """A region where autocast is off (on x's device type): what it computes stays float32."""
+    return torch.autocast(x.device.type, enabled=False)
 
 
 Factory = Callable[[int, int], Backbone]  # (in_channels, n_classes) -> model
@@ -139,10 +147,13 @@ def small_cnn(in_channels: int, n_classes: int) -> Backbone:
 
 class AuxHead(nn.Module):
     """A module a strategy trains jointly with the backbone through the shared trainer (learning loss's
-    loss-prediction module is one). The trainer gives it its own optimizer with the backbone's settings."""
+    loss-prediction module is one, BALD's dropout classifier another). The trainer gives it its own optimizer
+    with the backbone's settings. Its outputs are computed in fp32 (see `full_precision`)."""
 
-    def training_loss(self, out: ModelOutput, per_sample_loss: torch.Tensor, epoch: int) -> torch.Tensor:
-        """The term added to the mean cross-entropy at 0-based `epoch` (per_sample_loss: [B], not detached)."""
+    def training_loss(self, out: ModelOutput, per_sample_loss: torch.Tensor, labels: torch.Tensor, epoch: int,
+                      generator: torch.Generator) -> torch.Tensor:
+        """The term added to the mean cross-entropy at 0-based `epoch`. per_sample_loss: [B], not detached;
+        labels: [B]; generator: the head's own random stream (it never draws from the backbone's)."""
         raise NotImplementedError
 
     def forward(self, out: ModelOutput) -> torch.Tensor:

@@ -401,7 +401,7 @@ def make_cycle_setup(sizes: Sizes, seed: int = 0) -> CycleSetup:
 
     images = cifar_slice(n_test=sizes.cycle_test)
     n = images.x_train.shape[0]
-    return CycleSetup(images, initial_set(seed, n, sizes.cycle_labeled), pool_order(seed, n), sizes.cycle_epochs,
+    return CycleSetup(images, initial_set(seed, n, sizes.cycle_labeled), pool_order(seed, 0, n), sizes.cycle_epochs,
                       sizes.cycle_subset, sizes.cycle_budget, seed)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -114,6 +115,13 @@ def crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator)
 # ---------------------------------------------------------------------------------------------- trainer
 
 
+def _step_schedules(optimizers: list[tuple[torch.optim.Optimizer, LRScheduler]]) -> None:
+    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": the reference convention's order
+        warnings.simplefilter("ignore", UserWarning)
+        for _, schedule in optimizers:
+            schedule.step()
+
+
 @dataclass
 class FitResult:
     seconds: float
@@ -138,11 +146,12 @@ class Trainer:
         return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(p.milestones), gamma=p.gamma)
 
     def fit(self, model: Backbone, labeled: torch.Tensor, generator: torch.Generator,
-            aux: AuxHead | None = None) -> FitResult:
+            aux: AuxHead | None = None, aux_generator: torch.Generator | None = None) -> FitResult:
         """Train for protocol.epochs on the labeled indices ([L] int64 on the device).
 
         Fresh optimizers each call (as the reference code does per cycle); the aux head gets its own SGD
-        with the backbone's settings. The LR schedule steps after each epoch's optimizer steps."""
+        with the backbone's settings and its own random stream (aux_generator), so that a head which draws
+        (BALD's dropout) leaves the backbone's augmentation draws as they are for every other strategy."""
         start = time.perf_counter()
         p, data = self.protocol, self.data
         model.train()
@@ -154,6 +163,8 @@ class Trainer:
         n = labeled.numel()
         epoch_loss = torch.zeros((), device=self.device)
         for epoch in range(p.epochs):
+            if p.convention == "reference":  # the reference code steps its schedules before the epoch
+                _step_schedules(optimizers)
             order = labeled[torch.randperm(n, generator=generator, device=self.device)]
             epoch_loss = torch.zeros((), device=self.device)  # summed on the device: no sync per step
             for first in range(0, n, p.batch_size):
@@ -161,13 +172,13 @@ class Trainer:
                 x = data.x_train[idx]
                 if data.pad or data.flip:
                     x = crop_flip(x, data.pad, data.flip, generator)
-                x = data.normalise(x)
+                x, y = data.normalise(x), data.y_train[idx]
                 with self.autocast():
                     out = model(x)
-                    per_sample = F.cross_entropy(out.logits.float(), data.y_train[idx], reduction="none")  # [B]
+                    per_sample = F.cross_entropy(out.logits.float(), y, reduction="none")  # [B]
                     loss = per_sample.mean()
                     if aux is not None:
-                        loss = loss + aux.training_loss(out, per_sample, epoch)
+                        loss = loss + aux.training_loss(out, per_sample, y, epoch, aux_generator)
                 for opt, _ in optimizers:
                     opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -175,8 +186,8 @@ class Trainer:
                     scaler.step(opt)
                 scaler.update()
                 epoch_loss += loss.detach() * idx.numel()
-            for _, schedule in optimizers:
-                schedule.step()
+            if p.convention != "reference":
+                _step_schedules(optimizers)
             if not torch.isfinite(epoch_loss):  # one sync per epoch
                 raise TrainingDiverged(f"training loss became {epoch_loss.item()} at epoch {epoch + 1}")
         return FitResult(time.perf_counter() - start, float(epoch_loss) / max(n, 1))

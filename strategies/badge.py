@@ -3,7 +3,9 @@
 The gradient embedding of a candidate is g = a outer h, with a = p - onehot(argmax p) ([C]) and h its
 penultimate embedding ([d]): the gradient of the cross-entropy at the predicted label with respect to the
 last layer's weights (up to sign). It is never formed: ||g_i - g_j||^2 = ||a_i||^2 ||h_i||^2 +
-||a_j||^2 ||h_j||^2 - 2 (a_i.a_j)(h_i.h_j), so memory stays O(N*(C+d)) instead of O(N*C*d).
+||a_j||^2 ||h_j||^2 - 2 (a_i.a_j)(h_i.h_j), so memory stays O(N*(C+d)) instead of O(N*C*d). That expansion
+is accumulated in float64 (see strategies.geometry): h sits far from the origin after a ReLU, and centring it
+would change the gradient embeddings' distances.
 """
 
 from __future__ import annotations
@@ -13,22 +15,20 @@ import torch
 import torch.nn.functional as F
 
 from strategies.base import PoolInputs, Strategy
-
-
-def sq_norms(x: torch.Tensor) -> torch.Tensor:
-    """[n] squared row norms of x [n, m], without an [n, m] temporary."""
-    return torch.linalg.vector_norm(x, dim=1).square_()
+from strategies.geometry import EXACT, sq_dist, sq_norms
 
 
 def gradient_embedding_sq_dist(a: torch.Tensor, h: torch.Tensor, a_c: torch.Tensor, h_c: torch.Tensor,
                                sq_norm: torch.Tensor | None = None) -> torch.Tensor:
-    """[n, m] squared distances between the gradient embeddings a_i outer h_i (a [n, C], h [n, d]) and
-    a_c_j outer h_c_j (a_c [m, C], h_c [m, d]); sq_norm ([n], ||a||^2 ||h||^2) may be passed precomputed."""
+    """[n, m] float64 squared distances between the gradient embeddings a_i outer h_i (a [n, C], h [n, d])
+    and a_c_j outer h_c_j (a_c [m, C], h_c [m, d]); sq_norm ([n], ||a||^2 ||h||^2) may be passed precomputed.
+    Float32 inputs are cast: the products are accumulated in float64."""
+    a, h, a_c, h_c = (t.to(EXACT) for t in (a, h, a_c, h_c))
     if sq_norm is None:
         sq_norm = sq_norms(a) * sq_norms(h)  # [n]
     c_sq_norm = sq_norms(a_c) * sq_norms(h_c)  # [m]
     cross = (a @ a_c.T).mul_(h @ h_c.T)  # [n, m]: <g_i, g_j> = (a_i.a_j)(h_i.h_j)
-    return cross.mul_(-2.0).add_(sq_norm[:, None]).add_(c_sq_norm[None, :]).clamp_min_(0.0)
+    return sq_dist(sq_norm[:, None], c_sq_norm, cross)
 
 
 def loss_gradient_factor(probs: torch.Tensor) -> torch.Tensor:
@@ -47,10 +47,11 @@ def kmeans_pp(a: torch.Tensor, h: torch.Tensor, k: int, rng: np.random.Generator
     n = a.shape[0]
     if not 0 <= k <= n:
         raise ValueError(f"cannot pick {k} of {n} points")
+    a, h = a.to(EXACT), h.to(EXACT)  # [n, C], [n, d]: cast once here, not at every pick
     sq_norm = sq_norms(a) * sq_norms(h)  # [n]: ||g||^2
     picks = torch.empty(k, dtype=torch.long, device=a.device)  # stays on the device: no sync per pick
-    unpicked = torch.ones(n, dtype=torch.float64, device=a.device)  # [n]
-    min_d = torch.full((n,), torch.inf, dtype=torch.float64, device=a.device)  # [n] D^2 to the nearest centre
+    unpicked = torch.ones(n, dtype=EXACT, device=a.device)  # [n]
+    min_d = torch.full((n,), torch.inf, dtype=EXACT, device=a.device)  # [n] D^2 to the nearest centre
     for i in range(k):
         if i == 0:
             pick = torch.argmax(sq_norm)
@@ -77,4 +78,4 @@ class Badge(Strategy):
 
     def select(self, inputs: PoolInputs, k: int) -> np.ndarray:
         a = loss_gradient_factor(inputs.probs)  # [n, C]
-        return kmeans_pp(a, inputs.embeddings.to(a.dtype), k, inputs.rng)
+        return kmeans_pp(a, inputs.embeddings, k, inputs.rng)

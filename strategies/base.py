@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from bench.config import Protocol, parse_epoch_point
 from bench.errors import UserError
 from bench.models import AuxHead, Backbone
 from bench.registry import unknown_name
@@ -37,7 +38,8 @@ class PoolInputs:
     embeddings: torch.Tensor | None = None  # [n, d] penultimate embedding, float32
     labeled_embeddings: torch.Tensor | None = None  # [L, d] the same for the labeled set
     features: list[torch.Tensor] | None = None  # per stage, globally average-pooled: [n, C_s]
-    aux: torch.Tensor | None = None  # [n] the strategy's auxiliary head's output
+    aux: torch.Tensor | None = None  # [n] the strategy's auxiliary head's output (when it needs "aux")
+    aux_head: AuxHead | None = None  # the strategy's trained auxiliary head, in eval mode (BALD samples it)
 
 
 _REGISTRY: dict[str, type[Strategy]] = {}
@@ -51,6 +53,9 @@ class Strategy:
     aliases: ClassVar[tuple[str, ...]] = ()
     needs: ClassVar[frozenset[str]] = frozenset()
     params: ClassVar[dict[str, Any]] = {}  # parameter defaults; their types parse command-line strings
+    # parameters measured in epochs: an int is an epoch, a float in (0, 1] a fraction of the protocol's epochs
+    # (resolved to an epoch before the run starts, so the strategy itself always sees an int)
+    epoch_params: ClassVar[frozenset[str]] = frozenset()
     min_batch_size: ClassVar[int] = 1  # smallest training batch it works with (2 for losses over pairs)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -77,7 +82,10 @@ class Strategy:
                 f"Strategy {self.name!r} has no parameter {sorted(unknown)[0]!r} (its parameters: {known})."
             )
         for key, default in self.params.items():
-            setattr(self, key, _coerce(self.name, key, params.get(key, default), default))
+            value = params.get(key, default)
+            if key in self.epoch_params and isinstance(value, str):
+                value = _parse(self.name, key, value, parse_epoch_point)
+            setattr(self, key, _coerce(self.name, key, value, default))
 
     # -- what a strategy implements -------------------------------------------------------------------
 
@@ -89,12 +97,13 @@ class Strategy:
         """Positions (into the candidates) of the k picks, in pick order."""
         return top_k(self.score(inputs), k)
 
-    def aux_head(self, model: Backbone) -> AuxHead | None:
+    def aux_head(self, model: Backbone, protocol: Protocol) -> AuxHead | None:
         """A module to train jointly with the backbone, or None."""
         return None
 
-    def cycle_metrics(self, inputs: PoolInputs, picks: np.ndarray, picked_labels: torch.Tensor) -> dict[str, float]:
-        """Diagnostics stored as extra columns of this cycle's row (computed after the picks are labeled)."""
+    def cycle_metrics(self, inputs: PoolInputs, picks: np.ndarray, labels: torch.Tensor) -> dict[str, float]:
+        """Diagnostics stored as extra columns of this cycle's row, computed after selection from the
+        candidates' true labels ([n] int64; the picks are inputs' positions picks)."""
         return {}
 
 
@@ -109,19 +118,33 @@ def top_k(scores: torch.Tensor | np.ndarray, k: int) -> np.ndarray:
     return order[:k]
 
 
+def entropy(p: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy (nats) over the last axis, with 0 log 0 = 0."""
+    return -torch.special.xlogy(p, p).sum(dim=-1)
+
+
+def _parse_bool(value: str) -> bool:
+    if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(value)
+    return value.lower() in ("true", "1", "yes")
+
+
+_TYPE_WORDS = {bool: "boolean", int: "integer", float: "number"}
+
+
+def _parse(strategy: str, key: str, value: str, parse: Any, kind: str = "epoch or fraction of the epochs") -> Any:
+    try:
+        return parse(value)
+    except ValueError:
+        raise UserError(f"Strategy parameter {strategy}.{key} must be a {kind}. Got {value!r} instead.") from None
+
+
 def _coerce(strategy: str, key: str, value: Any, default: Any) -> Any:
     """Parse a command-line string to the default's type."""
     if not isinstance(value, str) or isinstance(default, str) or default is None:
         return value
-    try:
-        if isinstance(default, bool):
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(value)
-            return value.lower() in ("true", "1", "yes")
-        return type(default)(value)
-    except ValueError:
-        raise UserError(f"Strategy parameter {strategy}.{key} must be a {type(default).__name__}. "
-                        f"Got {value!r} instead.") from None
+    kind = type(default)
+    return _parse(strategy, key, value, _parse_bool if kind is bool else kind, _TYPE_WORDS.get(kind, kind.__name__))
 
 
 # -------------------------------------------------------------------------------------------- registry

@@ -1,6 +1,6 @@
 import torch
 
-from strategies.base import PoolInputs, Strategy
+from strategies.base import PoolInputs, Strategy, entropy
 
 
 class Entropy(Strategy):
@@ -10,5 +10,4 @@ class Entropy(Strategy):
     needs = frozenset({"probs"})
 
     def score(self, inputs: PoolInputs) -> torch.Tensor:
-        p = inputs.probs  # [n, n_classes]
-        return -(p * torch.log(p.clamp_min(1e-12))).sum(dim=1)  # [n]
+        return entropy(inputs.probs)  # [n]: inputs.probs is [n, n_classes]

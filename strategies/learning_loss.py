@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import nn
 
+from bench.config import Protocol, resolve_epoch
 from bench.errors import UserError
-from bench.models import AuxHead, Backbone, ModelOutput
+from bench.models import AuxHead, Backbone, ModelOutput, full_precision
 from strategies.base import PoolInputs, Strategy
 
 LOSSES = ("ranking", "mse")
@@ -46,31 +47,36 @@ def mse_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class LossPredictionModule(AuxHead):
     """The loss-prediction module (paper Fig. 2): for each backbone stage, global average pooling, a fully
     connected layer to 128 units and ReLU; the stage outputs concatenated, then a linear layer to one scalar.
+    It runs in fp32 under bf16 autocast: its outputs are what learning loss ranks.
 
-    Epoch convention (0-based epoch e): the stage features are detached when e >= detach_after, so the first
-    detach_after epochs (1..120 of 200 in 1-based terms, with the paper's 120) pass the module's gradient to
-    the backbone, and afterwards the module keeps learning but no longer moves the backbone. The reference
-    code's `epoch > 120` on 0-based epochs is off by one: it detaches only from the 122nd epoch."""
+    Epoch convention (0-based epoch e): the stage features are detached from epoch `detached_from` on. The
+    corrected convention detaches when e >= detach_after, so exactly the first detach_after epochs (1..120 of 200
+    with the paper's 120) pass the module's gradient to the backbone; the reference code's `epoch > 120` on
+    0-based epochs detaches one epoch later (convention "reference")."""
 
     def __init__(self, stage_channels: list[int], margin: float = 1.0, weight: float = 1.0,
-                 detach_after: int = 120, loss: str = "ranking", hidden: int = 128) -> None:
+                 detach_after: int = 120, loss: str = "ranking", hidden: int = 128,
+                 convention: str = "corrected") -> None:
         super().__init__()
         self.fcs = nn.ModuleList(nn.Linear(c, hidden) for c in stage_channels)
         self.linear = nn.Linear(hidden * len(stage_channels), 1)
-        self.margin, self.weight, self.detach_after, self.loss = margin, weight, detach_after, loss
+        self.margin, self.weight, self.loss = margin, weight, loss
+        self.detached_from = detach_after + (1 if convention == "reference" else 0)
 
     def predict(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """Stage maps ([B, C_s, H_s, W_s] each) -> predicted loss [B]."""
-        pooled = [F.relu(fc(torch.flatten(F.adaptive_avg_pool2d(f, 1), 1)))  # [B, hidden]
-                  for fc, f in zip(self.fcs, features, strict=True)]
-        return self.linear(torch.cat(pooled, dim=1)).squeeze(1)  # [B]
+        """Stage maps ([B, C_s, H_s, W_s] each) -> predicted loss [B], float32."""
+        with full_precision(features[0]):
+            pooled = [F.relu(fc(torch.flatten(F.adaptive_avg_pool2d(f.float(), 1), 1)))  # [B, hidden]
+                      for fc, f in zip(self.fcs, features, strict=True)]
+            return self.linear(torch.cat(pooled, dim=1)).squeeze(1)  # [B]
 
     def forward(self, out: ModelOutput) -> torch.Tensor:
         return self.predict(out.features)
 
-    def training_loss(self, out: ModelOutput, per_sample_loss: torch.Tensor, epoch: int) -> torch.Tensor:
-        features = out.features if epoch < self.detach_after else [f.detach() for f in out.features]
-        predicted = self.predict(features).float()  # [B]; the ranking is computed in fp32 under autocast
+    def training_loss(self, out: ModelOutput, per_sample_loss: torch.Tensor, labels: torch.Tensor, epoch: int,
+                      generator: torch.Generator) -> torch.Tensor:
+        features = out.features if epoch < self.detached_from else [f.detach() for f in out.features]
+        predicted = self.predict(features)  # [B]
         if self.loss == "mse":
             return self.weight * mse_loss(predicted, per_sample_loss.float())
         return self.weight * loss_prediction_loss(predicted, per_sample_loss.float(), self.margin)
@@ -82,7 +88,8 @@ class LearningLoss(Strategy):
     name = "learning-loss"
     aliases = ("ll",)
     needs = frozenset({"aux"})
-    params = {"margin": 1.0, "weight": 1.0, "detach_after": 120, "loss": "ranking"}
+    params = {"margin": 1.0, "weight": 1.0, "detach_after": 0.6, "loss": "ranking"}
+    epoch_params = frozenset({"detach_after"})  # 0.6: the paper's 120 of 200 epochs
     min_batch_size = 2  # the ranking loss learns from pairs within a batch
 
     def __init__(self, **params) -> None:
@@ -90,25 +97,24 @@ class LearningLoss(Strategy):
         if self.loss not in LOSSES:
             raise UserError(f"The 'learning-loss.loss' parameter must be one of {', '.join(LOSSES)}. "
                             f"Got {self.loss!r} instead.")
-        if self.detach_after < 0:
-            raise UserError(f"The 'learning-loss.detach_after' parameter must be a non-negative number of epochs. "
-                            f"Got {self.detach_after} instead.")
+        resolve_epoch(self.detach_after, 1, "learning-loss.detach_after")  # an epoch or a fraction, or one line
 
-    def aux_head(self, model: Backbone) -> AuxHead:
-        return LossPredictionModule(list(model.stage_channels), self.margin, self.weight, self.detach_after,
-                                    self.loss)
+    def aux_head(self, model: Backbone, protocol: Protocol) -> AuxHead:
+        detach_after = resolve_epoch(self.detach_after, protocol.epochs, "learning-loss.detach_after")
+        return LossPredictionModule(list(model.stage_channels), self.margin, self.weight, detach_after, self.loss,
+                                    convention=protocol.convention)
 
     def score(self, inputs: PoolInputs) -> torch.Tensor:
         return inputs.aux  # [n] predicted losses
 
-    def cycle_metrics(self, inputs: PoolInputs, picks: np.ndarray, picked_labels: torch.Tensor) -> dict[str, float]:
-        """Spearman correlation of predicted and true loss (the current model's cross-entropy) over the picks.
-        The picks are the top predicted losses, so this is a correlation over a truncated range."""
-        from bench.loop import true_losses  # bench.loop imports this package: import when called
-
-        idx = torch.as_tensor(picks, device=inputs.logits.device)
-        true = true_losses(inputs.logits[idx], picked_labels.to(inputs.logits.device))  # [k]
-        return {"ll_spearman": spearman(inputs.aux[idx], true)}
+    def cycle_metrics(self, inputs: PoolInputs, picks: np.ndarray, labels: torch.Tensor) -> dict[str, float]:
+        """Spearman correlation of predicted and true loss (the current model's cross-entropy): over the picks
+        (`ll_spearman`: the top predicted losses, so a correlation over a truncated range) and over every scored
+        candidate (`ll_spearman_candidates`: how well the module ranks the pool it chose from)."""
+        true = F.cross_entropy(inputs.logits, labels.to(inputs.logits.device), reduction="none")  # [n]
+        idx = torch.as_tensor(picks, device=true.device)
+        return {"ll_spearman": spearman(inputs.aux[idx], true[idx]),
+                "ll_spearman_candidates": spearman(inputs.aux, true)}
 
 
 def spearman(x: torch.Tensor, y: torch.Tensor) -> float:

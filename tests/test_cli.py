@@ -56,6 +56,37 @@ def test_dry_run_prints_the_protocol_and_jobs_and_writes_nothing(cli, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize(("preset", "epochs", "milestones", "detach"), [
+    ("quick", 200, "[160]", 120), ("paper", 200, "[160]", 120), ("blog", 40, "none", 24),
+])
+def test_dry_run_resolves_the_schedule_to_epochs_and_states_its_proportions(cli, tmp_path, preset, epochs,
+                                                                             milestones, detach):
+    status, stdout, _ = cli("--preset", preset, "--dry-run", "--strategies", "ll", "--out", tmp_path / "x")
+    assert status == 0
+    assert f"{epochs} epochs" in stdout and f"milestones {milestones} (x0.1)" in stdout
+    assert f"learning-loss: detach_after={detach}," in stdout
+    fraction = "[0.8]" if milestones != "none" else "[]"
+    assert f"schedule  milestones at {fraction} of {epochs} epochs, learning-loss.detach_after at 0.6 of" in stdout
+    # proportions follow --epochs; whole epochs stay whole epochs
+    status, stdout, _ = cli("--preset", preset, "--dry-run", "--strategies", "ll", "--epochs", "50",
+                            "--milestones", "0.5", "30", "--out", tmp_path / "x")
+    assert "milestones [25, 30] (x0.1)" in stdout and "detach_after=30," in stdout
+    assert "milestones at [0.5, 0.6] of 50 epochs" in stdout
+
+
+def test_entropy_results_do_not_depend_on_bald_running_beside_it(cli, tmp_path, tiny_npz):
+    args = ["--dataset", f"npz:{tiny_npz}", *TINY, "--subset", "100"]
+    assert cli("--strategies", "entropy", *args, "--out", tmp_path / "alone")[0] == 0
+    assert cli("--strategies", "entropy", "bald", *args, "--out", tmp_path / "beside")[0] == 0
+    alone = pd.read_parquet(tmp_path / "alone" / "cycles.parquet")
+    beside = pd.read_parquet(tmp_path / "beside" / "cycles.parquet")
+    beside = beside[beside["strategy"] == "entropy"].reset_index(drop=True)
+    for column in ("cycle", "n_labeled", "test_acc", "test_loss", "train_loss"):
+        pd.testing.assert_series_equal(alone[column], beside[column])
+    picks = [pd.read_parquet(tmp_path / d / "selections.parquet") for d in ("alone", "beside")]
+    assert picks[0]["index"].tolist() == picks[1][picks[1]["strategy"] == "entropy"]["index"].tolist()
+
+
 def test_list_strategies(cli):
     status, stdout, _ = cli("--list-strategies")
     assert status == 0 and "least-confidence (lc)" in stdout and "random" in stdout

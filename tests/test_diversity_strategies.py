@@ -1,27 +1,26 @@
-"""Core-set, BADGE and BALD against independent computations: brute-force distance matrices, explicit
-gradient embeddings, hand-worked entropies and an exact enumeration of dropout masks."""
+"""Core-set and BADGE against independent computations: brute-force distance matrices from explicit
+differences in float64 and explicit gradient embeddings, including points far from the origin and exact ties.
+(BALD's tests are in test_bald.py.)"""
 
 from __future__ import annotations
-
-import itertools
-import math
 
 import numpy as np
 import pytest
 import torch
 
-from bench.errors import UserError
 from bench.models import create_model
 from strategies import PoolInputs, create_strategy
 from strategies.badge import gradient_embedding_sq_dist, kmeans_pp, loss_gradient_factor
-from strategies.bald import bald_score, mc_dropout_probs
 from strategies.core_set import k_center_greedy, min_sq_dist
+from strategies.geometry import sq_norms
 
 # ------------------------------------------------------------------------------------- independent versions
 
 
 def brute_k_center(pool: np.ndarray, centers: np.ndarray, k: int) -> list[int]:
-    """k-center greedy from the full distance matrix ([N, N + L], explicit differences)."""
+    """k-center greedy from the full distance matrix ([N, N + L], explicit differences in float64); ties go
+    to the lowest position."""
+    pool, centers = pool.astype(np.float64), centers.astype(np.float64)
     everything = np.concatenate([centers, pool])
     dist = ((pool[:, None, :] - everything[None, :, :]) ** 2).sum(-1)  # [N, L + N]
     columns = list(range(len(centers)))
@@ -46,14 +45,25 @@ def explicit_gradient_embeddings(probs: np.ndarray, h: np.ndarray) -> np.ndarray
 
 
 def brute_kmeans_pp(g: np.ndarray, k: int, rng: np.random.Generator) -> list[int]:
-    """k-means++ seeding on explicit embeddings: largest norm first, then D^2 sampling by inverse CDF."""
+    """k-means++ seeding on explicit embeddings (cast to float64): largest norm first, then D^2 sampling by
+    inverse CDF."""
+    g = g.astype(np.float64)
     picks = [int(np.argmax((g ** 2).sum(1)))]
+    d2 = np.full(len(g), np.inf)  # [n]
     while len(picks) < k:
-        d2 = np.min([((g - g[j]) ** 2).sum(1) for j in picks], axis=0)  # [n]
+        d2 = np.minimum(d2, ((g - g[picks[-1]]) ** 2).sum(1))
         d2[picks] = 0.0
         cum = np.cumsum(d2)
         picks.append(int(np.searchsorted(cum, cum[-1] * rng.random(), side="right")))
     return picks
+
+
+def post_relu(rng: np.random.Generator, n: int, d: int, offset: float) -> np.ndarray:
+    """[n, d] float32 post-ReLU-like embeddings with a large common component `offset`."""
+    return (np.maximum(rng.normal(size=(n, d)), 0.0) + offset).astype(np.float32)
+
+
+GRID = np.array([(i, j) for i in range(10) for j in range(10)], dtype=np.float64)  # [100, 2]: exact ties
 
 
 def random_inputs(n: int, n_labeled: int, seed: int, model=None) -> PoolInputs:
@@ -64,6 +74,20 @@ def random_inputs(n: int, n_labeled: int, seed: int, model=None) -> PoolInputs:
     return PoolInputs(n=n, rng=np.random.default_rng(seed), model=model, device=torch.device("cpu"),
                       probs=torch.softmax(logits, 1), logits=logits, embeddings=emb,
                       labeled_embeddings=torch.randn(n_labeled, model.embedding_dim, generator=g).relu())
+
+
+# -------------------------------------------------------------------------------------------- shared geometry
+
+
+def test_sq_norms_are_exact_sums_of_squares_in_blocks(monkeypatch):
+    monkeypatch.setattr("strategies.geometry.BLOCK_ELEMENTS", 6)  # 3 rows per block: 4 blocks, the last short
+    x = torch.tensor([[1.0, 1.0], [3.0, 4.0], [0.1, 0.2], [1.0, 2.0], [0.0, 0.0], [5.0, 5.0], [2.0, 1.0],
+                      [7.0, 0.0], [1.0, 3.0], [1.0, 7.0]])  # [10, 2]
+    for dtype in (torch.float64, torch.float32):
+        expected = (x.to(dtype).numpy().astype(np.float64) ** 2).sum(1)  # squared exactly in float64
+        got = sq_norms(x.to(dtype))
+        assert got.dtype == torch.float64 and got.tolist() == expected.tolist()  # 2, not sqrt(2) ** 2
+        assert got[3] == got[6] == 5.0 and got[5] == got[9] == 50.0  # ties stay ties
 
 
 # -------------------------------------------------------------------------------------------------- core-set
@@ -101,6 +125,28 @@ def test_k_center_greedy_exact_duplicates_are_never_repicked():
     assert sorted(k_center_greedy(pool, torch.ones(2, 3), 10).tolist()) == list(range(10))
 
 
+@pytest.mark.parametrize("n_centers", [0, 20])
+@pytest.mark.parametrize("offset", [300.0, 1000.0])
+def test_k_center_greedy_equals_float64_brute_force_far_from_the_origin(offset, n_centers):
+    # float32 embeddings with a large common component: |x|^2 and 2 x.c share most of their float32 digits
+    rng = np.random.default_rng(7)
+    pool, centers = post_relu(rng, 300, 32, offset), post_relu(rng, n_centers, 32, offset)
+    expected = brute_k_center(pool, centers, 40)
+    assert k_center_greedy(torch.from_numpy(pool), torch.from_numpy(centers), 40).tolist() == expected
+    assert k_center_greedy(torch.from_numpy(pool), torch.from_numpy(centers), 40,
+                           chunk_bytes=2000).tolist() == expected
+
+
+@pytest.mark.parametrize("centers", [[], [[0.0, 0.0]], [[4.0, 5.0], [9.0, 2.0]]])
+@pytest.mark.parametrize(("dtype", "offset"), [(torch.float64, 0.0), (torch.float32, 1000.0)])
+def test_k_center_greedy_gives_exact_ties_to_the_lowest_position_on_a_grid(centers, dtype, offset):
+    # a 10 x 10 integer grid: most picks are among points at exactly equal distances
+    centers = np.array(centers).reshape(-1, 2)
+    expected = brute_k_center(GRID, centers, 100)  # exact in float64: integer coordinates
+    got = k_center_greedy(torch.tensor(GRID + offset, dtype=dtype), torch.tensor(centers + offset, dtype=dtype), 100)
+    assert got.tolist() == expected
+
+
 # -------------------------------------------------------------------------------------------------- BADGE
 
 
@@ -129,6 +175,23 @@ def test_kmeans_pp_matches_explicit_seeding(seed):
     assert got.tolist() == expected
 
 
+@pytest.mark.parametrize("offset", [100.0, 1000.0])
+def test_kmeans_pp_equals_explicit_seeding_far_from_the_origin(offset):
+    # float32 inputs; 3 distinct predictions, so many pairs share a and their distance |a|^2 |h_i - h_j|^2 lies
+    # in the digits of h that the offset pushes out of float32's factorised products
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet(np.ones(5), size=3)[rng.integers(3, size=300)].astype(np.float32)  # [300, 5]
+    h = post_relu(rng, 300, 64, offset)  # [300, 64]
+    expected = brute_kmeans_pp(explicit_gradient_embeddings(probs.astype(np.float64), h.astype(np.float64)), 60,
+                               np.random.default_rng(1))
+    draws = np.random.default_rng(1)
+    got = kmeans_pp(loss_gradient_factor(torch.from_numpy(probs)), torch.from_numpy(h), 60, draws)
+    assert got.tolist() == expected
+    reference = np.random.default_rng(1)
+    reference.random(59)
+    assert draws.random() == reference.random()  # one draw per pick after the first, no more
+
+
 def test_kmeans_pp_with_all_gradients_zero_still_picks_distinct_points():
     probs = torch.zeros(30, 3)
     probs[:, 1] = 1.0  # one-hot predictions: a = 0, every gradient embedding is 0
@@ -137,10 +200,12 @@ def test_kmeans_pp_with_all_gradients_zero_still_picks_distinct_points():
 
 
 def test_kmeans_pp_never_repicks_exact_duplicates_despite_rounding():
-    # identical float32 rows: the factorised distance of a point to itself rounds to a small positive value
-    # (about 5e-7 here), so only the explicit exclusion of picked points keeps them from being drawn again
-    probs = torch.tensor([[0.7, 0.2, 0.1]]).repeat(20, 1)
-    h = torch.tensor([[1.1, 2.3, 3.7, 0.3]]).repeat(20, 1)
+    # identical rows: even in float64 the factorised distance of a point to itself can round to a small
+    # positive value (about 1e-11 here), so only the explicit exclusion of picked points keeps them from
+    # being drawn again
+    rng = np.random.default_rng(4)
+    probs = torch.from_numpy(rng.dirichlet(np.ones(3), size=1)).repeat(20, 1)  # [20, 3]
+    h = torch.from_numpy(rng.normal(size=(1, 8)) + 100.0).repeat(20, 1)  # [20, 8]
     a = loss_gradient_factor(probs)
     assert gradient_embedding_sq_dist(a[:1], h[:1], a[:1], h[:1]).item() > 0  # the premise
     for seed in range(5):
@@ -148,78 +213,10 @@ def test_kmeans_pp_never_repicks_exact_duplicates_despite_rounding():
         assert sorted(picks.tolist()) == list(range(20))
 
 
-# -------------------------------------------------------------------------------------------------- BALD
+# -------------------------------------------------------------------------------------------------- both
 
 
-def test_bald_score_hand_worked():
-    samples = torch.tensor([
-        [[0.9, 0.1, 0.0], [0.6, 0.3, 0.1], [0.7, 0.2, 0.1]],
-        [[0.1, 0.9, 0.0], [0.2, 0.2, 0.6], [0.7, 0.2, 0.1]],
-    ], dtype=torch.float64)  # [T=2, n=3, C=3]
-
-    def h(*p):
-        return -sum(x * math.log(x) for x in p if x > 0)
-
-    expected = [
-        h(0.5, 0.5) - (h(0.9, 0.1) + h(0.1, 0.9)) / 2,  # = ln 2 - H(0.9, 0.1) = 0.368064
-        h(0.4, 0.25, 0.35) - (h(0.6, 0.3, 0.1) + h(0.2, 0.2, 0.6)) / 2,
-        0.0,  # the samples agree
-    ]
-    np.testing.assert_allclose(bald_score(samples).numpy(), expected, rtol=1e-12, atol=1e-15)
-    assert expected[0] == pytest.approx(0.368064, abs=1e-6)
-
-
-def test_bald_score_is_zero_when_all_samples_agree():
-    p = torch.softmax(torch.randn(7, 10, generator=torch.Generator().manual_seed(0)), 1)  # float32
-    assert torch.allclose(bald_score(p.expand(20, 7, 10)), torch.zeros(7, dtype=torch.float64), atol=1e-6)
-
-
-def test_mc_dropout_estimate_matches_exact_enumeration_of_masks():
-    # a 2-d head: enumerate the 4 masks exactly (keep prob 0.75, inverted scaling) and compare the mutual
-    # information with the Monte-Carlo estimate from many samples; averaging logits would give another value
-    head = torch.nn.Linear(2, 3).double()
-    with torch.no_grad():
-        head.weight.copy_(torch.tensor([[2.0, -1.0], [-1.0, 2.0], [0.5, 0.5]]))
-        head.bias.copy_(torch.tensor([0.0, 0.2, -0.1]))
-    x = torch.tensor([[1.5, 1.0], [0.0, 0.0], [3.0, -2.0]], dtype=torch.float64)
-    rate = 0.25
-    probs, weights = [], []
-    for mask in itertools.product([0.0, 1.0], repeat=2):
-        m = torch.tensor(mask, dtype=torch.float64)
-        probs.append(torch.softmax(head(x * m / (1 - rate)), 1).detach())
-        weights.append(math.prod(1 - rate if keep else rate for keep in mask))
-    w = torch.tensor(weights, dtype=torch.float64)[:, None, None]
-    stacked = torch.stack(probs)  # [4, n, C]
-    mean = (w * stacked).sum(0)
-    exact = -(mean * mean.log()).sum(1) + (w[:, :, 0] * (stacked * stacked.log()).sum(2)).sum(0)
-
-    with torch.no_grad():  # 1000 copies of each row x 4 samples: 4000 independent masks per row, few torch calls
-        sampled = mc_dropout_probs(head, x.repeat(1000, 1), 4, rate, torch.Generator().manual_seed(0))
-    estimate = bald_score(sampled.reshape(4, 1000, 3, 3).flatten(0, 1))  # [4000, n=3, C=3]
-    np.testing.assert_allclose(estimate.numpy(), exact.numpy(), atol=0.01)
-    assert estimate[1] == pytest.approx(0.0, abs=1e-12)  # a zero embedding: every mask gives the bias's prediction
-    assert exact[0] > 0.05 and exact[2] > 0.05  # the test is not vacuous
-
-
-def test_bald_strategy_degenerate_settings_give_zero_scores():
-    inputs = random_inputs(50, 5, seed=3)
-    assert (create_strategy("bald", dropout=0.0).score(inputs) < 1e-9).all()  # no dropout: samples agree
-    assert (create_strategy("bald", samples=1).score(random_inputs(50, 5, seed=3)) == 0).all()  # T = 1
-    assert (create_strategy("bald").score(random_inputs(50, 5, seed=3)) > 0).all()
-
-
-def test_bald_parameters_are_parsed_and_checked():
-    bald = create_strategy("bald", samples="5", dropout="0.1")
-    assert (bald.samples, bald.dropout) == (5, 0.1)
-    for bad in ({"samples": "0"}, {"dropout": "1.0"}, {"dropout": "-0.1"}, {"samples": "2.5"}):
-        with pytest.raises(UserError):
-            create_strategy("bald", **bad)
-
-
-# -------------------------------------------------------------------------------------------------- all three
-
-
-@pytest.mark.parametrize("name", ["core-set", "badge", "bald"])
+@pytest.mark.parametrize("name", ["core-set", "badge"])
 def test_select_returns_k_distinct_valid_positions_deterministically(name):
     strategy = create_strategy(name)
     picks = strategy.select(random_inputs(300, 40, seed=4), 60)
@@ -228,9 +225,8 @@ def test_select_returns_k_distinct_valid_positions_deterministically(name):
     assert strategy.select(random_inputs(300, 40, seed=4), 60).tolist() == picks.tolist()  # same seed
 
 
-@pytest.mark.parametrize("name", ["badge", "bald"])
-def test_randomised_strategies_follow_the_rng(name):
-    strategy = create_strategy(name)
+def test_badge_follows_the_rng():
+    strategy = create_strategy("badge")
     inputs = random_inputs(300, 40, seed=4)
     first = strategy.select(inputs, 60)
     inputs.rng = np.random.default_rng(99)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from scipy import stats as sps
 
+from bench.config import Protocol
 from bench.errors import UserError
 from bench.models import create_model
 from strategies import PoolInputs, create_strategy
@@ -82,7 +83,8 @@ def test_module_weighs_its_loss_and_chooses_the_variant():
         head = LossPredictionModule(model.stage_channels, weight=0.5, loss=loss, margin=1.0)
         with torch.no_grad():
             expected = 0.5 * reference(head(out), per_sample)
-        assert head.training_loss(out, per_sample, epoch=0).item() == pytest.approx(expected.item(), rel=1e-6)
+        got = head.training_loss(out, per_sample, torch.zeros(6, dtype=torch.long), 0, torch.Generator())
+        assert got.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 # ---------------------------------------------------------------- the module
@@ -91,7 +93,7 @@ def test_module_weighs_its_loss_and_chooses_the_variant():
 @pytest.mark.parametrize(("model_name", "size"), [("cnn", 8), ("resnet18", 32), ("resnet18", 20)])
 def test_module_shapes_follow_the_model_stages(model_name, size):
     model = create_model(model_name, 3, 10, generator_seed=0)
-    head = create_strategy("ll").aux_head(model)
+    head = create_strategy("ll").aux_head(model, Protocol())
     stages = list(model.stage_channels)
     assert [fc.in_features for fc in head.fcs] == stages
     assert all(fc.out_features == 128 for fc in head.fcs)
@@ -110,10 +112,15 @@ def test_module_forward_is_gap_fc_relu_concat_linear():
     torch.testing.assert_close(head.predict(features), expected[:, 0])
 
 
-@pytest.mark.parametrize("detach_after", [1, 5])
-def test_gradient_reaches_the_backbone_only_before_detach_after(detach_after):
+@pytest.mark.parametrize(("detach_after", "epochs", "convention", "first_detached"), [
+    (1, 200, "corrected", 1), (5, 200, "corrected", 5),  # 0-based epoch e >= detach_after is detached
+    (0.6, 10, "corrected", 6), (0.6, 200, "corrected", 120),  # a fraction of the protocol's epochs
+    (5, 200, "reference", 6), (0.6, 200, "reference", 121),  # the reference code's `epoch > detach_after`
+])
+def test_gradient_reaches_the_backbone_only_before_detach_after(detach_after, epochs, convention, first_detached):
     model = create_model("cnn", 1, 10, generator_seed=0)
-    head = create_strategy("ll", detach_after=detach_after).aux_head(model)
+    protocol = Protocol(epochs=epochs, milestones=(), convention=convention)
+    head = create_strategy("ll", detach_after=detach_after).aux_head(model, protocol)
     x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
     conv = model.stages[0][0][0].weight  # the first stage's first convolution
 
@@ -122,13 +129,13 @@ def test_gradient_reaches_the_backbone_only_before_detach_after(detach_after):
         head.zero_grad(set_to_none=True)
         out = model(x)
         per_sample = F.cross_entropy(out.logits, y, reduction="none")
-        head.training_loss(out, per_sample, epoch).backward()  # the aux term alone
+        head.training_loss(out, per_sample, y, epoch, torch.Generator()).backward()  # the aux term alone
         return conv.grad, head.fcs[0].weight.grad
 
-    backbone, module = backbone_and_module_grads(detach_after - 1)
+    backbone, module = backbone_and_module_grads(first_detached - 1)
     assert backbone is not None and backbone.abs().sum() > 0
     assert module is not None and module.abs().sum() > 0
-    backbone, module = backbone_and_module_grads(detach_after)
+    backbone, module = backbone_and_module_grads(first_detached)
     assert backbone is None or backbone.abs().sum() == 0
     assert module is not None and module.abs().sum() > 0
 
@@ -150,26 +157,29 @@ def test_selects_the_highest_predicted_losses():
     assert picks.tolist() == [1, 4, 6, 3]
 
 
-def test_cycle_metric_is_spearman_of_predicted_and_true_loss_over_the_picks():
+def test_cycle_metrics_are_spearman_of_predicted_and_true_loss_over_the_picks_and_the_candidates():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(10, 3, generator=g)
     aux = torch.randn(10, generator=g).tolist()
     picks = np.array([7, 2, 5, 0, 9])
-    labels = torch.tensor([0, 2, 1, 1, 0])
-    true = [-math.log(torch.softmax(logits[p], 0)[c].item()) for p, c in zip(picks, labels.tolist(), strict=True)]
-    expected = sps.spearmanr([aux[p] for p in picks], true).statistic
+    labels = torch.tensor([0, 2, 1, 1, 0, 2, 2, 0, 1, 1])  # every candidate's true label
+    true = [-math.log(torch.softmax(logits[i], 0)[labels[i]].item()) for i in range(10)]
     got = create_strategy("ll").cycle_metrics(pool(aux, logits), picks, labels)
-    assert got["ll_spearman"] == pytest.approx(expected)
+    assert got["ll_spearman"] == pytest.approx(sps.spearmanr([aux[p] for p in picks], [true[p] for p in picks])[0])
+    assert got["ll_spearman_candidates"] == pytest.approx(sps.spearmanr(aux, true)[0])
+    assert got["ll_spearman"] != pytest.approx(got["ll_spearman_candidates"])
     constant = create_strategy("ll").cycle_metrics(pool([1.0] * 10, logits), picks, labels)
-    assert math.isnan(constant["ll_spearman"])
+    assert math.isnan(constant["ll_spearman"]) and math.isnan(constant["ll_spearman_candidates"])
 
 
 def test_parameters_and_their_errors():
     strategy = create_strategy("ll", margin="0.5", detach_after="3", loss="mse")
     assert (strategy.margin, strategy.weight, strategy.detach_after, strategy.loss) == (0.5, 1.0, 3, "mse")
-    head = strategy.aux_head(create_model("cnn", 1, 10, generator_seed=0))
-    assert (head.margin, head.detach_after, head.loss) == (0.5, 3, "mse")
+    head = strategy.aux_head(create_model("cnn", 1, 10, generator_seed=0), Protocol())
+    assert (head.margin, head.detached_from, head.loss) == (0.5, 3, "mse")
+    assert create_strategy("ll", detach_after="0.25").detach_after == 0.25  # a fraction of the epochs
     with pytest.raises(UserError, match="ranking, mse"):
         create_strategy("ll", loss="hinge")
-    with pytest.raises(UserError, match="detach_after"):
-        create_strategy("ll", detach_after=-1)
+    for bad in (-1, 1.5, "soon"):
+        with pytest.raises(UserError, match="detach_after"):
+            create_strategy("ll", detach_after=bad)

@@ -1,11 +1,14 @@
-"""The paired design: at one seed, strategies share the initial set, the initial weights and the candidate order."""
+"""The paired design: at one seed, strategies share the initial set and the initial weights, and at each cycle
+the permutation of the pool their candidates are drawn from (a fresh one per cycle)."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
+from scipy import stats
 
 import bench.loop as loop
 from bench.config import Protocol
@@ -16,17 +19,18 @@ from bench.trainer import DeviceData, Trainer
 _FIT, _GATHER = Trainer.fit, loop.gather_inputs
 
 
-def _run(strategy: str, seed: int, monkeypatch) -> dict:
+def _run(strategy: str, seed: int, monkeypatch, cycles: int = 3, subset: int = 60) -> dict:
     """Run a tiny job, recording the weights each fit starts from and the candidates each cycle scores."""
     data = load_dataset("digits")
-    protocol = dataclasses.replace(Protocol(), initial=20, budget=10, cycles=3, epochs=2, subset=60, precision="fp32")
+    protocol = dataclasses.replace(Protocol(), initial=20, budget=10, cycles=cycles, epochs=2, milestones=(),
+                                   subset=subset, precision="fp32")
     trainer = Trainer(DeviceData.from_images(data, torch.device("cpu")), protocol, torch.device("cpu"))
     seen = {"weights": [], "labeled": [], "candidates": []}
 
-    def spy_fit(self, model, labeled, generator, aux=None):
+    def spy_fit(self, model, labeled, generator, aux=None, aux_generator=None):
         seen["weights"].append({k: v.clone() for k, v in model.state_dict().items()})
         seen["labeled"].append(labeled.clone())
-        return _FIT(self, model, labeled, generator, aux)
+        return _FIT(self, model, labeled, generator, aux, aux_generator)
 
     def spy_gather(strategy, trainer, model, aux, cand, labeled, rng):
         seen["candidates"].append(cand.clone())
@@ -49,15 +53,44 @@ def test_strategies_at_one_seed_share_start_and_candidate_order(monkeypatch):
     for key, value in a["weights"][0].items():
         assert torch.equal(value, b["weights"][0][key]), key
     assert any(not torch.equal(v, c["weights"][0][k]) for k, v in a["weights"][0].items())
-    # Cycle 0 scores the very same candidates; later cycles draw from the same permutation, in its order,
-    # skipping only what each strategy has labeled.
+    # Cycle 0 scores the very same candidates; each later cycle draws from that cycle's permutation of the
+    # seed, in its order, skipping only what each strategy has labeled.
     assert torch.equal(a["candidates"][0], b["candidates"][0])
-    order = pool_order(0, a["n_pool"])
     for run in (a, b):
         for cycle, cand in enumerate(run["candidates"]):
             labeled = run["labeled"][cycle].numpy()
-            assert np.array_equal(cand.numpy(), candidates(order, labeled, 60))
+            assert np.array_equal(cand.numpy(), candidates(pool_order(0, cycle, a["n_pool"]), labeled, 60))
     assert not torch.equal(a["labeled"][1], b["labeled"][1])  # the strategies did pick differently
+
+
+def test_candidates_are_fresh_each_cycle_with_the_overlap_of_independent_draws(monkeypatch):
+    m = 300  # candidates per cycle, from a pool of 1437 with 20..50 labeled
+    run = _run("random", 0, monkeypatch, cycles=4, subset=m)
+    for cycle in range(1, 3):
+        before, now = set(run["candidates"][cycle - 1].tolist()), set(run["candidates"][cycle].tolist())
+        unlabeled = run["n_pool"] - run["labeled"][cycle].numel()
+        # Two independent draws of m from u share a hypergeometric number of items (mean m^2 / u, about 64 here;
+        # one fixed order for every cycle would share about 290).
+        low, high = stats.hypergeom(unlabeled, m, m).ppf([1e-4, 1 - 1e-4])
+        assert low <= len(before & now) <= high, (cycle, len(before & now), low, high)
+
+
+def test_candidates_depend_on_seed_and_cycle_only():
+    n = 1000
+    assert np.array_equal(pool_order(3, 2, n), pool_order(3, 2, n))
+    assert not np.array_equal(pool_order(3, 2, n), pool_order(3, 1, n))
+    assert not np.array_equal(pool_order(3, 2, n), pool_order(4, 2, n))
+    labeled = np.arange(0, n, 7)
+    cand = candidates(pool_order(3, 2, n), labeled, 50)
+    assert cand.size == 50 and not set(cand) & set(labeled)
+
+
+@pytest.mark.parametrize("strategy", ["bald", "core-set"])
+def test_a_strategy_without_gradient_to_the_backbone_matches_random_at_cycle_0(strategy, monkeypatch):
+    # BALD trains its dropout head on the detached embedding: the backbone's cycle 0 is random's, bit for bit.
+    a, b = _run(strategy, 2, monkeypatch, cycles=2), _run("random", 2, monkeypatch, cycles=2)
+    assert a["results"][0].record["test_acc"] == b["results"][0].record["test_acc"]
+    assert a["results"][0].record["test_loss"] == b["results"][0].record["test_loss"]
 
 
 def test_labeled_set_grows_by_the_picks(monkeypatch):

@@ -114,7 +114,7 @@ class _NaNLossHead(AuxHead):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(1))
 
-    def training_loss(self, out, per_sample_loss: torch.Tensor, epoch: int) -> torch.Tensor:
+    def training_loss(self, out, per_sample_loss, labels, epoch, generator) -> torch.Tensor:
         return self.weight.sum() * float("nan")
 
     def forward(self, out) -> torch.Tensor:
@@ -129,7 +129,7 @@ class NaNLoss(Strategy):
     def score(self, inputs: PoolInputs):
         return inputs.rng.random(inputs.n)  # [n]
 
-    def aux_head(self, model) -> AuxHead | None:
+    def aux_head(self, model, protocol) -> AuxHead | None:
         return _NaNLossHead() if _failing() else None
 
 

@@ -87,7 +87,7 @@ CASES = [
     Case("malformed-strategy-parameter", ("--strategy-param", "entropy"), "--strategy-param 'entropy'",
          "must read STRATEGY.KEY=VALUE"),
     Case("ill-typed-strategy-parameter", ("--strategies", "ll", "--strategy-param", "ll.margin=wide"),
-         "learning-loss.margin", "must be a float. Got 'wide'"),
+         "learning-loss.margin", "must be a number. Got 'wide'"),
     # -- impossible protocols ---------------------------------------------------------------------------
     Case("initial-larger-than-pool", ("--initial", "2000"), "training pool (1437 examples)",
          "must be smaller than the training pool"),

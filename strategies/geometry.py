@@ -1,0 +1,34 @@
+"""Squared distances for the diversity strategies (core-set, BADGE), defined once.
+
+Both rank points by squared distances from the expansion |x|^2 + |c|^2 - 2 x.c. When the points share a
+large offset (post-ReLU embeddings do), |x|^2 and 2 x.c are huge and nearly equal, and float32 keeps few
+or none of the digits of their difference. So the helpers accumulate in float64; core-set also centres its
+points first (BADGE cannot: shifting h changes the distances between the gradient embeddings a outer h).
+"""
+
+from __future__ import annotations
+
+import torch
+
+EXACT = torch.float64  # every ranked distance is accumulated in this dtype
+BLOCK_ELEMENTS = 2**20  # elements of sq_norms' temporary block: 8 MiB in float64
+
+
+def sq_norms(x: torch.Tensor) -> torch.Tensor:
+    """[N] float64 squared row norms of x [N, d], as sums of squares: norm() ** 2 would round through a
+    square root and break exact ties."""
+    n, d = x.shape
+    rows = max(1, BLOCK_ELEMENTS // max(1, d))
+    out = torch.empty(n, dtype=EXACT, device=x.device)  # [N]
+    # one [rows, d] buffer, reused: a fresh block per step fragments the heap into a copy of x
+    buffer = torch.empty(min(n, rows), d, dtype=EXACT, device=x.device)
+    for r in range(0, n, rows):
+        block = buffer[:min(rows, n - r)].copy_(x[r:r + rows])  # [rows, d]
+        torch.sum(block.mul_(block), dim=1, out=out[r:r + rows])
+    return out
+
+
+def sq_dist(x_sq: torch.Tensor, c_sq: torch.Tensor, dots: torch.Tensor) -> torch.Tensor:
+    """|x|^2 + |c|^2 - 2 x.c from broadcastable parts (e.g. x_sq [n, 1], c_sq [m], dots [n, m]), written
+    into dots. Clamped at 0: rounding can leave a point's distance to itself slightly negative."""
+    return dots.mul_(-2.0).add_(x_sq).add_(c_sq).clamp_min_(0.0)
