@@ -83,10 +83,12 @@ class Protocol:
                 raise UserError(
                     f"The '{name}' parameter must be a positive number. Got {getattr(self, name)!r} instead."
                 )
-        for name in ("momentum", "weight_decay", "gamma"):
+        for name in ("weight_decay", "gamma"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 <= value < math.inf):
                 raise UserError(f"The '{name}' parameter must be a non-negative number. Got {value!r} instead.")
+        if isinstance(self.momentum, bool) or not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
+            raise UserError(f"The 'momentum' parameter must be a number in [0, 1). Got {self.momentum!r} instead.")
         if any(not isinstance(m, int) or m <= 0 for m in self.milestones):
             raise UserError(
                 f"The 'milestones' parameter must list positive epochs. Got {list(self.milestones)} instead."
@@ -178,16 +180,22 @@ class RunConfig:
     data_root: Path = Path("data")  # where torchvision datasets live
     download: bool = True  # fetch missing torchvision datasets when online
     strategy_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # {strategy: {param: value}}
+    dataset_fingerprint: str = ""  # sha256 of the dataset's arrays ("" until the data is loaded)
 
     def result_defining(self) -> dict[str, Any]:
         """The settings that decide the numbers (a folder holding other settings is not the same run)."""
         return {
             "protocol": dataclasses.asdict(self.protocol),
+            "dataset_fingerprint": self.dataset_fingerprint,
             "strategy_params": {k: dict(sorted(v.items())) for k, v in sorted(self.strategy_params.items())},
         }
 
-    def config_hash(self) -> str:
-        text = json.dumps(self.result_defining(), sort_keys=True, default=str)
+    def job_hash(self, strategy: str) -> str:
+        """The identity of one strategy's jobs: protocol, dataset content, the strategy and its parameters.
+        Every row and checkpoint carries it; a folder holding another one is another configuration."""
+        params = dict(sorted(self.strategy_params.get(strategy, {}).items()))
+        text = json.dumps({"protocol": dataclasses.asdict(self.protocol), "dataset": self.dataset_fingerprint,
+                           "strategy": strategy, "params": params}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

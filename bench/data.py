@@ -8,6 +8,8 @@ npz with allow_pickle=False.
 
 from __future__ import annotations
 
+import struct
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -171,10 +173,17 @@ def load_npz(path: Path) -> ImageData:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except ValueError as err:
-        raise UserError(f"{path}: cannot be read without unpickling ({err}); save plain arrays "
-                        "(np.savez with numeric/str arrays).") from None
+        if "allow_pickle" in str(err):  # an object array: nothing is unpickled
+            raise UserError(f"{path}: cannot be read without unpickling ({err}); save plain arrays "
+                            "(np.savez with numeric/str arrays).") from None
+        raise UserError(f"{path}: a member is not a readable .npy array ({err}); save the arrays with "
+                        "numpy.savez.") from None
     except Exception as err:  # zipfile.BadZipFile, OSError, EOFError ...
         raise UserError(f"{path}: not a readable .npz file ({type(err).__name__}: {err}).") from None
+    foreign = sorted(key for key, value in arrays.items() if not isinstance(value, np.ndarray))
+    if foreign:  # numpy hands back a member without the .npy header as raw bytes
+        raise UserError(f"{path}: member {foreign[0]!r} is not a .npy array; the npz file must hold only arrays "
+                        "saved with numpy.savez.")
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
     if missing:
         raise UserError(f"{path}: the npz file lacks {', '.join(missing)}; it must hold x_train, y_train, "
@@ -183,6 +192,9 @@ def load_npz(path: Path) -> ImageData:
         if arrays[key].dtype != np.uint8:
             raise UserError(f"{path}: {key} must be uint8 pixels 0..255. Got dtype {arrays[key].dtype} instead; "
                             "convert with np.clip(np.rint(x * 255), 0, 255).astype(np.uint8).")
+    if "classes" in arrays and arrays["classes"].ndim != 1:
+        raise UserError(f"{path}: classes must be a 1-d array of class names. Got shape "
+                        f"{list(arrays['classes'].shape)} instead.")
     classes = [str(c) for c in arrays["classes"].tolist()] if "classes" in arrays else None
     name = f"npz:{path.name}"
     return from_arrays(name, _to_nchw(arrays["x_train"], "x_train"), arrays["y_train"],
@@ -191,23 +203,21 @@ def load_npz(path: Path) -> ImageData:
 
 # ---------------------------------------------------------------------------------------------- image folder
 
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
+# Every image is held decoded at full size, in memory and on the device: one larger than this is a mistake or a
+# decompression bomb (a small file that decodes to gigabytes), refused from its header, before it is decoded.
+MAX_IMAGE_PIXELS = 4096 * 4096
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+_SIXTEEN_BIT_FORMATS = {"PNG", "PPM"}  # formats whose mode-I images hold 0..65535 (PIL scales a PGM's maxval to it)
 
 
 def _read_split(root: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image
-
     images, labels = [], []
     for label, cls in enumerate(classes):
         folder = root / cls
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES) if folder.is_dir() else []
         for file in files:
-            try:
-                with Image.open(file) as img:
-                    images.append(np.asarray(img.convert("RGB")))
-            except (OSError, ValueError) as err:  # PIL.UnidentifiedImageError is an OSError; truncated files too
-                raise UserError(f"{file} is not a readable image ({type(err).__name__}): replace or remove it."
-                                ) from None
+            images.append(_read_image(file))
             labels.append(label)
     if not images:
         raise UserError(f"{root}: no images found (expected {root}/<class>/*.png or *.jpg).")
@@ -215,6 +225,52 @@ def _read_split(root: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]
     if len(shapes) > 1:
         raise UserError(f"{root}: images differ in size ({sorted(shapes)[:3]} ...); resize them to one size first.")
     return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def _read_image(file: Path) -> np.ndarray:
+    """One image file as uint8 [H, W, 3], or a UserError naming the file."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # refused, not printed
+            with Image.open(file) as img:  # reads the header only
+                width, height = img.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise UserError(f"{file} is {width}x{height} ({width * height:,} pixels), over the limit of "
+                                    f"{MAX_IMAGE_PIXELS:,} pixels per image (images are held decoded at full size; "
+                                    "a larger one is a mistake or a decompression bomb): resize the images first.")
+                return _eight_bit(img, file)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise UserError(f"{file} is refused as a possible decompression bomb ({str(err).rstrip('.')}): resize it "
+                        "or remove it.") from None
+    except (OSError, ValueError, EOFError, SyntaxError, struct.error) as err:  # PIL's ways of meeting a bad file
+        raise UserError(f"{file} is not a readable image ({type(err).__name__}): replace or remove it.") from None
+
+
+def _eight_bit(img, file: Path) -> np.ndarray:
+    """The pixels as uint8 [H, W, 3], read faithfully: 16-bit values scaled (v * 255 / 65535, rounded), never
+    clipped; alpha dropped only where every pixel is opaque; 32-bit integer and float pixels, whose white level
+    no file states, refused. (PIL itself reads 16-bit colour PNGs as their high bytes.)"""
+    mode = img.mode
+    if mode in _SIXTEEN_BIT_MODES or (mode == "I" and img.format in _SIXTEEN_BIT_FORMATS):
+        wide = np.asarray(img).astype(np.int64)  # [H, W]
+        if wide.min() < 0 or wide.max() > 65535:
+            raise UserError(f"{file} holds pixel values outside 0..65535 (mode {mode}); save it as an 8-bit or "
+                            "16-bit image.")
+        gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)  # rounded; no 16-bit value lies halfway
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode in ("I", "F") or mode.startswith(("I;", "F;")):
+        kind = "floating-point" if mode.startswith("F") else "32-bit integer"
+        raise UserError(f"{file} holds {kind} pixels (mode {mode}), whose white level is not defined: save the "
+                        "images as 8-bit or 16-bit PNG.")
+    if {"A", "a"} & set(img.getbands()) or "transparency" in img.info:
+        rgba = np.asarray(img.convert("RGBA"))  # [H, W, 4]
+        if rgba[:, :, 3].min() < 255:
+            raise UserError(f"{file} has transparent pixels (mode {mode}), and what lies behind them is not "
+                            "defined: flatten the images onto a background first.")
+        return np.ascontiguousarray(rgba[:, :, :3])
+    return np.asarray(img.convert("RGB"))  # 1, L, P, RGB, CMYK, YCbCr, ...
 
 
 def load_imagefolder(path: Path) -> ImageData:

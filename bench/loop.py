@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,33 +19,12 @@ import numpy as np
 import torch
 
 from bench.config import Protocol
+from bench.jobs import CycleResult, JobSpec, JobState
 from bench.models import AuxHead, Backbone, create_model
 from bench.seeding import derive_seed, numpy_rng, torch_generator
 from bench.trainer import Trainer
 from strategies import PoolInputs, Strategy, create_strategy
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """One (strategy, seed) job of a run."""
-
-    run: str
-    dataset: str
-    strategy: str  # canonical name
-    seed: int
-    protocol: Protocol
-    params: dict[str, Any] = field(default_factory=dict)  # the strategy's parameters
-    config_hash: str = ""
-
-    @property
-    def key(self) -> str:
-        return f"{self.strategy}/seed{self.seed}"
-
-
-@dataclass
-class CycleResult:
-    record: dict[str, Any]  # one row of cycles.parquet
-    added: np.ndarray  # [k] pool indices first labeled at this cycle, in pick order (cycle 0: the initial set)
+from strategies.base import StrategyOutputError
 
 
 def initial_set(seed: int, n_pool: int, size: int) -> np.ndarray:
@@ -97,28 +75,6 @@ def gather_inputs(strategy: Strategy, trainer: Trainer, model: Backbone, aux: Au
     return inputs
 
 
-@dataclass
-class JobState:
-    """Where a job stands between cycles: all it takes to run the next cycle exactly as an uninterrupted
-    run would (every random stream is derived from (seed, purpose, cycle), so no generator state is kept)."""
-
-    cycle: int  # the next cycle to run
-    labeled: np.ndarray  # [L] int64 pool indices, in the order they were labeled
-    added: np.ndarray  # [k] int64 the indices first labeled at `cycle`
-    model: dict[str, torch.Tensor] | None = None  # weights after the previous cycle (None: the initial weights)
-    aux: dict[str, torch.Tensor] | None = None  # the auxiliary head's weights, likewise
-
-    def to_tensors(self) -> dict[str, Any]:
-        """A dict of tensors and ints that torch.load(weights_only=True) reads back."""
-        return {"cycle": self.cycle, "labeled": torch.from_numpy(self.labeled), "added": torch.from_numpy(self.added),
-                "model": self.model or {}, "aux": self.aux or {}}
-
-    @classmethod
-    def from_tensors(cls, d: dict[str, Any]) -> JobState:
-        return cls(int(d["cycle"]), d["labeled"].numpy().astype(np.int64), d["added"].numpy().astype(np.int64),
-                   d["model"] or None, d["aux"] or None)
-
-
 def start_state(spec: JobSpec, n_pool: int) -> JobState:
     labeled = initial_set(spec.seed, n_pool, spec.protocol.initial)
     return JobState(0, labeled, labeled)
@@ -156,8 +112,9 @@ def run_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState) 
         cand_t = torch.from_numpy(cand).to(device)
         inputs = gather_inputs(strategy, trainer, model, aux, cand_t, labeled_t,
                                numpy_rng(spec.seed, "select", spec.strategy, cycle))
-        picks = np.asarray(strategy.select(inputs, p.budget), dtype=np.int64)
-        _check_picks(spec, picks, cand.size, p.budget)
+        # checked here, once: a malformed output fails this job in one line instead of being truncated or cut
+        picks = _checked_picks(spec.strategy, _select(spec.strategy, strategy, inputs, p.budget), cand.size,
+                               p.budget)
         new = cand[picks]
         record["select_seconds"] = time.perf_counter() - t0
         record.update(strategy.cycle_metrics(inputs, picks, data.y_train[cand_t]))
@@ -174,9 +131,40 @@ def run_job(spec: JobSpec, trainer: Trainer, n_classes: int) -> Iterator[CycleRe
         yield result
 
 
-def _check_picks(spec: JobSpec, picks: np.ndarray, n: int, budget: int) -> None:
-    if picks.size != budget or np.unique(picks).size != budget or picks.min() < 0 or picks.max() >= n:
-        raise RuntimeError(f"strategy {spec.strategy!r} returned {picks.size} picks ({np.unique(picks).size} "
-                           f"distinct, range {picks.min()}..{picks.max()}) for a budget of {budget} "
-                           f"among {n} candidates")
+def _select(name: str, strategy: Strategy, inputs: PoolInputs, k: int) -> object:
+    try:
+        return strategy.select(inputs, k)
+    except StrategyOutputError as err:  # from top_k: the scores were not one number per candidate
+        raise StrategyOutputError(f"Strategy {name!r}: {err}") from None
 
+
+def _checked_picks(name: str, picks: object, n: int, k: int) -> np.ndarray:
+    """select()'s picks as int64 [k], or StrategyOutputError (which fails the job) unless they are exactly k
+    distinct integer positions in 0..n-1: floats are not truncated, booleans are not read as 0 and 1."""
+    try:
+        array = np.asarray(picks.detach().cpu() if isinstance(picks, torch.Tensor) else picks)
+    except (TypeError, ValueError) as err:  # a ragged list
+        problem = f"something that is not an array of positions ({err})"
+    else:
+        problem = _picks_problem(picks, array, n, k)
+    if problem:
+        raise StrategyOutputError(f"Strategy {name!r}: select() returned {problem}; it must return {k} distinct "
+                                  f"integer positions in 0..{n - 1}")
+    return array.astype(np.int64)
+
+
+def _picks_problem(picks: object, array: np.ndarray, n: int, k: int) -> str:
+    """What is wrong with the picks, or '' when nothing is."""
+    if isinstance(picks, (list, tuple)) and any(isinstance(p, (bool, np.bool_)) for p in picks):
+        return "booleans"  # np.asarray([True, 2]) is [1, 2]
+    if not np.issubdtype(array.dtype, np.integer):  # floats, bool, strings, objects
+        return f"positions of type {array.dtype}"
+    if array.ndim != 1:
+        return f"an array of shape {list(array.shape)}"
+    if array.size != k:
+        return f"{array.size} positions"
+    if array.min() < 0 or array.max() >= n:
+        return f"positions out of range ({array.min()}..{array.max()})"
+    if np.unique(array).size != k:
+        return f"duplicate positions ({np.unique(array).size} distinct)"
+    return ""

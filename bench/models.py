@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.errors import UserError
 from bench.registry import Registry
 
 
@@ -69,6 +70,21 @@ def create_model(name: str, in_channels: int, n_classes: int, generator_seed: in
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(generator_seed)
         return MODELS.get(name)(in_channels, n_classes)
+
+
+def check_input_size(model_name: str, channels: int, height: int, width: int) -> None:
+    """Refuse, before any work, an image size the model cannot take: run its forward pass once on one zero image
+    [1, channels, height, width] on the CPU and turn a failure (a feature map pooled down to nothing) into a
+    UserError. Eval mode: a single image in training mode would trip batch norm, whatever its size."""
+    model = create_model(model_name, channels, 2, generator_seed=0).eval()  # any class count and weights will do
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, channels, height, width))
+    except (RuntimeError, ValueError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"Images of {height}x{width} pixels ({channels} channel(s)) are too small for model "
+                        f"{model_name!r}: its forward pass fails on them ({reason}). Use larger images or "
+                        "another --model.") from None
 
 
 # ---------------------------------------------------------------------------------------------- ResNet-18

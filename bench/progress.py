@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from bench.loop import JobSpec
+from bench.jobs import JobSpec
 
 
 @dataclass

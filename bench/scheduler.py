@@ -9,11 +9,18 @@ ready cycle goes out, a job's next cycle first (so that jobs finish early and ch
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
+import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.managers import SyncManager
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +29,10 @@ import torch
 from bench.config import Protocol
 from bench.data import load_dataset
 from bench.errors import UserError
-from bench.loop import CycleResult, JobSpec, JobState, run_cycle
+from bench.jobs import CycleResult, JobSpec, JobState
+from bench.loop import run_cycle
 from bench.trainer import DeviceData, Trainer
+from strategies import STRATEGIES, load_strategy_file
 
 
 @dataclass(frozen=True)
@@ -54,8 +63,33 @@ class Outcome:
 _WORKER: dict[str, Any] = {"device": None, "cache": {}, "strategy_files": set()}
 
 
-def _claim_device(slots: Any, threads: int | None) -> None:
-    """loky initializer: take this worker's device from the shared queue of slots."""
+_PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): the signal this process gets when its parent dies
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this process (a loky worker, the Manager's server) end as soon as its parent, the driver, does.
+    Without it a driver killed by SIGKILL or SIGTERM leaves its workers computing, or idling in loky's timeout,
+    for minutes. On Linux the kernel sends SIGKILL the moment the parent dies; everywhere, a watchdog thread
+    exits once the process has been re-parented. Called first thing in the process (as its initializer)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl in this libc: the watchdog alone
+            pass
+    if os.getppid() != parent:  # the driver died while this process was starting
+        os._exit(1)
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="die-with-parent", daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _start_worker(slots: Any, threads: int | None, driver: int) -> None:
+    """loky initializer: die with the driver, and take this worker's device from the shared queue of slots."""
+    die_with_parent(driver)
     _WORKER["device"] = slots.get()
     if threads:
         torch.set_num_threads(threads)
@@ -79,9 +113,7 @@ def _trainer(source: DataSource, protocol: Protocol, device: str) -> tuple[Train
 
 def _import_strategy_files(source: DataSource, strategy: str) -> None:
     """A fresh worker process knows the built-in strategies only: import the user's files once."""
-    from strategies.base import load_strategy_file, registered
-
-    if strategy in registered():  # built in, or this is the driver process, which imported them already
+    if strategy in STRATEGIES:  # built in, or this is the driver process, which imported them already
         return
     for path in source.strategy_files:
         if path not in _WORKER["strategy_files"]:
@@ -131,18 +163,20 @@ class LokyPool:
     """joblib's loky processes, each bound to one device slot (CUDA is initialised in workers only)."""
 
     def __init__(self, slots: list[str], threads: int | None) -> None:
-        import multiprocessing
-
         from joblib.externals.loky import get_reusable_executor
 
-        self._manager = multiprocessing.Manager()
+        # The Manager's server process holds the queue of device slots. Forked where fork is the norm (it starts
+        # in milliseconds; the folder lock closes itself in forked children, see store.FolderLock), spawned
+        # elsewhere; either way a child of this process, so that it can die with it.
+        self._manager = SyncManager(ctx=multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn"))
+        self._manager.start(die_with_parent, (os.getpid(),))
         queue = self._manager.Queue()
         for _ in range(64):  # spare rounds: a worker that dies is replaced and takes a slot again
             for slot in slots:
                 queue.put(slot)
         self.capacity = len(slots)
-        self._start = lambda: get_reusable_executor(max_workers=len(slots), initializer=_claim_device,
-                                                    initargs=(queue, threads), reuse=False, timeout=60)
+        self._start = lambda: get_reusable_executor(max_workers=len(slots), initializer=_start_worker,
+                                                    initargs=(queue, threads, os.getpid()), reuse=False, timeout=60)
         self._executor = self._start()
 
     def submit(self, fn: Callable[..., Outcome], *args: Any) -> cf.Future:
@@ -156,8 +190,10 @@ class LokyPool:
         return cf.wait(futures, return_when=cf.FIRST_COMPLETED).done
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, kill_workers=True)
-        self._manager.shutdown()
+        try:
+            self._executor.shutdown(wait=True, kill_workers=True)
+        finally:  # an interrupted shutdown still stops the Manager
+            self._manager.shutdown()
 
 
 class DaskPool:

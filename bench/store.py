@@ -2,17 +2,22 @@
 
 cycles.parquet (one row per strategy, seed, cycle), selections.parquet (the indices each cycle's labeled
 set added, in pick order), config.json (the resolved configuration and provenance), failures.json (when a
-job failed), checkpoints/ (the state of unfinished jobs). Every file is replaced through
-temp-file-and-rename, so a killed run never leaves a half-written file; re-running resumes.
+job failed), checkpoints/ (the state of unfinished jobs), report/. Every file (and report/ as a whole) is
+replaced through temp-file-and-rename, so a killed run never leaves a half-written file; re-running resumes. A
+failed write (a full disk, a read-only folder, a file in the way) is one line, and leaves the previous file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +26,23 @@ import pandas as pd
 import torch
 
 from bench.errors import UserError
-from bench.loop import JobState
+from bench.jobs import JobState
 
 CYCLES = "cycles.parquet"
 SELECTIONS = "selections.parquet"
 CONFIG = "config.json"
 FAILURES = "failures.json"
 CHECKPOINTS = "checkpoints"
+REPORT = "report"
+RESULT_FILES = (CYCLES, SELECTIONS, CONFIG, FAILURES, CHECKPOINTS, REPORT)  # what --force and --fresh move
+
+KEYS = ("dataset", "strategy", "seed", "cycle")  # one row of cycles.parquet per key
+# the columns every reader relies on, with the type each must convert to
+CYCLE_TYPES = {"dataset": str, "strategy": str, "seed": int, "cycle": int, "n_labeled": float, "test_acc": float}
+
+
+class ResultsError(UserError, ValueError):
+    """A results file is missing, unreadable or malformed (the CLI says so in one line, exit status 2)."""
 
 
 def _umask() -> int:
@@ -37,28 +52,87 @@ def _umask() -> int:
 
 
 _FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's 0600 would hide results from colleagues
+_FOLDER_MODE = 0o777 & ~_umask()  # what mkdir() would give, likewise for mkdtemp's 0700
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+RESUME = "run the same command again to resume (finished cycles are kept)"
+
+
+def _cannot_write(path: Path, err: OSError, then: str = RESUME) -> UserError:
+    """The one line that says a write failed, why, and what to do."""
+    if isinstance(err, (FileExistsError, NotADirectoryError, IsADirectoryError)):
+        fix = "a file or folder of that name is in the way: move it away"
+    else:
+        fix = "free disk space or fix the folder's permissions"
+    return UserError(f"Cannot write {path} ({err.strerror or err}): {fix}, then {then}.")
+
+
+@contextlib.contextmanager
+def _writing(path: Path, then: str = RESUME) -> Iterator[None]:
+    """Turn an OSError raised while writing path into the one-line UserError of `_cannot_write`."""
+    try:
+        yield
+    except OSError as err:
+        raise _cannot_write(path, err, then) from None
+
+
+def atomic_write(path: Path, write: Callable[[Path], None], then: str = RESUME) -> None:
     """Call write(tmp) on a temporary file beside path, flush it to disk, then rename it over path.
     A failed write (a full disk, a read-only folder) leaves the previous file as it was and says so."""
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        write(Path(tmp))
-        os.chmod(tmp, _FILE_MODE)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
+        with _writing(path, then):
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            write(Path(tmp))
+            os.chmod(tmp, _FILE_MODE)
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            tmp = None
+    finally:
         if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise UserError(f"Cannot write {path} ({err.strerror or err}): free disk space or fix the folder's "
-                            "permissions, then run the same command again to resume (finished cycles are kept)."
-                            ) from None
-        raise
+            with contextlib.suppress(OSError):
+                Path(tmp).unlink()
+
+
+def atomic_write_folder(path: Path, write: Callable[[Path], None], then: str = RESUME) -> None:
+    """Call write(tmp) on a temporary folder beside path, flush its files to disk, then put it in path's place.
+    A failed write (a full disk, a file that cannot be saved) leaves the previous folder as it was, whole."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"Cannot write {path}: it is a file, not a folder; move it away, then {then}.")
+    tmp = aside = None
+    try:
+        with _writing(path, then):
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+            write(tmp)
+            for file in tmp.rglob("*"):
+                if file.is_file():
+                    with open(file, "rb+") as handle:
+                        os.fsync(handle.fileno())
+            os.chmod(tmp, _FOLDER_MODE)
+            if path.is_dir():  # a folder cannot be renamed over a non-empty one: the previous one steps aside
+                aside = tmp.with_suffix(".old")
+                os.rename(path, aside)
+            os.rename(tmp, path)
+            tmp = None
+    finally:
+        if tmp is not None and aside is not None and not path.exists():
+            with contextlib.suppress(OSError):
+                os.rename(aside, path)  # the previous folder back in its place
+                aside = None
+        for leftover in (tmp, aside):
+            if leftover is not None:
+                _remove(leftover)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or a folder tree, as far as possible (cleaning up: never an error)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -77,18 +151,55 @@ def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     try:
         table = pd.read_parquet(path)
     except Exception as err:  # pyarrow raises several types for a truncated or foreign file
-        raise UserError(f"{path} is unreadable ({type(err).__name__}); move the folder's results away or start "
-                        "a new run with --name.") from None
+        raise ResultsError(f"Cannot read {path}: {path.name} is unreadable as parquet ({type(err).__name__}); "
+                           "move the folder's results away or start a new run with --name.") from None
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise UserError(f"{path} is not a results table (it lacks {', '.join(missing)}); move the folder's "
-                        "results away or start a new run with --name.")
+        raise ResultsError(f"{path} lacks the column(s) {', '.join(missing)}; it is not a results table: move the "
+                           "folder's results away or start a new run with --name.")
     return table
+
+
+def read_cycles(folder: Path) -> pd.DataFrame:
+    """FOLDER/cycles.parquet as stored, checked: every column of CYCLE_TYPES present and convertible, one row
+    per (dataset, strategy, seed, cycle). Raises ResultsError."""
+    path = Path(folder) / CYCLES
+    if not path.is_file():
+        raise ResultsError(f"No results to report in {folder}: {path} does not exist. Pass the folder of a run "
+                           "(the one that holds cycles.parquet).")
+    table = _read_table(path, tuple(CYCLE_TYPES))
+    try:
+        table[list(CYCLE_TYPES)].astype(CYCLE_TYPES)
+    except (TypeError, ValueError) as err:
+        raise ResultsError(f"{path} has a value of the wrong type in {', '.join(CYCLE_TYPES)} ({err}).") from None
+    duplicates = int(table.duplicated(list(KEYS)).sum())
+    if duplicates:
+        raise ResultsError(f"{path} has {duplicates} duplicate row(s) for one (dataset, strategy, seed, cycle); "
+                           "it was written by more than one run.")
+    return table
+
+
+def check_writable(folder: Path) -> None:
+    """Create the folder if needed and prove it can be written, or say how to fix it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"Cannot write to the output folder {folder} ({err.strerror}): choose another --out.") from None
 
 
 class FolderLock:
     """An exclusive lock on a results folder, so two processes never write one folder. The lock is taken on
-    the folder itself (flock on its descriptor): nothing is written, and it dies with the process."""
+    the folder itself (flock on its descriptor): nothing is written, and it dies with the process.
+
+    An flock belongs to the open file description, which a forked child shares even though the descriptor is
+    close-on-exec: a child that outlived a killed driver (the Manager of the worker pool did) kept the folder
+    "in use". So a forked child closes its copies at once (os.register_at_fork, below): the lock stays with
+    the process that took it."""
+
+    _held: set[int] = set()  # descriptors of the locks this process holds
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
@@ -103,12 +214,27 @@ class FolderLock:
             raise UserError(f"{self.folder} is in use by another process: wait for it to finish, or write "
                             "elsewhere with --name.") from None
         self._fd = fd
+        FolderLock._held.add(fd)
 
     def release(self) -> None:
-        if self._fd is not None:
+        if self._fd in FolderLock._held:  # not in a forked child, which closed its copy and holds nothing
+            FolderLock._held.discard(self._fd)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
-            self._fd = None
+        self._fd = None
+
+    @staticmethod
+    def _close_inherited() -> None:
+        """In a forked child: close the parent's lock descriptors (the parent's lock is untouched)."""
+        for fd in FolderLock._held:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        FolderLock._held.clear()
+
+
+os.register_at_fork(after_in_child=FolderLock._close_inherited)
 
 
 class RunStore:
@@ -118,10 +244,8 @@ class RunStore:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        keys = ("strategy", "seed", "cycle")
-        self._cycles = (_read_table(self.folder / CYCLES, keys) if (self.folder / CYCLES).exists()
-                        else pd.DataFrame())
-        self._selections = (_read_table(self.folder / SELECTIONS, (*keys, "rank", "index"))
+        self._cycles = read_cycles(self.folder) if (self.folder / CYCLES).exists() else pd.DataFrame()
+        self._selections = (_read_table(self.folder / SELECTIONS, ("strategy", "seed", "cycle", "rank", "index"))
                             if (self.folder / SELECTIONS).exists() else pd.DataFrame())
         self._failures: list[dict[str, Any]] = []
 
@@ -175,6 +299,36 @@ class RunStore:
                 tmp.unlink(missing_ok=True)
         for tmp in (self.folder / CHECKPOINTS).glob(".*.pt.*.tmp"):
             tmp.unlink(missing_ok=True)
+        for leftover in (*self.folder.glob(f".{REPORT}.*.tmp"), *self.folder.glob(f".{REPORT}.*.old")):
+            _remove(leftover)  # a report write killed midway (report/ is rewritten at the end of every run)
+
+    # -- the folder as a whole -----------------------------------------------------------------------
+
+    @staticmethod
+    def move_results_aside(folder: Path) -> Path | None:
+        """Move the folder's results into previous-<time>/ inside it (--force); returns where, or None."""
+        present = [Path(folder) / name for name in RESULT_FILES if (Path(folder) / name).exists()]
+        if not present:
+            return None
+        aside = Path(folder) / f"previous-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        aside.mkdir()
+        for path in present:
+            path.rename(aside / path.name)
+        return aside
+
+    @staticmethod
+    def results_present(folder: Path) -> list[str]:
+        return [name for name in RESULT_FILES if (Path(folder) / name).exists()]
+
+    @staticmethod
+    def delete_results(folder: Path) -> None:
+        """Delete the folder's results (--fresh, once the user said yes)."""
+        for name in RESULT_FILES:
+            path = Path(folder) / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
 
     # -- config and failures -------------------------------------------------------------------------
 
@@ -196,7 +350,8 @@ class RunStore:
         write_json(self.folder / FAILURES, self._failures)
 
     def clear_failures(self) -> None:
-        (self.folder / FAILURES).unlink(missing_ok=True)
+        with _writing(self.folder / FAILURES):
+            (self.folder / FAILURES).unlink(missing_ok=True)
 
     # -- checkpoints ----------------------------------------------------------------------------------
 
@@ -205,8 +360,9 @@ class RunStore:
 
     def save_checkpoint(self, strategy: str, seed: int, state: JobState) -> None:
         path = self._checkpoint(strategy, seed)
-        path.parent.mkdir(exist_ok=True)
-        atomic_write(path, lambda tmp: torch.save(state.to_tensors(), tmp))
+        with _writing(path.parent):
+            path.parent.mkdir(exist_ok=True)
+        atomic_write(path, lambda tmp: _torch_save(state.to_tensors(), tmp))
 
     def load_checkpoint(self, strategy: str, seed: int) -> JobState | None:
         path = self._checkpoint(strategy, seed)
@@ -218,4 +374,16 @@ class RunStore:
             return None
 
     def remove_checkpoint(self, strategy: str, seed: int) -> None:
-        self._checkpoint(strategy, seed).unlink(missing_ok=True)
+        path = self._checkpoint(strategy, seed)
+        with _writing(path):
+            path.unlink(missing_ok=True)
+
+
+def _torch_save(payload: dict[str, Any], path: Path) -> None:
+    """torch.save, a failed write raised as the OSError it is: torch's stream writer reports a full disk as a
+    RuntimeError ("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"), not an OSError."""
+    try:
+        torch.save(payload, path)
+    except RuntimeError as err:
+        reason = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", (str(err).strip().splitlines() or [""])[0])
+        raise OSError(f"torch.save failed: {reason or type(err).__name__}") from err

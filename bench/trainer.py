@@ -169,6 +169,8 @@ class Trainer:
             epoch_loss = torch.zeros((), device=self.device)  # summed on the device: no sync per step
             for first in range(0, n, p.batch_size):
                 idx = order[first:first + p.batch_size]
+                if idx.numel() == 1 < n:  # batch norm cannot train on one image: its sample comes round next epoch
+                    continue
                 x = data.x_train[idx]
                 if data.pad or data.flip:
                     x = crop_flip(x, data.pad, data.flip, generator)

@@ -9,19 +9,16 @@ import pkgutil
 from importlib.metadata import entry_points
 
 from strategies.base import (
+    STRATEGIES,
     PoolInputs,
     Strategy,
-    canonical_name,
     create_strategy,
     list_strategies,
     load_strategy_file,
     top_k,
 )
 
-__all__ = [
-    "PoolInputs", "Strategy", "canonical_name", "create_strategy", "list_strategies", "load_strategy_file",
-    "top_k",
-]
+__all__ = ["STRATEGIES", "PoolInputs", "Strategy", "create_strategy", "list_strategies", "load_strategy_file", "top_k"]
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":

@@ -19,7 +19,7 @@ import torch
 from bench.config import Protocol, parse_epoch_point
 from bench.errors import UserError
 from bench.models import AuxHead, Backbone
-from bench.registry import unknown_name
+from bench.registry import Registry
 
 # What the loop can compute over the candidates, once per cycle, in batched inference mode.
 INPUTS = frozenset({"probs", "logits", "embeddings", "labeled_embeddings", "features", "aux"})
@@ -42,8 +42,16 @@ class PoolInputs:
     aux_head: AuxHead | None = None  # the strategy's trained auxiliary head, in eval mode (BALD samples it)
 
 
-_REGISTRY: dict[str, type[Strategy]] = {}
-_ALIASES: dict[str, str] = {}
+class StrategyOutputError(RuntimeError):
+    """A strategy returned scores or picks that the loop cannot use. Its job fails with this one line (the
+    scheduler records it in failures.json); the other jobs go on."""
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__name__} in {sys.modules[cls.__module__].__file__}"
+
+
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy", describe=_where)
 
 
 class Strategy:
@@ -65,14 +73,8 @@ class Strategy:
         unknown = set(cls.needs) - INPUTS
         if unknown:
             raise TypeError(f"strategy {cls.name!r} needs unknown inputs {sorted(unknown)}; known: {sorted(INPUTS)}")
-        for key in (cls.name, *cls.aliases):
-            if key in _REGISTRY or key in _ALIASES:
-                owner = _ALIASES.get(key, key)
-                where = sys.modules[_REGISTRY[owner].__module__].__file__
-                raise UserError(f"Strategy name {key!r} is taken by {_REGISTRY[owner].__name__} in {where}; "
-                                "give the new strategy another name.")
-        _REGISTRY[cls.name] = cls
-        _ALIASES.update({alias: cls.name for alias in cls.aliases})
+        # a subclass gets its own aliases only: its parent's already point at the parent
+        STRATEGIES.add(cls.name, cls, cls.__dict__.get("aliases", ()))
 
     def __init__(self, **params: Any) -> None:
         unknown = set(params) - set(self.params)
@@ -95,7 +97,7 @@ class Strategy:
 
     def select(self, inputs: PoolInputs, k: int) -> np.ndarray:
         """Positions (into the candidates) of the k picks, in pick order."""
-        return top_k(self.score(inputs), k)
+        return top_k(self.score(inputs), k, inputs.n)
 
     def aux_head(self, model: Backbone, protocol: Protocol) -> AuxHead | None:
         """A module to train jointly with the backbone, or None."""
@@ -107,15 +109,35 @@ class Strategy:
         return {}
 
 
-def top_k(scores: torch.Tensor | np.ndarray, k: int) -> np.ndarray:
+def top_k(scores: torch.Tensor | np.ndarray, k: int, n: int | None = None) -> np.ndarray:
     """Positions of the k highest scores. NaN counts as the lowest score; ties go to the lower position
-    (candidates come in a seeded random order, so this is a seeded, reproducible tie-break)."""
-    if isinstance(scores, torch.Tensor):
-        scores = scores.detach().float().cpu().numpy()
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    (candidates come in a seeded random order, so this is a seeded, reproducible tie-break). The scores must be
+    a float or integer vector (of length n when n is given): anything else raises StrategyOutputError."""
+    scores = _score_vector(scores, n)
     scores = np.where(np.isnan(scores), -np.inf, scores)
     order = np.lexsort((np.arange(scores.size), -scores))  # last key is primary: highest score first
     return order[:k]
+
+
+def _score_vector(scores: object, n: int | None = None) -> np.ndarray:
+    """Scores as float64 [n], or StrategyOutputError: a [n, 1], [n + 1] or 2-d score would otherwise be flattened
+    or cut, and picked from silently. float64, not float32: the margins of confident predictions differ below
+    float32's resolution (the loop computes probabilities in float64 for that reason)."""
+    want = f"a float or integer vector of shape [{'n' if n is None else n}], one score per candidate"
+    if isinstance(scores, torch.Tensor):
+        if scores.dtype == torch.bool or scores.is_complex():
+            raise StrategyOutputError(f"the scores are of type {scores.dtype}; scores must be {want}")
+        scores = scores.detach().to("cpu", torch.float64).numpy()
+    try:
+        scores = np.asarray(scores)
+    except (TypeError, ValueError) as err:  # a ragged list
+        raise StrategyOutputError(f"the scores are not an array ({err}); scores must be {want}") from None
+    if not (np.issubdtype(scores.dtype, np.floating) or np.issubdtype(scores.dtype, np.integer)):  # bool is neither
+        raise StrategyOutputError(f"the scores are of type {scores.dtype}; scores must be {want}")
+    if scores.ndim != 1 or (n is not None and scores.size != n):
+        count = "" if n is None else f" for {n} candidates"
+        raise StrategyOutputError(f"the scores have shape {list(scores.shape)}{count}; scores must be {want}")
+    return scores.astype(np.float64)
 
 
 def entropy(p: torch.Tensor) -> torch.Tensor:
@@ -129,14 +151,14 @@ def _parse_bool(value: str) -> bool:
     return value.lower() in ("true", "1", "yes")
 
 
-_TYPE_WORDS = {bool: "boolean", int: "integer", float: "number"}
+_TYPE_WORDS = {bool: "a boolean", int: "an integer", float: "a number"}
 
 
-def _parse(strategy: str, key: str, value: str, parse: Any, kind: str = "epoch or fraction of the epochs") -> Any:
+def _parse(strategy: str, key: str, value: str, parse: Any, kind: str = "an epoch or a fraction of the epochs") -> Any:
     try:
         return parse(value)
     except ValueError:
-        raise UserError(f"Strategy parameter {strategy}.{key} must be a {kind}. Got {value!r} instead.") from None
+        raise UserError(f"Strategy parameter {strategy}.{key} must be {kind}. Got {value!r} instead.") from None
 
 
 def _coerce(strategy: str, key: str, value: Any, default: Any) -> Any:
@@ -144,39 +166,29 @@ def _coerce(strategy: str, key: str, value: Any, default: Any) -> Any:
     if not isinstance(value, str) or isinstance(default, str) or default is None:
         return value
     kind = type(default)
-    return _parse(strategy, key, value, _parse_bool if kind is bool else kind, _TYPE_WORDS.get(kind, kind.__name__))
+    words = _TYPE_WORDS.get(kind, f"a {kind.__name__}")
+    return _parse(strategy, key, value, _parse_bool if kind is bool else kind, words)
 
 
 # -------------------------------------------------------------------------------------------- registry
 
 
-def canonical_name(name: str) -> str:
-    """The registered name for a name or alias; unknown names are answered with the known ones."""
-    if name in _REGISTRY:
-        return name
-    if name in _ALIASES:
-        return _ALIASES[name]
-    raise unknown_name("strategy", name, sorted(_REGISTRY) + sorted(_ALIASES))
-
-
 def list_strategies() -> list[str]:
     """Registered names, with aliases in parentheses."""
-    return [name + (f" ({', '.join(cls.aliases)})" if cls.aliases else "") for name, cls in sorted(_REGISTRY.items())]
-
-
-def registered() -> dict[str, type[Strategy]]:
-    return dict(_REGISTRY)
+    return [name + (f" ({', '.join(aliases)})" if (aliases := STRATEGIES.aliases_of(name)) else "")
+            for name in STRATEGIES.names()]
 
 
 def create_strategy(name: str, **params: Any) -> Strategy:
-    return _REGISTRY[canonical_name(name)](**params)
+    """The strategy registered as name (or alias), with its parameters parsed and checked."""
+    return STRATEGIES.get(name)(**params)
 
 
 def load_strategy_file(path: Path) -> list[str]:
     """Import a user's strategy file; returns the names it registered."""
     if not path.is_file():
         raise UserError(f"Strategy file {str(path)!r} does not exist: give the path of a .py file.")
-    before = set(_REGISTRY)
+    before = set(STRATEGIES.names())
     module_name = f"al_bench_user_{path.stem}_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
@@ -191,7 +203,7 @@ def load_strategy_file(path: Path) -> list[str]:
         raise UserError(f"Strategy file {path} has a syntax error at line {err.lineno}: {err.msg}.") from None
     except Exception as err:
         raise UserError(f"Strategy file {path} failed to import ({type(err).__name__}: {err}).") from None
-    added = sorted(set(_REGISTRY) - before)
+    added = sorted(set(STRATEGIES.names()) - before)
     if not added:
         raise UserError(f"Strategy file {path} defines no strategy: subclass strategies.Strategy and set `name`.")
     return added

@@ -98,6 +98,11 @@ class LearningLoss(Strategy):
             raise UserError(f"The 'learning-loss.loss' parameter must be one of {', '.join(LOSSES)}. "
                             f"Got {self.loss!r} instead.")
         resolve_epoch(self.detach_after, 1, "learning-loss.detach_after")  # an epoch or a fraction, or one line
+        for key in ("margin", "weight"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise UserError(f"The 'learning-loss.{key}' parameter must be a non-negative finite number. "
+                                f"Got {value!r} instead.")
 
     def aux_head(self, model: Backbone, protocol: Protocol) -> AuxHead:
         detach_after = resolve_epoch(self.detach_after, protocol.epochs, "learning-loss.detach_after")

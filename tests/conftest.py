@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CIFAR_SLICE = ROOT.parent / "shared" / "data" / "cifar10-jpeg-10k.npz"
 
 # A protocol small enough that a job takes about a second on one CPU core.
 TINY = ["--initial", "20", "--budget", "20", "--cycles", "3", "--epochs", "3", "--seeds", "1"]

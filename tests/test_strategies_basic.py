@@ -68,7 +68,8 @@ def test_random_depends_only_on_the_passed_generator():
 
 def test_unknown_name_lists_known_ones_and_closest_match():
     with pytest.raises(UserError, match=r"did you mean 'entropy'.*random"):
-        strategies.canonical_name("entrpy")
+        create_strategy("entrpy")
+    assert strategies.STRATEGIES.canonical("coreset") == "core-set"
 
 
 def test_duplicate_name_is_refused():
@@ -82,10 +83,24 @@ def test_duplicate_name_is_refused():
             aliases = ("lc",)
 
 
+def test_a_subclass_registers_its_own_aliases_only():
+    with strategies.STRATEGIES.scoped():
+        class Parent(strategies.Strategy):
+            name = "test-parent"
+            aliases = ("tp",)
+
+        class Child(Parent):
+            name = "test-child"
+
+        assert strategies.STRATEGIES.get("tp") is Parent and strategies.STRATEGIES.aliases_of("test-child") == []
+        assert "test-child (" not in "\n".join(strategies.list_strategies())
+    assert "test-parent" not in strategies.STRATEGIES  # scoped: gone after the block
+
+
 def test_unknown_or_ill_typed_parameter_is_a_user_error():
     class WithParam(strategies.Strategy):
         name = "test-with-param"
-        params = {"depth": 2, "greedy": True}
+        params = {"depth": 2, "greedy": True, "rate": 0.5}
 
         def score(self, inputs):
             return np.zeros(inputs.n)
@@ -94,8 +109,12 @@ def test_unknown_or_ill_typed_parameter_is_a_user_error():
     assert create_strategy("test-with-param", greedy="false").greedy is False
     with pytest.raises(UserError, match="no parameter 'width'"):
         create_strategy("test-with-param", width=1)
-    with pytest.raises(UserError, match="must be a int"):
+    with pytest.raises(UserError, match="test-with-param.depth must be an integer. Got 'deep'"):
         create_strategy("test-with-param", depth="deep")
+    with pytest.raises(UserError, match="test-with-param.greedy must be a boolean"):
+        create_strategy("test-with-param", greedy="maybe")
+    with pytest.raises(UserError, match="test-with-param.rate must be a number"):
+        create_strategy("test-with-param", rate="half")
 
 
 def test_strategy_file_registers_its_strategy(tmp_path):

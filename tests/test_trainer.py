@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import bench.trainer as trainer_module
 from bench.config import Protocol
 from bench.data import load_dataset
 from bench.models import create_model
@@ -48,11 +49,14 @@ def test_normalise_uses_dataset_mean_and_std():
     assert torch.equal(dev.train_images(torch.arange(3)), data.x_train[:3])
 
 
-def test_precision_resolution():
+def test_precision_resolution(monkeypatch):
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == torch.float32
     assert resolve_precision("bf16", cpu) == torch.bfloat16
-    assert resolve_precision("auto", cpu) in (torch.float32, torch.bfloat16)
+    # auto: bf16 exactly where the CPU has native bf16 (emulated bf16 is slower than fp32)
+    for native, expected in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(trainer_module, "cpu_has_bf16", lambda native=native: native)
+        assert resolve_precision("auto", cpu) == expected
 
 
 def _trainer(**changes) -> tuple[Trainer, int]:
@@ -61,10 +65,13 @@ def _trainer(**changes) -> tuple[Trainer, int]:
     return Trainer(DeviceData.from_images(data, torch.device("cpu")), protocol, torch.device("cpu")), data.n_classes
 
 
-def test_schedule_steps_after_the_optimizer(monkeypatch):
-    """With milestone 2, epochs 1-2 train at lr and epoch 3 at lr * gamma (the reference code's
-    scheduler-before-optimizer order would already decay in epoch 2)."""
-    trainer, n_classes = _trainer(epochs=3, milestones=(2,), lr=0.1, batch_size=10)
+@pytest.mark.parametrize(("convention", "lrs"), [
+    ("corrected", [0.1, 0.1, 0.1, 0.1, 0.01, 0.01]),  # epochs 1-2 at lr, epoch 3 at lr * gamma
+    ("reference", [0.1, 0.1, 0.01, 0.01, 0.01, 0.01]),  # stepped before each epoch: the decay comes one early
+])
+def test_schedule_order_follows_the_convention(monkeypatch, convention, lrs):
+    """Milestone 2, 3 epochs of 2 steps."""
+    trainer, n_classes = _trainer(epochs=3, milestones=(2,), lr=0.1, batch_size=10, convention=convention)
     seen: list[float] = []
     original = torch.optim.SGD.step
 
@@ -75,14 +82,20 @@ def test_schedule_steps_after_the_optimizer(monkeypatch):
     monkeypatch.setattr(torch.optim.SGD, "step", spy)
     model = create_model("cnn", 1, n_classes, 0)
     trainer.fit(model, torch.arange(20), torch.Generator().manual_seed(0))
-    assert seen == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.01, 0.01])  # 2 steps per epoch
+    assert seen == pytest.approx(lrs)
 
 
-def test_odd_last_batch_and_batch_of_one_train():
+@pytest.mark.parametrize("model_name", ["cnn", "resnet18"])  # ResNet-18 pools 8x8 digits to 1x1 before its BN
+def test_odd_last_batch_trains_and_a_last_batch_of_one_is_skipped(monkeypatch, model_name):
     trainer, n_classes = _trainer(epochs=1, batch_size=4)
-    model = create_model("cnn", 1, n_classes, 0)
-    result = trainer.fit(model, torch.arange(9), torch.Generator().manual_seed(0))  # batches 4, 4, 1
-    assert np.isfinite(result.final_loss)
+    steps = []
+    original = torch.optim.SGD.step
+    monkeypatch.setattr(torch.optim.SGD, "step", lambda self, *a, **k: steps.append(1) or original(self, *a, **k))
+    model = create_model(model_name, 1, n_classes, 0)
+    result = trainer.fit(model, torch.arange(9), torch.Generator().manual_seed(0))  # batches 4, 4, (1)
+    assert np.isfinite(result.final_loss) and len(steps) == 2
+    trainer.fit(model, torch.arange(7), torch.Generator().manual_seed(0))  # batches 4, 3
+    assert len(steps) == 4
 
 
 def test_training_learns_digits():

@@ -102,7 +102,7 @@ CASES = [
     Case("zero-batch-size", ("--batch-size", "0"), "'batch_size'", "must be a positive integer. Got 0 instead"),
     Case("non-integer-budget", ("--budget", "ten"), "--budget: invalid int value: 'ten'", "see --help"),
     Case("infinite-learning-rate", ("--lr", "inf"), "'lr'", "must be a positive number. Got inf instead"),
-    Case("negative-momentum", ("--momentum", "-0.5"), "'momentum'", "must be a non-negative number"),
+    Case("negative-momentum", ("--momentum", "-0.5"), "'momentum'", "must be a number in [0, 1)"),
     Case("zero-milestone", ("--milestones", "0"), "'milestones'", "must list positive epochs"),
     Case("zero-jobs", ("--jobs", "0"), "--jobs", "expected a positive integer, got '0'"),
     Case("warm-and-cold-start", ("--warm-start", "--cold-start"), "--cold-start: not allowed with",
@@ -150,7 +150,7 @@ CASES = [
          setup=_truncate("cycles.parquet"), real=True),
     Case("truncated-selections-parquet", (), "selections.parquet is unreadable", "--name",
          setup=_truncate("selections.parquet")),
-    Case("foreign-cycles-parquet", (), "is not a results table (it lacks strategy, seed, cycle)", "--name",
+    Case("foreign-cycles-parquet", (), "cycles.parquet lacks the column(s) dataset, strategy, seed, cycle", "--name",
          setup=_foreign_parquet),
     Case("config-json-not-json", (), "config.json is not readable JSON", "move it away",
          setup=_write("config.json", '{"protocol": {"initial": 20,')),
@@ -286,24 +286,15 @@ def _check(case: Case, code: int, stderr: str, before: dict, f: Path, run: Path)
 def _skip_if_unsupported(case: Case) -> None:
     if case.id == "absent-cuda-device" and torch.cuda.device_count() > 7:
         pytest.skip("this machine has a cuda:7")
-    if case.id == "batch-size-1-with-learning-loss":
-        from strategies.base import registered
-
-        if registered()["learning-loss"].min_batch_size < 2:
-            pytest.skip("strategies/learning_loss.py does not declare min_batch_size = 2 yet")
 
 
 @pytest.fixture
 def clean_registry():
     """Strategy files register classes globally: give each in-process case the registry it started with."""
-    from strategies import base
+    from strategies import STRATEGIES
 
-    saved = dict(base._REGISTRY), dict(base._ALIASES)
-    yield
-    base._REGISTRY.clear()
-    base._REGISTRY.update(saved[0])
-    base._ALIASES.clear()
-    base._ALIASES.update(saved[1])
+    with STRATEGIES.scoped():
+        yield
 
 
 def test_there_are_enough_distinct_cases():

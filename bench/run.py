@@ -1,0 +1,455 @@
+"""Running a benchmark as a plain Python function: `run_benchmark(build_config(...), RunOptions())`.
+
+Resolves a configuration (preset, overrides, strategy parameters with their epochs resolved), opens the
+results folder under its lock (resuming, refusing another configuration, or moving old results aside),
+schedules what is left, and writes the report. The command line (bench/cli.py) only parses arguments into
+these calls and maps errors to exit codes; tests and notebooks call them directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench import provenance
+from bench.config import PRESETS, RunConfig, preset_protocol, proportions, resolve_epoch
+from bench.data import ImageData, check_dataset, load_dataset
+from bench.errors import UserError
+from bench.jobs import JobSpec, JobState
+from bench.loop import start_state
+from bench.models import check_input_size, check_model
+from bench.progress import Progress
+from bench.registry import unknown_name
+from bench.scheduler import DataSource, Driver, Outcome, make_pool
+from bench.store import CONFIG, CYCLES, FAILURES, FolderLock, RunStore, check_writable
+from bench.trainer import resolve_precision
+from strategies import STRATEGIES, create_strategy, load_strategy_file
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BACKENDS = ("loky", "dask")  # this machine's processes; a dask.distributed cluster
+ON_EXISTING = ("resume", "force", "fresh")  # what to do with a folder that holds results
+MAX_SEEDS = 10_000  # seeds 0..N-1 of one run
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a benchmark runs and reports; nothing here changes its numbers."""
+
+    backend: str = "loky"  # loky (this machine's processes) | dask (a dask.distributed cluster)
+    jobs: int = 1  # CPU worker processes (with dask and no address: local workers)
+    jobs_per_device: int = 1  # jobs sharing each CUDA device
+    scheduler_address: str | None = None  # dask scheduler, tcp://HOST:PORT (None: a local cluster)
+    strategy_files: tuple[Path, ...] = ()  # user strategy files, imported by the workers too
+    baseline: str = "random"  # strategy the report compares against
+    on_existing: str = "resume"  # resume | force (move old results aside) | fresh (delete them)
+    command: tuple[str, ...] = ()  # the command line, recorded in config.json
+
+
+@dataclass(frozen=True)
+class RunResult:
+    folder: Path  # the results folder
+    failed: tuple[str, ...]  # keys of the jobs that failed (details in failures.json)
+    report: Path | None  # report.md
+
+
+# ---------------------------------------------------------------------------------------------- resolution
+
+
+def load_strategy_files(paths: tuple[Path, ...] | list[Path]) -> None:
+    for path in paths:
+        load_strategy_file(Path(path))
+
+
+def build_config(preset: str = "quick", strategies: list[str] | None = None, seeds: int = 3,
+                 protocol: dict[str, Any] | None = None, strategy_params: dict[str, dict[str, Any]] | None = None,
+                 name: str | None = None, out: Path | None = None, devices: str = "auto",
+                 data_root: Path = Path("data"), download: bool = True) -> RunConfig:
+    """A checked RunConfig: the preset's protocol with `protocol` fields replaced (None keeps the preset's),
+    strategies by name or alias (None: every registered one), each strategy's parameters with its defaults
+    recorded and its epoch parameters resolved to epochs."""
+    subset_all = (protocol or {}).get("subset") == 0  # 0: the whole pool
+    overrides = {k: v for k, v in (protocol or {}).items() if not (k == "subset" and v == 0)}
+    p = preset_protocol(preset, **overrides)
+    if subset_all:
+        p = dataclasses.replace(p, subset=None)
+    p.validate()
+    check_model(p.model)
+    check_dataset(p.dataset)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+        raise UserError(f"The 'seeds' parameter must be an integer from 1 to {MAX_SEEDS}. Got {seeds!r} instead.")
+    names = list(dict.fromkeys(STRATEGIES.canonical(n) for n in strategies)) if strategies else STRATEGIES.names()
+    params = {k: dict(v) for k, v in PRESETS[preset]["strategy_params"].items() if k in names}
+    for given_name, given in (strategy_params or {}).items():
+        target = STRATEGIES.canonical(given_name)
+        if target not in names:  # it would change nothing but the configuration's identity
+            raise UserError(f"--strategy-param sets {target!r}, which is not among the strategies of this run "
+                            f"({', '.join(names)}): add it to --strategies or drop the parameter.")
+        params.setdefault(target, {}).update(given)
+    for strategy_name in names:
+        strategy = create_strategy(strategy_name, **params.get(strategy_name, {}))  # unknown or ill-typed fail
+        if p.batch_size < strategy.min_batch_size:
+            raise UserError(f"Strategy {strategy_name!r} needs a batch size of at least {strategy.min_batch_size}. "
+                            f"Got --batch-size {p.batch_size} instead: raise --batch-size.")
+        if strategy.params:  # record every parameter, defaults too: a changed default changes the config
+            params[strategy_name] = {key: getattr(strategy, key) for key in strategy.params}
+            for key in strategy.epoch_params:  # fractions of the epochs, resolved: the config holds epochs
+                params[strategy_name][key] = resolve_epoch(params[strategy_name][key], p.epochs,
+                                                           f"{strategy_name}.{key}")
+    dataset_tag = p.dataset.split(":", 1)[-1].replace("/", "_").removesuffix(".npz")
+    name = name or f"{preset}-{Path(dataset_tag).name}"
+    return RunConfig(protocol=p, strategies=tuple(names), seeds=tuple(range(seeds)), name=name,
+                     out=Path(out) if out is not None else Path("results") / name, preset=preset, devices=devices,
+                     data_root=Path(data_root), download=download,
+                     strategy_params={k: v for k, v in params.items() if k in names})
+
+
+def resolve_baseline(name: str) -> str:
+    """The report's baseline as a registered strategy name (a typo would otherwise surface after the run)."""
+    try:
+        return STRATEGIES.canonical(name)
+    except UserError as err:
+        raise UserError(f"--baseline: {err}") from None
+
+
+def resolve_devices(text: str) -> list[str]:
+    if text == "auto":
+        return ["cuda:0"] if torch.cuda.is_available() else ["cpu"]
+    devices = [("cuda:0" if d.strip() == "cuda" else d.strip()) for d in text.split(",") if d.strip()]
+    if not devices:
+        raise UserError(f"--devices {text!r} names no device: use auto, cpu or cuda:N[,cuda:M...].")
+    for d in devices:
+        if d == "cpu":
+            continue
+        if not d.startswith("cuda:") or not d[5:].isdigit():
+            raise unknown_name("device", d, ["auto", "cpu", "cuda:N[,cuda:M...]"])
+        if not torch.cuda.is_available() or int(d[5:]) >= torch.cuda.device_count():
+            have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            raise UserError(f"Device {d} is not available ({have} CUDA devices here): use --devices cpu or auto.")
+    return devices
+
+
+def dataset_fingerprint(data: ImageData) -> str:
+    """sha256 of the dataset's arrays and class names: another dataset at the same path is another run."""
+    digest = hashlib.sha256()
+    for array in (data.x_train, data.y_train, data.x_test, data.y_test):
+        digest.update(str((array.dtype, tuple(array.shape))).encode())
+        digest.update(array.contiguous().numpy().tobytes())
+    digest.update(json.dumps(list(map(str, data.classes))).encode())
+    return digest.hexdigest()[:16]
+
+
+def check_options(options: RunOptions) -> None:
+    if options.backend not in BACKENDS:
+        raise unknown_name("backend", options.backend, BACKENDS)
+    if options.on_existing not in ON_EXISTING:
+        raise unknown_name("on_existing choice", options.on_existing, ON_EXISTING)
+
+
+def job_specs(config: RunConfig) -> list[JobSpec]:
+    return [JobSpec(run=config.name, dataset=config.protocol.dataset, strategy=s, seed=seed,
+                    protocol=config.protocol, params=config.strategy_params.get(s, {}),
+                    config_hash=config.job_hash(s))
+            for seed in config.seeds for s in config.strategies]
+
+
+# ---------------------------------------------------------------------------------------------- description
+
+
+def epoch_proportions(config: RunConfig) -> dict[str, Any]:
+    """The protocol's epoch settings (milestones, strategies' epoch parameters) as fractions of the epochs."""
+    p = config.protocol
+    points: dict[str, Any] = {"milestones": list(p.milestones)}
+    for name in config.strategies:
+        points.update({f"{name}.{key}": config.strategy_params[name][key]
+                       for key in sorted(STRATEGIES.get(name).epoch_params)})
+    return proportions(p.epochs, points)
+
+
+def _as_fraction(value: Any) -> str:
+    return "[" + ", ".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
+
+
+def describe_run(config: RunConfig, data: ImageData | None, devices: list[str]) -> str:
+    """The resolved run in words (data=None: the dataset is not loaded, as in a dry run)."""
+    p = config.protocol
+    if data is None:
+        dataset = f"dataset   {p.dataset} (not loaded in a dry run)"
+    else:
+        shape = "x".join(map(str, data.x_train.shape[1:]))
+        dataset = (f"dataset   {p.dataset}: {data.x_train.shape[0]} train / {data.x_test.shape[0]} test images, "
+                   f"{shape}, {data.n_classes} classes (augmentation: crop pad {data.pad if p.augment else 0}, "
+                   f"flip {data.flip and p.augment})")
+    lines = [
+        dataset,
+        f"model     {p.model}",
+        f"protocol  preset {config.preset}: initial {p.initial}, budget {p.budget}, cycles {p.cycles} "
+        f"(labels {p.initial}..{p.labels_needed()}), subset {p.subset or 'whole pool'}",
+        f"training  {p.epochs} epochs, batch {p.batch_size}, SGD lr {p.lr} momentum {p.momentum} "
+        f"weight decay {p.weight_decay}, milestones {list(p.milestones) or 'none'} (x{p.gamma}), "
+        f"{'warm' if p.warm_start else 'cold'} start, {p.convention} convention, precision {p.precision} -> "
+        f"{str(resolve_precision(p.precision, torch.device(devices[0]))).removeprefix('torch.')}",
+    ]
+    for name, params in sorted(config.strategy_params.items()):
+        lines.append(f"params    {name}: " + ", ".join(f"{k}={v}" for k, v in sorted(params.items())))
+    lines.append("schedule  " + ", ".join(f"{k} at {_as_fraction(v)} of {p.epochs} epochs"
+                                          for k, v in epoch_proportions(config).items()))
+    lines += [
+        f"jobs      {len(config.strategies)} strategies x {len(config.seeds)} seeds = "
+        f"{len(config.strategies) * len(config.seeds)}: {', '.join(config.strategies)}; seeds "
+        f"{', '.join(map(str, config.seeds))}",
+        f"devices   {', '.join(devices)}",
+        f"output    {config.out}",
+    ]
+    return "\n".join(lines)
+
+
+def config_payload(config: RunConfig, data: ImageData, devices: list[str], command: tuple[str, ...]) -> dict:
+    return {
+        "name": config.name, "preset": config.preset,
+        "job_hashes": {s: config.job_hash(s) for s in config.strategies},
+        **config.result_defining(),
+        "strategies": list(config.strategies), "seeds": list(config.seeds),
+        "epoch_proportions": epoch_proportions(config),
+        "dataset": {"spec": config.protocol.dataset, "n_train": int(data.x_train.shape[0]),
+                    "n_test": int(data.x_test.shape[0]), "shape": list(data.x_train.shape[1:]),
+                    "classes": data.classes, "mean": data.mean, "std": data.std},
+        "devices": {d: provenance.device_name(d) for d in devices},
+        "precision": str(resolve_precision(config.protocol.precision, torch.device(devices[0]))),
+        "versions": provenance.versions(), "git_commit": provenance.git_commit(PROJECT_ROOT),
+        "command": list(command), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def accuracy_table(store: RunStore) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    df = store.cycles()
+    if df.empty:
+        return
+    grouped = df.groupby(["strategy", "n_labeled"])["test_acc"].agg(["mean", "std", "count"]).reset_index()
+    labels = sorted(grouped["n_labeled"].unique())
+    table = Table(title="Test accuracy (%), mean ± std over seeds", title_justify="left")
+    table.add_column("strategy")
+    for n in labels:
+        table.add_column(f"{n} labels", justify="right")
+    for strategy, rows in grouped.groupby("strategy"):
+        cells = {int(r.n_labeled): f"{100 * r['mean']:.1f} ± {100 * (0 if r['count'] < 2 else r['std']):.1f}"
+                 for _, r in rows.iterrows()}
+        table.add_row(strategy, *[cells.get(int(n), "") for n in labels])
+    Console(width=max(100, 14 * (len(labels) + 2))).print(table)
+
+
+# ---------------------------------------------------------------------------------------------- the folder
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def config_differences(stored: dict[str, Any], config: RunConfig) -> list[str]:
+    """Fields that decide the numbers and differ between a folder's config.json and this run."""
+    now = json.loads(json.dumps(config.result_defining(), default=str))
+    common = set(stored.get("strategy_params", {})) & set(now["strategy_params"])
+    old = _flatten({"protocol": stored.get("protocol", {}), "dataset_fingerprint": stored.get("dataset_fingerprint"),
+                    "strategy_params": {k: v for k, v in stored.get("strategy_params", {}).items() if k in common}})
+    new = _flatten({"protocol": now["protocol"], "dataset_fingerprint": now["dataset_fingerprint"],
+                    "strategy_params": {k: v for k, v in now["strategy_params"].items() if k in common}})
+    shown = {k: k.encode("unicode_escape").decode() for k in set(old) | set(new)}  # a hand-edited key stays one line
+    return [f"{shown[k]} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(shown) if old.get(k) != new.get(k)]
+
+
+def pending_work(specs: list[JobSpec], store: RunStore, n_pool: int) -> tuple[list[tuple[JobSpec, JobState]], dict]:
+    """What is left to run: each unfinished job from its checkpoint (or its start), finished jobs skipped.
+    A checkpoint of another configuration (or of none) restarts its job."""
+    ready, done = [], {}
+    for spec in specs:
+        cycles = store.done_cycles(spec.strategy, spec.seed)
+        if cycles >= set(range(spec.protocol.cycles)):
+            store.remove_checkpoint(spec.strategy, spec.seed)
+            done[spec.key] = spec.protocol.cycles
+            continue
+        state = store.load_checkpoint(spec.strategy, spec.seed)
+        if (state is None or state.config_hash != spec.config_hash or not cycles >= set(range(state.cycle))
+                or state.cycle >= spec.protocol.cycles):
+            state = start_state(spec, n_pool)
+        store.drop_from(spec.strategy, spec.seed, state.cycle)  # rows written after the checkpoint are redone
+        done[spec.key] = state.cycle
+        ready.append((spec, state))
+    return ready, done
+
+
+def _stored_shape_error(stored: dict[str, Any]) -> str | None:
+    """What is wrong with a hand-edited config.json's shape, or None."""
+    checks = {
+        "protocol": lambda v: isinstance(v, dict),
+        "strategies": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+        "seeds": lambda v: isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v),
+        "strategy_params": lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
+    }
+    bad = [key for key, ok in checks.items() if key not in stored or not ok(stored[key])]
+    return f"its {', '.join(bad)} {'is' if len(bad) == 1 else 'are'} missing or of the wrong type" if bad else None
+
+
+def widen(config: RunConfig, stored: dict[str, Any], folder: Path) -> RunConfig:
+    """This run plus the folder's stored jobs: stored strategies keep their stored parameters; a command that
+    contradicts them, or the stored protocol, is refused with the differing fields named."""
+    problem = _stored_shape_error(stored)
+    if problem:
+        raise UserError(f"{folder / CONFIG} is not a configuration this harness wrote ({problem}): move the folder's "
+                        "results away, or use --name for a new folder.")
+    differences = config_differences(stored, config)
+    if differences:
+        raise UserError(f"{folder} holds results of another configuration ({'; '.join(differences)}): "
+                        "use --name for a new folder, or --force to move the old results aside.")
+    strategies = tuple(dict.fromkeys([*stored["strategies"], *config.strategies]))
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise UserError(f"{folder} holds results of strategy {unknown[0]!r}, which is not registered: pass the "
+                        "--strategy-file that defines it again, or use --name for a new folder.")
+    kept = {s: stored["strategy_params"][s] for s in strategies if s not in config.strategies
+            and s in stored["strategy_params"]}
+    return dataclasses.replace(config, strategies=strategies, strategy_params={**kept, **config.strategy_params},
+                               seeds=tuple(sorted(set(stored["seeds"]) | set(config.seeds))))
+
+
+def check_identity(store: RunStore, config: RunConfig) -> None:
+    """Every stored row must carry its job's identity under this configuration (protocol, dataset content,
+    strategy parameters): a folder is never extended under another configuration."""
+    rows = store.cycles()
+    if rows.empty:
+        return
+    if "config_hash" not in rows.columns:
+        raise UserError(f"{store.folder / CYCLES} has no config_hash column, so its rows' configuration is unknown: "
+                        "use --name for a new folder, or --force to move the old results aside.")
+    expected = rows["strategy"].map({s: config.job_hash(s) for s in config.strategies})
+    wrong = rows[rows["config_hash"].astype(str) != expected]
+    if wrong.empty:
+        return
+    first = wrong.iloc[0]
+    known = first["strategy"] in config.strategies
+    why = (f"{first['strategy']}/seed{first['seed']} cycle {first['cycle']} was computed under configuration "
+           f"{first['config_hash']}, this run is {expected[wrong.index[0]]}" if known else
+           f"it holds rows of strategy {first['strategy']!r}, whose parameters are unknown without its config.json")
+    raise UserError(f"{store.folder} holds {len(wrong)} row(s) of another configuration ({why}; the protocol, "
+                    "the dataset's content or a strategy's parameters differ): use --name for a new folder, or "
+                    "--force to move the old results aside.")
+
+
+def open_store(config: RunConfig, on_existing: str) -> tuple[RunStore, RunConfig, bool]:
+    """The folder's store (resuming what it holds) and the run's config widened to the stored jobs; refuses
+    a folder whose configuration or rows are of another configuration."""
+    if on_existing == "force":
+        aside = RunStore.move_results_aside(config.out)
+        if aside is not None:
+            print(f"moved     the previous results to {aside}")
+    elif on_existing == "fresh":
+        RunStore.delete_results(config.out)
+    store = RunStore(config.out)
+    stored = store.read_config()
+    if stored is not None:
+        config = widen(config, stored, config.out)
+    check_identity(store, config)
+    return store, config, stored is not None or not store.cycles().empty
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+
+def run_benchmark(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
+    """Run every pending (strategy, seed) job of `config` into config.out, then write the report."""
+    check_options(options)
+    baseline = resolve_baseline(options.baseline)
+    devices = resolve_devices(config.devices)
+    data = load_dataset(config.protocol.dataset, config.data_root, config.download)
+    config.protocol.validate_pool(int(data.x_train.shape[0]))
+    check_input_size(config.protocol.model, *data.x_train.shape[1:])
+    config = dataclasses.replace(config, dataset_fingerprint=dataset_fingerprint(data))
+    print(describe_run(config, data, devices), flush=True)
+    folder = config.out
+    check_writable(folder)
+    lock = FolderLock(folder)
+    lock.acquire()
+    try:
+        store, config, resumed = open_store(config, options.on_existing)
+        store.remove_stale_temp_files()
+        specs = job_specs(config)
+        ready, done = pending_work(specs, store, int(data.x_train.shape[0]))
+        if resumed:
+            print(f"resume    {len(specs) - len(ready)} of {len(specs)} jobs already finished in {folder}")
+        # the pool before config.json: an unreachable cluster leaves the folder as it was
+        pool, threads = (make_pool(options.backend, devices, options.jobs, options.jobs_per_device,
+                                   options.scheduler_address) if ready else (None, None))
+        try:
+            store.write_config(config_payload(config, data, devices, options.command))
+            store.clear_failures()
+            failures = schedule(config, options, store, specs, ready, done, pool, threads)
+        finally:
+            if pool is not None:
+                pool.close()
+    finally:
+        lock.release()
+    report = None
+    if not store.cycles().empty:  # every job may have failed before its first row: then there is nothing to show
+        accuracy_table(store)
+        print(f"results   {folder / CYCLES}")
+        report = write_report_or_explain(folder, baseline)
+        print(f"report    {report}")
+    if failures:
+        print(f"failed    {len(failures)} job(s): {', '.join(failures)}; details in {folder / FAILURES}",
+              file=sys.stderr)
+    return RunResult(folder, tuple(failures), report)
+
+
+def write_report_or_explain(folder: Path, baseline: str) -> Path:
+    # seaborn and scipy: imported when a report is written, not by every run_bench.py --help or dry run
+    from bench.report import write_report
+
+    try:
+        return write_report(folder, baseline)
+    except OSError as err:  # a full disk: the results are complete, only the report is missing
+        raise UserError(f"Cannot write the report in {folder / 'report'} ({err.strerror or err}); the results are "
+                        f"complete: free disk space, then run `run_bench.py report {folder}`.") from None
+
+
+def schedule(config: RunConfig, options: RunOptions, store: RunStore, specs: list[JobSpec], ready: list,
+             done: dict, pool: Any, threads: int | None) -> list[str]:
+    """Run what is left on the pool, writing each finished cycle at once; returns the keys of failed jobs."""
+    failures: list[str] = []
+    source = DataSource(config.protocol.dataset, str(config.data_root), config.download,
+                        tuple(str(Path(f).resolve()) for f in options.strategy_files))
+    with Progress(specs, done) as progress:
+        def on_cycle(outcome: Outcome) -> None:
+            spec, result = outcome.spec, outcome.result
+            store.add_cycle(result.record, result.added)  # rows first: a checkpoint never runs ahead of them
+            if outcome.state.cycle < spec.protocol.cycles:
+                store.save_checkpoint(spec.strategy, spec.seed,
+                                      dataclasses.replace(outcome.state, config_hash=spec.config_hash))
+            else:
+                store.remove_checkpoint(spec.strategy, spec.seed)
+            progress.cycle_done(spec, result.record)
+
+        def on_failure(outcome: Outcome) -> None:
+            failures.append(outcome.spec.key)
+            store.add_failure({"job": outcome.spec.key, "strategy": outcome.spec.strategy, "seed": outcome.spec.seed,
+                               "error": outcome.error, "traceback": outcome.traceback,
+                               "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            progress.failed(outcome.spec, outcome.error)
+
+        if ready:
+            Driver(pool, source, threads, on_cycle, on_failure).run(ready)
+    return failures
