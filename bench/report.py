@@ -19,55 +19,23 @@ from matplotlib.figure import Figure
 
 from bench import stats
 from bench.errors import UserError
+from bench.store import CYCLE_TYPES, CYCLES, REPORT, ResultsError, atomic_write_folder, read_cycles
 
 DPI = 120
 DASH = "–"  # shown for a value that does not exist (too few seeds, not reached)
 Color = tuple[float, float, float]
 
 
-class ReportInputError(UserError, ValueError):
-    """cycles.parquet is missing, unreadable, empty or malformed: a user error (the CLI exits with 2)."""
-
-
-# ---------------------------------------------------------------- input
-
-
 def load_cycles(run_dir: Path) -> pd.DataFrame:
-    """The rows of RUN_DIR/cycles.parquet that a report needs, typed; raises ReportInputError."""
-    path = Path(run_dir) / "cycles.parquet"
-    if not path.is_file():
-        raise ReportInputError(
-            f"No results to report: {path} does not exist. Pass the folder of a run "
-            "(the one that holds cycles.parquet)."
-        )
-    try:
-        cycles = pd.read_parquet(path)
-    except Exception as error:  # pyarrow raises several types for a damaged or foreign file
-        reason = (str(error).splitlines() or [type(error).__name__])[0]
-        raise ReportInputError(f"Cannot read {path} as parquet ({reason}).") from error
-    return _checked(cycles, path)
-
-
-def _checked(cycles: pd.DataFrame, path: Path) -> pd.DataFrame:
-    missing = [c for c in stats.REQUIRED_COLUMNS if c not in cycles.columns]
-    if missing:
-        raise ReportInputError(f"{path} lacks the column(s) {', '.join(missing)}; it is not a cycles table.")
-    keys = ["dataset", "strategy", "seed", "cycle"]
-    try:
-        cycles = cycles.astype({"dataset": str, "strategy": str, "seed": int, "cycle": int})
-        cycles = cycles.astype({"n_labeled": float, "test_acc": float})
-    except (TypeError, ValueError) as error:
-        raise ReportInputError(f"{path} has a value of the wrong type in {', '.join(keys)}, "
-                               f"n_labeled or test_acc ({error}).") from error
+    """The rows of RUN_DIR/cycles.parquet that a report can use, typed (read and checked by the store; rows
+    without a finite accuracy are left out and counted). Raises ResultsError."""
+    cycles = read_cycles(run_dir)
+    cycles = cycles.astype(CYCLE_TYPES)
     finite = np.isfinite(cycles["test_acc"])
     cycles = cycles[finite].reset_index(drop=True)
     cycles.attrs["rows_without_accuracy"] = int((~finite).sum())  # said in the report's header
     if cycles.empty:
-        raise ReportInputError(f"{path} has no finished cycles yet; run the benchmark first.")
-    duplicates = int(cycles.duplicated(keys).sum())
-    if duplicates:
-        raise ReportInputError(f"{path} has {duplicates} duplicate row(s) for one (dataset, strategy, seed, "
-                               "cycle); it was written by more than one run.")
+        raise ResultsError(f"{Path(run_dir) / CYCLES} has no finished cycles yet; run the benchmark first.")
     return cycles
 
 
@@ -86,6 +54,7 @@ class Analysis:
     comparisons: pd.DataFrame  # stats.compare_to_baseline
     efficiency: pd.DataFrame  # stats.label_efficiency
     mdd: pd.DataFrame  # stats.min_detectable_difference
+    planning: pd.DataFrame  # stats.seed_planning
     ranks: pd.DataFrame  # stats.mean_rank
     penalties: dict[str, pd.DataFrame]  # dataset -> stats.penalty_matrix
     palette: dict[str, Color]  # strategy -> colour, the same in every plot
@@ -100,7 +69,7 @@ def analyse(cycles: pd.DataFrame, baseline: str = "random") -> Analysis:
         str(dataset): matrix
         for dataset, rows in cycles.groupby("dataset", sort=True)
         if rows["strategy"].nunique() > 1
-        for matrix in [stats.penalty_matrix(rows)]
+        for matrix in [stats.penalty_matrix(rows, baseline)]
         if matrix.notna().to_numpy().any()
     }
     return Analysis(
@@ -112,6 +81,7 @@ def analyse(cycles: pd.DataFrame, baseline: str = "random") -> Analysis:
         comparisons=comparisons,
         efficiency=stats.label_efficiency(summary, baseline),
         mdd=stats.min_detectable_difference(comparisons),
+        planning=stats.seed_planning(comparisons),
         ranks=stats.mean_rank(aulc_summary),
         penalties=penalties,
         palette=strategy_palette(cycles["strategy"].unique()),
@@ -131,24 +101,32 @@ def strategy_palette(strategies: Iterable[object]) -> dict[str, Color]:
 def write_report(run_dir: Path, baseline: str = "random") -> Path:
     """Write RUN_DIR/report/ from RUN_DIR/cycles.parquet and return the path of report.md.
 
-    Raises ReportInputError (a ValueError and a bench.errors.UserError) when cycles.parquet is missing,
-    unreadable or malformed.
+    Raises ResultsError (a ValueError and a bench.errors.UserError) when cycles.parquet is missing,
+    unreadable or malformed, and UserError when the report cannot be written (a full disk, `report` being a
+    file, a plot that cannot be saved): the previous report/ is then left as it was.
     """
     run_dir = Path(run_dir)
     result = analyse(load_cycles(run_dir), baseline)
-    out = run_dir / "report"
-    for folder in (out, out / "tables", out / "plots"):
-        folder.mkdir(parents=True, exist_ok=True)
+    out = run_dir / REPORT
+    # Written whole into a temporary folder that then takes report/'s place: a failure midway leaves the previous
+    # report as it was, never half old and half new, and no file of an older report lingers beside a new one.
+    atomic_write_folder(out, lambda tmp: _write_files(result, run_dir, tmp),
+                        then=f"run `run_bench.py report {run_dir}` (the results are complete)")
+    return out / "report.md"
+
+
+def _write_files(result: Analysis, run_dir: Path, out: Path) -> None:
+    """report.md, tables/ and plots/ into the (empty) folder out."""
+    for folder in (out / "tables", out / "plots"):
+        folder.mkdir()
     datasets = sorted(result.cycles["dataset"].unique())
     slugs = _slugs(datasets)
-    lines = _header(result, run_dir)
+    lines = _header(result, run_dir) + _primary_section(result, datasets, slugs, out)
     for dataset in datasets:
         lines += _dataset_section(result, dataset, slugs[dataset], out)
     if len(datasets) > 1:
         lines += _across_datasets(result, out)
-    path = out / "report.md"
-    path.write_text("\n".join(lines).rstrip() + "\n")
-    return path
+    (out / "report.md").write_text("\n".join(lines).rstrip() + "\n")
 
 
 def _slugs(datasets: list[str]) -> dict[str, str]:
@@ -176,11 +154,115 @@ def _header(result: Analysis, run_dir: Path) -> list[str]:
         f"Computed from `cycles.parquet` ({_count(len(cycles), 'row')}: {shape}{left_out}). Baseline: "
         f"`{result.baseline}`. Intervals are 95% Student-t intervals over seeds. Comparisons pair "
         "strategies by seed (same seed = same initial labeled set and weights) and use a two-sided paired "
-        "t-test; \"significant\" means p < 0.05 after Holm correction over every test of a dataset (all "
-        "strategies, all budgets and the AULC). Accuracies are in percent, differences in percentage "
+        "t-test; \"significant\" means p < 0.05 after Holm correction within the family the sentence names: "
+        "the primary family (the AULC, one test per strategy) or the secondary, exploratory one (per-budget "
+        "tests). Accuracies are in percent, differences in percentage "
         "points. Tables are also in `tables/` as CSV (full precision), Markdown and LaTeX.",
         "",
     ]
+
+
+# ---------------------------------------------------------------- the headline: primary endpoint
+
+
+def _primary_section(result: Analysis, datasets: list[str], slugs: dict[str, str], out: Path) -> list[str]:
+    """The verdict on the primary endpoint (AULC against the baseline), per dataset, before anything else."""
+    lines = [f"## Primary endpoint: area under the learning curve against {result.baseline}", ""]
+    for dataset in datasets:
+        comparisons = _rows(result.comparisons, dataset)
+        if comparisons.empty:
+            continue
+        primary = comparisons[comparisons["family"] == stats.PRIMARY]
+        if len(datasets) > 1:
+            lines += [f"### Dataset `{dataset}`", ""]
+        lines += [f"- {_families_sentence(comparisons, result.baseline)}"]
+        lines += [f"- {_primary_sentence(row, result.baseline)}" for _, row in primary.iterrows()]
+        lines += [f"- {s}" for s in _planning_sentences(_rows(result.planning, dataset))] + [""]
+        lines += _table(out, f"primary_{slugs[dataset]}", primary, _primary_display(primary),
+                        f"Primary endpoint: AULC of each strategy minus {result.baseline}'s, paired by seed "
+                        "(percentage points); Holm over the strategies compared.")
+        planning = _rows(result.planning, dataset)
+        if not planning.empty:
+            lines += _table(out, f"seed_planning_{slugs[dataset]}", planning, _planning_display(planning),
+                            "Seeds a paired t-test needs for 80% power at alpha 0.05 (two-sided, before Holm "
+                            "correction), from the observed sd of the paired AULC differences.")
+    if len(lines) == 2:
+        lines += [f"No dataset has both the baseline `{result.baseline}` and another strategy, so there is no "
+                  "primary comparison; see each dataset's findings.", ""]
+    return lines
+
+
+def _families_sentence(comparisons: pd.DataFrame, baseline: str) -> str:
+    primary = comparisons[(comparisons["family"] == stats.PRIMARY) & comparisons["t_p"].notna()]
+    secondary = comparisons[(comparisons["family"] == stats.SECONDARY) & comparisons["t_p"].notna()]
+    left_out = comparisons[comparisons["family"] == stats.LEFT_OUT]
+    text = (f"Primary: the normalised AULC per seed, paired with {baseline} on the same seed, two-sided paired "
+            f"t-test (Wilcoxon signed-rank beside it), Holm over {_count(len(primary), 'strategy', 'strategies')}. "
+            "Secondary (exploratory): the paired t-test at each budget, Holm over "
+            f"{_count(len(secondary), 'strategy-budget pair')}")
+    if left_out.empty:
+        return text + f"; no budget left out (every budget has some strategy that differs from {baseline})."
+    labels = _label_list(left_out.groupby("cycle")["n_labeled"].mean())
+    return (text + f"; budgets of {labels} labels left out because every strategy equals {baseline} there on "
+            "every seed (same initial set and weights), so they cannot differ.")
+
+
+def _primary_sentence(row: pd.Series, baseline: str) -> str:
+    strategy = row["strategy"]
+    if math.isnan(row["t_p"]):
+        return (f"**{strategy}** cannot be compared with {baseline} over the curve: fewer than 2 seeds with "
+                "complete curves on both sides.")
+    if row["significant"]:
+        verdict = "beats" if row["mean_diff"] > 0 else "is worse than"
+    else:
+        verdict = "is not distinguishable from"
+    note = f" ({row['t_note']})" if row["t_note"] else ""
+    wilcoxon = (f"Wilcoxon {_p_is(row['wilcoxon_p'])}" if not math.isnan(row["wilcoxon_p"])
+                else f"Wilcoxon not run ({row['wilcoxon_note']})")
+    return (f"**{strategy}** {verdict} {baseline} over the curve: AULC {_points(row['mean_diff'])} points "
+            f"(95% CI {_points(row['ci_low'])} to {_points(row['ci_high'])}), paired t {_p_is(row['t_p'])}"
+            f"{note}, Holm {_p_is(row['p_holm'])}, {wilcoxon}, {_count(int(row['n_pairs']), 'seed')}.")
+
+
+def _planning_sentences(planning: pd.DataFrame) -> list[str]:
+    def seeds(n: float) -> str:
+        return f"more than {stats.MAX_PLANNED_SEEDS}" if pd.isna(n) else f"{int(n)}"
+
+    return [f"Seed planning for {r.strategy}: its paired AULC differences have no spread over {r.n_pairs} "
+            "seeds, so there is nothing to plan from." if r.sd_diff == 0 else
+            f"Seed planning for {r.strategy}: with the observed sd of its paired AULC differences "
+            f"({100 * r.sd_diff:.2f} points over {r.n_pairs} seeds), a 1-point AULC difference needs "
+            f"{seeds(r.seeds_1pt)} seeds and a 0.5-point one {seeds(r.seeds_half_pt)} for 80% power at "
+            "alpha 0.05 (two-sided paired t-test, before Holm)."
+            for r in planning.itertuples(index=False)]
+
+
+def _primary_display(primary: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "strategy": primary["strategy"],
+        "seeds": primary["n_pairs"].astype(str),
+        "AULC diff (pts)": primary["mean_diff"].map(_points),
+        "95% CI (pts)": [f"{_points(lo)} to {_points(hi)}" for lo, hi in
+                         zip(primary["ci_low"], primary["ci_high"], strict=True)],
+        "t-test p": primary["t_p"].map(_pvalue),
+        "Holm p": primary["p_holm"].map(_pvalue),
+        "Wilcoxon p": primary["wilcoxon_p"].map(_pvalue),
+        "significant": primary["significant"].map({True: "yes", False: "no"}),
+    })
+
+
+def _planning_display(planning: pd.DataFrame) -> pd.DataFrame:
+    def seeds(n: float) -> str:
+        return f">{stats.MAX_PLANNED_SEEDS}" if pd.isna(n) else f"{int(n)}"
+
+    planning = planning[planning["sd_diff"] > 0]  # no spread: nothing to plan from (said in the text)
+    return pd.DataFrame({
+        "strategy": planning["strategy"],
+        "seeds now": planning["n_pairs"].astype(str),
+        "sd of AULC diff (pts)": planning["sd_diff"].map(lambda v: f"{100 * v:.2f}"),
+        "seeds for 1 pt": planning["seeds_1pt"].map(seeds),
+        "seeds for 0.5 pt": planning["seeds_half_pt"].map(seeds),
+    })
 
 
 # ---------------------------------------------------------------- one dataset
@@ -196,7 +278,8 @@ def _dataset_section(result: Analysis, dataset: str, slug: str, out: Path) -> li
         lines += _comparisons_part(result, dataset, slug, out)
     lines += _aulc_part(result, dataset, slug, out)
     if dataset in result.penalties:
-        lines += _penalty_part(result.penalties[dataset], dataset, slug, out)
+        checkpoints = stats.badge_checkpoints(cycles, result.baseline)
+        lines += _penalty_part(result.penalties[dataset], checkpoints, dataset, slug, out)
     if has_baseline:
         lines += _efficiency_part(result, dataset, slug, out)
     return lines
@@ -206,7 +289,7 @@ def _curves_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[s
     summary = _rows(result.summary, dataset)
     return (["### Learning curves", ""]
             + _figure(out, f"learning_curves_{slug}", "Learning curves",
-                      lambda ax: _plot_learning_curves(ax, summary, result.palette, dataset))
+                      lambda ax: _plot_learning_curves(ax, summary, result.palette, dataset), size=(8.0, 4.2))
             + _table(out, f"learning_curve_{slug}", summary, _learning_curve_display(summary),
                      "Test accuracy (%), mean ± half-width of the 95% t-interval over seeds; columns are "
                      "labeled examples."))
@@ -214,13 +297,16 @@ def _curves_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[s
 
 def _comparisons_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[str]:
     comparisons = _rows(result.comparisons, dataset)
+    comparisons = comparisons[comparisons["metric"] == "test_acc"].reset_index(drop=True)
     if comparisons.empty:
         return []
-    return ([f"### Difference to {result.baseline}", ""]
+    return ([f"### Difference to {result.baseline} at each budget (secondary, exploratory)", ""]
             + _figure(out, f"difference_{slug}", f"Difference to {result.baseline}",
-                      lambda ax: _plot_differences(ax, comparisons, result.palette, dataset))
+                      lambda ax: _plot_differences(ax, comparisons, result.palette, dataset), size=(8.0, 4.2))
             + _table(out, f"comparisons_{slug}", comparisons, _comparison_display(comparisons),
-                     f"Strategy minus {result.baseline}, paired by seed (percentage points)."))
+                     f"Strategy minus {result.baseline}, paired by seed (percentage points); Holm over the "
+                     "strategy-budget pairs of the secondary family; budgets \"left out\" are identical for "
+                     "every strategy and not tested."))
 
 
 def _aulc_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[str]:
@@ -228,21 +314,26 @@ def _aulc_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[str
     aulc_summary = _rows(result.aulc_summary, dataset)
     return (["### Area under the learning curve", ""]
             + _figure(out, f"aulc_{slug}", "AULC per strategy",
-                      lambda ax: _plot_aulc(ax, aulc_seeds, aulc_summary, result.palette, dataset))
+                      lambda ax: _plot_aulc(ax, aulc_seeds, aulc_summary, result.palette, dataset), size=(8.0, 4.2))
             + _table(out, f"aulc_{slug}", aulc_summary, _aulc_display(aulc_summary),
                      "Trapezoid area under accuracy over labeled examples, divided by the label range (%), "
                      "over seeds with every cycle."))
 
 
-def _penalty_part(matrix: pd.DataFrame, dataset: str, slug: str, out: Path) -> list[str]:
+def _penalty_part(matrix: pd.DataFrame, checkpoints: list[float], dataset: str, slug: str,
+                  out: Path) -> list[str]:
     raw = matrix.rename_axis(index="row beats column", columns=None).reset_index()
     return (["### Penalty matrix", ""]
             + _figure(out, f"penalty_{slug}", "Penalty matrix", lambda ax: _plot_penalty(ax, matrix, dataset),
                       size=(4.0 + 0.75 * len(matrix), 2.8 + 0.6 * len(matrix)))
             + _table(out, f"penalty_{slug}", raw, _penalty_display(matrix),
-                     "Share of cycles at which the row strategy is significantly better than the column "
-                     "strategy (paired t-test, p < 0.05, no correction, as in Ash et al. 2020); the last "
-                     "row sums each column: how often that strategy is beaten, lower is better."))
+                     f"Share of the {_count(len(checkpoints), 'checkpoint')} ({_label_list(pd.Series(checkpoints))} "
+                     "labels: the initial size, then initial + 2^(k-1) x budget, stopping before random's mean "
+                     "passes 0.99 of its final mean) at which the row strategy is significantly better than "
+                     "the column strategy, as in the released aggregation script of Ash et al. 2020 (BADGE): "
+                     "one-sample t-test of the paired differences, p < 0.05, no correction. We pair by seed "
+                     "where BADGE pairs runs by file order, capped at 5 runs. The last row sums each column: "
+                     "how often that strategy is beaten, lower is better."))
 
 
 def _efficiency_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[str]:
@@ -283,9 +374,10 @@ def _findings(result: Analysis, dataset: str, cycles: pd.DataFrame, has_baseline
         ranking = stats.penalty_ranking(result.penalties[dataset]).dropna()
         order = ", ".join(f"{name} {value:.2f}" for name, value in ranking.items())
         sentences.append(f"Penalty-matrix column sums (how often a strategy is significantly beaten, summed "
-                         f"shares of cycles; lower is better): {order}.")
+                         f"shares of BADGE checkpoints; lower is better): {order}.")
     elif cycles["strategy"].nunique() > 1:
-        sentences.append("No penalty matrix: no cycle has 2 paired seeds for any pair of strategies.")
+        sentences.append("No penalty matrix: no BADGE checkpoint (random already within 0.99 of its final "
+                         "mean accuracy at the initial size).")
     return sentences
 
 
@@ -307,20 +399,19 @@ def _strategy_sentences(
     rows = comparisons[comparisons["strategy"] == strategy]
     per_cycle = rows[rows["metric"] == "test_acc"]
     sentences = _pairing_sentences(cycles, strategy, baseline)
-    tested = per_cycle[per_cycle["t_p"].notna()]
+    tested = per_cycle[(per_cycle["family"] == stats.SECONDARY) & per_cycle["t_p"].notna()]
     if tested.empty:
-        return sentences + [f"**{strategy}** cannot be tested against {baseline}: fewer than 2 paired seeds."]
+        return sentences + [f"**{strategy}** cannot be tested against {baseline} at any budget: fewer than 2 "
+                            "paired seeds, or no budget where some strategy differs."]
     better = tested[tested["significant"] & (tested["mean_diff"] > 0)]
     worse = tested[tested["significant"] & (tested["mean_diff"] < 0)]
-    text = f"**{strategy}** beats {baseline} at {len(better)} of {_count(len(per_cycle), 'budget')}"
-    text += " after Holm correction"
+    text = f"**{strategy}** beats {baseline} at {len(better)} of {_count(len(tested), 'tested budget')}"
+    text += " in the secondary, exploratory family (Holm over strategy-budget pairs)"
     where = [f"better at {_label_list(better['n_labeled'])} labels"] if len(better) else []
     if len(worse):
         text += f" and is worse at {len(worse)}"
         where.append(f"worse at {_label_list(worse['n_labeled'])} labels")
     sentences.append(f"{text} ({'; '.join([*where, _pairs_text(tested['n_pairs'])])}).")
-    aulc = rows[rows["metric"] == "aulc"]
-    sentences.append(_aulc_comparison_sentence(aulc.iloc[0] if len(aulc) else None, strategy, baseline))
     return sentences
 
 
@@ -335,19 +426,6 @@ def _pairing_sentences(cycles: pd.DataFrame, strategy: str, baseline: str) -> li
                              f"{_int_list(lacking)}, so {strategy} and {baseline} are compared on the "
                              f"{_count(common, 'seed')} both have.")
     return sentences
-
-
-def _aulc_comparison_sentence(row: pd.Series | None, strategy: str, baseline: str) -> str:
-    if row is None or math.isnan(row["t_p"]):
-        return (f"The AULC of {strategy} cannot be compared with {baseline}'s: fewer than 2 seeds with "
-                "complete curves on both sides.")
-    verdict = "significant" if row["significant"] else "not significant"
-    note = f" ({row['t_note']})" if row["t_note"] else ""
-    wilcoxon = "" if math.isnan(row["wilcoxon_p"]) else f", Wilcoxon {_p_is(row['wilcoxon_p'])}"
-    return (f"Over the whole learning curve (AULC) {strategy} differs from {baseline} by "
-            f"{_points(row['mean_diff'])} points (95% CI {_points(row['ci_low'])} to "
-            f"{_points(row['ci_high'])}; paired t-test {_p_is(row['t_p'])}{note}, Holm {_p_is(row['p_holm'])}"
-            f"{wilcoxon}; {int(row['n_pairs'])} seeds): {verdict}.")
 
 
 def _mdd_sentence(mdd: pd.DataFrame) -> str:
@@ -464,6 +542,7 @@ def _comparison_display(comparisons: pd.DataFrame) -> pd.DataFrame:
         "Holm p": comparisons["p_holm"].map(_pvalue),
         "Wilcoxon p": comparisons["wilcoxon_p"].map(_pvalue),
         "significant": comparisons["significant"].map({True: "yes", False: "no"}),
+        "family": comparisons["family"],
     })
 
 
@@ -564,7 +643,12 @@ def _figure(
     with sns.axes_style("whitegrid"):
         figure = Figure(figsize=size, layout="constrained")
         draw(figure.subplots())
-    figure.savefig(out / "plots" / f"{stem}.png", dpi=DPI)
+    try:
+        figure.savefig(out / "plots" / f"{stem}.png", dpi=DPI)
+    except (ValueError, RuntimeError) as err:  # matplotlib refuses, e.g. an image over 2**16 pixels a side
+        reason = (str(err).strip().splitlines() or [""])[0]
+        raise UserError(f"Cannot save the plot plots/{stem}.png ({type(err).__name__}: {reason}); the report was "
+                        "not written (the previous one is left as it was) and the results are complete.") from None
     return [f"![{alt}](plots/{stem}.png)", ""]
 
 
@@ -576,6 +660,7 @@ def _plot_learning_curves(ax: Axes, summary: pd.DataFrame, palette: dict[str, Co
                         color=palette[name], alpha=0.2, linewidth=0)
     sns.lineplot(data=summary.assign(acc=100 * summary["mean"]), x="n_labeled", y="acc", hue="strategy",
                  hue_order=names, palette={n: palette[n] for n in names}, marker="o", errorbar=None, ax=ax)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
     ax.set(xlabel="labeled examples", ylabel="test accuracy (%)",
            title=f"{dataset}: mean over seeds, 95% t-interval bands")
 
@@ -587,15 +672,16 @@ def _plot_differences(ax: Axes, comparisons: pd.DataFrame, palette: dict[str, Co
         x = curve["n_labeled"].to_numpy(float)
         ax.fill_between(x, 100 * curve["ci_low"], 100 * curve["ci_high"], color=color, alpha=0.2, linewidth=0)
         ax.plot(x, 100 * curve["mean_diff"], marker="o", color=color, label=name)
-        hits = curve[curve["significant"]]
+        hits = curve[curve["significant"] & (curve["family"] == stats.SECONDARY)]
         ax.scatter(hits["n_labeled"], 100 * hits["mean_diff"], marker="*", s=160, color=color,
                    edgecolor="black", linewidth=0.6, zorder=3)
-    ax.scatter([], [], marker="*", s=160, color="white", edgecolor="black", label="significant (Holm)")
+    ax.scatter([], [], marker="*", s=160, color="white", edgecolor="black",
+               label="significant\n(secondary family,\nHolm)")
     ax.axhline(0, color="black", linewidth=0.8)
     baseline = rows["baseline"].iloc[0] if len(rows) else "baseline"
     ax.set(xlabel="labeled examples", ylabel=f"difference to {baseline} (percentage points)",
            title=f"{dataset}: paired difference, 95% t-interval bands")
-    ax.legend(title="strategy")
+    ax.legend(title="strategy", loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
 
 
 def _plot_penalty(ax: Axes, matrix: pd.DataFrame, dataset: str) -> None:
@@ -625,7 +711,7 @@ def _plot_aulc(
         spread = 100 * (summary[["ci_high"]].to_numpy(float).ravel() - summary["mean"].to_numpy(float))
         ax.errorbar(np.arange(len(names)), mean, yerr=np.nan_to_num(spread), fmt="D", color="black",
                     capsize=5, label="mean, 95% t-interval")
-        ax.legend(loc="best")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
     ax.tick_params(axis="x", labelrotation=30)
     for label in ax.get_xticklabels():
         label.set_horizontalalignment("right")

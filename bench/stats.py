@@ -1,6 +1,7 @@
 """Statistics over the rows of cycles.parquet: learning-curve summaries, area under the learning curve,
-paired tests against a baseline with Holm correction, the pairwise penalty matrix, label efficiency and
-ranks across datasets.
+paired tests against a baseline with Holm correction in two families (primary: the AULC, Holm over the
+strategies; secondary, exploratory: per budget, Holm over strategies x budgets), the pairwise penalty
+matrix as BADGE computes it, label efficiency, seed planning and ranks across datasets.
 
 Pure functions on DataFrames: nothing here reads files, plots or prints. Accuracies stay in 0..1; the
 report turns them into percent and percentage points. Everything is computed per dataset, and every
@@ -11,6 +12,7 @@ seeds both sides have.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,15 +27,23 @@ MIN_WILCOXON_PAIRS = 6
 # Paired differences closer together than this are "all equal" (float noise of acc_a - acc_b).
 EQUAL_ATOL = 1e-12
 
-REQUIRED_COLUMNS = ("dataset", "strategy", "seed", "cycle", "n_labeled", "test_acc")
 SUMMARY_COLUMNS = ["dataset", "strategy", "cycle", "n_labeled", "n_seeds", "mean", "std", "ci_low", "ci_high"]
 AULC_SEED_COLUMNS = ["dataset", "strategy", "seed", "n_cycles", "complete", "aulc"]
 AULC_SUMMARY_COLUMNS = ["dataset", "strategy", "n_seeds", "mean", "std", "ci_low", "ci_high"]
 COMPARISON_COLUMNS = [
     "dataset", "strategy", "baseline", "metric", "cycle", "n_labeled", "n_pairs", "unpaired_seeds",
     "mean_diff", "sd_diff", "ci_low", "ci_high", "t_p", "t_note", "wilcoxon_p", "wilcoxon_note",
-    "p_holm", "significant",
+    "p_holm", "significant", "family",
 ]
+# Holm families of compare_to_baseline (the "family" column):
+PRIMARY = "primary"  # the AULC per strategy: Holm over the strategies compared with the baseline
+SECONDARY = "secondary"  # per-budget tests, exploratory: Holm over strategies x budgets
+LEFT_OUT = "left out"  # a budget at which every strategy equals the baseline on every seed: not tested
+POWER = 0.8  # power that seed planning aims for
+PLANNED_EFFECTS = (0.01, 0.005)  # AULC differences seed planning sizes for: 1 and 0.5 points
+MAX_PLANNED_SEEDS = 1000  # seed planning answers NaN ("more than this") beyond
+PLANNING_COLUMNS = ["dataset", "strategy", "baseline", "n_pairs", "sd_diff", "seeds_1pt", "seeds_half_pt"]
+CHECKPOINT_SHARE = 0.99  # BADGE stops where the baseline's mean passes this share of its final mean
 EFFICIENCY_COLUMNS = [
     "dataset", "strategy", "baseline", "target_acc", "labels_needed", "reached", "max_labels",
     "baseline_labels", "labels_saved", "percent_saved",
@@ -54,7 +64,7 @@ def t_interval(values: ArrayLike) -> tuple[float, float]:
     return float(x.mean() - half), float(x.mean() + half)
 
 
-def describe(values: ArrayLike) -> dict[str, float]:
+def seed_summary(values: ArrayLike) -> dict[str, float]:
     """n_seeds, mean, std (ddof=1) and the 95% t-interval of one group of per-seed values."""
     x = np.asarray(values, dtype=float)  # [n_seeds]
     low, high = t_interval(x)
@@ -74,7 +84,7 @@ def summarize_cycles(cycles: pd.DataFrame) -> pd.DataFrame:
             "strategy": strategy,
             "cycle": int(cycle),
             "n_labeled": float(group["n_labeled"].mean()),
-            **describe(group["test_acc"]),
+            **seed_summary(group["test_acc"]),
         }
         for (dataset, strategy, cycle), group in cycles.groupby(["dataset", "strategy", "cycle"], sort=True)
     ]
@@ -92,15 +102,19 @@ def _integral_labels(frame: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------- area under the learning curve
 
 
+def sorted_curve(n_labeled: ArrayLike, acc: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """A learning curve as float arrays ordered by labels ([n_cycles] each)."""
+    x, y = np.asarray(n_labeled, dtype=float), np.asarray(acc, dtype=float)
+    order = np.argsort(x, kind="stable")
+    return x[order], y[order]
+
+
 def aulc(n_labeled: ArrayLike, acc: ArrayLike) -> float:
     """Trapezoid area under acc(n_labeled) divided by the label range: the curve's mean height, 0..1.
 
     A curve with a single point (no range) gets that point's accuracy, the limit of the mean height.
     """
-    x = np.asarray(n_labeled, dtype=float)  # [n_cycles]
-    y = np.asarray(acc, dtype=float)  # [n_cycles]
-    order = np.argsort(x, kind="stable")
-    x, y = x[order], y[order]
+    x, y = sorted_curve(n_labeled, acc)
     width = x[-1] - x[0]
     if width == 0:
         return float(y.mean())
@@ -132,7 +146,7 @@ def summarize_aulc(aulc_seeds: pd.DataFrame) -> pd.DataFrame:
     """Mean, std and 95% t-interval of the AULC per (dataset, strategy), over complete curves only."""
     complete = aulc_seeds[aulc_seeds["complete"].astype(bool)]
     rows = [
-        {"dataset": dataset, "strategy": strategy, **describe(group["aulc"])}
+        {"dataset": dataset, "strategy": strategy, **seed_summary(group["aulc"])}
         for (dataset, strategy), group in complete.groupby(["dataset", "strategy"], sort=True)
     ]
     return pd.DataFrame(rows, columns=AULC_SUMMARY_COLUMNS)
@@ -159,10 +173,12 @@ class PairedTest:
 def paired_test(a: ArrayLike, b: ArrayLike) -> PairedTest:
     """Paired t-test (scipy.stats.ttest_rel) and Wilcoxon signed-rank test of a against b.
 
-    When every difference is equal the t statistic is 0/0 or +-inf and scipy returns NaN. We then report:
-    p = 1 when all differences are zero (no difference seen), and otherwise the exact two-sided sign-test
-    p = 2 / 2**n, the smallest p any test on the ranks or signs of n pairs can give. A constant shift
-    thus counts as significant only when there are enough seeds to show it, not with 2 or 3 seeds.
+    Degenerate differences follow one monotone rule. Otherwise scipy's t-test p stands. When every
+    difference is equal and nonzero (sd 0) the t statistic is +-inf, which scipy itself answers with p = 0
+    when the floats cancel exactly (and NaN when they do not): we give p = 0 in both cases, so a difference
+    that is the same on every seed is never less significant than a noisier one of the same sign and size.
+    All differences zero: t is 0/0 and p = 1 (no difference seen). The Wilcoxon p is scipy's, whose exact
+    test already is monotone (a constant shift gets its floor 2 / 2**n).
     """
     a = np.asarray(a, dtype=float)  # [n_pairs]
     b = np.asarray(b, dtype=float)  # [n_pairs]
@@ -190,7 +206,7 @@ def _t_test_p(a: np.ndarray, b: np.ndarray) -> tuple[float, str]:
     if np.ptp(diff) <= EQUAL_ATOL:
         if abs(diff[0]) <= EQUAL_ATOL:
             return 1.0, "all differences zero: p set to 1"
-        return 2.0 ** (1 - diff.size), "all differences equal: exact sign-test p"
+        return 0.0, "all differences equal and nonzero: t infinite, p set to 0"
     return float(stats.ttest_rel(a, b).pvalue), ""
 
 
@@ -235,15 +251,19 @@ def _comparison_row(test: PairedTest, unpaired: list[int], **keys: object) -> di
     return {**keys, "n_pairs": test.n_pairs, "unpaired_seeds": ", ".join(map(str, unpaired)),
             "mean_diff": test.mean_diff, "sd_diff": test.sd_diff, "ci_low": test.ci_low,
             "ci_high": test.ci_high, "t_p": test.t_p, "t_note": test.t_note,
-            "wilcoxon_p": test.wilcoxon_p, "wilcoxon_note": test.wilcoxon_note}
+            "wilcoxon_p": test.wilcoxon_p, "wilcoxon_note": test.wilcoxon_note,
+            "identical": test.n_pairs > 0 and test.t_note.startswith("all differences zero")}
 
 
 def compare_to_baseline(cycles: pd.DataFrame, baseline: str = "random") -> pd.DataFrame:
     """Paired comparison of every strategy against `baseline`, per cycle (metric "test_acc") and on the
     AULC (metric "aulc", complete curves only), per dataset. Differences are strategy - baseline.
 
-    Holm correction runs over all t-tests of one dataset (every strategy, every cycle and the AULC);
-    `significant` is p_holm < ALPHA. Datasets without the baseline are left out.
+    Two Holm families per dataset (the "family" column). PRIMARY: the AULC rows, Holm over the strategies
+    compared. SECONDARY (exploratory): the per-budget rows, Holm over strategies x budgets, except the
+    budgets at which every paired difference of every strategy is exactly zero (cycle 0 when no strategy
+    touches the backbone: same initial set and weights per seed); those are LEFT_OUT with p_holm NaN.
+    `significant` is p_holm < ALPHA within the row's family. Datasets without the baseline are left out.
     """
     aulc_seeds = aulc_per_seed(cycles)
     aulc_seeds = aulc_seeds[aulc_seeds["complete"].astype(bool)]
@@ -254,9 +274,16 @@ def compare_to_baseline(cycles: pd.DataFrame, baseline: str = "random") -> pd.Da
         rows = _cycle_comparisons(per_dataset, baseline) + _aulc_comparisons(
             aulc_seeds[aulc_seeds["dataset"] == dataset], baseline
         )
-        frame = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
-        frame["p_holm"] = holm(frame["t_p"].to_numpy(float))
+        frame = pd.DataFrame(rows, columns=[*COMPARISON_COLUMNS, "identical"])
+        frame["family"] = np.where(frame["metric"] == "aulc", PRIMARY, SECONDARY)
+        per_cycle = frame[frame["metric"] == "test_acc"]
+        identical = per_cycle.groupby("cycle")["identical"].transform("all").astype(bool)
+        frame.loc[identical[identical].index, "family"] = LEFT_OUT
+        for family in (PRIMARY, SECONDARY):
+            members = frame["family"] == family
+            frame.loc[members, "p_holm"] = holm(frame.loc[members, "t_p"].to_numpy(float))
         frame["significant"] = frame["p_holm"] < ALPHA  # NaN compares False
+        frame = frame.drop(columns="identical")
         frames.append(frame)
     if not frames:
         return _typed_comparisons(pd.DataFrame(columns=COMPARISON_COLUMNS))
@@ -303,32 +330,65 @@ def _typed_comparisons(frame: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------- penalty matrix
 
 
-def penalty_matrix(cycles: pd.DataFrame) -> pd.DataFrame:
-    """Pairwise penalty matrix of one dataset (Ash et al., BADGE, ICLR 2020).
+def badge_checkpoints(cycles: pd.DataFrame, baseline: str = "random") -> list[float]:
+    """The label sizes at which BADGE's aggregation script (Ash et al., ICLR 2020) tests, for one dataset.
 
-    Entry (i, j) is the share of cycles at which a two-sided paired t-test at ALPHA (no multiplicity
-    correction, as in the paper) finds row strategy i better than column strategy j: p < ALPHA and mean
-    difference i - j > 0. The share is over the cycles where i and j have at least 2 paired seeds. The
-    column sum of j counts how often j is beaten, so a lower column sum is better. The diagonal is NaN.
+    The initial size n0 (the smallest n_labeled), then n0 + 2**(k-1) * budget for k = 1, 2, ..., where the
+    budget is the step from the smallest to the second smallest size. The list stops before the first size
+    beyond the baseline's largest size (as the script's endSamp), and before the first size at which the
+    baseline's mean accuracy over seeds exceeds CHECKPOINT_SHARE of its mean at that largest size (the
+    saturated tail, where every strategy ties, would otherwise dilute the shares). Without the baseline only
+    the size limit applies, with the largest size of any strategy. Sizes the data lack are skipped.
+    """
+    sizes = np.sort(cycles["n_labeled"].astype(float).unique())  # [n_sizes]
+    if sizes.size < 2:
+        return [float(s) for s in sizes]
+    initial, budget, largest = float(sizes[0]), float(sizes[1] - sizes[0]), float(sizes[-1])
+    base = cycles[cycles["strategy"] == baseline].groupby("n_labeled")["test_acc"].mean()
+    limit = CHECKPOINT_SHARE * float(base.loc[base.index.max()]) if len(base) else math.inf
+    largest = float(base.index.max()) if len(base) else largest
+    checkpoints, size, k = [], initial, 0
+    while size <= largest:
+        if size in base.index and float(base.loc[size]) > limit:
+            break
+        if np.isclose(sizes, size).any():
+            checkpoints.append(size)
+        k += 1
+        size = initial + 2.0 ** (k - 1) * budget
+    return checkpoints
+
+
+def penalty_matrix(cycles: pd.DataFrame, baseline: str = "random") -> pd.DataFrame:
+    """Pairwise penalty matrix of one dataset, as BADGE's released aggregation script computes it.
+
+    At each of the badge_checkpoints, for each ordered pair (i, j), a one-sample t-test
+    (scipy.stats.ttest_1samp) of the differences i - j paired by seed, at ALPHA with no multiplicity
+    correction; entry (i, j) gains 1 / n_checkpoints when p < ALPHA and the mean difference favours i
+    ("row beats column"). A checkpoint where all differences are zero (scipy's p is NaN) or fewer than 2
+    seeds pair adds nothing. We pair by seed where BADGE pairs runs by file order, capped at 5 runs. The
+    column sum of j counts how often j is beaten, so a lower column sum is better. The diagonal is NaN;
+    the whole matrix is NaN when there is no checkpoint.
     """
     if cycles["dataset"].nunique() > 1:
         raise ValueError("penalty_matrix takes the rows of one dataset; filter on 'dataset' first.")
     names = sorted(set(cycles["strategy"]))
-    wins = pd.DataFrame(0.0, index=names, columns=names)
-    tested = pd.DataFrame(0, index=names, columns=names)
-    for _, at_cycle in cycles.groupby("cycle", sort=True):
-        by_seed = at_cycle.pivot(index="seed", columns="strategy", values="test_acc")  # [n_seeds, n_strat]
+    checkpoints = badge_checkpoints(cycles, baseline)
+    matrix = pd.DataFrame(0.0 if checkpoints else math.nan, index=names, columns=names)
+    for size in checkpoints:
+        at_size = cycles[np.isclose(cycles["n_labeled"].astype(float), size)]
+        by_seed = at_size.pivot_table(index="seed", columns="strategy", values="test_acc")  # [n_seeds, n_strat]
         for i in names:
             for j in names:
                 if i == j or i not in by_seed or j not in by_seed:
                     continue
-                pair = by_seed[[i, j]].dropna()
-                if len(pair) < 2:
+                diff = (by_seed[i] - by_seed[j]).dropna().to_numpy(float)  # [n_pairs]
+                if diff.size < 2:
                     continue
-                test = paired_test(pair[i], pair[j])
-                tested.loc[i, j] += 1
-                wins.loc[i, j] += float(test.t_p < ALPHA and test.mean_diff > 0)
-    matrix = wins / tested.where(tested > 0)
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # constant differences: scipy says NaN
+                    p = float(stats.ttest_1samp(diff, 0.0).pvalue)
+                if p < ALPHA and diff.mean() > 0:
+                    matrix.loc[i, j] += 1 / len(checkpoints)
     for name in names:
         matrix.loc[name, name] = math.nan
     matrix.index.name, matrix.columns.name = "better", "worse"
@@ -347,10 +407,7 @@ def penalty_ranking(matrix: pd.DataFrame) -> pd.Series:
 def labels_to_reach(n_labeled: ArrayLike, acc: ArrayLike, target: float) -> float:
     """Labels at which the curve first reaches `target`, interpolating linearly between the two cycles
     around the crossing; NaN when it never does."""
-    x = np.asarray(n_labeled, dtype=float)  # [n_cycles]
-    y = np.asarray(acc, dtype=float)  # [n_cycles]
-    order = np.argsort(x, kind="stable")
-    x, y = x[order], y[order]
+    x, y = sorted_curve(n_labeled, acc)
     hits = np.flatnonzero(y >= target)
     if hits.size == 0:
         return math.nan
@@ -421,3 +478,47 @@ def min_detectable_difference(comparisons: pd.DataFrame) -> pd.DataFrame:
         mdd = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * pooled_sd / math.sqrt(n)
         rows.append({"dataset": dataset, "n_pairs": n, "pooled_sd": pooled_sd, "mdd": float(mdd)})
     return pd.DataFrame(rows, columns=MDD_COLUMNS)
+
+
+# ---------------------------------------------------------------- seed planning
+
+
+def paired_t_power(effect: float, sd: float, n: int, alpha: float = ALPHA) -> float:
+    """Power of the two-sided paired t-test with n pairs to detect a true mean difference `effect` when
+    the differences have standard deviation `sd`: P(|T| > t_crit) with T noncentral t (scipy.stats.nct),
+    df = n - 1, noncentrality effect / sd * sqrt(n). NaN with fewer than 2 pairs; with sd 0 the test's
+    degenerate rule applies: power 1 for a nonzero effect, alpha for none."""
+    if n < 2:
+        return math.nan
+    if sd == 0:
+        return 1.0 if effect != 0 else alpha
+    df, nc = n - 1, effect / sd * math.sqrt(n)
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    return float(stats.nct.sf(critical, df, nc) + stats.nct.cdf(-critical, df, nc))
+
+
+def seeds_needed(effect: float, sd: float, power: float = POWER, alpha: float = ALPHA) -> float:
+    """Smallest number of paired seeds (at least 2) whose paired_t_power reaches `power`; NaN when sd is
+    not finite or more than MAX_PLANNED_SEEDS would be needed."""
+    if not math.isfinite(sd):
+        return math.nan
+    for n in range(2, MAX_PLANNED_SEEDS + 1):
+        if paired_t_power(effect, sd, n, alpha) >= power:
+            return float(n)
+    return math.nan
+
+
+def seed_planning(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, strategy): the observed sd of the paired AULC differences against the baseline and
+    the seeds that 1-point and 0.5-point AULC differences need for POWER at ALPHA (paired t-test, before
+    Holm correction). Rows of compare_to_baseline with metric "aulc" and at least 2 pairs; an sd of 0 (the
+    curves are identical or shifted alike on every seed) gives the minimum, 2 seeds, which the report
+    words as "nothing to plan from"."""
+    rows = []
+    aulc_rows = comparisons[(comparisons["metric"] == "aulc") & (comparisons["n_pairs"] >= 2)]
+    for row in aulc_rows.itertuples(index=False):
+        one, half = (seeds_needed(effect, float(row.sd_diff)) for effect in PLANNED_EFFECTS)
+        rows.append({"dataset": row.dataset, "strategy": row.strategy, "baseline": row.baseline,
+                     "n_pairs": int(row.n_pairs), "sd_diff": float(row.sd_diff),
+                     "seeds_1pt": one, "seeds_half_pt": half})
+    return pd.DataFrame(rows, columns=PLANNING_COLUMNS)

@@ -11,9 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from scipy import stats as sps
 
-from bench.report import ReportInputError, latex_table, markdown_table, strategy_palette, write_report
+from bench import stats
+from bench.report import _plot_differences, latex_table, markdown_table, strategy_palette, write_report
+from bench.store import ResultsError
 
 LABELS = [100, 200, 300, 400]
 SEEDS = range(5)
@@ -79,23 +83,84 @@ def test_report_embeds_plots_by_relative_path(run_dir: Path, report_text: str):
         assert not Path(relative).is_absolute() and (run_dir / "report" / relative).is_file()
 
 
+def headline(text: str) -> str:
+    """The primary-endpoint section: everything between the header and the first dataset section."""
+    return text.split("\n## Primary endpoint", 1)[1].split("\n## Dataset", 1)[0]
+
+
+def aulc_differences(strategy: str) -> np.ndarray:
+    cycles = synthetic_cycles()
+    area = {(name, seed): np.trapezoid(curve["test_acc"], curve["n_labeled"]) / (LABELS[-1] - LABELS[0])
+            for (name, seed), curve in cycles.sort_values("n_labeled").groupby(["strategy", "seed"])}
+    seeds = [s for s in SEEDS if (strategy, s) in area]
+    return np.array([area[strategy, s] - area["random", s] for s in seeds])
+
+
+def test_primary_endpoint_is_the_headline(report_text: str):
+    first_section = report_text.split("\n## ", 2)[1]
+    assert first_section.startswith("Primary endpoint")
+    lines = findings(headline(report_text))
+    # Holm over the 3 strategies, written out: sorted p times 3, 2, 1 with a running maximum.
+    raw = {name: sps.ttest_1samp(aulc_differences(name), 0).pvalue if name != "same" else 1.0
+           for name in ("better", "noisy", "same")}
+    order = sorted(raw, key=raw.get)
+    adjusted, running = {}, 0.0
+    for rank, name in enumerate(order):
+        running = max(running, min(1.0, (3 - rank) * raw[name]))
+        adjusted[name] = running
+    d = aulc_differences("noisy")
+    low, high = sps.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=sps.sem(d))
+    noisy = next(line for line in lines if line.startswith("- **noisy**"))
+    assert noisy == (f"- **noisy** is not distinguishable from random over the curve: AULC {100 * d.mean():+.1f} "
+                     f"points (95% CI {100 * low:+.1f} to {100 * high:+.1f}), paired t p = {raw['noisy']:.3f}, "
+                     f"Holm p = {adjusted['noisy']:.3f}, Wilcoxon not run (needs 6 non-zero differences to "
+                     "reach p<0.05, has 4), 4 seeds.")
+    assert any(line.startswith("- **better** beats random over the curve: AULC +") for line in lines)
+    same = next(line for line in lines if line.startswith("- **same**"))
+    assert same.startswith("- **same** is not distinguishable from random") and "AULC +0.0 points" in same
+
+
+def test_families_are_stated_once_each(report_text: str):
+    sentence = next(line for line in findings(headline(report_text)) if line.startswith("- Primary:"))
+    assert "Holm over 3 strategies." in sentence
+    assert f"Secondary (exploratory): the paired t-test at each budget, Holm over {3 * len(LABELS)} " \
+           "strategy-budget pairs; no budget left out" in sentence
+
+
+def test_seed_planning_sentence_matches_a_direct_power_computation(report_text: str):
+    d = aulc_differences("better")
+    sd = d.std(ddof=1)
+
+    def power(n: int, effect: float) -> float:
+        t_crit = sps.t.ppf(0.975, n - 1)
+        nc = effect / sd * math.sqrt(n)
+        return sps.nct.sf(t_crit, n - 1, nc) + sps.nct.cdf(-t_crit, n - 1, nc)
+
+    one = next(n for n in range(2, 1000) if power(n, 0.01) >= 0.8)
+    half = next(n for n in range(2, 1000) if power(n, 0.005) >= 0.8)
+    assert (f"Seed planning for better: with the observed sd of its paired AULC differences ({100 * sd:.2f} "
+            f"points over 5 seeds), a 1-point AULC difference needs {one} seeds and a 0.5-point one {half}"
+            ) in report_text
+    assert "Seed planning for same: its paired AULC differences have no spread" in report_text
+
+
 def test_clearly_better_strategy_is_reported_significant(report_text: str):
     lines = findings(report_text)
-    assert any(line.startswith(f"- **better** beats random at {len(LABELS)} of {len(LABELS)} budgets after Holm")
-               for line in lines)
-    aulc = next(line for line in lines if "(AULC) better" in line)
-    assert aulc.endswith("): significant.")
+    assert any(line.startswith(f"- **better** beats random at {len(LABELS)} of {len(LABELS)} tested budgets in "
+                               "the secondary, exploratory family") for line in lines)
 
 
 def test_identical_strategy_is_not_significant(report_text: str):
     lines = findings(report_text)
-    assert any(line.startswith(f"- **same** beats random at 0 of {len(LABELS)} budgets") for line in lines)
-    aulc = next(line for line in lines if "(AULC) same" in line)
-    assert aulc.endswith("not significant.") and "+0.0 points" in aulc
+    assert any(line.startswith(f"- **same** beats random at 0 of {len(LABELS)} tested budgets") for line in lines)
 
 
 def test_comparison_csv_matches_truth(run_dir: Path):
+    primary = pd.read_csv(run_dir / "report" / "tables" / "primary_digits.csv").set_index("strategy")
+    assert primary.loc["better", "significant"] and not primary.loc["same", "significant"]
+    assert (primary["family"] == "primary").all()
     table = pd.read_csv(run_dir / "report" / "tables" / "comparisons_digits.csv")
+    assert (table["family"] == "secondary").all() and (table["metric"] == "test_acc").all()
     assert table.loc[table["strategy"] == "better", "significant"].all()
     assert not table.loc[table["strategy"] == "same", "significant"].any()
     assert (table.loc[table["strategy"] == "noisy", "n_pairs"] == 4).all()
@@ -133,17 +198,17 @@ def test_absent_baseline_is_said_and_comparisons_skipped(run_dir: Path, tmp_path
 
 
 def test_missing_file_is_a_one_line_input_error(tmp_path: Path):
-    with pytest.raises(ReportInputError, match="does not exist") as caught:
+    with pytest.raises(ResultsError, match="does not exist") as caught:
         write_report(tmp_path)
     assert isinstance(caught.value, ValueError) and "\n" not in str(caught.value)
 
 
 def test_unreadable_or_foreign_file_is_an_input_error(tmp_path: Path):
     (tmp_path / "cycles.parquet").write_bytes(b"not a parquet file")
-    with pytest.raises(ReportInputError, match="Cannot read"):
+    with pytest.raises(ResultsError, match="is unreadable as parquet"):
         write_report(tmp_path)
     pd.DataFrame({"strategy": ["a"], "seed": [0]}).to_parquet(tmp_path / "cycles.parquet")
-    with pytest.raises(ReportInputError, match="lacks the column"):
+    with pytest.raises(ResultsError, match="lacks the column"):
         write_report(tmp_path)
 
 
@@ -165,3 +230,50 @@ def test_palette_is_fixed_by_sorted_names():
     other = strategy_palette(["ll", "random", "entropy", "ll"])
     assert one == other and list(one) == ["entropy", "ll", "random"]
     assert len(set(one.values())) == 3
+
+
+def test_identical_budget_is_left_out_and_said(tmp_path: Path):
+    cycles = synthetic_cycles()
+    at_zero = cycles["cycle"] == 0
+    random_at_zero = cycles[at_zero & (cycles["strategy"] == "random")].set_index("seed")["test_acc"]
+    cycles.loc[at_zero, "test_acc"] = cycles.loc[at_zero, "seed"].map(random_at_zero)  # same start for all
+    cycles.to_parquet(tmp_path / "cycles.parquet", index=False)
+    text = write_report(tmp_path).read_text()
+    assert (f"Holm over {3 * (len(LABELS) - 1)} strategy-budget pairs; budgets of 100 labels left out because "
+            "every strategy equals random there on every seed") in text
+    table = pd.read_csv(tmp_path / "report" / "tables" / "comparisons_digits.csv")
+    left_out = table[table["family"] == "left out"]
+    assert sorted(left_out["cycle"].unique()) == [0] and left_out["p_holm"].isna().all()
+    assert f"beats random at {len(LABELS) - 1} of {len(LABELS) - 1} tested budgets" in text
+
+
+def test_penalty_caption_names_the_badge_rules(report_text: str):
+    caption = next(line for line in report_text.splitlines() if line.startswith("Share of the"))
+    assert "one-sample t-test of the paired differences, p < 0.05" in caption
+    assert "We pair by seed where BADGE pairs runs by file order, capped at 5 runs" in caption
+
+
+def test_difference_plot_legend_is_outside_the_data_area():
+    cycles = synthetic_cycles()
+    comparisons = stats.compare_to_baseline(cycles)
+    figure = Figure(figsize=(8.0, 4.2), layout="constrained")
+    ax = figure.subplots()
+    _plot_differences(ax, comparisons, strategy_palette(cycles["strategy"].unique()), "digits")
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.x0 >= ax.get_window_extent(renderer).x1  # right of the axes: hides no point
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("secondary family" in label for label in labels)
+
+
+def test_headline_has_one_primary_family_per_dataset(tmp_path: Path):
+    one = synthetic_cycles()
+    two = one[one["strategy"] != "noisy"].assign(dataset="letters")
+    pd.concat([one, two]).to_parquet(tmp_path / "cycles.parquet", index=False)
+    text = headline(write_report(tmp_path).read_text())
+    assert "### Dataset `digits`" in text and "### Dataset `letters`" in text
+    families = [line for line in findings(text) if line.startswith("- Primary:")]
+    assert len(families) == 2 and "Holm over 3 strategies" in families[0] and "Holm over 2 strategies" in families[1]
+    assert (tmp_path / "report" / "tables" / "primary_letters.csv").is_file()

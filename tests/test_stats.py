@@ -111,15 +111,46 @@ def test_wilcoxon_only_with_six_nonzero_differences():
     assert five.t_p == pytest.approx(sps.ttest_rel(a[:5], b[:5]).pvalue)
 
 
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy on constant input
 def test_equal_differences():
     a = np.array([0.6, 0.7, 0.8, 0.9])
     zero = stats.paired_test(a, a)
     assert zero.t_p == 1.0 and zero.mean_diff == 0.0 and zero.t_note
-    # A constant shift of 2 points: exact two-sided sign-test p = 2 / 2**n.
+    # A constant shift of 2 points: t = +inf; scipy says p = 0 where the floats cancel exactly, and so do we
+    # wherever they do not.
+    exact = stats.paired_test(np.full(5, 0.52), np.full(5, 0.5))
+    assert sps.ttest_rel(np.full(5, 0.52), np.full(5, 0.5)).pvalue == 0.0 and exact.t_p == 0.0
     shifted = stats.paired_test(a + 0.02, a)
-    assert shifted.t_p == pytest.approx(2 / 2**4) and shifted.mean_diff == pytest.approx(0.02)
-    assert stats.paired_test(np.r_[a, 0.5, 0.4] + 0.02, np.r_[a, 0.5, 0.4]).t_p == pytest.approx(2 / 2**6)
+    assert shifted.t_p == 0.0 and shifted.mean_diff == pytest.approx(0.02) and "infinite" in shifted.t_note
     assert math.isnan(stats.paired_test([0.6], [0.5]).t_p)
+
+
+def _p_of(diff: np.ndarray) -> float:
+    return stats.paired_test(0.5 + diff, np.full(diff.size, 0.5)).t_p
+
+
+def test_degenerate_rule_is_monotone():
+    # The issue's example: [2,2,2,2,2]/360 was "not significant" (0.0625) while [2,2,2,2,3]/360 gave 0.0004.
+    consistent = np.array([2, 2, 2, 2, 2]) / 360
+    weaker = np.array([2, 2, 2, 2, 3]) / 360
+    assert _p_of(consistent) <= _p_of(weaker)
+    assert _p_of(weaker) == pytest.approx(sps.ttest_1samp(weaker, 0).pvalue, rel=1e-6)
+    rng = np.random.default_rng(0)
+    cases = [np.full(n, c) for n in (2, 3, 5, 8) for c in (0.001, 0.02, -0.03)]
+    for shift in cases:
+        p_constant = _p_of(shift)
+        for scale in (0.1, 0.5, 1.0, 3.0):
+            noisy = shift + scale * abs(shift[0]) * rng.normal(size=shift.size)
+            noisy = np.append(noisy[:-1], shift[-1] + 0.01 * abs(shift[0]))  # never constant
+            p_noisy = _p_of(noisy)
+            assert p_noisy == pytest.approx(sps.ttest_1samp(noisy, 0).pvalue, rel=1e-6)  # scipy where defined
+            if np.sign(noisy.mean()) == np.sign(shift[0]):
+                assert p_constant <= p_noisy
+    for scale in (0.5, 2.0):  # scaling changes nothing: the t statistic is scale-free
+        assert _p_of(scale * weaker) == pytest.approx(_p_of(weaker), rel=1e-6)
+        assert _p_of(scale * consistent) == 0.0
+    assert _p_of(np.zeros(5)) == 1.0  # nothing seen
+    assert all(_p_of(d) <= 1.0 for d in cases)
 
 
 def test_compare_to_baseline_pairs_on_common_seeds_and_applies_holm():
@@ -141,18 +172,69 @@ def test_compare_to_baseline_pairs_on_common_seeds_and_applies_holm():
     assert aulc_row["t_p"] == pytest.approx(sps.ttest_rel(a, b).pvalue)
     assert math.isnan(aulc_row["wilcoxon_p"])  # 4 pairs: an exact test cannot reach 0.05
 
-    # Holm over the family of 3 t-tests, written out independently of bench.stats.holm:
-    raw = table["t_p"].to_numpy()
-    order = np.argsort(raw)
-    expected = np.empty(3)
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (3 - rank) * raw[index]))
-        expected[index] = running
-    assert table["p_holm"].to_numpy() == pytest.approx(expected)
-    assert table["significant"].tolist() == list(expected < 0.05)
-    # These gains were chosen so that cycle 1 and the AULC pass at 0.05 alone but not after Holm.
-    assert (raw[1:] < 0.05).all() and not table["significant"].any()
+    # Primary family: the AULC of one strategy, so Holm leaves it as it is.
+    assert aulc_row["family"] == "primary" and aulc_row["p_holm"] == pytest.approx(aulc_row["t_p"])
+    # Secondary family: the 2 budgets (cycle 0 differs, so it stays), Holm written out by hand.
+    p0, p1 = per_cycle.loc[0, "t_p"], per_cycle.loc[1, "t_p"]
+    low, high = sorted([p0, p1])
+    expected = {low: min(1.0, 2 * low), high: min(1.0, max(2 * low, high))}
+    assert (per_cycle["family"] == "secondary").all()
+    assert per_cycle["p_holm"].tolist() == pytest.approx([expected[p0], expected[p1]])
+    assert table["significant"].tolist() == (table["p_holm"] < 0.05).tolist()
+
+
+def test_primary_and_secondary_families_by_hand():
+    # 3 strategies against random, 4 seeds, 3 budgets. Budget 0 is identical for every strategy (left out);
+    # learning-loss-like "ll" differs at budget 0 in the second table, which then keeps it.
+    labels = [10, 20, 30]
+    base = {0: [0.50, 0.60, 0.70], 1: [0.52, 0.63, 0.71], 2: [0.49, 0.58, 0.69], 3: [0.55, 0.66, 0.72]}
+    gains = {  # strategy -> seed -> gain at budgets 20 and 30
+        "a": {0: (0.03, 0.02), 1: (0.02, 0.03), 2: (0.04, 0.02), 3: (0.03, 0.025)},
+        "b": {0: (0.01, -0.01), 1: (0.00, 0.01), 2: (0.02, 0.00), 3: (-0.01, 0.005)},
+        "c": {0: (-0.02, -0.03), 1: (-0.03, -0.02), 2: (-0.01, -0.04), 3: (-0.02, -0.03)},
+    }
+    curves = {("random", s): acc for s, acc in base.items()}
+    curves |= {(n, s): [base[s][0], base[s][1] + g[0], base[s][2] + g[1]] for n, per in gains.items()
+               for s, g in per.items()}
+    table = stats.compare_to_baseline(cycles_frame(curves, labels))
+
+    def holm_by_hand(p: list[float]) -> list[float]:
+        order = sorted(range(len(p)), key=lambda k: p[k])
+        out, running = [0.0] * len(p), 0.0
+        for rank, k in enumerate(order):
+            running = max(running, min(1.0, (len(p) - rank) * p[k]))
+            out[k] = running
+        return out
+
+    names = ["a", "b", "c"]
+    aulc_p = []  # primary: Holm over 3 strategies
+    for n in names:
+        # AULC of [x0, x1, x2] over 10, 20, 30 labels: ((x0 + x1) / 2 * 10 + (x1 + x2) / 2 * 10) / 20
+        diffs = [(gains[n][s][0] * 2 + gains[n][s][1]) / 4 for s in range(4)]
+        aulc_p.append(sps.ttest_1samp(diffs, 0).pvalue)
+    budget_p = [sps.ttest_1samp([gains[n][s][b] for s in range(4)], 0).pvalue for n in names for b in (0, 1)]
+    primary = table[table["metric"] == "aulc"].set_index("strategy").loc[names]
+    secondary = table[(table["metric"] == "test_acc") & (table["cycle"] > 0)].sort_values(["strategy", "cycle"])
+    assert primary["t_p"].tolist() == pytest.approx(aulc_p)
+    assert primary["p_holm"].tolist() == pytest.approx(holm_by_hand(aulc_p))  # m = 3
+    assert secondary["p_holm"].tolist() == pytest.approx(holm_by_hand(budget_p))  # m = 6, budget 0 left out
+    cycle0 = table[table["cycle"] == 0]
+    assert (cycle0["family"] == "left out").all() and cycle0["p_holm"].isna().all()
+    assert not cycle0["significant"].any()
+    # Worked by hand: in the primary family a has the 2nd smallest of 3 p-values (c's is smaller), so its
+    # Holm p is 2 x its raw p; in the secondary family a's budget 30 has the smallest of 6, so 6 x raw p.
+    assert aulc_p[2] < aulc_p[0] < aulc_p[1]
+    assert primary.loc["a", "p_holm"] == pytest.approx(2 * aulc_p[0])
+    assert min(budget_p) == budget_p[1]  # strategy a at budget 30
+    assert secondary["p_holm"].iloc[1] == pytest.approx(6 * budget_p[1])
+
+    # A strategy that changes the backbone at cycle 0 keeps budget 0 in the family for everyone (m = 9).
+    curves[("c", 0)] = [base[0][0] - 0.05, *curves[("c", 0)][1:]]
+    kept = stats.compare_to_baseline(cycles_frame(curves, labels))
+    assert (kept.loc[kept["metric"] == "test_acc", "family"] == "secondary").all()
+    per_budget = kept[kept["metric"] == "test_acc"]
+    assert per_budget.loc[per_budget["strategy"] != "c", "cycle"].eq(0).sum() == 2  # a and b at 0: p = 1, kept
+    assert per_budget["p_holm"].tolist() == pytest.approx(holm_by_hand(per_budget["t_p"].tolist()))  # m = 9
 
 
 def test_compare_to_baseline_without_baseline_is_empty():
@@ -195,12 +277,71 @@ def test_penalty_matrix_by_hand():
     assert ranking.to_numpy() == pytest.approx([0.0, 2 / 3, 1.0])
 
 
-def test_penalty_share_counts_only_cycles_with_two_paired_seeds():
+def test_penalty_share_is_over_checkpoints_and_needs_two_paired_seeds():
     curves = {("A", s): [0.6 + 0.01 * s, 0.9] for s in range(3)} | {("B", s): [0.5 + 0.011 * s] for s in range(3)}
-    curves[("B", 0)] = [0.5, 0.6]  # cycle 1: B has one seed only, so it is not a tested cycle
+    curves[("B", 0)] = [0.5, 0.6]  # at 200 labels B has one seed only: the checkpoint adds nothing
     matrix = stats.penalty_matrix(cycles_frame(curves, labels=[100, 200]))
-    assert sps.ttest_rel([0.6, 0.61, 0.62], [0.5, 0.511, 0.522]).pvalue < 0.05
-    assert matrix.loc["A", "B"] == 1.0 and matrix.loc["B", "A"] == 0.0  # 1 win / 1 tested cycle
+    assert sps.ttest_1samp([0.1, 0.099, 0.098], 0).pvalue < 0.05
+    assert matrix.loc["A", "B"] == 0.5 and matrix.loc["B", "A"] == 0.0  # 1 win / 2 checkpoints
+
+
+def badge_reference(table: pd.DataFrame, baseline: str) -> tuple[list[float], pd.DataFrame]:
+    """BADGE's aggregation rules (scripts/agg_results.py, plot_matrix) written out again, independently of
+    bench.stats, in the script's own orientation: it counts alg1 - alg2 < 0 against alg1 and plots the
+    transpose, so the plot reads "row beats column"."""
+    sizes = sorted(table["n_labeled"].unique())
+    n0, step, top = sizes[0], sizes[1] - sizes[0], sizes[-1]
+    means = table[table["strategy"] == baseline].groupby("n_labeled")["test_acc"].mean()
+    checkpoints = []
+    for k in range(0, 64):
+        size = n0 if k == 0 else n0 + 2 ** (k - 1) * step
+        if size > top or means[size] > 0.99 * means[top]:
+            break
+        checkpoints.append(size)
+    names = sorted(table["strategy"].unique())
+    worse = {(i, j): 0.0 for i in names for j in names}  # script's matrix[alg1][alg2]: alg1 loses to alg2
+    for size in checkpoints:
+        acc = {name: table[(table["n_labeled"] == size) & (table["strategy"] == name)].set_index("seed")["test_acc"]
+               for name in names}
+        for i in names:
+            for j in names:
+                if i == j:
+                    continue
+                diff = (acc[i] - acc[j]).to_numpy()
+                if np.all(diff == 0):
+                    continue
+                result = sps.ttest_1samp(diff, 0)
+                if diff.mean() < 0 and result.pvalue < 0.05:
+                    worse[i, j] += 1 / len(checkpoints)
+    matrix = pd.DataFrame([[worse[j, i] if i != j else math.nan for j in names] for i in names],
+                          index=names, columns=names)
+    return checkpoints, matrix
+
+
+def test_penalty_matrix_matches_badge_rules_with_the_99_percent_cut_off():
+    labels = [20 + 10 * c for c in range(16)]  # initial 20, budget 10, up to 170
+    rng = np.random.default_rng(3)
+    lifts = {"random": 0.0, "good": 0.03, "close": 0.004, "bad": -0.02}
+    curves = {}
+    for seed in range(5):
+        base = 0.9 * (1 - np.exp(-np.array(labels) / 20))  # [n_cycles] random passes 99% of final at 100
+        shared = rng.normal(0, 0.01, len(labels))
+        for name, lift in lifts.items():
+            noise = rng.normal(0, 0.004, len(labels))
+            accs = base + shared + (0 if name == "random" else lift * np.ones(len(labels)) + noise)
+            accs[0] = base[0] + shared[0]  # cycle 0 identical for every strategy: adds nothing
+            curves[(name, seed)] = list(accs)
+    table = cycles_frame(curves, labels)
+    checkpoints, expected = badge_reference(table, "random")
+    assert checkpoints == [20, 30, 40, 60]  # 100 passes 0.99 of random's final mean; 180 is beyond 170
+    assert stats.badge_checkpoints(table, "random") == checkpoints
+    matrix = stats.penalty_matrix(table, "random")
+    np.testing.assert_allclose(matrix.loc[expected.index, expected.columns].to_numpy(float),
+                               expected.to_numpy(), equal_nan=True)
+    assert matrix.loc["good", "random"] == pytest.approx(3 / 4)  # 3 of 4 checkpoints: cycle 0 adds nothing
+    # Without the baseline there is no 99% cut-off (100 labels becomes a 5th checkpoint): the rule matters here.
+    assert stats.badge_checkpoints(table, "absent") == [20, 30, 40, 60, 100]
+    assert stats.penalty_matrix(table, "absent").loc["good", "random"] != matrix.loc["good", "random"]
 
 
 # ---------------------------------------------------------------- label efficiency
@@ -258,3 +399,44 @@ def test_min_detectable_difference_pools_per_cycle_spread():
     assert mdd["n_pairs"] == 5
     assert mdd["pooled_sd"] == pytest.approx(pooled_sd)
     assert mdd["mdd"] == pytest.approx(sps.t.ppf(0.975, 4) * pooled_sd / math.sqrt(5))
+
+
+# ---------------------------------------------------------------- seed planning
+
+
+def test_paired_t_power_matches_a_direct_computation():
+    effect, sd, n = 0.01, 0.012, 8
+    df, nc = n - 1, effect / sd * math.sqrt(n)
+    t_crit = sps.t.ppf(0.975, df)
+    direct = 1 - sps.nct.cdf(t_crit, df, nc) + sps.nct.cdf(-t_crit, df, nc)
+    assert stats.paired_t_power(effect, sd, n) == pytest.approx(direct, rel=1e-10)
+    # With no true difference the power is the size of the test.
+    assert stats.paired_t_power(0.0, sd, n) == pytest.approx(0.05, rel=1e-10)
+    # Monte Carlo check of the formula: simulated paired t-tests reject about `direct` of the time.
+    rng = np.random.default_rng(1)
+    samples = rng.normal(effect, sd, size=(20000, n))
+    rejected = np.mean(sps.ttest_1samp(samples, 0, axis=1).pvalue < 0.05)
+    assert rejected == pytest.approx(direct, abs=0.015)
+
+
+def test_seeds_needed_is_the_first_n_reaching_80_percent():
+    sd = 0.008
+    n = stats.seeds_needed(0.005, sd)
+    assert stats.paired_t_power(0.005, sd, int(n)) >= 0.8 > stats.paired_t_power(0.005, sd, int(n) - 1)
+    assert stats.seeds_needed(0.01, sd) <= n  # a larger effect never needs more seeds
+    assert math.isnan(stats.seeds_needed(0.01, 1.0))  # more than MAX_PLANNED_SEEDS
+
+
+def test_seed_planning_uses_the_observed_aulc_spread():
+    base = {s: [0.5 + 0.01 * s, 0.6 + 0.01 * s] for s in range(5)}
+    gain = [0.01, 0.02, 0.00, 0.015, 0.03]
+    curves = {("random", s): acc for s, acc in base.items()}
+    curves |= {("al", s): [base[s][0] + gain[s], base[s][1] + gain[s]] for s in range(5)}
+    planning = stats.seed_planning(stats.compare_to_baseline(cycles_frame(curves, [100, 200]))).iloc[0]
+    sd = np.std(gain, ddof=1)
+    assert planning["sd_diff"] == pytest.approx(sd) and planning["n_pairs"] == 5
+    for column, effect in (("seeds_1pt", 0.01), ("seeds_half_pt", 0.005)):
+        n = int(planning[column])
+        power = [1 - sps.nct.cdf(sps.t.ppf(0.975, k - 1), k - 1, effect / sd * math.sqrt(k))
+                 + sps.nct.cdf(-sps.t.ppf(0.975, k - 1), k - 1, effect / sd * math.sqrt(k)) for k in (n - 1, n)]
+        assert power[0] < 0.8 <= power[1]
