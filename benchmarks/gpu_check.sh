@@ -2,11 +2,12 @@
 # One check of the harness on a lent GPU, from the repository root, in under 8 minutes:
 #   1. the trainer runs on CUDA in bf16 autocast with channels_last inputs (fails otherwise);
 #   2. training images/s of ResNet-18 (32x32, batch 128): Trainer.fit against bare steps, and one AL cycle of
-#      the harness against the reference-style loop (fp32, PIL DataLoader), from bench.perf;
+#      the harness against the reference-style loop (fp32, PIL DataLoader), from benchmarks.perf;
 #   3. one short learning-loss run through run_bench.py;
 #   4. the projected wall time of the paper preset grid (5 strategies x 5 seeds) at the measured throughput.
 #
 #   bash benchmarks/gpu_check.sh                        # on the GPU machine
+#   CIFAR=path/to/cifar10-jpeg-10k.npz bash benchmarks/gpu_check.sh   # real CIFAR images (default: random ones)
 #   DEVICE=cpu SIZE=tiny bash benchmarks/gpu_check.sh   # dry run of the same steps on a CPU, tiny sizes
 #
 # Uses .venv/bin/python when it imports the package, else python3 if it does, else makes .venv (with the
@@ -15,7 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEVICE=${DEVICE:-cuda}
-SIZE=${SIZE:-}  # empty: bench.perf's default for the device (gpu on cuda, full on cpu)
+SIZE=${SIZE:-}  # empty: benchmarks.perf's default for the device (gpu on cuda, full on cpu)
+CIFAR=${CIFAR:-}  # an npz CIFAR slice; empty: random images of CIFAR's shape (the timings depend on the shape only)
 OUT=${OUT:-results/perf}
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
@@ -31,31 +33,31 @@ else
     .venv/bin/python -m pip install --quiet -e .
     PY=.venv/bin/python
 fi
-SIZE_FLAG=()
-[ -n "$SIZE" ] && SIZE_FLAG=(--size "$SIZE")
+PERF_FLAGS=()
+[ -n "$SIZE" ] && PERF_FLAGS=(--size "$SIZE")
+[ -n "$CIFAR" ] && PERF_FLAGS+=(--cifar "$CIFAR")
 echo "== python $($PY -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.cuda.is_available())')"
 
 # 1. Precision and memory format, seen by a hook on the first convolution during Trainer.fit.
 echo "== 1. setup check on $DEVICE"
-timeout 90 "$PY" -m bench.perf --device "$DEVICE" --only setup --out "$OUT/gpu_setup.json" ${SIZE_FLAG[@]+"${SIZE_FLAG[@]}"}
+timeout 90 "$PY" -m benchmarks.perf --device "$DEVICE" --only setup --out "$OUT/gpu_setup.json" ${PERF_FLAGS[@]+"${PERF_FLAGS[@]}"}
 "$PY" - "$OUT/gpu_setup.json" "$DEVICE" <<'EOF'
 import json, sys
 row = json.load(open(sys.argv[1]))["rows"][0]
-details = row.get("details", {})
 want_bf16 = sys.argv[2].startswith("cuda")
-ok = details.get("ok", False) and (details.get("output_dtype") == "bfloat16" or not want_bf16)
-print(f"setup: {row['a']}, {row['b']} -> {'OK' if ok else 'FAILED'}")
+ok = row.get("passed") is True and (row["details"].get("output_dtype") == "bfloat16" or not want_bf16)
+print(f"setup: {row['harness']} (expected {row['baseline']}) -> {'OK' if ok else 'FAILED'}")
 sys.exit(0 if ok else 1)
 EOF
 
 # 2. Training throughput: harness against bare steps, and one cycle against the reference loop.
 echo "== 2. throughput on $DEVICE"
-timeout 210 "$PY" -m bench.perf --device "$DEVICE" --only trainer cycle --out "$OUT/gpu.json" ${SIZE_FLAG[@]+"${SIZE_FLAG[@]}"}
+timeout 210 "$PY" -m benchmarks.perf --device "$DEVICE" --only trainer cycle --out "$OUT/gpu.json" ${PERF_FLAGS[@]+"${PERF_FLAGS[@]}"}
 
-# 3. One short learning-loss run (the CIFAR slice when present, else random images of its shape).
+# 3. One short learning-loss run (the CIFAR slice when given, else random images of its shape).
 echo "== 3. learning-loss run"
-NPZ=../shared/data/cifar10-jpeg-10k.npz
-if [ ! -f "$NPZ" ]; then
+NPZ=$CIFAR
+if [ -z "$NPZ" ]; then
     NPZ="$WORK/synthetic.npz"
     "$PY" - "$NPZ" <<'EOF'
 import sys
@@ -77,13 +79,13 @@ timeout 150 "$PY" run_bench.py --strategies ll --devices "$DEVICES" --dataset "n
     --cycles 2 --epochs "$LL_EPOCHS" "${LL_SIZE[@]}" --seeds 1 --out "$WORK/ll" | tail -n 12
 echo "learning-loss run: $(( $(date +%s) - start )) s wall"
 
-# 4. The paper grid at the measured throughputs: the entropy cycle's (bench.perf), and learning loss's
+# 4. The paper grid at the measured throughputs: the entropy cycle's (benchmarks.perf), and learning loss's
 # training rate (aux head included) from the run's last cycle (the first one pays the warm-up).
 echo "== 4. projection"
 "$PY" - "$OUT/gpu.json" "$WORK/ll/cycles.parquet" "$LL_EPOCHS" <<'EOF'
 import json, sys
 import pandas as pd
-from bench.perf import project_paper_grid
+from benchmarks.perf import project_paper_grid
 
 perf = json.load(open(sys.argv[1]))
 cycle = next(r for r in perf["rows"] if r["name"] == "cycle" and "rates" in r["details"])

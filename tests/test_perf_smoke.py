@@ -1,73 +1,145 @@
-"""bench.perf's helpers: alternation and ratios, the paper-grid arithmetic, and that each comparison's two
-variants do the same work (same normalised pixels, same candidates)."""
+"""benchmarks.perf: its quickest rows run at tiny sizes and write a JSON whose figures hang together, and the
+reference-style loop that is the cycle's baseline computes what the harness computes where it should (the
+same candidates, the same entropy picks, the same un-augmented pixels)."""
 
 from __future__ import annotations
+
+import json
+import math
+import statistics
 
 import numpy as np
 import pytest
 import torch
 
-from bench import perf
 from bench.data import from_arrays
+from bench.loop import candidates, initial_set, pool_order
 from bench.trainer import DeviceData
+from benchmarks import perf
+from strategies import PoolInputs, create_strategy
+
+FAST_ROWS = ["setup", "trainer", "pipeline", "cycle", "scoring"]  # seconds each at the tiny size
+TINY = perf.SIZES["tiny"]
 
 
-def test_alternate_runs_a_b_a_b_after_warm_up_and_reports_the_median_ratio():
-    calls: list[str] = []
-    seconds_a, seconds_b = iter([9.0, 1.0, 2.0, 4.0]), iter([9.0, 2.0, 2.0, 2.0])  # first of each: warm-up
-
-    def run(name: str, times) -> float:
-        calls.append(name)
-        return next(times)
-
-    comparison = perf.alternate(lambda: run("a", seconds_a), lambda: run("b", seconds_b), pairs=3)
-    assert calls == ["a", "b", "a", "b", "a", "b", "a", "b"]
-    assert comparison.a == [1.0, 2.0, 4.0] and comparison.b == [2.0, 2.0, 2.0]  # warm-up dropped
-    assert comparison.ratios == [2.0, 1.0, 0.5]  # time(B) / time(A): A's throughput over B's
-    assert comparison.ratio == 1.0
-    assert comparison.best_ratio == 2.0  # fastest B (2.0 s) over fastest A (1.0 s)
+def run_perf(tmp_path, *args: str) -> dict:
+    out = tmp_path / "perf.json"
+    assert perf.main(["--size", "tiny", "--out", str(out), *args]) == 0
+    return json.loads(out.read_text())
 
 
-def test_row_status_against_its_aim():
-    assert perf.Row("x", "", "", "", ratio=0.95, aim=0.9).status == "met"
-    assert perf.Row("x", "", "", "", ratio=0.85, aim=0.9).status == "missed"
-    assert perf.Row("x", "", "", "", ratio=1.2).status == "-"
-    assert perf.Row("x", "", "", "", passed=False).status == "FAILED"
+def assert_no_failures(rows: list[dict]) -> None:
+    failed = [(r["name"], r["note"], r["details"].get("traceback")) for r in rows if r["status"] == "FAILED"]
+    assert not failed, failed
 
 
-def test_paper_grid_arithmetic():
-    images = perf.paper_grid_images()
-    assert images == {"train": 200 * 1000 * 55, "score": 9 * 10_000, "test": 10 * 10_000}
-    assert images["train"] == 11_000_000
-    grid = perf.project_paper_grid(train_img_s=1000.0, infer_img_s=5000.0)
-    per_job = (11_000_000 / 1000 + 190_000 / 5000) / 3600  # 11,038 s
-    assert grid["hours_per_job"] == pytest.approx(per_job)
-    assert grid["hours_total"] == pytest.approx(25 * per_job)
+def assert_consistent_comparison(row: dict) -> None:
+    """Finite positive rates, and the ratios recomputed from the row's own seconds."""
+    d = row["details"]
+    assert math.isfinite(d["harness_rate"]) and d["harness_rate"] > 0
+    assert math.isfinite(d["baseline_rate"]) and d["baseline_rate"] > 0
+    pairs = list(zip(d["seconds_harness"], d["seconds_baseline"], strict=True))
+    assert pairs and all(h > 0 and b > 0 for h, b in pairs)
+    assert row["ratio"] == pytest.approx(statistics.median(b / h for h, b in pairs))
+    assert row["best_ratio"] == pytest.approx(d["harness_rate"] / d["baseline_rate"])  # equal work per repetition
 
 
-def test_reference_pipeline_yields_the_harness_pixels_without_augmentation():
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> dict:
+    return run_perf(tmp_path_factory.mktemp("perf"), "--only", *FAST_ROWS)
+
+
+def test_the_quick_rows_run_and_every_comparison_is_harness_over_its_baseline(tiny_run):
+    rows = tiny_run["rows"]
+    assert [r["name"] for r in rows] == FAST_ROWS
+    assert_no_failures(rows)
+    for row in rows:
+        assert len(row["load_before"]) == 3 and len(row["load_after"]) == 3
+        assert all(math.isfinite(v) and v >= 0 for v in row["load_before"] + row["load_after"])
+        if row["name"] != "setup":
+            assert_consistent_comparison(row)
+    setup = rows[0]
+    assert setup["status"] == "ok" and setup["details"]["channels_last"]
+
+
+def test_the_cycle_row_times_both_loops_and_projects_the_paper_grid(tiny_run):
+    cycle = next(r for r in tiny_run["rows"] if r["name"] == "cycle")
+    details = cycle["details"]
+    assert len(details["phases_harness"]) == len(details["phases_reference"]) == TINY.cycle_pairs
+    assert all(p["picked"] == TINY.cycle_budget for p in details["phases_reference"])
+    for side in ("harness", "reference"):
+        assert all(math.isfinite(v) and v > 0 for v in details["rates"][side].values())
+    grid = tiny_run["paper_grid_projection"]
+    assert grid["hours_total"] == pytest.approx(perf.PAPER_GRID_JOBS * grid["hours_per_job"])
+
+
+def test_the_reference_loop_scores_the_loops_candidates():
+    order = pool_order(3, 2, 500)
+    labeled = np.concatenate([initial_set(3, 500, 40), order[[5, 17, 200]]])
+    assert np.array_equal(perf.reference_candidates(order, labeled, 100), candidates(order, labeled, 100))
+
+
+def test_the_reference_loop_picks_what_the_entropy_strategy_picks():
+    logits = 3.0 * torch.randn(300, 10, generator=torch.Generator().manual_seed(0))  # [n, C], no near ties
+    inputs = PoolInputs(n=300, rng=np.random.default_rng(0), model=None, device=torch.device("cpu"),
+                        logits=logits, probs=torch.softmax(logits.double(), dim=1))
+    ours = create_strategy("entropy").select(inputs, 30)
+    assert set(perf.reference_picks(logits, 30).tolist()) == set(ours.tolist())
+
+
+def test_the_reference_pipeline_yields_the_harness_pixels_without_augmentation():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (6, 3, 8, 8), dtype=np.uint8)
     y = np.arange(6) % 2
     images = from_arrays("t", x, y, x[:2], y[:2], mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3), pad=2, flip=True)
-    dataset = perf.PILImages(perf.hwc(images.x_train), y, perf.reference_transforms(images, train=False))
+    dataset = perf.pil_images(images, "train", augment=False)
     reference = torch.stack([dataset[i][0] for i in range(6)])
     ours = DeviceData.from_images(images, torch.device("cpu")).normalise(images.x_train)
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-5)
 
 
-def test_both_cycles_score_the_same_candidates():
-    from bench.loop import candidates
+def test_the_paper_grid_counts_the_papers_images():
+    # 200 epochs over 1k + 2k + ... + 10k labels; 10k candidates at 9 acquisitions; 10k test images at 10 cycles
+    assert perf.paper_grid_images() == {"train": 200 * 55_000, "score": 9 * 10_000, "test": 10 * 10_000}
+    grid = perf.project_paper_grid(train_img_s=1000.0, infer_img_s=5000.0)
+    assert grid["hours_per_job"] == pytest.approx((11_000_000 / 1000 + 190_000 / 5000) / 3600)
 
-    order = np.random.default_rng(1).permutation(50)
-    labeled = order[[3, 7, 20, 41]]
-    assert np.array_equal(perf.unlabeled_head(order, labeled, 10), candidates(order, labeled, 10))
 
-
-def test_pipeline_measurement_runs_at_tiny_size():
+@pytest.mark.parametrize("method", TINY.selection_methods)
+def test_a_selection_measurement_counts_its_picks_and_inputs(method):
     threads = torch.get_num_threads()
-    sizes = perf.Sizes(pipeline_images=256, pipeline_pairs=2)
-    (row,) = perf.measure_pipeline(torch.device("cpu"), sizes)
-    assert row.name == "pipeline" and len(row.details["ratios"]) == 2
-    assert row.ratio > 0 and row.aim == 5.0
-    assert torch.get_num_threads() == threads  # the one-thread setting is undone
+    try:  # in this process for speed; the suite runs it in a fresh one
+        result = perf.selection_child(method, 2000, TINY)
+    finally:
+        torch.set_num_threads(threads)
+    assert result["distinct_picks"] == TINY.picks
+    assert result["seconds"] > 0 and result["extra_mib"] >= 0
+    floats = {"core-set": 2000 * 512 + TINY.centres * 512, "badge": 2000 * 512, "bald": 2000 * 512}[method]
+    probs = 2000 * 10 * 8 if method == "badge" else 0  # float64 probabilities, as gather_inputs makes them
+    assert result["input_mib"] == pytest.approx((4 * floats + probs) / 2**20)
+
+
+def test_a_cifar_path_feeds_the_rows_and_a_missing_one_is_a_one_line_error(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "slice.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (300, 32, 32, 3), dtype=np.uint8), y_train=np.arange(300) % 10,
+             x_test=rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), y_test=np.arange(20) % 10)
+    (row,) = run_perf(tmp_path, "--only", "pipeline", "--cifar", str(path))["rows"]
+    assert row["status"] != "FAILED" and "data npz:slice.npz" in row["note"]
+
+    capsys.readouterr()
+    assert perf.main(["--only", "pipeline", "--cifar", str(tmp_path / "missing.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --cifar") and err.count("\n") == 1
+
+
+@pytest.mark.benchmark
+def test_the_selection_and_scheduling_rows_run_in_fresh_processes(tmp_path):
+    rows = run_perf(tmp_path, "--only", "selection", "scheduling")["rows"]
+    assert_no_failures(rows)
+    selection = [r for r in rows if r["name"] == "selection"]
+    assert [r["details"]["method"] for r in selection] == list(TINY.selection_methods)
+    for row in selection:
+        assert row["details"]["distinct_picks"] == TINY.picks and row["details"]["extra_mib"] >= 0
+        assert row["details"]["threads"] == TINY.selection_threads
+    assert_consistent_comparison(next(r for r in rows if r["name"] == "scheduling"))

@@ -1,0 +1,820 @@
+"""Performance of the harness, each figure against a baseline measured in the same run.
+
+    python -m benchmarks.perf                        # every measurement: minutes on 2 CPU cores
+    python -m benchmarks.perf --quick                # a short pass (smaller sizes, fewer repetitions)
+    python -m benchmarks.perf --only cycle selection # some measurements (names: MEASUREMENTS)
+    python -m benchmarks.perf --cifar PATH           # CIFAR-shaped rows on a real npz slice
+    python -m benchmarks.perf --device cuda --only setup trainer cycle   # what gpu_check.sh runs
+
+A comparison runs its two variants alternately (harness, baseline, harness, ...) after a warm-up, on equal
+work, and reports the median over pairs of time(baseline) / time(harness): the harness's throughput over
+the baseline's. Alternating keeps slow drifts of a shared machine out of the ratio. Beside it, `best`: the
+fastest baseline repetition over the fastest harness one, the least disturbed by bursts of load.
+
+Memory has one measure: VmHWM (peak resident memory, /proc/self/status) after the work minus VmHWM
+before it, in a fresh process per measurement, so that no earlier row's peak hides this one's.
+
+Without --cifar the CIFAR-shaped rows run on random uint8 images of CIFAR-10's shape: every figure here
+depends on the shape only; each row's note says which data it ran on. Every row records the load average
+(/proc/loadavg) before and after it: figures are comparable only between rows measured under similar load.
+Writes results/perf/perf.json (the machine, the sizes, every repetition) and prints one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import contextlib
+import dataclasses
+import io
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+from torchvision import transforms
+
+from bench import provenance
+from bench.config import Protocol, preset_protocol
+from bench.data import CIFAR_MEAN, CIFAR_STD, ImageData, from_arrays, load_dataset
+from bench.errors import UserError
+from bench.jobs import JobSpec
+from bench.loop import gather_inputs, initial_model, make_aux, pool_order, run_cycle, start_state
+from bench.models import Backbone, create_model
+from bench.run import RunOptions, build_config, run_benchmark
+from bench.trainer import DeviceData, Trainer, cpu_has_bf16, crop_flip, resolve_precision
+from strategies import PoolInputs, create_strategy
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = preset_protocol("paper")  # every training measurement uses its optimiser, batch and precision
+CIFAR10_TEST = 10_000  # test images the paper evaluates each cycle
+PAPER_GRID_JOBS = 25  # the paper's comparison: 5 strategies x 5 seeds
+
+
+# ---------------------------------------------------------------------------------------------- sizes
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each measurement does. Pairs: measured (harness, baseline) repetitions after the warm-up."""
+
+    model: str = "resnet18"  # the network of every training and scoring measurement
+    # Short repetitions, many pairs: on a shared machine a median over more pairs resists bursts of load.
+    trainer_labeled: int = 128  # images per epoch (a multiple of the batch: whole batches only)
+    trainer_epochs: int = 1
+    trainer_pairs: int = 8
+    pipeline_images: int = 2048  # images augmented per repetition
+    pipeline_pairs: int = 5
+    # One cycle at a quarter of L=500, E=2, M=2000, test 1000: the same mix of training, testing and scoring
+    # (so the same expected ratio), small enough that three alternating pairs fit in the time budget.
+    cycle_labeled: int = 128  # L: labeled images trained on
+    cycle_epochs: int = 2  # E
+    cycle_subset: int = 512  # M: candidates scored
+    cycle_budget: int = 128  # labels selected
+    cycle_test: int = 256  # test images evaluated
+    cycle_pairs: int = 3
+    selection_methods: tuple[str, ...] = ("core-set", "badge", "bald")
+    pools: tuple[int, ...] = (10_000, 50_000)  # candidates per selection
+    picks: int = 1000
+    centres: int = 10_000  # core-set's labeled centres
+    dim: int = 512  # embedding width (ResNet-18's)
+    classes: int = 10
+    # One thread, as each of 2 workers gets on 2 cores; on a loaded machine 2 OpenMP threads make the per-pick
+    # matrix-vector products several times slower (threads wait for each other at every barrier). 0: torch's.
+    selection_threads: int = 1
+    # Images scored per variant, in score_pairs equal alternating chunks. Not the paper's 10k: images/s does
+    # not depend on it, and 2 x 10k images through ResNet-18 take over 3 minutes on 2 busy cores.
+    score_subset: int = 4096
+    score_pairs: int = 4
+    schedule_epochs: int = 10  # the quick preset shrunk to fit: epochs and cycles of each of the 4 jobs
+    schedule_cycles: int = 4
+    schedule_pairs: int = 2
+
+
+SIZES: dict[str, Sizes] = {
+    "full": Sizes(),
+    "quick": Sizes(trainer_pairs=3, pipeline_images=1024, pipeline_pairs=3, cycle_pairs=1, pools=(10_000,),
+                   score_subset=1024, score_pairs=2, schedule_epochs=1, schedule_cycles=2, schedule_pairs=1),
+    # Seconds per measurement, for tests and dry runs of gpu_check.sh on a CPU: the numbers mean nothing.
+    "tiny": Sizes(model="cnn", trainer_labeled=16, trainer_pairs=1, pipeline_images=128, pipeline_pairs=1,
+                  cycle_labeled=16, cycle_epochs=1, cycle_subset=32, cycle_budget=8, cycle_test=16, cycle_pairs=1,
+                  pools=(2_000,), picks=50, centres=500, score_subset=32, score_pairs=2, schedule_epochs=1,
+                  schedule_cycles=2, schedule_pairs=1),
+    # One GPU: enough work per repetition that launch latency and PIL decoding show at their real share.
+    "gpu": Sizes(trainer_labeled=2560, trainer_epochs=2, trainer_pairs=3, pipeline_images=8192, pipeline_pairs=3,
+                 cycle_labeled=2000, cycle_epochs=4, cycle_subset=8000, cycle_budget=1000, cycle_test=2000,
+                 cycle_pairs=2, score_subset=10_000, score_pairs=4, selection_threads=0),
+}
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every measurement gets."""
+
+    device: torch.device
+    sizes: Sizes
+    images: ImageData  # CIFAR-10-shaped: the --cifar slice, or random pixels of its shape
+
+
+# ---------------------------------------------------------------------------------------------- timing
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so that a timer measures it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> float:
+    """Wall seconds of fn(), including the device work it queued."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+@dataclass
+class Comparison:
+    """Seconds of each measured repetition of the harness and of its baseline, each doing `work` units."""
+
+    harness: list[float]
+    baseline: list[float]
+    work: float  # units per repetition (images, jobs, cycles)
+    unit: str  # what a unit is, for the rates
+
+    @property
+    def ratios(self) -> list[float]:
+        """Per pair: time(baseline) / time(harness), the harness's throughput over the baseline's."""
+        return [b / h for h, b in zip(self.harness, self.baseline, strict=True)]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios)
+
+    @property
+    def best_ratio(self) -> float:
+        """Fastest baseline over fastest harness repetition: each at its least disturbed."""
+        return min(self.baseline) / min(self.harness)
+
+    def rate(self, seconds: list[float]) -> float:
+        """Units per second at the fastest repetition."""
+        return self.work / min(seconds)
+
+    def figure(self, seconds: list[float]) -> str:
+        if self.unit == "cycle":  # one unit: its seconds read better than a rate below 1
+            return f"{min(seconds):.1f} s"
+        return f"{self.rate(seconds):,.{3 if self.unit == 'jobs' else 0}f} {self.unit}/s"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seconds_harness": self.harness, "seconds_baseline": self.baseline, "work": self.work,
+                "unit": self.unit, "ratios": self.ratios, "harness_rate": self.rate(self.harness),
+                "baseline_rate": self.rate(self.baseline)}
+
+
+def alternate(run_harness: Callable[[], float], run_baseline: Callable[[], float], pairs: int, work: float,
+              unit: str, warm_harness: Callable[[], Any] | None = None,
+              warm_baseline: Callable[[], Any] | None = None) -> Comparison:
+    """Warm both up (by default with one unrecorded run each), then run harness, baseline, harness, ...
+    `pairs` times. The run_* callables return the seconds their work took."""
+    (warm_harness or run_harness)()
+    (warm_baseline or run_baseline)()
+    harness, baseline = [], []
+    for _ in range(pairs):
+        harness.append(run_harness())
+        baseline.append(run_baseline())
+    return Comparison(harness, baseline, work, unit)
+
+
+# ---------------------------------------------------------------------------------------------- rows
+
+
+@dataclass
+class Row:
+    """One line of the table and of the JSON."""
+
+    name: str  # the measurement (what --only selects)
+    what: str  # what is measured, against what, in words
+    harness: str  # the harness's figure, formatted
+    baseline: str  # the baseline's figure, formatted
+    ratio: float | None = None  # median over pairs of time(baseline) / time(harness)
+    best_ratio: float | None = None  # fastest baseline / fastest harness repetition
+    aim: float | None = None  # the ratio the harness should reach
+    passed: bool | None = None  # the verdict of a check that has no ratio
+    note: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    load_before: list[float] = field(default_factory=list)  # /proc/loadavg: 1, 5, 15 minutes
+    load_after: list[float] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if self.passed is not None:
+            return "ok" if self.passed else "FAILED"
+        if self.ratio is None or self.aim is None:
+            return "-"
+        return "met" if self.ratio >= self.aim else "missed"
+
+
+def compared(name: str, what: str, comparison: Comparison, aim: float | None, note: str = "",
+             **details: Any) -> Row:
+    """The row of a comparison: rates at the fastest repetitions, the ratios, every repetition's seconds."""
+    return Row(name, what, comparison.figure(comparison.harness), comparison.figure(comparison.baseline),
+               comparison.ratio, comparison.best_ratio, aim, note=note, details={**details, **comparison.as_dict()})
+
+
+def load_average() -> list[float]:
+    return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+# ---------------------------------------------------------------------------------------------- data and models
+
+
+def cifar_images(path: Path | None) -> ImageData:
+    """The npz CIFAR slice at `path`, or (None) random uint8 images of CIFAR-10's shape and statistics."""
+    if path is not None:
+        return load_dataset(f"npz:{path}")
+    rng = np.random.default_rng(0)
+    return from_arrays("random pixels", rng.integers(0, 256, (10_000, 3, 32, 32), dtype=np.uint8),
+                       np.arange(10_000) % 10, rng.integers(0, 256, (2000, 3, 32, 32), dtype=np.uint8),
+                       np.arange(2000) % 10, mean=CIFAR_MEAN, std=CIFAR_STD, pad=4, flip=True)
+
+
+def with_test(images: ImageData, n_test: int) -> ImageData:
+    """Keep n_test test images, evenly spaced (the slice is sorted by class)."""
+    keep = torch.from_numpy(np.linspace(0, images.x_test.shape[0] - 1, n_test).round().astype(np.int64))
+    return dataclasses.replace(images, x_test=images.x_test[keep], y_test=images.y_test[keep])
+
+
+def paper_protocol(sizes: Sizes, **changes: Any) -> Protocol:
+    """The paper preset on `sizes.model`, with the milestones kept as its proportion of the epochs."""
+    return preset_protocol("paper", model=sizes.model, **changes)
+
+
+def harness_model(ctx: Context, seed: int = 0) -> Backbone:
+    """The model as the loop holds it: on the device, channels_last."""
+    model = create_model(ctx.sizes.model, ctx.images.channels, ctx.images.n_classes, seed)
+    return model.to(ctx.device, memory_format=torch.channels_last)
+
+
+# ---------------------------------------------------------------------------------------------- setup check
+
+
+def measure_setup(ctx: Context) -> list[Row]:
+    """Does the trainer run the convolutions on the device, in the resolved precision, channels_last?
+    A forward hook on the first convolution records what one Trainer.fit step feeds it."""
+    device, batch = ctx.device, PAPER.batch_size
+    trainer = Trainer(DeviceData.from_images(with_test(ctx.images, batch), device),
+                      paper_protocol(ctx.sizes, epochs=1), device)
+    model = harness_model(ctx)
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    seen: dict[str, Any] = {}
+
+    def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        seen.update(device=str(output.device), output_dtype=precision_name(output.dtype),
+                    channels_last=inputs[0].is_contiguous(memory_format=torch.channels_last))
+
+    handle = conv.register_forward_hook(hook)
+    trainer.fit(model, torch.arange(batch, device=device), torch.Generator(device=device).manual_seed(0))
+    handle.remove()
+    expected = precision_name(resolve_precision("auto", device))
+    ok = seen["device"].startswith(device.type) and seen["output_dtype"] == expected and seen["channels_last"]
+    layout = "channels_last" if seen["channels_last"] else "NCHW"
+    return [Row("setup", "first conv during Trainer.fit: device, dtype, memory format",
+                f"{seen['device']}, {seen['output_dtype']}, {layout}", f"{device.type}, {expected}, channels_last",
+                passed=ok, note="baseline column: what precision auto should give here",
+                details={**seen, "expected_dtype": expected})]
+
+
+# ---------------------------------------------------------------------------------------------- trainer overhead
+
+
+def bare_steps(model: Backbone, batches: list[tuple[torch.Tensor, torch.Tensor]],
+               optimizer: torch.optim.Optimizer, autocast: Callable[[], Any]) -> None:
+    """Forward, backward and step on pre-made tensors: the floor any trainer pays."""
+    model.train()
+    for x, y in batches:
+        with autocast():
+            loss = F.cross_entropy(model(x).logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def measure_trainer(ctx: Context) -> list[Row]:
+    """Trainer.fit (gather, augment, normalise, whole epochs, schedule) against bare steps on pre-made
+    batches: same model, precision and optimiser, equal images."""
+    device, sizes = ctx.device, ctx.sizes
+    n, epochs = sizes.trainer_labeled, sizes.trainer_epochs
+    protocol = paper_protocol(sizes, epochs=epochs)
+    data = DeviceData.from_images(ctx.images, device)
+    trainer = Trainer(data, protocol, device)
+    model = harness_model(ctx)
+    labeled = torch.arange(n, device=device)
+    generator = torch.Generator(device=device).manual_seed(0)
+    bs = protocol.batch_size
+    x, y = data.normalise(data.train_images(labeled)), data.y_train[labeled]  # normalised, channels_last once
+    batches = [(x[i:i + bs], y[i:i + bs]) for i in range(0, n, bs)] * epochs
+    optimizer = torch.optim.SGD(model.parameters(), lr=protocol.lr, momentum=protocol.momentum,
+                                weight_decay=protocol.weight_decay)
+    comparison = alternate(lambda: timed(lambda: trainer.fit(model, labeled, generator), device),
+                           lambda: timed(lambda: bare_steps(model, batches, optimizer, trainer.autocast), device),
+                           sizes.trainer_pairs, n * epochs, "img",  # warm-up: one batch each
+                           warm_harness=lambda: trainer.fit(model, labeled[:bs], generator),
+                           warm_baseline=lambda: bare_steps(model, batches[:1], optimizer, trainer.autocast))
+    precision = precision_name(trainer.dtype)
+    return [compared("trainer", f"Trainer.fit vs bare fwd/bwd/step ({sizes.model}, batch {bs}, {precision})",
+                     comparison, 0.9, f"{n} images x {epochs} epoch(s) per repetition; data {ctx.images.name}",
+                     precision=precision)]
+
+
+# ---------------------------------------------------------------------------------------------- input pipeline
+
+
+class PILImages(torch.utils.data.Dataset):
+    """Images served as torchvision's CIFAR10 serves them: one HWC uint8 array -> PIL image -> transform."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable) -> None:
+        self.images = images  # [N, H, W, C] uint8
+        self.labels = labels  # [N] int64
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def reference_transforms(data: ImageData, train: bool) -> Callable:
+    """The reference code's transforms: flip and crop with zero padding for training, then ToTensor and
+    Normalize."""
+    augment = [transforms.RandomHorizontalFlip(), transforms.RandomCrop(32, padding=data.pad)] if train else []
+    return transforms.Compose([*augment, transforms.ToTensor(), transforms.Normalize(data.mean, data.std)])
+
+
+def pil_images(data: ImageData, split: str, augment: bool) -> PILImages:
+    """The train or test split as the reference code reads it, with or without training augmentation."""
+    x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
+    hwc = np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy())  # [N, H, W, C], as PIL wants it
+    return PILImages(hwc, y.numpy(), reference_transforms(data, train=augment))
+
+
+def harness_batches(data: DeviceData, n: int, batch: int, generator: torch.Generator) -> None:
+    """Gather n random training images in batches, crop, flip and normalise them, as Trainer.fit does."""
+    order = torch.randperm(data.n_train, generator=generator, device=data.x_train.device)[:n]
+    for first in range(0, n, batch):
+        data.normalise(crop_flip(data.x_train[order[first:first + batch]], data.pad, data.flip, generator))
+
+
+def loader_batches(loader: torch.utils.data.DataLoader, n: int, device: torch.device) -> None:
+    """Pull n images through a DataLoader, to the device as a training loop would."""
+    seen = 0
+    for x, _ in loader:
+        x.to(device, non_blocking=True)
+        seen += x.shape[0]
+        if seen >= n:
+            return
+
+
+def measure_pipeline(ctx: Context) -> list[Row]:
+    """Batched crop/flip/normalise on uint8 tensors against the torchvision PIL pipeline through a
+    DataLoader (num_workers=0), both on one CPU thread."""
+    device, n, batch = ctx.device, ctx.sizes.pipeline_images, PAPER.batch_size
+    data = DeviceData.from_images(ctx.images, device)
+    loader = torch.utils.data.DataLoader(pil_images(ctx.images, "train", augment=True), batch_size=batch, shuffle=True,
+                                         num_workers=0, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator(device=device).manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one core each: the reference decodes on the training process's one thread
+    try:
+        comparison = alternate(lambda: timed(lambda: harness_batches(data, n, batch, generator), device),
+                               lambda: timed(lambda: loader_batches(loader, n, device), device),
+                               ctx.sizes.pipeline_pairs, n, "img")
+    finally:
+        torch.set_num_threads(threads)
+    return [compared("pipeline", "crop_flip + normalise vs torchvision PIL DataLoader (1 thread)", comparison, 5.0,
+                     f"{n} images per repetition, batch {batch}; data {ctx.images.name}")]
+
+
+# ---------------------------------------------------------------------------------------------- one AL cycle
+
+
+def cycle_spec(ctx: Context, labeled: int, epochs: int, subset: int, budget: int) -> JobSpec:
+    """One entropy job of the paper protocol at these sizes; its cycle 0 trains, evaluates and acquires."""
+    protocol = paper_protocol(ctx.sizes, initial=labeled, budget=budget, cycles=2, subset=subset, epochs=epochs)
+    return JobSpec(run="perf", dataset=ctx.images.name, strategy="entropy", seed=0, protocol=protocol)
+
+
+def harness_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, phases: list[dict[str, float]]) -> float:
+    """bench.loop.run_cycle at cycle 0; appends its phase timings to `phases` and returns its seconds."""
+    start = time.perf_counter()
+    result, _ = run_cycle(spec, trainer, n_classes, start_state(spec, trainer.data.n_train))
+    seconds = time.perf_counter() - start
+    record = result.record
+    phases.append({"train": record["train_seconds"], "score_select": record["select_seconds"],
+                   "evaluate_and_rest": seconds - record["train_seconds"] - record["select_seconds"],
+                   "test_acc": record["test_acc"]})
+    return seconds
+
+
+def reference_candidates(order: np.ndarray, labeled: np.ndarray, m: int) -> np.ndarray:
+    """The reference code's candidates: the first m of its shuffled unlabeled list. Shuffled here in the
+    harness's pool order for the cycle, so that both loops score the same candidates."""
+    return order[~np.isin(order, labeled)][:m]
+
+
+def reference_picks(logits: torch.Tensor, budget: int) -> np.ndarray:
+    """The reference's entropy selection: positions of the `budget` most uncertain, by an argsort."""
+    probs = F.softmax(logits, dim=1)  # [n, C]
+    uncertainty = -(probs * torch.log(probs + 1e-12)).sum(dim=1)  # [n]
+    return np.argsort(uncertainty.numpy())[-budget:]
+
+
+def reference_cycle(spec: JobSpec, images: ImageData, device: torch.device, phases: list[dict[str, float]]) -> float:
+    """The same cycle as the reference LL4AL code and its tutorial write it: PIL transforms through
+    DataLoaders, fp32, NCHW, a fresh SGD + MultiStepLR stepped *before* each epoch, the test set at the end,
+    the candidates scored through a DataLoader, the most uncertain picked."""
+    p, pin = spec.protocol, device.type == "cuda"
+    labeled = start_state(spec, images.x_train.shape[0]).labeled
+    # the datasets exist before the clock starts, as torchvision's CIFAR10 holds its arrays from the start
+    train_set, pool_set = pil_images(images, "train", augment=True), pil_images(images, "train", augment=False)
+    test_set = pil_images(images, "test", augment=False)
+    start = time.perf_counter()
+    model = initial_model(spec, images.channels, images.n_classes).to(device)  # the harness's initial weights
+    sampler = torch.utils.data.SubsetRandomSampler(labeled.tolist(), generator=torch.Generator().manual_seed(0))
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=p.batch_size, sampler=sampler, pin_memory=pin)
+    optimizer = torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(p.milestones), gamma=p.gamma)
+    model.train()
+    with warnings.catch_warnings():  # PyTorch warns about the reference code's step order
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(p.epochs):
+            scheduler.step()
+            for x, y in train_loader:
+                x, y = x.to(device), y.to(device)
+                optimizer.zero_grad()
+                loss = F.cross_entropy(model(x).logits, y, reduction="none")
+                (loss.sum() / loss.size(0)).backward()
+                optimizer.step()
+    sync(device)
+    trained = time.perf_counter()
+
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for x, y in torch.utils.data.DataLoader(test_set, batch_size=p.batch_size, pin_memory=pin):
+            correct += (model(x.to(device)).logits.argmax(1).cpu() == y).sum().item()
+    evaluated = time.perf_counter()
+
+    cand = reference_candidates(pool_order(spec.seed, 0, images.x_train.shape[0]), labeled, p.subset)
+    scoring = torch.utils.data.DataLoader(torch.utils.data.Subset(pool_set, cand.tolist()), batch_size=p.batch_size,
+                                          pin_memory=pin)
+    with torch.no_grad():
+        logits = torch.cat([model(x.to(device)).logits.cpu() for x, _ in scoring])  # [M, C]
+    picks = cand[reference_picks(logits, p.budget)]
+    done = time.perf_counter()
+    phases.append({"train": trained - start, "score_select": done - evaluated, "evaluate_and_rest": evaluated - trained,
+                   "test_acc": correct / images.x_test.shape[0], "picked": int(picks.size)})
+    return done - start
+
+
+def phase_rates(spec: JobSpec, images: ImageData, phases: list[dict[str, float]]) -> dict[str, float]:
+    """Images/s of training and of scoring + selection, at each phase's fastest repetition."""
+    p = spec.protocol
+    n_candidates = min(p.subset, images.x_train.shape[0] - p.initial)
+    return {"train_img_s": p.initial * p.epochs / min(ph["train"] for ph in phases),
+            "score_img_s": n_candidates / min(ph["score_select"] for ph in phases)}
+
+
+def measure_cycle(ctx: Context) -> list[Row]:
+    """One AL cycle end to end: bench.loop.run_cycle against the reference-style loop on the same data,
+    initial weights, labeled set and candidates."""
+    sizes, device = ctx.sizes, ctx.device
+    images = with_test(ctx.images, sizes.cycle_test)
+    spec = cycle_spec(ctx, sizes.cycle_labeled, sizes.cycle_epochs, sizes.cycle_subset, sizes.cycle_budget)
+    batch = spec.protocol.batch_size  # the warm-up: one batch at most (kernels, allocator, thread pools)
+    warm_subset = min(sizes.cycle_subset, batch)
+    warm = cycle_spec(ctx, min(sizes.cycle_labeled, batch), 1, warm_subset, warm_subset // 2)
+    data = DeviceData.from_images(images, device)
+    trainer, warm_trainer = Trainer(data, spec.protocol, device), Trainer(data, warm.protocol, device)
+    ours: list[dict[str, float]] = []
+    ref: list[dict[str, float]] = []
+    comparison = alternate(lambda: harness_cycle(spec, trainer, images.n_classes, ours),
+                           lambda: reference_cycle(spec, images, device, ref), sizes.cycle_pairs, 1, "cycle",
+                           warm_harness=lambda: harness_cycle(warm, warm_trainer, images.n_classes, []),
+                           warm_baseline=lambda: reference_cycle(warm, images, device, []))
+    rates = {"harness": phase_rates(spec, images, ours), "reference": phase_rates(spec, images, ref)}
+    speedup = {k: rates["harness"][k] / rates["reference"][k] for k in ("train_img_s", "score_img_s")}
+    p, precision = spec.protocol, precision_name(trainer.dtype)
+    return [compared("cycle", f"AL cycle (L={p.initial}, E={p.epochs}, M={p.subset}, entropy): run_cycle "
+                     f"({precision}) vs reference loop (fp32, PIL)", comparison, 2.0,
+                     f"train {speedup['train_img_s']:.2f}x, score {speedup['score_img_s']:.2f}x; "
+                     f"test {images.x_test.shape[0]}; data {images.name}",
+                     precision=precision, phases_harness=ours, phases_reference=ref, rates=rates)]
+
+
+# ---------------------------------------------------------------------------------------------- selection at scale
+
+
+def selection_inputs(method: str, n: int, sizes: Sizes, n_centres: int, seed: int = 0) -> PoolInputs:
+    """What the loop hands the strategy for n candidates: random post-ReLU embeddings ([n, dim]), plus the
+    labeled centres (core-set), float64 class probabilities as gather_inputs makes them (BADGE) or a
+    dropout head (BALD)."""
+    g = torch.Generator().manual_seed(seed)
+    inputs = PoolInputs(n=n, rng=np.random.default_rng(seed), model=None, device=torch.device("cpu"),
+                        embeddings=torch.randn(n, sizes.dim, generator=g).relu_())
+    strategy = create_strategy(method)
+    if "labeled_embeddings" in strategy.needs:
+        inputs.labeled_embeddings = torch.randn(n_centres, sizes.dim, generator=g).relu_()  # [L, d]
+    if "probs" in strategy.needs:
+        inputs.probs = torch.softmax(3.0 * torch.randn(n, sizes.classes, generator=g, dtype=torch.float64), dim=1)
+    # the strategy's head (BALD's), built for a stand-in model that has only what aux_head reads
+    stand_in = SimpleNamespace(embedding_dim=sizes.dim, classifier=SimpleNamespace(out_features=sizes.classes))
+    inputs.aux_head = make_aux(strategy, stand_in, seed, PAPER, inputs.device)
+    return inputs
+
+
+def vm_hwm_mib() -> float:
+    """This process's peak resident memory so far. VmHWM belongs to this address space alone, unlike
+    getrusage's ru_maxrss, which Linux carries across exec (a child would report a larger parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError("/proc/self/status has no VmHWM line: the memory figures need Linux")
+
+
+def tensor_mib(inputs: PoolInputs) -> float:
+    tensors = (inputs.embeddings, inputs.labeled_embeddings, inputs.probs)
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None) / 2**20
+
+
+def selection_child(method: str, n: int, sizes: Sizes) -> dict[str, float]:
+    """Run in a fresh process: build the inputs, then select; the selection's seconds and its peak memory
+    beyond the inputs (VmHWM after it minus VmHWM before it)."""
+    if sizes.selection_threads:
+        torch.set_num_threads(sizes.selection_threads)
+    strategy = create_strategy(method)
+    # one selection on a small pool first: one-off library set-up (thread pools, BLAS buffers) is not the
+    # selection's memory
+    strategy.select(selection_inputs(method, 200, sizes, n_centres=50, seed=1), 10)
+    inputs = selection_inputs(method, n, sizes, sizes.centres)
+    before = vm_hwm_mib()
+    start = time.perf_counter()
+    picks = strategy.select(inputs, sizes.picks)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "extra_mib": vm_hwm_mib() - before, "input_mib": tensor_mib(inputs),
+            "distinct_picks": int(np.unique(picks).size), "threads": torch.get_num_threads()}
+
+
+def in_fresh_process(fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) in a new interpreter (spawn, not fork): its VmHWM starts from nothing of this process."""
+    with cf.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def selection_setting(method: str, sizes: Sizes) -> str:
+    if method == "core-set":
+        return f"{sizes.centres:,} labeled centres"
+    samples = getattr(create_strategy(method), "samples", None)  # BALD's T
+    return f"{sizes.classes} classes" + (f", T = {samples}" if samples else "")
+
+
+def measure_selection(ctx: Context) -> list[Row]:
+    """Diversity and MC-dropout selection at pool scale on the CPU: seconds and peak memory beyond the
+    inputs, one fresh process per measurement."""
+    sizes, rows = ctx.sizes, []
+    for method in sizes.selection_methods:
+        for n in sizes.pools:
+            load_before = load_average()
+            result = in_fresh_process(selection_child, method, n, sizes)
+            rows.append(Row("selection", f"{method} picks {sizes.picks:,} of {n:,} x {sizes.dim}-d "
+                            f"({selection_setting(method, sizes)})",
+                            f"{result['seconds']:.1f} s, +{result['extra_mib']:.0f} MiB peak",
+                            f"inputs {result['input_mib']:.0f} MiB",
+                            note=f"{result['threads']} thread(s), {result['distinct_picks']} distinct picks; "
+                            "memory: VmHWM beyond the inputs, fresh process",
+                            details={"method": method, "pool": n, **result}, load_before=load_before,
+                            load_after=load_average()))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+
+
+def measure_scoring(ctx: Context) -> list[Row]:
+    """Scoring throughput: learning loss (Trainer.infer with its aux head) against entropy (none), through
+    gather_inputs + select as the loop runs them, alternating over equal chunks of the candidates."""
+    sizes, device = ctx.sizes, ctx.device
+    protocol = paper_protocol(sizes)
+    trainer = Trainer(DeviceData.from_images(with_test(ctx.images, PAPER.batch_size), device), protocol, device)
+    model = harness_model(ctx)
+    chunk = sizes.score_subset // sizes.score_pairs
+    chunks = torch.arange(chunk * sizes.score_pairs, device=device).view(sizes.score_pairs, chunk)
+    no_labels = torch.arange(0, device=device)
+
+    def score(name: str, cand: torch.Tensor) -> float:
+        strategy = create_strategy(name)
+        aux = make_aux(strategy, model, 0, protocol, device)
+
+        def run() -> None:
+            inputs = gather_inputs(strategy, trainer, model, aux, cand, no_labels, np.random.default_rng(0))
+            strategy.select(inputs, max(1, cand.numel() // 10))
+
+        return timed(run, device)
+
+    # both variants score chunk 0, then chunk 1, ...: equal work in each pair
+    next_ll, next_entropy = iter(chunks), iter(chunks)
+    warm = chunks[0][:PAPER.batch_size]
+    comparison = alternate(lambda: score("learning-loss", next(next_ll)), lambda: score("entropy", next(next_entropy)),
+                           sizes.score_pairs, chunk, "img", warm_harness=lambda: score("learning-loss", warm),
+                           warm_baseline=lambda: score("entropy", warm))
+    return [compared("scoring", f"scoring {chunk * sizes.score_pairs:,} images ({sizes.model}): learning-loss "
+                     "(aux head) vs entropy", comparison, None,
+                     f"{sizes.score_pairs} alternating chunks, eval batch {protocol.eval_batch_size}; "
+                     f"data {ctx.images.name}")]
+
+
+# ---------------------------------------------------------------------------------------------- scheduling
+
+
+def scheduled_run(jobs: int, parent: Path, sizes: Sizes) -> float:
+    """Wall seconds of run_benchmark on the quick preset (random and entropy x 2 seeds) with `jobs` CPU
+    workers, into a fresh folder."""
+    config = build_config("quick", ["random", "entropy"], seeds=2, devices="cpu",
+                          protocol={"epochs": sizes.schedule_epochs, "cycles": sizes.schedule_cycles},
+                          out=Path(tempfile.mkdtemp(prefix=f"jobs{jobs}-", dir=parent)))
+    with contextlib.redirect_stdout(io.StringIO()):  # its description and progress lines, not the table's
+        start = time.perf_counter()
+        result = run_benchmark(config, RunOptions(jobs=jobs))
+        seconds = time.perf_counter() - start
+    if result.failed:
+        raise RuntimeError(f"--jobs {jobs}: jobs failed: {', '.join(result.failed)} (see {result.folder})")
+    return seconds
+
+
+def measure_scheduling(ctx: Context) -> list[Row]:
+    """Jobs per second with 2 CPU workers against 1: 4 jobs, each through run_benchmark as a user runs it."""
+    sizes = ctx.sizes
+    with tempfile.TemporaryDirectory(prefix="perf-sched-") as tmp:
+        # --jobs 2 starts fresh worker processes every run, as a user's run does; the one warm-up run (jobs 1)
+        # pays this process's one-off imports (the report's plotting) before anything is timed
+        comparison = alternate(lambda: scheduled_run(2, Path(tmp), sizes), lambda: scheduled_run(1, Path(tmp), sizes),
+                               sizes.schedule_pairs, 4, "jobs", warm_harness=lambda: None,
+                               warm_baseline=lambda: scheduled_run(1, Path(tmp), sizes))
+    return [compared("scheduling", "run_benchmark quick preset, 4 jobs: --jobs 2 vs --jobs 1", comparison, 1.5,
+                     f"epochs {sizes.schedule_epochs}, cycles {sizes.schedule_cycles}")]
+
+
+# ---------------------------------------------------------------------------------------------- projection
+
+
+def paper_grid_images(protocol: Protocol = PAPER, test: int = CIFAR10_TEST) -> dict[str, int]:
+    """Images one paper-preset job pushes through the model: training (epochs x labeled, summed over the
+    cycles), scoring (the subset at each acquiring cycle) and testing (the test set at each cycle)."""
+    p = protocol
+    labeled = sum(p.initial + p.budget * c for c in range(p.cycles))
+    return {"train": p.epochs * labeled, "score": p.subset * (p.cycles - 1), "test": test * p.cycles}
+
+
+def project_paper_grid(train_img_s: float, infer_img_s: float, jobs: int = PAPER_GRID_JOBS) -> dict[str, float]:
+    """Wall hours of the paper grid run one job at a time at these throughputs."""
+    images = paper_grid_images()
+    job_seconds = images["train"] / train_img_s + (images["score"] + images["test"]) / infer_img_s
+    return {"jobs": jobs, **{f"{k}_images_per_job": v for k, v in images.items()},
+            "hours_per_job": job_seconds / 3600, "hours_total": jobs * job_seconds / 3600}
+
+
+def projection(rows: list[Row]) -> dict[str, float] | None:
+    """The paper grid's wall time at the cycle measurement's harness throughputs (None without that row)."""
+    cycle = next((r for r in rows if r.name == "cycle" and "rates" in r.details), None)
+    if cycle is None:
+        return None
+    rates = cycle.details["rates"]["harness"]
+    return project_paper_grid(rates["train_img_s"], rates["score_img_s"])
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+
+MEASUREMENTS: dict[str, Callable[[Context], list[Row]]] = {
+    "setup": measure_setup,
+    "trainer": measure_trainer,
+    "pipeline": measure_pipeline,
+    "cycle": measure_cycle,
+    "selection": measure_selection,
+    "scoring": measure_scoring,
+    "scheduling": measure_scheduling,
+}
+
+
+def run_measurements(names: list[str], ctx: Context) -> list[Row]:
+    """Each measurement in turn, its load average beside it; a failure becomes a FAILED row, so that one
+    broken measurement does not hide the others."""
+    rows: list[Row] = []
+    for name in names:
+        start, load_before = time.perf_counter(), load_average()
+        try:
+            new = MEASUREMENTS[name](ctx)
+        except Exception as err:
+            new = [Row(name, "failed", "-", "-", passed=False, note=f"{type(err).__name__}: {err}"[:160],
+                       details={"traceback": traceback.format_exc()})]
+        for row in new:
+            row.load_before = row.load_before or load_before
+            row.load_after = row.load_after or load_average()
+            row.details["measurement_seconds"] = time.perf_counter() - start
+        rows += new
+        print(f"done {name} in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    return {"cpu": provenance.cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "device": str(device),
+            "device_name": provenance.device_name(str(device)), "cpu_bf16": cpu_has_bf16(),
+            "precision_auto": precision_name(resolve_precision("auto", device)),
+            "git_commit": provenance.git_commit(ROOT)}
+
+
+def times(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
+def print_table(rows: list[Row], title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in ("measurement", "what", "harness", "baseline", "ratio", "best", "aim", "", "load 1-min", "note"):
+        table.add_column(column, justify="right" if column in ("harness", "baseline", "ratio", "best") else "left")
+    for r in rows:
+        load = f"{r.load_before[0]:.2f} -> {r.load_after[0]:.2f}"
+        table.add_row(r.name, r.what, r.harness, r.baseline, times(r.ratio), times(r.best_ratio),
+                      "-" if r.aim is None else f">= {r.aim:g}x", r.status, load, r.note)
+    Console(width=220).print(table)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.perf", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_const", dest="size", const="quick", help="a short pass")
+    parser.add_argument("--size", choices=list(SIZES), help="full (default on cpu), quick, tiny (tests: the "
+                        "numbers mean nothing), gpu (default on cuda)")
+    parser.add_argument("--only", nargs="+", choices=list(MEASUREMENTS), metavar="NAME",
+                        help=f"run only these measurements ({', '.join(MEASUREMENTS)})")
+    parser.add_argument("--cifar", type=Path, metavar="PATH", help="npz CIFAR slice for the CIFAR-shaped rows "
+                        "(default: random pixels of its shape; the figures depend on the shape only)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "perf" / "perf.json",
+                        help="the JSON to write (default results/perf/perf.json)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    size = args.size or ("gpu" if device.type == "cuda" else "full")
+    try:
+        images = cifar_images(args.cifar)
+    except UserError as err:
+        print(f"error: --cifar: {err}", file=sys.stderr)
+        return 2
+    start, info = time.perf_counter(), machine(device)
+    rows = run_measurements(args.only or list(MEASUREMENTS), Context(device, SIZES[size], images))
+    wall = time.perf_counter() - start
+    print_table(rows, f"benchmarks.perf ({size}) on {info['device_name']}, torch {info['torch']}, {wall:.0f} s. "
+                "harness, baseline: fastest repetition; ratio: median over alternating pairs of "
+                "time(baseline) / time(harness); best: fastest baseline / fastest harness")
+    grid = projection(rows)
+    if grid is not None:
+        print(f"paper grid ({grid['jobs']} jobs, one at a time on {device}): {grid['hours_total']:,.1f} h "
+              f"({grid['hours_per_job']:,.2f} h per job)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "machine": info, "size": size, "sizes": dataclasses.asdict(SIZES[size]), "data": images.name,
+        "wall_seconds": wall, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "paper_grid_projection": grid, "rows": [{**dataclasses.asdict(r), "status": r.status} for r in rows],
+    }, indent=2, default=str))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
