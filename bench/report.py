@@ -237,17 +237,24 @@ def _planning_sentences(planning: pd.DataFrame) -> list[str]:
             for r in planning.itertuples(index=False)]
 
 
+def _test_columns(tests: pd.DataFrame) -> dict[str, object]:
+    """The columns every paired-test table shows: difference, interval, p-values, verdict."""
+    return {
+        "95% CI (pts)": [f"{_points(lo)} to {_points(hi)}" for lo, hi in
+                         zip(tests["ci_low"], tests["ci_high"], strict=True)],
+        "t-test p": tests["t_p"].map(_pvalue),
+        "Holm p": tests["p_holm"].map(_pvalue),
+        "Wilcoxon p": tests["wilcoxon_p"].map(_pvalue),
+        "significant": tests["significant"].map({True: "yes", False: "no"}),
+    }
+
+
 def _primary_display(primary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "strategy": primary["strategy"],
         "seeds": primary["n_pairs"].astype(str),
         "AULC diff (pts)": primary["mean_diff"].map(_points),
-        "95% CI (pts)": [f"{_points(lo)} to {_points(hi)}" for lo, hi in
-                         zip(primary["ci_low"], primary["ci_high"], strict=True)],
-        "t-test p": primary["t_p"].map(_pvalue),
-        "Holm p": primary["p_holm"].map(_pvalue),
-        "Wilcoxon p": primary["wilcoxon_p"].map(_pvalue),
-        "significant": primary["significant"].map({True: "yes", False: "no"}),
+        **_test_columns(primary),
     })
 
 
@@ -536,12 +543,7 @@ def _comparison_display(comparisons: pd.DataFrame) -> pd.DataFrame:
                    zip(comparisons["metric"], comparisons["n_labeled"], strict=True)],
         "pairs": comparisons["n_pairs"].astype(str),
         "diff (pts)": comparisons["mean_diff"].map(_points),
-        "95% CI (pts)": [f"{_points(lo)} to {_points(hi)}" for lo, hi in
-                         zip(comparisons["ci_low"], comparisons["ci_high"], strict=True)],
-        "t-test p": comparisons["t_p"].map(_pvalue),
-        "Holm p": comparisons["p_holm"].map(_pvalue),
-        "Wilcoxon p": comparisons["wilcoxon_p"].map(_pvalue),
-        "significant": comparisons["significant"].map({True: "yes", False: "no"}),
+        **_test_columns(comparisons),
         "family": comparisons["family"],
     })
 
