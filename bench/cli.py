@@ -8,10 +8,7 @@ when interrupted (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import NoReturn
 
@@ -23,14 +20,14 @@ from bench.run import (
     RunOptions,
     build_config,
     check_options,
-    describe_run,
-    job_specs,
+    dry_run,
     load_strategy_files,
+    parse_strategy_params,
     resolve_baseline,
-    resolve_devices,
     run_benchmark,
     write_report_or_explain,
 )
+from bench.signals import explain_interruption, stop_on_signals
 from bench.store import RunStore, read_cycles
 from strategies import list_strategies
 
@@ -59,6 +56,10 @@ def _epoch_point(text: str) -> EpochPoint:
         raise argparse.ArgumentTypeError(f"expected an epoch or a fraction of the epochs, got {text!r}") from None
 
 
+def _per_device(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive(text)
+
+
 def _subset(text: str) -> int:
     return 0 if text.lower() in ("all", "none", "0") else _positive(text)
 
@@ -74,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--data-root", type=Path, default=Path("data"), help="folder of torchvision datasets (default ./data)")
     add("--no-download", action="store_true", help="never try to download a missing dataset")
     add("--model", help=f"model: {', '.join(list_models())}")
+    add("--model-file", type=Path, action="append", default=[], metavar="PATH",
+        help="a .py file registering models with @bench.models.register_model('NAME'), then --model NAME "
+             "(repeatable); torchvision's classification models: --model torchvision:NAME")
+    add("--weights", type=Path, metavar="PATH", help="a state dict (torch.save(model.state_dict(), PATH)) loaded "
+        "after each seed's initialisation; a classifier of another class count keeps its initialisation")
+    add("--image-size", type=_positive, metavar="N", help="resize images to N x N on the device (bilinear, "
+        "antialiased when shrinking)")
     add("--initial", type=int, help="labeled examples before the first cycle")
     add("--budget", type=int, help="labels acquired per cycle")
     add("--cycles", type=int, help="train + evaluate rounds (the last acquires nothing)")
@@ -102,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--devices", default="auto", help="auto, cpu or cuda:N[,cuda:M...] (default auto)")
     add("--jobs", type=_positive, default=1, metavar="N",
         help="CPU worker processes, the cores split between them (default 1; with --backend dask: local workers)")
-    add("--jobs-per-device", type=_positive, default=1, metavar="K", help="jobs sharing each CUDA device (default 1)")
+    add("--jobs-per-device", type=_per_device, default=1, metavar="K",
+        help="jobs sharing each CUDA device, or auto: as many as memory, cores and throughput justify (default 1)")
+    add("--compile", action="store_true", help="torch.compile the model (runs uncompiled, with a warning, where "
+        "the compiler is missing)")
     add("--backend", default="loky", help="loky (this machine, default) or dask (a dask.distributed cluster)")
     add("--scheduler-address", metavar="tcp://HOST:PORT", help="dask scheduler (default: start a local cluster)")
     add("--force", action="store_true", help="the folder holds another configuration: move its results into "
@@ -117,18 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------------------------- commands
-
-
-def parse_strategy_params(items: list[str]) -> dict[str, dict[str, str]]:
-    """['learning-loss.margin=0.5', ...] -> {'learning-loss': {'margin': '0.5'}} (values parsed by the strategy)."""
-    params: dict[str, dict[str, str]] = {}
-    for item in items:
-        head, sep, value = item.partition("=")
-        name, dot, key = head.rpartition(".")
-        if not sep or not dot or not name or not key:
-            raise UserError(f"--strategy-param {item!r} must read STRATEGY.KEY=VALUE, e.g. learning-loss.margin=0.5.")
-        params.setdefault(name, {})[key] = value
-    return params
 
 
 def confirm_fresh(folder: Path) -> None:
@@ -154,18 +153,15 @@ def run(argv: list[str]) -> int:
     protocol = {name: tuple(v) if isinstance(v, list) else v for name, v in given.items() if v is not None}
     config = build_config(args.preset, args.strategies, args.seeds, protocol,
                           parse_strategy_params(args.strategy_param), args.name, args.out, args.devices,
-                          args.data_root, not args.no_download)
+                          args.data_root, not args.no_download, args.weights, args.model_file)
     options = RunOptions(backend=args.backend, jobs=args.jobs, jobs_per_device=args.jobs_per_device,
-                         scheduler_address=args.scheduler_address, strategy_files=tuple(args.strategy_file),
-                         baseline=resolve_baseline(args.baseline),
+                         compile=args.compile, scheduler_address=args.scheduler_address,
+                         strategy_files=tuple(args.strategy_file), baseline=resolve_baseline(args.baseline),
                          on_existing="force" if args.force else "fresh" if args.fresh else "resume",
                          command=tuple(argv))
     check_options(options)
-    devices = resolve_devices(config.devices)
     if args.dry_run:
-        print(describe_run(config, None, devices))
-        for spec in job_specs(config):
-            print(f"job       {spec.key}")
+        print(dry_run(config))
         return 0
     if args.fresh and not args.force:
         confirm_fresh(config.out)
@@ -173,11 +169,22 @@ def run(argv: list[str]) -> int:
 
 
 def report(argv: list[str]) -> int:
-    parser = _Parser(prog="run_bench.py report", description="Re-write DIR/report/ from DIR/cycles.parquet.")
-    parser.add_argument("folder", type=Path, help="a results folder (holding cycles.parquet)")
+    parser = _Parser(prog="run_bench.py report", description="Re-write DIR/report/ from DIR/cycles.parquet, or "
+                     "with several folders and --out, a suite report comparing the strategies across them.")
+    parser.add_argument("folders", type=Path, nargs="+", metavar="DIR", help="results folders (with cycles.parquet)")
+    parser.add_argument("--out", type=Path, help="the suite report's folder (needed with several DIRs)")
     parser.add_argument("--baseline", default="random", help="strategy to compare against (default random)")
     args = parser.parse_args(argv)
-    print(f"report    {write_report_or_explain(args.folder, report_baseline(args.folder, args.baseline))}")
+    baseline = report_baseline(args.folders[0], args.baseline)
+    if args.out is None and len(args.folders) > 1:
+        raise UserError("A report of several folders is a suite: give --out DIR for it (a new or empty folder).")
+    if args.out is None:
+        print(f"report    {write_report_or_explain(args.folders[0], baseline)}")
+    else:
+        from bench.suite import write_suite  # the report stack only when a report is written
+
+        path, lines = write_suite(args.folders, baseline, args.out)
+        print("\n".join([*lines, f"report    {path}"]))
     return 0
 
 
@@ -189,45 +196,13 @@ def report_baseline(folder: Path, name: str) -> str:
     return resolve_baseline(name)
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C raises KeyboardInterrupt, so that the run stops the
-    same way: the workers stopped, finished cycles kept, no half-written file, the folder unlocked."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise Interrupted(signum)
-
-
-def _stop_on_signals() -> dict[int, object]:
-    """Signal handlers for a run; returns the ones they replace."""
-    replaced = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),  # even if started ignored
-                signal.SIGTERM: signal.signal(signal.SIGTERM, _interrupt)}  # kill, a batch system's time limit
-    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # the terminal closed; nohup's ignore stays
-        replaced[signal.SIGHUP] = signal.signal(signal.SIGHUP, _interrupt)
-    return replaced
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    # Ctrl-C, SIGTERM and SIGHUP stop a run the same clean way (signal handlers live in the main thread only).
-    replaced = _stop_on_signals() if threading.current_thread() is threading.main_thread() else {}
     try:
-        return report(argv[1:]) if argv[:1] == ["report"] else run(argv)
+        with stop_on_signals():
+            return report(argv[1:]) if argv[:1] == ["report"] else run(argv)
     except UserError as err:
         print("error: " + " ".join(str(err).splitlines()), file=sys.stderr)  # one line, whatever a file held
         return 2
     except KeyboardInterrupt as stop:
-        signum = getattr(stop, "signum", signal.SIGINT)
-        by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
-        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone: the status still says it
-            print(f"interrupted{by}: finished cycles are kept in the results folder; run the same command again "
-                  "to resume", file=sys.stderr)
-        return 128 + signum
-    finally:
-        for signum, handler in replaced.items():  # a caller in this process (a test, a notebook) gets its own back
-            if handler is not None:
-                signal.signal(signum, handler)
+        return explain_interruption(stop)

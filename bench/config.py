@@ -66,6 +66,7 @@ class Protocol:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: bf16 autocast where the hardware has it)
     eval_batch_size: int = 512  # examples per step when evaluating and scoring (no effect on results)
     convention: str = "corrected"  # corrected | reference (the reference code's schedule order and detach test)
+    image_size: int | None = None  # side in pixels the images are resized to on the device (None: as stored)
 
     def validate(self) -> None:
         """Turn a bad value into one clear sentence (raises UserError)."""
@@ -93,6 +94,8 @@ class Protocol:
             raise UserError(
                 f"The 'milestones' parameter must list positive epochs. Got {list(self.milestones)} instead."
             )
+        if self.image_size is not None:
+            _positive_int("image_size", self.image_size)
         if self.convention not in CONVENTIONS:
             raise UserError(f"The 'convention' parameter must be one of {', '.join(CONVENTIONS)}. "
                             f"Got {self.convention!r} instead.")
@@ -181,12 +184,16 @@ class RunConfig:
     download: bool = True  # fetch missing torchvision datasets when online
     strategy_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # {strategy: {param: value}}
     dataset_fingerprint: str = ""  # sha256 of the dataset's arrays ("" until the data is loaded)
+    weights: Path | None = None  # --weights: a state dict loaded into each cycle's freshly initialised model
+    model_files: tuple[Path, ...] = ()  # --model-file: files registering models (the workers import them too)
+    model_fingerprint: dict[str, str] = field(default_factory=dict)  # sha256 of the weights and of the model's file
 
     def result_defining(self) -> dict[str, Any]:
         """The settings that decide the numbers (a folder holding other settings is not the same run)."""
         return {
             "protocol": dataclasses.asdict(self.protocol),
             "dataset_fingerprint": self.dataset_fingerprint,
+            "model_fingerprint": dict(sorted(self.model_fingerprint.items())),
             "strategy_params": {k: dict(sorted(v.items())) for k, v in sorted(self.strategy_params.items())},
         }
 
@@ -194,9 +201,21 @@ class RunConfig:
         """The identity of one strategy's jobs: protocol, dataset content, the strategy and its parameters.
         Every row and checkpoint carries it; a folder holding another one is another configuration."""
         params = dict(sorted(self.strategy_params.get(strategy, {}).items()))
-        text = json.dumps({"protocol": dataclasses.asdict(self.protocol), "dataset": self.dataset_fingerprint,
-                           "strategy": strategy, "params": params}, sort_keys=True, default=str)
+        identity = {"protocol": protocol_identity(self.protocol), "dataset": self.dataset_fingerprint,
+                    "strategy": strategy, "params": params}
+        if self.model_fingerprint:  # only when set: a run without weights or a model file keeps its identity
+            identity["model"] = dict(sorted(self.model_fingerprint.items()))
+        text = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# Optional protocol fields enter a job's identity only when set: a protocol without them hashes as it always has.
+OPTIONAL_FIELDS = {"image_size": None}
+
+
+def protocol_identity(protocol: Protocol) -> dict[str, Any]:
+    """The protocol's fields for the job hash: optional ones left out while at their default."""
+    return {k: v for k, v in dataclasses.asdict(protocol).items() if OPTIONAL_FIELDS.get(k, ...) != v}
 
 
 def preset_protocol(preset: str, **overrides: Any) -> Protocol:

@@ -24,6 +24,8 @@ class JobSpec:
     protocol: Protocol
     params: dict[str, Any] = field(default_factory=dict)  # the strategy's parameters
     config_hash: str = ""
+    weights: str | None = None  # a state dict loaded into each cycle's freshly initialised model (--weights)
+    weights_sha256: str = ""  # its content when the run started: a file changed since is refused
 
     @property
     def key(self) -> str:

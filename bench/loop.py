@@ -20,9 +20,10 @@ import torch
 
 from bench.config import Protocol
 from bench.jobs import CycleResult, JobSpec, JobState
-from bench.models import AuxHead, Backbone, create_model
+from bench.models import AuxHead, Backbone
 from bench.seeding import derive_seed, numpy_rng, torch_generator
 from bench.trainer import Trainer
+from bench.zoo import build_model, load_weights, read_weights
 from strategies import PoolInputs, Strategy, create_strategy
 from strategies.base import StrategyOutputError
 
@@ -45,9 +46,16 @@ def candidates(order: np.ndarray, labeled: np.ndarray, subset: int | None) -> np
     return unlabeled if subset is None else unlabeled[:subset]
 
 
-def initial_model(spec: JobSpec, in_channels: int, n_classes: int) -> Backbone:
-    """The initial weights: a function of the seed alone."""
-    return create_model(spec.protocol.model, in_channels, n_classes, derive_seed(spec.seed, "init-weights"))
+def initial_model(spec: JobSpec, in_channels: int, n_classes: int,
+                  input_size: tuple[int, int] | None = None) -> Backbone:
+    """The initial weights: a function of the seed alone, then the --weights file's, if any (so every seed starts
+    from the same pretrained network; a classifier of another class count keeps the seed's initialisation).
+    input_size: the [H, W] the model is fed (an adapted model finds its stages at it)."""
+    model = build_model(spec.protocol.model, in_channels, n_classes, derive_seed(spec.seed, "init-weights"),
+                        input_size)
+    if spec.weights:
+        load_weights(model, read_weights(spec.weights, spec.weights_sha256), spec.weights, spec.protocol.model)
+    return model
 
 
 def make_aux(strategy: Strategy, model: Backbone, seed: int, protocol: Protocol,
@@ -88,7 +96,9 @@ def run_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState) 
     """Train and evaluate at state.cycle, then acquire (except at the last cycle)."""
     p, device, data, cycle = spec.protocol, trainer.device, trainer.data, state.cycle
     strategy = create_strategy(spec.strategy, **spec.params)
-    model = initial_model(spec, data.x_train.shape[1], n_classes)
+    size = p.image_size
+    model = initial_model(spec, data.x_train.shape[1], n_classes,
+                          (size, size) if size else (int(data.x_test.shape[2]), int(data.x_test.shape[3])))
     aux = make_aux(strategy, model, spec.seed, p, device)
     if p.warm_start and state.model is not None:  # cold start: every cycle from the seed's initial weights
         model.load_state_dict(state.model)

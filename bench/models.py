@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import UserError
 from bench.registry import Registry
 
 
@@ -51,7 +50,7 @@ def full_precision(x: torch.Tensor) -> torch.autocast:
     return torch.autocast(x.device.type, enabled=False)
 
 
-Factory = Callable[[int, int], Backbone]  # (in_channels, n_classes) -> model
+Factory = Callable[[int, int], nn.Module]  # (in_channels, n_classes) -> a Backbone, or a module bench.zoo adapts
 MODELS: Registry[Factory] = Registry("model")
 register_model = MODELS.register
 
@@ -60,31 +59,13 @@ def list_models() -> list[str]:
     return MODELS.names()
 
 
-def check_model(name: str) -> None:
-    MODELS.get(name)
-
-
 def create_model(name: str, in_channels: int, n_classes: int, generator_seed: int) -> Backbone:
-    """Build a model whose initial weights depend only on generator_seed (global RNG state is restored)."""
-    check_model(name)
+    """Build a registered model whose initial weights depend only on generator_seed (global RNG state is
+    restored). bench.zoo.build_model builds any model a run can name: torchvision's, adapted modules too."""
+    factory = MODELS.get(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(generator_seed)
-        return MODELS.get(name)(in_channels, n_classes)
-
-
-def check_input_size(model_name: str, channels: int, height: int, width: int) -> None:
-    """Refuse, before any work, an image size the model cannot take: run its forward pass once on one zero image
-    [1, channels, height, width] on the CPU and turn a failure (a feature map pooled down to nothing) into a
-    UserError. Eval mode: a single image in training mode would trip batch norm, whatever its size."""
-    model = create_model(model_name, channels, 2, generator_seed=0).eval()  # any class count and weights will do
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, channels, height, width))
-    except (RuntimeError, ValueError) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise UserError(f"Images of {height}x{width} pixels ({channels} channel(s)) are too small for model "
-                        f"{model_name!r}: its forward pass fails on them ({reason}). Use larger images or "
-                        "another --model.") from None
+        return factory(in_channels, n_classes)
 
 
 # ---------------------------------------------------------------------------------------------- ResNet-18

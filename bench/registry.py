@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import importlib.util
+import re
+import sys
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Generic, TypeVar
 
 from bench.errors import UserError
 
 T = TypeVar("T")
+
+# Names become parts of job keys (strategy/seed), file names and table columns: no separators, no spaces.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
 def unknown_name(kind: str, name: str, known: Sequence[str]) -> UserError:
@@ -28,6 +35,9 @@ class Registry(Generic[T]):
 
     def add(self, name: str, item: T, aliases: Sequence[str] = ()) -> T:
         for key in (name, *aliases):
+            if not isinstance(key, str) or not NAME.fullmatch(key):
+                raise UserError(f"{self.kind.capitalize()} name {key!r} is refused: use letters, digits and "
+                                "_ . + - only, starting with a letter or digit.")
             if key in self._items or key in self._aliases:
                 holder = self._describe(self._items[self.canonical(key)])
                 raise UserError(f"{self.kind.capitalize()} name {key!r} is taken by {holder}; give the new "
@@ -68,3 +78,30 @@ class Registry(Generic[T]):
             yield self
         finally:
             self._items, self._aliases = items, aliases
+
+
+def import_user_file(path: Path, registry: Registry, none_added: str) -> list[str]:
+    """Import a user's .py file that registers items into `registry`; returns the names it added. Every failure
+    is one line; `none_added` finishes the line for a file that registers nothing."""
+    what = registry.kind.capitalize()
+    if not path.is_file():
+        raise UserError(f"{what} file {str(path)!r} does not exist: give the path of a .py file.")
+    before = set(registry.names())
+    module_name = f"al_bench_user_{registry.kind}_{path.stem}_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise UserError(f"{what} file {path} cannot be imported: it must be a Python source file (.py).")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except UserError:
+        raise
+    except SyntaxError as err:
+        raise UserError(f"{what} file {path} has a syntax error at line {err.lineno}: {err.msg}.") from None
+    except Exception as err:
+        raise UserError(f"{what} file {path} failed to import ({type(err).__name__}: {err}).") from None
+    added = sorted(set(registry.names()) - before)
+    if not added:
+        raise UserError(f"{what} file {path} {none_added}")
+    return added

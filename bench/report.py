@@ -44,7 +44,8 @@ def load_cycles(run_dir: Path) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Analysis:
-    """Every statistic the report shows, for all datasets of one run folder."""
+    """Every statistic the report shows, for all settings of a report: the datasets of one run folder, or the
+    run folders of a suite (their "dataset" column then holds the setting's name)."""
 
     cycles: pd.DataFrame
     baseline: str
@@ -53,10 +54,11 @@ class Analysis:
     aulc_summary: pd.DataFrame  # stats.summarize_aulc
     comparisons: pd.DataFrame  # stats.compare_to_baseline
     efficiency: pd.DataFrame  # stats.label_efficiency
-    mdd: pd.DataFrame  # stats.min_detectable_difference
     planning: pd.DataFrame  # stats.seed_planning
     ranks: pd.DataFrame  # stats.mean_rank
     penalties: dict[str, pd.DataFrame]  # dataset -> stats.penalty_matrix
+    wins: pd.DataFrame  # stats.win_tie_loss over the settings
+    rank_test: stats.RankTest | None  # stats.friedman_nemenyi over the settings
     palette: dict[str, Color]  # strategy -> colour, the same in every plot
 
 
@@ -65,6 +67,8 @@ def analyse(cycles: pd.DataFrame, baseline: str = "random") -> Analysis:
     aulc_seeds = stats.aulc_per_seed(cycles)
     aulc_summary = stats.summarize_aulc(aulc_seeds)
     comparisons = stats.compare_to_baseline(cycles, baseline)
+    if cycles["dataset"].nunique() > 1:  # the primary question is asked once per setting and strategy
+        comparisons = stats.holm_across_datasets(comparisons)
     penalties = {  # only where some pair of strategies could be tested
         str(dataset): matrix
         for dataset, rows in cycles.groupby("dataset", sort=True)
@@ -80,10 +84,11 @@ def analyse(cycles: pd.DataFrame, baseline: str = "random") -> Analysis:
         aulc_summary=aulc_summary,
         comparisons=comparisons,
         efficiency=stats.label_efficiency(summary, baseline),
-        mdd=stats.min_detectable_difference(comparisons),
         planning=stats.seed_planning(comparisons),
         ranks=stats.mean_rank(aulc_summary),
         penalties=penalties,
+        wins=stats.win_tie_loss(comparisons),
+        rank_test=stats.friedman_nemenyi(aulc_summary),
         palette=strategy_palette(cycles["strategy"].unique()),
     )
 
@@ -105,27 +110,54 @@ def write_report(run_dir: Path, baseline: str = "random") -> Path:
     unreadable or malformed, and UserError when the report cannot be written (a full disk, `report` being a
     file, a plot that cannot be saved): the previous report/ is then left as it was.
     """
-    run_dir = Path(run_dir)
-    result = analyse(load_cycles(run_dir), baseline)
+    return write_analysis(analyse(load_cycles(run_dir), baseline), Path(run_dir))
+
+
+def write_analysis(result: Analysis, run_dir: Path) -> Path:
+    """write_report for an analysis already made."""
     out = run_dir / REPORT
+    runs = sorted(result.cycles["run"].astype(str).unique()) if "run" in result.cycles else [run_dir.name]
     # Written whole into a temporary folder that then takes report/'s place: a failure midway leaves the previous
     # report as it was, never half old and half new, and no file of an older report lingers beside a new one.
-    atomic_write_folder(out, lambda tmp: _write_files(result, run_dir, tmp),
+    atomic_write_folder(out, lambda tmp: write_files(result, header_lines(result, runs, "`cycles.parquet`"), tmp),
                         then=f"run `run_bench.py report {run_dir}` (the results are complete)")
     return out / "report.md"
 
 
-def _write_files(result: Analysis, run_dir: Path, out: Path) -> None:
-    """report.md, tables/ and plots/ into the (empty) folder out."""
+def headline(result: Analysis) -> list[str]:
+    """The primary verdicts and the seed planning, one console line each, for the end of a run."""
+    lines = []
+    for row in result.comparisons[result.comparisons["family"] == stats.PRIMARY].itertuples(index=False):
+        where = f" on {row.dataset}" if result.cycles["dataset"].nunique() > 1 else ""
+        if math.isnan(row.t_p):
+            lines.append(f"primary   {row.strategy}{where}: fewer than 2 seeds with complete curves, not tested")
+            continue
+        verdict = _verdict(row.significant, row.mean_diff)
+        lines.append(f"primary   {row.strategy}{where} {verdict} {row.baseline} over the curve: AULC "
+                     f"{_points(row.mean_diff)} points (95% CI {_points(row.ci_low)} to {_points(row.ci_high)}), "
+                     f"Holm {_p_is(row.p_holm)}, {_count(int(row.n_pairs), 'seed')}")
+    for row in result.planning[result.planning["sd_diff"] > 0].itertuples(index=False):
+        def seeds(n: float) -> str:
+            return f"more than {stats.MAX_PLANNED_SEEDS}" if pd.isna(n) else str(int(n))
+
+        lines.append(f"seeds     {row.strategy} vs {row.baseline}: {seeds(row.seeds_1pt)} seeds detect a 1-point AULC "
+                     f"difference with 80% power, {seeds(row.seeds_half_pt)} a 0.5-point one (sd of the paired "
+                     f"differences {100 * row.sd_diff:.2f} points over {row.n_pairs} seeds)")
+    return lines
+
+
+def write_files(result: Analysis, header: list[str], out: Path, unit: str = "dataset") -> None:
+    """report.md (header, then the primary verdicts, a section per setting, and what holds across settings),
+    tables/ and plots/ into the (empty) folder out; `unit` names a setting in headings."""
     for folder in (out / "tables", out / "plots"):
         folder.mkdir()
     datasets = sorted(result.cycles["dataset"].unique())
     slugs = _slugs(datasets)
-    lines = _header(result, run_dir) + _primary_section(result, datasets, slugs, out)
+    lines = header + _primary_section(result, datasets, slugs, out, unit)
     for dataset in datasets:
-        lines += _dataset_section(result, dataset, slugs[dataset], out)
+        lines += _dataset_section(result, dataset, slugs[dataset], out, unit)
     if len(datasets) > 1:
-        lines += _across_datasets(result, out)
+        lines += _across_settings(result, out, unit)
     (out / "report.md").write_text("\n".join(lines).rstrip() + "\n")
 
 
@@ -140,22 +172,23 @@ def _slugs(datasets: list[str]) -> dict[str, str]:
     return slugs
 
 
-def _header(result: Analysis, run_dir: Path) -> list[str]:
+def header_lines(result: Analysis, runs: list[str], source: str, unit: str = "dataset") -> list[str]:
     cycles = result.cycles
-    runs = sorted(cycles["run"].astype(str).unique()) if "run" in cycles else [run_dir.name]
-    shape = ", ".join([_count(cycles["dataset"].nunique(), "dataset"),
+    shape = ", ".join([_count(cycles["dataset"].nunique(), unit),
                        _count(cycles["strategy"].nunique(), "strategy", "strategies"),
                        _count(cycles["seed"].nunique(), "seed")])
+    per_setting = f" and {unit}" if cycles["dataset"].nunique() > 1 else ""
     dropped = cycles.attrs.get("rows_without_accuracy", 0)
     left_out = f"; {_count(dropped, 'row')} without a finite test accuracy left out" if dropped else ""
     return [
         f"# Active-learning benchmark report: {', '.join(runs)}",
         "",
-        f"Computed from `cycles.parquet` ({_count(len(cycles), 'row')}: {shape}{left_out}). Baseline: "
+        f"Computed from {source} ({_count(len(cycles), 'row')}: {shape}{left_out}). Baseline: "
         f"`{result.baseline}`. Intervals are 95% Student-t intervals over seeds. Comparisons pair "
         "strategies by seed (same seed = same initial labeled set and weights) and use a two-sided paired "
         "t-test; \"significant\" means p < 0.05 after Holm correction within the family the sentence names: "
-        "the primary family (the AULC, one test per strategy) or the secondary, exploratory one (per-budget "
+        f"the primary family (the AULC, one test per strategy{per_setting}) "
+        "or the secondary, exploratory one (per-budget "
         "tests). Accuracies are in percent, differences in percentage "
         "points. Tables are also in `tables/` as CSV (full precision), Markdown and LaTeX.",
         "",
@@ -165,7 +198,8 @@ def _header(result: Analysis, run_dir: Path) -> list[str]:
 # ---------------------------------------------------------------- the headline: primary endpoint
 
 
-def _primary_section(result: Analysis, datasets: list[str], slugs: dict[str, str], out: Path) -> list[str]:
+def _primary_section(result: Analysis, datasets: list[str], slugs: dict[str, str], out: Path,
+                     unit: str) -> list[str]:
     """The verdict on the primary endpoint (AULC against the baseline), per dataset, before anything else."""
     lines = [f"## Primary endpoint: area under the learning curve against {result.baseline}", ""]
     for dataset in datasets:
@@ -174,32 +208,42 @@ def _primary_section(result: Analysis, datasets: list[str], slugs: dict[str, str
             continue
         primary = comparisons[comparisons["family"] == stats.PRIMARY]
         if len(datasets) > 1:
-            lines += [f"### Dataset `{dataset}`", ""]
-        lines += [f"- {_families_sentence(comparisons, result.baseline)}"]
+            lines += [f"### {unit.capitalize()} `{dataset}`", ""]
+        lines += [f"- {_families_sentence(comparisons, result.baseline, result.comparisons, unit)}"]
         lines += [f"- {_primary_sentence(row, result.baseline)}" for _, row in primary.iterrows()]
         lines += [f"- {s}" for s in _planning_sentences(_rows(result.planning, dataset))] + [""]
         lines += _table(out, f"primary_{slugs[dataset]}", primary, _primary_display(primary),
                         f"Primary endpoint: AULC of each strategy minus {result.baseline}'s, paired by seed "
-                        "(percentage points); Holm over the strategies compared.")
+                        f"(percentage points); Holm over the strategies compared{_across(datasets, unit)}.")
         planning = _rows(result.planning, dataset)
         if not planning.empty:
             lines += _table(out, f"seed_planning_{slugs[dataset]}", planning, _planning_display(planning),
                             "Seeds a paired t-test needs for 80% power at alpha 0.05 (two-sided, before Holm "
                             "correction), from the observed sd of the paired AULC differences.")
     if len(lines) == 2:
-        lines += [f"No dataset has both the baseline `{result.baseline}` and another strategy, so there is no "
-                  "primary comparison; see each dataset's findings.", ""]
+        lines += [f"No {unit} has both the baseline `{result.baseline}` and another strategy, so there is no "
+                  f"primary comparison; see each {unit}'s findings.", ""]
     return lines
 
 
-def _families_sentence(comparisons: pd.DataFrame, baseline: str) -> str:
-    primary = comparisons[(comparisons["family"] == stats.PRIMARY) & comparisons["t_p"].notna()]
+def _across(datasets: list[str], unit: str) -> str:
+    return f" in all {len(datasets)} {unit}s together" if len(datasets) > 1 else ""
+
+
+def _families_sentence(comparisons: pd.DataFrame, baseline: str, every: pd.DataFrame, unit: str) -> str:
+    """The two families in one sentence each; `every`: the comparisons of all settings (the primary family
+    spans them)."""
+    primary = every[(every["family"] == stats.PRIMARY) & every["t_p"].notna()]
+    several = every["dataset"].nunique() > 1
+    pairs = (_count(len(primary), f"strategy-{unit} pair") + f" (every {unit} of this report)" if several
+             else _count(len(primary), "strategy", "strategies"))
+    within = f" of this {unit}" if several else ""
     secondary = comparisons[(comparisons["family"] == stats.SECONDARY) & comparisons["t_p"].notna()]
     left_out = comparisons[comparisons["family"] == stats.LEFT_OUT]
     text = (f"Primary: the normalised AULC per seed, paired with {baseline} on the same seed, two-sided paired "
-            f"t-test (Wilcoxon signed-rank beside it), Holm over {_count(len(primary), 'strategy', 'strategies')}. "
+            f"t-test (Wilcoxon signed-rank beside it), Holm over {pairs}. "
             "Secondary (exploratory): the paired t-test at each budget, Holm over "
-            f"{_count(len(secondary), 'strategy-budget pair')}")
+            f"{_count(len(secondary), 'strategy-budget pair')}{within}")
     if left_out.empty:
         return text + f"; no budget left out (every budget has some strategy that differs from {baseline})."
     labels = _label_list(left_out.groupby("cycle")["n_labeled"].mean())
@@ -212,16 +256,19 @@ def _primary_sentence(row: pd.Series, baseline: str) -> str:
     if math.isnan(row["t_p"]):
         return (f"**{strategy}** cannot be compared with {baseline} over the curve: fewer than 2 seeds with "
                 "complete curves on both sides.")
-    if row["significant"]:
-        verdict = "beats" if row["mean_diff"] > 0 else "is worse than"
-    else:
-        verdict = "is not distinguishable from"
+    verdict = _verdict(row["significant"], row["mean_diff"])
     note = f" ({row['t_note']})" if row["t_note"] else ""
     wilcoxon = (f"Wilcoxon {_p_is(row['wilcoxon_p'])}" if not math.isnan(row["wilcoxon_p"])
                 else f"Wilcoxon not run ({row['wilcoxon_note']})")
     return (f"**{strategy}** {verdict} {baseline} over the curve: AULC {_points(row['mean_diff'])} points "
             f"(95% CI {_points(row['ci_low'])} to {_points(row['ci_high'])}), paired t {_p_is(row['t_p'])}"
             f"{note}, Holm {_p_is(row['p_holm'])}, {wilcoxon}, {_count(int(row['n_pairs']), 'seed')}.")
+
+
+def _verdict(significant: bool, mean_diff: float) -> str:
+    if not significant:
+        return "is not distinguishable from"
+    return "beats" if mean_diff > 0 else "is worse than"
 
 
 def _planning_sentences(planning: pd.DataFrame) -> list[str]:
@@ -275,10 +322,10 @@ def _planning_display(planning: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------- one dataset
 
 
-def _dataset_section(result: Analysis, dataset: str, slug: str, out: Path) -> list[str]:
+def _dataset_section(result: Analysis, dataset: str, slug: str, out: Path, unit: str) -> list[str]:
     cycles = result.cycles[result.cycles["dataset"] == dataset]
     has_baseline = result.baseline in set(cycles["strategy"])
-    lines = [f"## Dataset `{dataset}`", "", "### Findings", ""]
+    lines = [f"## {unit.capitalize()} `{dataset}`", "", "### Findings", ""]
     lines += [f"- {s}" for s in _findings(result, dataset, cycles, has_baseline)]
     lines += [""] + _curves_part(result, dataset, slug, out)
     if has_baseline:
@@ -373,8 +420,6 @@ def _findings(result: Analysis, dataset: str, cycles: pd.DataFrame, has_baseline
             sentences.append(f"Only the baseline `{baseline}` was run, so there is nothing to compare.")
         for strategy in others:
             sentences += _strategy_sentences(comparisons, cycles, strategy, baseline)
-        if others:
-            sentences.append(_mdd_sentence(_rows(result.mdd, dataset)))
         sentences += _efficiency_sentences(_rows(result.efficiency, dataset), baseline)
     sentences.append(_aulc_sentence(_rows(result.aulc_summary, dataset), _rows(result.aulc_seeds, dataset)))
     if dataset in result.penalties:
@@ -433,15 +478,6 @@ def _pairing_sentences(cycles: pd.DataFrame, strategy: str, baseline: str) -> li
                              f"{_int_list(lacking)}, so {strategy} and {baseline} are compared on the "
                              f"{_count(common, 'seed')} both have.")
     return sentences
-
-
-def _mdd_sentence(mdd: pd.DataFrame) -> str:
-    if mdd.empty:
-        return "Too few seeds (or no seed-to-seed variation) to estimate the smallest detectable difference."
-    row = mdd.iloc[0]
-    return (f"With {int(row['n_pairs'])} seeds, differences under about {100 * row['mdd']:.1f} points "
-            "cannot be detected (half-width of the 95% interval of a paired difference, seed-to-seed spread "
-            "pooled over strategies and budgets; Holm correction raises the bar further).")
 
 
 def _efficiency_sentences(efficiency: pd.DataFrame, baseline: str) -> list[str]:
@@ -576,20 +612,70 @@ def _efficiency_display(efficiency: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def _across_datasets(result: Analysis, out: Path) -> list[str]:
+def _across_settings(result: Analysis, out: Path, unit: str) -> list[str]:
+    """What holds over the settings: mean AULC ranks with Friedman's test and the Nemenyi critical difference,
+    wins/ties/losses against the baseline (the primary family), and BADGE's penalty matrix summed."""
+    n = result.cycles["dataset"].nunique()
     ranks = result.ranks
-    display = pd.DataFrame({
-        "strategy": ranks["strategy"],
-        "mean rank": ranks["mean_rank"].map(lambda v: f"{v:.2f}"),
-        "datasets": ranks["n_datasets"].astype(str),
-    })
-    lines = ["## Across datasets", ""]
+    lines = [f"## Across {unit}s", ""]
     if not ranks.empty:
         best = ranks.iloc[0]
-        lines += [f"By mean AULC rank (1 = best) over {result.cycles['dataset'].nunique()} datasets, "
-                  f"{best['strategy']} comes first (mean rank {best['mean_rank']:.2f}).", ""]
-    return lines + _table(out, "mean_rank", ranks, display, "Rank of each strategy by mean AULC per dataset, "
-                          "averaged over the datasets it was run on.")
+        lines += [f"- By mean AULC rank (1 = best) over {n} {unit}s, {best['strategy']} comes first (mean rank "
+                  f"{best['mean_rank']:.2f})."]
+    lines += [f"- {_rank_test_sentence(result.rank_test, unit)}"]
+    if not result.wins.empty:
+        lines += [f"- {_wins_sentence(result.wins, n, unit)}"]
+    lines += [""]
+    display = pd.DataFrame({"strategy": ranks["strategy"], "mean rank": ranks["mean_rank"].map(lambda v: f"{v:.2f}"),
+                            f"{unit}s": ranks["n_datasets"].astype(str)})
+    lines += _table(out, "mean_rank", ranks, display, f"Rank of each strategy by mean AULC per {unit}, averaged "
+                    f"over the {unit}s it was run on.")
+    if result.rank_test is not None:
+        test = result.rank_test
+        lines += _figure(out, "critical_difference", "Mean ranks with the Nemenyi critical difference",
+                         lambda ax: _plot_critical_difference(ax, test, result.palette, unit),
+                         size=(7.0, 1.2 + 0.45 * len(test.mean_ranks)))
+    if not result.wins.empty:
+        wins = result.wins
+        lines += _table(out, "win_tie_loss", wins, wins.drop(columns="baseline").astype(str),
+                        f"Against {result.baseline} on the primary endpoint, over the {unit}s: significantly better "
+                        f"(Holm over every strategy and {unit}), not significant, significantly worse, untested.")
+    if len(result.penalties) > 1:
+        total = stats.summed_penalties(list(result.penalties.values()))
+        raw = total.rename_axis(index="row beats column", columns=None).reset_index()
+        lines += (["### Penalty matrix summed over " + f"{unit}s", ""]
+                  + _figure(out, "penalty_summed", "Summed penalty matrix",
+                            lambda ax: _plot_penalty(ax, total, f"{len(result.penalties)} {unit}s",
+                                                     vmax=float(len(result.penalties))),
+                            size=(4.0 + 0.75 * len(total), 2.8 + 0.6 * len(total)))
+                  + _table(out, "penalty_summed", raw, _penalty_display(total),
+                           f"Sum over the {len(result.penalties)} {unit}s of their penalty matrices (each entry of a "
+                           f"{unit} is the share of its BADGE checkpoints at which the row strategy significantly "
+                           "beats the column one), as Ash et al. 2020 sum over settings; the last row sums each "
+                           "column: lower is better."))
+    return lines
+
+
+def _rank_test_sentence(test: stats.RankTest | None, unit: str) -> str:
+    if test is None:
+        return (f"No rank test: Friedman's test needs at least 3 strategies run in at least 2 {unit}s.")
+    k, cd = len(test.strategies), test.critical_difference
+    text = (f"Friedman's test of equal mean ranks over {test.n_settings} {unit}s and {k} strategies: chi-square "
+            f"{test.statistic:.2f}, {_p_is(test.p)}. Nemenyi critical difference at alpha 0.05: {cd:.2f} ranks")
+    if cd >= k - 1:
+        return (text + f", more than the largest possible difference ({k - 1}), so with {test.n_settings} "
+                f"{unit}s no pair of strategies can be told apart by rank: add {unit}s for a verdict.")
+    ranks = test.mean_ranks
+    apart = [f"{a} ahead of {b}" for a in ranks for b in ranks if ranks[b] - ranks[a] > cd]
+    return text + (f"; pairs further apart than that: {', '.join(apart)}." if apart else
+                   "; no pair of strategies is further apart than that.")
+
+
+def _wins_sentence(wins: pd.DataFrame, n: int, unit: str) -> str:
+    parts = [f"{r.strategy} {r.wins}/{r.ties}/{r.losses}" + (f" ({r.untested} untested)" if r.untested else "")
+             for r in wins.itertuples(index=False)]
+    return (f"Wins/ties/losses against {wins['baseline'].iloc[0]} over the {n} {unit}s (primary endpoint, "
+            f"Holm over every strategy and {unit}): {', '.join(parts)}.")
 
 
 # ---------------------------------------------------------------- table writers
@@ -686,11 +772,11 @@ def _plot_differences(ax: Axes, comparisons: pd.DataFrame, palette: dict[str, Co
     ax.legend(title="strategy", loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
 
 
-def _plot_penalty(ax: Axes, matrix: pd.DataFrame, dataset: str) -> None:
+def _plot_penalty(ax: Axes, matrix: pd.DataFrame, dataset: str, vmax: float = 1.0) -> None:
     sums = matrix.sum(axis=0, skipna=True)
-    sns.heatmap(matrix.astype(float), annot=True, fmt=".2f", annot_kws={"size": 9}, vmin=0, vmax=1, cmap="Reds",
+    sns.heatmap(matrix.astype(float), annot=True, fmt=".2f", annot_kws={"size": 9}, vmin=0, vmax=vmax, cmap="Reds",
                 square=True,
-                linewidths=0.5, cbar_kws={"label": "share of cycles row beats column"}, ax=ax)
+                linewidths=0.5, cbar_kws={"label": "share of checkpoints row beats column"}, ax=ax)
     ax.set_xticklabels([f"{name} (sum {sums[name]:.2f})" for name in matrix.columns], rotation=35, ha="right",
                        rotation_mode="anchor")
     ax.set_yticklabels(list(matrix.index), rotation=0)
@@ -720,3 +806,18 @@ def _plot_aulc(
         label.set_rotation_mode("anchor")
     ax.set(xlabel="strategy", ylabel="area under learning curve (% accuracy)",
            title=f"{dataset}: AULC per seed (points) and mean")
+
+
+def _plot_critical_difference(ax: Axes, test: stats.RankTest, palette: dict[str, Color], unit: str) -> None:
+    """Each strategy's mean rank with a bar of +-CD/2: two strategies differ (Nemenyi) when their bars do not
+    overlap."""
+    names = list(test.mean_ranks)  # best first
+    ranks = np.array([test.mean_ranks[n] for n in names])  # [n_strategies]
+    y = np.arange(len(names))[::-1]
+    for i, name in enumerate(names):
+        ax.errorbar(ranks[i], y[i], xerr=test.critical_difference / 2, fmt="o", color=palette[name], capsize=4)
+    ax.set_yticks(y, names)
+    ax.set_xlim(0.5, len(names) + 0.5)
+    ax.set(xlabel=f"mean AULC rank over {test.n_settings} {unit}s (1 = best); bars +-CD/2, "
+                  f"CD = {test.critical_difference:.2f}",
+           title="Nemenyi: strategies whose bars do not overlap differ (alpha 0.05)")

@@ -21,16 +21,16 @@ import torch
 
 from bench import provenance
 from bench.config import PRESETS, RunConfig, preset_protocol, proportions, resolve_epoch
-from bench.data import ImageData, check_dataset, load_dataset
+from bench.data import DATASETS, ImageData, check_dataset, load_dataset
 from bench.errors import UserError
 from bench.jobs import JobSpec, JobState
 from bench.loop import start_state
-from bench.models import check_input_size, check_model
 from bench.progress import Progress
 from bench.registry import unknown_name
 from bench.scheduler import DataSource, Driver, Outcome, make_pool
 from bench.store import CONFIG, CYCLES, FAILURES, FolderLock, RunStore, check_writable
-from bench.trainer import resolve_precision
+from bench.trainer import compile_works, resolve_precision
+from bench.zoo import build_model, check_model, check_setup, load_model_file, model_fingerprint
 from strategies import STRATEGIES, create_strategy, load_strategy_file
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,8 @@ class RunOptions:
 
     backend: str = "loky"  # loky (this machine's processes) | dask (a dask.distributed cluster)
     jobs: int = 1  # CPU worker processes (with dask and no address: local workers)
-    jobs_per_device: int = 1  # jobs sharing each CUDA device
+    jobs_per_device: int | str = 1  # jobs sharing each CUDA device, or "auto" (bench.packing's rule)
+    compile: bool = False  # torch.compile the model (falls back, with a warning, where it cannot)
     scheduler_address: str | None = None  # dask scheduler, tcp://HOST:PORT (None: a local cluster)
     strategy_files: tuple[Path, ...] = ()  # user strategy files, imported by the workers too
     baseline: str = "random"  # strategy the report compares against
@@ -71,16 +72,19 @@ def load_strategy_files(paths: tuple[Path, ...] | list[Path]) -> None:
 def build_config(preset: str = "quick", strategies: list[str] | None = None, seeds: int = 3,
                  protocol: dict[str, Any] | None = None, strategy_params: dict[str, dict[str, Any]] | None = None,
                  name: str | None = None, out: Path | None = None, devices: str = "auto",
-                 data_root: Path = Path("data"), download: bool = True) -> RunConfig:
+                 data_root: Path = Path("data"), download: bool = True, weights: Path | None = None,
+                 model_files: tuple[Path, ...] | list[Path] = ()) -> RunConfig:
     """A checked RunConfig: the preset's protocol with `protocol` fields replaced (None keeps the preset's),
     strategies by name or alias (None: every registered one), each strategy's parameters with its defaults
-    recorded and its epoch parameters resolved to epochs."""
+    recorded and its epoch parameters resolved to epochs; the model files imported, the weights file read."""
     subset_all = (protocol or {}).get("subset") == 0  # 0: the whole pool
     overrides = {k: v for k, v in (protocol or {}).items() if not (k == "subset" and v == 0)}
     p = preset_protocol(preset, **overrides)
     if subset_all:
         p = dataclasses.replace(p, subset=None)
     p.validate()
+    for path in model_files:
+        load_model_file(path)
     check_model(p.model)
     check_dataset(p.dataset)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
@@ -103,12 +107,26 @@ def build_config(preset: str = "quick", strategies: list[str] | None = None, see
             for key in strategy.epoch_params:  # fractions of the epochs, resolved: the config holds epochs
                 params[strategy_name][key] = resolve_epoch(params[strategy_name][key], p.epochs,
                                                            f"{strategy_name}.{key}")
-    dataset_tag = p.dataset.split(":", 1)[-1].replace("/", "_").removesuffix(".npz")
-    name = name or f"{preset}-{Path(dataset_tag).name}"
+    kind, is_path, where = p.dataset.partition(":")  # npz:PATH and imagefolder:PATH by their file or folder stem
+    name = name or f"{preset}-{(Path(where).stem if kind == 'npz' else Path(where).name) if is_path else p.dataset}"
     return RunConfig(protocol=p, strategies=tuple(names), seeds=tuple(range(seeds)), name=name,
                      out=Path(out) if out is not None else Path("results") / name, preset=preset, devices=devices,
                      data_root=Path(data_root), download=download,
-                     strategy_params={k: v for k, v in params.items() if k in names})
+                     strategy_params={k: v for k, v in params.items() if k in names}, weights=weights,
+                     model_files=tuple(Path(f) for f in model_files),
+                     model_fingerprint=model_fingerprint(p.model, weights))
+
+
+def parse_strategy_params(items: list[str]) -> dict[str, dict[str, str]]:
+    """['learning-loss.margin=0.5', ...] -> {'learning-loss': {'margin': '0.5'}} (values parsed by the strategy)."""
+    params: dict[str, dict[str, str]] = {}
+    for item in items:
+        head, sep, value = item.partition("=")
+        name, dot, key = head.rpartition(".")
+        if not sep or not dot or not name or not key:
+            raise UserError(f"--strategy-param {item!r} must read STRATEGY.KEY=VALUE, e.g. learning-loss.margin=0.5.")
+        params.setdefault(name, {})[key] = value
+    return params
 
 
 def resolve_baseline(name: str) -> str:
@@ -151,12 +169,39 @@ def check_options(options: RunOptions) -> None:
         raise unknown_name("backend", options.backend, BACKENDS)
     if options.on_existing not in ON_EXISTING:
         raise unknown_name("on_existing choice", options.on_existing, ON_EXISTING)
+    k = options.jobs_per_device
+    if k != "auto" and not (isinstance(k, int) and not isinstance(k, bool) and k > 0):
+        raise UserError(f"--jobs-per-device must be a positive integer or auto. Got {k!r} instead.")
+
+
+def execution(options: RunOptions, config: RunConfig, data: ImageData, devices: list[str]) -> dict[str, Any]:
+    """How this run executes (recorded in config.json; none of it is part of a job's identity): the jobs per
+    device, resolved when "auto", and whether the model is compiled, after checking that compiling works."""
+    compiled = options.compile
+    if compiled and (reason := compile_works(torch.device(devices[0]))) is not None:
+        print(f"warning   --compile: torch.compile does not work here ({reason}); running uncompiled", file=sys.stderr)
+        compiled = False
+    packing: dict[str, Any] = {}
+    k = options.jobs_per_device
+    if k == "auto":
+        k = 1
+        if devices[0].startswith("cuda"):
+            from bench.packing import auto_packing
+
+            p = config.protocol
+            model = build_model(p.model, int(data.x_train.shape[1]), data.n_classes, 0)
+            data_mib = (data.x_train.numel() + data.x_test.numel()) / 2**20 * 1.3  # uint8, padded for crops
+            found = auto_packing(devices[0], model, (p.batch_size, *data.x_train.shape[1:]), data.n_classes,
+                                 data_mib, len(devices))
+            k, packing = found.jobs_per_device, dataclasses.asdict(found)
+    return {"jobs_per_device": k, "packing": packing, "compile": compiled}
 
 
 def job_specs(config: RunConfig) -> list[JobSpec]:
     return [JobSpec(run=config.name, dataset=config.protocol.dataset, strategy=s, seed=seed,
                     protocol=config.protocol, params=config.strategy_params.get(s, {}),
-                    config_hash=config.job_hash(s))
+                    config_hash=config.job_hash(s), weights=str(config.weights) if config.weights else None,
+                    weights_sha256=config.model_fingerprint.get("weights", ""))
             for seed in config.seeds for s in config.strategies]
 
 
@@ -177,11 +222,11 @@ def _as_fraction(value: Any) -> str:
     return "[" + ", ".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
 
 
-def describe_run(config: RunConfig, data: ImageData | None, devices: list[str]) -> str:
-    """The resolved run in words (data=None: the dataset is not loaded, as in a dry run)."""
+def describe_run(config: RunConfig, data: ImageData | str, devices: list[str], model_note: str = "") -> str:
+    """The resolved run in words (data: the loaded dataset, or why it is not loaded; model_note: check_setup's)."""
     p = config.protocol
-    if data is None:
-        dataset = f"dataset   {p.dataset} (not loaded in a dry run)"
+    if isinstance(data, str):
+        dataset = f"dataset   {p.dataset}: {data}"
     else:
         shape = "x".join(map(str, data.x_train.shape[1:]))
         dataset = (f"dataset   {p.dataset}: {data.x_train.shape[0]} train / {data.x_test.shape[0]} test images, "
@@ -189,7 +234,8 @@ def describe_run(config: RunConfig, data: ImageData | None, devices: list[str]) 
                    f"flip {data.flip and p.augment})")
     lines = [
         dataset,
-        f"model     {p.model}",
+        f"model     {p.model}" + (f", images resized to {p.image_size}x{p.image_size}" if p.image_size else "")
+        + (f": {model_note}" if model_note else ""),
         f"protocol  preset {config.preset}: initial {p.initial}, budget {p.budget}, cycles {p.cycles} "
         f"(labels {p.initial}..{p.labels_needed()}), subset {p.subset or 'whole pool'}",
         f"training  {p.epochs} epochs, batch {p.batch_size}, SGD lr {p.lr} momentum {p.momentum} "
@@ -218,6 +264,10 @@ def config_payload(config: RunConfig, data: ImageData, devices: list[str], comma
         **config.result_defining(),
         "strategies": list(config.strategies), "seeds": list(config.seeds),
         "epoch_proportions": epoch_proportions(config),
+        "model": {"name": config.protocol.model, "image_size": config.protocol.image_size,
+                  "weights": None if config.weights is None else {
+                      "path": str(Path(config.weights).resolve()), "sha256": config.model_fingerprint["weights"]},
+                  "model_files": [str(Path(f).resolve()) for f in config.model_files]},
         "dataset": {"spec": config.protocol.dataset, "n_train": int(data.x_train.shape[0]),
                     "n_test": int(data.x_test.shape[0]), "shape": list(data.x_train.shape[1:]),
                     "classes": data.classes, "mean": data.mean, "std": data.std},
@@ -266,8 +316,10 @@ def config_differences(stored: dict[str, Any], config: RunConfig) -> list[str]:
     now = json.loads(json.dumps(config.result_defining(), default=str))
     common = set(stored.get("strategy_params", {})) & set(now["strategy_params"])
     old = _flatten({"protocol": stored.get("protocol", {}), "dataset_fingerprint": stored.get("dataset_fingerprint"),
+                    "model_fingerprint": stored.get("model_fingerprint") or {},
                     "strategy_params": {k: v for k, v in stored.get("strategy_params", {}).items() if k in common}})
     new = _flatten({"protocol": now["protocol"], "dataset_fingerprint": now["dataset_fingerprint"],
+                    "model_fingerprint": now["model_fingerprint"],
                     "strategy_params": {k: v for k, v in now["strategy_params"].items() if k in common}})
     shown = {k: k.encode("unicode_escape").decode() for k in set(old) | set(new)}  # a hand-edited key stays one line
     return [f"{shown[k]} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(shown) if old.get(k) != new.get(k)]
@@ -377,9 +429,9 @@ def run_benchmark(config: RunConfig, options: RunOptions = RunOptions()) -> RunR
     devices = resolve_devices(config.devices)
     data = load_dataset(config.protocol.dataset, config.data_root, config.download)
     config.protocol.validate_pool(int(data.x_train.shape[0]))
-    check_input_size(config.protocol.model, *data.x_train.shape[1:])
+    model_note = check_model_setup(config, data)
     config = dataclasses.replace(config, dataset_fingerprint=dataset_fingerprint(data))
-    print(describe_run(config, data, devices), flush=True)
+    print(describe_run(config, data, devices, model_note), flush=True)
     folder = config.out
     check_writable(folder)
     lock = FolderLock(folder)
@@ -392,12 +444,14 @@ def run_benchmark(config: RunConfig, options: RunOptions = RunOptions()) -> RunR
         if resumed:
             print(f"resume    {len(specs) - len(ready)} of {len(specs)} jobs already finished in {folder}")
         # the pool before config.json: an unreachable cluster leaves the folder as it was
-        pool, threads = (make_pool(options.backend, devices, options.jobs, options.jobs_per_device,
+        run_as = execution(options, config, data, devices) if ready else {}
+        pool, threads = (make_pool(options.backend, devices, options.jobs, run_as["jobs_per_device"],
                                    options.scheduler_address) if ready else (None, None))
         try:
-            store.write_config(config_payload(config, data, devices, options.command))
+            store.write_config({**config_payload(config, data, devices, options.command), "execution": run_as})
             store.clear_failures()
-            failures = schedule(config, options, store, specs, ready, done, pool, threads)
+            failures = schedule(config, options, store, specs, ready, done, pool, threads,
+                                run_as.get("compile", False))
         finally:
             if pool is not None:
                 pool.close()
@@ -415,23 +469,57 @@ def run_benchmark(config: RunConfig, options: RunOptions = RunOptions()) -> RunR
     return RunResult(folder, tuple(failures), report)
 
 
-def write_report_or_explain(folder: Path, baseline: str) -> Path:
-    # seaborn and scipy: imported when a report is written, not by every run_bench.py --help or dry run
-    from bench.report import write_report
-
+def dry_run(config: RunConfig) -> str:
+    """What a run would do, after the checks a run makes before any work: devices, the dataset loaded (never
+    downloaded), the pool large enough for the protocol, the images large enough for the model."""
+    devices = resolve_devices(config.devices)
+    data: ImageData | str
     try:
-        return write_report(folder, baseline)
+        data = load_dataset(config.protocol.dataset, config.data_root, download=False)
+    except UserError as err:
+        if not (config.download and config.protocol.dataset in DATASETS):  # a file, or a set a run cannot fetch
+            raise
+        data = f"not loaded ({str(err).partition(':')[0]}); a run downloads it"
+    model_note = ""
+    if not isinstance(data, str):
+        config.protocol.validate_pool(int(data.x_train.shape[0]))
+        model_note = check_model_setup(config, data)
+    jobs = [f"job       {spec.key}" for spec in job_specs(config)]
+    return "\n".join([describe_run(config, data, devices, model_note), *jobs])
+
+
+def check_model_setup(config: RunConfig, data: ImageData) -> str:
+    """The model's checks before any work (bench.zoo.check_setup) at the size the model is fed; its note."""
+    p = config.protocol
+    channels, height, width = (int(n) for n in data.x_train.shape[1:])
+    height, width = (p.image_size, p.image_size) if p.image_size else (height, width)
+    stage_users = [s for s in config.strategies if STRATEGIES.get(s).reads_stages()]
+    return check_setup(p.model, channels, height, width, data.n_classes, stage_users, config.weights,
+                       config.model_fingerprint.get("weights"))
+
+
+def write_report_or_explain(folder: Path, baseline: str) -> Path:
+    """Write FOLDER/report/, print its primary verdicts and seed planning, return report.md's path."""
+    # seaborn and scipy: imported when a report is written, not by every run_bench.py --help or dry run
+    from bench.report import analyse, headline, load_cycles, write_analysis
+
+    result = analyse(load_cycles(folder), baseline)
+    try:
+        path = write_analysis(result, folder)
     except OSError as err:  # a full disk: the results are complete, only the report is missing
         raise UserError(f"Cannot write the report in {folder / 'report'} ({err.strerror or err}); the results are "
                         f"complete: free disk space, then run `run_bench.py report {folder}`.") from None
+    print("\n".join(headline(result)))
+    return path
 
 
 def schedule(config: RunConfig, options: RunOptions, store: RunStore, specs: list[JobSpec], ready: list,
-             done: dict, pool: Any, threads: int | None) -> list[str]:
+             done: dict, pool: Any, threads: int | None, compiled: bool = False) -> list[str]:
     """Run what is left on the pool, writing each finished cycle at once; returns the keys of failed jobs."""
     failures: list[str] = []
     source = DataSource(config.protocol.dataset, str(config.data_root), config.download,
-                        tuple(str(Path(f).resolve()) for f in options.strategy_files))
+                        tuple(str(Path(f).resolve()) for f in options.strategy_files), compile=compiled,
+                        model_files=tuple(str(Path(f).resolve()) for f in config.model_files))
     with Progress(specs, done) as progress:
         def on_cycle(outcome: Outcome) -> None:
             spec, result = outcome.spec, outcome.result

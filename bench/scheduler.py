@@ -32,18 +32,22 @@ from bench.errors import UserError
 from bench.jobs import CycleResult, JobSpec, JobState
 from bench.loop import run_cycle
 from bench.trainer import DeviceData, Trainer
+from bench.zoo import load_model_file
 from strategies import STRATEGIES, load_strategy_file
 
 
 @dataclass(frozen=True)
 class DataSource:
     """How a worker finds the dataset (each worker loads it once and keeps it on its device), and the
-    user's strategy files (a worker process imports them before running a strategy they define)."""
+    user's strategy and model files (a worker process imports them before running a strategy they define, and
+    imports the model files before building any model)."""
 
     spec: str
     root: str
     download: bool
     strategy_files: tuple[str, ...] = ()  # absolute paths given with --strategy-file
+    model_files: tuple[str, ...] = ()  # absolute paths given with --model-file
+    compile: bool = False  # torch.compile the model (--compile, checked to work by the driver)
 
 
 @dataclass
@@ -108,7 +112,7 @@ def _trainer(source: DataSource, protocol: Protocol, device: str) -> tuple[Train
         data = load_dataset(source.spec, source.root, source.download)
         _WORKER["cache"] = {key: (DeviceData.from_images(data, torch.device(device), protocol.augment), data.n_classes)}
     device_data, n_classes = _WORKER["cache"][key]
-    return Trainer(device_data, protocol, torch.device(device)), n_classes
+    return Trainer(device_data, protocol, torch.device(device), compile=source.compile), n_classes
 
 
 def _import_strategy_files(source: DataSource, strategy: str) -> None:
@@ -127,6 +131,8 @@ def execute(spec: JobSpec, state: JobState, source: DataSource, threads: int | N
         torch.set_num_threads(threads)
     try:
         _import_strategy_files(source, spec.strategy)
+        for path in source.model_files:  # each imported once per process
+            load_model_file(path)
         trainer, n_classes = _trainer(source, spec.protocol, _worker_device())
         result, after = run_cycle(spec, trainer, n_classes, state)
         return Outcome(spec, result, after)
@@ -196,6 +202,9 @@ class LokyPool:
             self._manager.shutdown()
 
 
+DASK_CONNECT_TIMEOUT_S = 30  # a scheduler that does not answer by then is reported unreachable
+
+
 class DaskPool:
     """A dask.distributed cluster: the given scheduler, or a local cluster of `workers` processes."""
 
@@ -211,7 +220,7 @@ class DaskPool:
                                          dashboard_address=None)
             address = self._cluster.scheduler_address
         try:
-            self._client = Client(address, timeout=30)
+            self._client = Client(address, timeout=DASK_CONNECT_TIMEOUT_S)
         except OSError as err:
             raise UserError(f"Cannot reach the dask scheduler at {address} ({err}): check --scheduler-address "
                             "and that `dask scheduler` is running.") from None

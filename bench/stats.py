@@ -48,8 +48,8 @@ EFFICIENCY_COLUMNS = [
     "dataset", "strategy", "baseline", "target_acc", "labels_needed", "reached", "max_labels",
     "baseline_labels", "labels_saved", "percent_saved",
 ]
-MDD_COLUMNS = ["dataset", "n_pairs", "pooled_sd", "mdd"]
 RANK_COLUMNS = ["strategy", "mean_rank", "n_datasets"]
+WIN_TIE_LOSS_COLUMNS = ["strategy", "baseline", "wins", "ties", "losses", "untested"]
 
 
 # ---------------------------------------------------------------- intervals and summaries
@@ -454,30 +454,73 @@ def mean_rank(aulc_summary: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["mean_rank", "strategy"], kind="stable", ignore_index=True)[RANK_COLUMNS]
 
 
-def min_detectable_difference(comparisons: pd.DataFrame) -> pd.DataFrame:
-    """Smallest mean paired difference the per-cycle tests of each dataset could call significant.
+def holm_across_datasets(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """compare_to_baseline's table with the PRIMARY family widened to every dataset (setting) it holds: Holm
+    over strategies x settings, as a report covering several settings asks "does A beat the baseline here?"
+    once per setting and strategy. The secondary family stays per setting."""
+    frame = comparisons.copy()
+    members = frame["family"] == PRIMARY
+    frame.loc[members, "p_holm"] = holm(frame.loc[members, "t_p"].to_numpy(float))
+    frame["significant"] = frame["p_holm"] < ALPHA
+    return frame
 
-    mdd = t_{0.975, n-1} * sd / sqrt(n): the half-width of the 95% interval of a mean paired difference,
-    so an observed difference below it has p >= 0.05 in the paired t-test even before Holm correction
-    (and a true difference of exactly mdd is detected only about half the time). sd pools the variances
-    of the per-cycle differences over strategies and cycles, weighted by n_pairs - 1. Groups whose
-    differences have zero variance (for example cycle 0 when training is deterministic and the initial
-    sets are shared) are left out so they do not fake precision. n is the most common number of pairs
-    (the design's seed count unless jobs failed; ties go to the larger).
-    """
+
+def win_tie_loss(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy, over the datasets (settings) of the primary rows: wins (significantly better than the
+    baseline after Holm), losses (significantly worse), ties (tested, not significant) and untested (fewer
+    than 2 paired seeds)."""
+    primary = comparisons[comparisons["family"] == PRIMARY]
     rows = []
-    per_cycle = comparisons[(comparisons["metric"] == "test_acc") & (comparisons["n_pairs"] >= 2)]
-    for dataset, group in per_cycle.groupby("dataset", sort=True):
-        group = group[group["sd_diff"] > EQUAL_ATOL]
-        if group.empty:
-            continue
-        dof = group["n_pairs"] - 1
-        pooled_sd = math.sqrt(float((dof * group["sd_diff"] ** 2).sum() / dof.sum()))
-        counts = group["n_pairs"].value_counts()
-        n = int(counts[counts == counts.max()].index.max())
-        mdd = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * pooled_sd / math.sqrt(n)
-        rows.append({"dataset": dataset, "n_pairs": n, "pooled_sd": pooled_sd, "mdd": float(mdd)})
-    return pd.DataFrame(rows, columns=MDD_COLUMNS)
+    for (strategy, baseline), group in primary.groupby(["strategy", "baseline"], sort=True):
+        tested = group[group["t_p"].notna()]
+        wins = int((tested["significant"] & (tested["mean_diff"] > 0)).sum())
+        losses = int((tested["significant"] & (tested["mean_diff"] < 0)).sum())
+        rows.append({"strategy": strategy, "baseline": baseline, "wins": wins, "ties": len(tested) - wins - losses,
+                     "losses": losses, "untested": len(group) - len(tested)})
+    return pd.DataFrame(rows, columns=WIN_TIE_LOSS_COLUMNS)
+
+
+@dataclass(frozen=True)
+class RankTest:
+    """Friedman's test of equal mean ranks over settings, with the Nemenyi critical difference (Demsar 2006):
+    two strategies whose mean ranks differ by more than `critical_difference` differ at ALPHA."""
+
+    strategies: tuple[str, ...]  # the strategies ranked in every setting
+    n_settings: int
+    statistic: float  # Friedman's chi-square (scipy.stats.friedmanchisquare, tie-corrected)
+    p: float
+    critical_difference: float
+    mean_ranks: dict[str, float]  # 1 = best AULC
+
+
+def friedman_nemenyi(aulc_summary: pd.DataFrame, alpha: float = ALPHA) -> RankTest | None:
+    """Friedman's test on the mean AULC of the strategies present in every dataset (setting), blocks =
+    settings; the Nemenyi critical difference q / sqrt(2) * sqrt(k (k + 1) / (6 N)) with q the studentized
+    range quantile (scipy.stats.studentized_range, infinite degrees of freedom). None with fewer than 3
+    strategies or 2 settings, where the test is not defined."""
+    table = aulc_summary.pivot_table(index="dataset", columns="strategy", values="mean").dropna(axis=1)
+    k, n = table.shape[1], table.shape[0]
+    if k < 3 or n < 2:
+        return None
+    statistic, p = stats.friedmanchisquare(*(table[c].to_numpy(float) for c in table.columns))
+    ranks = table.rank(axis=1, ascending=False, method="average").mean(axis=0)
+    q = float(stats.studentized_range.ppf(1 - alpha, k, np.inf)) / math.sqrt(2)
+    return RankTest(strategies=tuple(map(str, table.columns)), n_settings=n, statistic=float(statistic),
+                    p=float(p), critical_difference=q * math.sqrt(k * (k + 1) / (6 * n)),
+                    mean_ranks={str(name): float(r) for name, r in ranks.sort_values(kind="stable").items()})
+
+
+def summed_penalties(matrices: list[pd.DataFrame]) -> pd.DataFrame:
+    """BADGE's penalty matrix over several settings: the sum of the per-setting matrices (entries a setting
+    could not test add nothing; the diagonal stays NaN)."""
+    names = sorted(set().union(*(m.index for m in matrices)))
+    total = pd.DataFrame(0.0, index=names, columns=names)
+    for matrix in matrices:
+        total = total.add(matrix.reindex(index=names, columns=names).fillna(0.0))
+    for name in names:
+        total.loc[name, name] = math.nan
+    total.index.name, total.columns.name = "better", "worse"
+    return total
 
 
 # ---------------------------------------------------------------- seed planning

@@ -8,6 +8,9 @@ DataLoader workers, no per-sample Python on the hot path. Evaluation happens onc
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -112,6 +115,16 @@ def crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator)
     return x.flatten(2).gather(2, pixels.expand(b, c, h * w)).view(b, c, h, w)
 
 
+def resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
+    """[B, C, H, W] float -> [B, C, size, size], bilinear, antialiased where it shrinks (None: unchanged). After
+    normalisation, which is per-channel affine and so commutes with interpolation: one float pass, no uint8 rounding."""
+    if size is None or tuple(x.shape[2:]) == (size, size):
+        return x
+    shrink = size < x.shape[2] or size < x.shape[3]
+    out = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
+    return out.contiguous(memory_format=torch.channels_last)
+
+
 # ---------------------------------------------------------------------------------------------- trainer
 
 
@@ -129,11 +142,21 @@ class FitResult:
 
 
 class Trainer:
-    def __init__(self, data: DeviceData, protocol: Protocol, device: torch.device) -> None:
+    def __init__(self, data: DeviceData, protocol: Protocol, device: torch.device, compile: bool = False) -> None:
         self.data = data
         self.protocol = protocol
         self.device = device
         self.dtype = resolve_precision(protocol.precision, device)
+        self.compile = compile  # torch.compile the model's and the aux head's forward (see compile_works)
+
+    def _net(self, module: nn.Module) -> nn.Module:
+        # A new wrapper per call is cheap: dynamo caches compiled code per code object, and a new model of the
+        # same class (the next cycle's) reuses it, its parameters being inputs of the graph.
+        return torch.compile(module) if self.compile else module
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, C, H, W] -> the network's input: normalised float32, resized when the protocol asks."""
+        return resize(self.data.normalise(x), self.protocol.image_size)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype == torch.float32:
@@ -155,6 +178,7 @@ class Trainer:
         start = time.perf_counter()
         p, data = self.protocol, self.data
         model.train()
+        net = self._net(model)
         optimizers = [self._optimizer(list(model.parameters()))]
         if aux is not None:
             aux.train()
@@ -174,9 +198,9 @@ class Trainer:
                 x = data.x_train[idx]
                 if data.pad or data.flip:
                     x = crop_flip(x, data.pad, data.flip, generator)
-                x, y = data.normalise(x), data.y_train[idx]
+                x, y = self.prepare(x), data.y_train[idx]
                 with self.autocast():
-                    out = model(x)
+                    out = net(x)
                     per_sample = F.cross_entropy(out.logits.float(), y, reduction="none")  # [B]
                     loss = per_sample.mean()
                     if aux is not None:
@@ -198,13 +222,14 @@ class Trainer:
     def evaluate(self, model: Backbone) -> tuple[float, float]:
         """Test accuracy (0..1) and mean cross-entropy."""
         model.eval()
+        net = self._net(model)
         data, bs = self.data, self.protocol.eval_batch_size
         correct = torch.zeros((), device=self.device)
         total_loss = torch.zeros((), device=self.device)
         for first in range(0, data.x_test.shape[0], bs):
             x, y = data.x_test[first:first + bs], data.y_test[first:first + bs]
             with self.autocast():
-                logits = model(data.normalise(x)).logits.float()
+                logits = net(self.prepare(x)).logits.float()
             correct += (logits.argmax(1) == y).sum()
             total_loss += F.cross_entropy(logits, y, reduction="sum")
         m = data.x_test.shape[0]
@@ -216,15 +241,17 @@ class Trainer:
         """One batched pass over training images idx ([n] int64): logits, embeddings, pooled stage features
         (when asked), aux outputs (when an aux head is given). All float32 on the device."""
         model.eval()
+        net = self._net(model)
         if aux is not None:
             aux.eval()
+            aux_net = self._net(aux)
         parts: dict[str, list] = {"logits": [], "embeddings": [], "features": [], "aux": []}
         for first in range(0, idx.numel(), self.protocol.eval_batch_size):
-            x = self.data.normalise(self.data.train_images(idx[first:first + self.protocol.eval_batch_size]))
+            x = self.prepare(self.data.train_images(idx[first:first + self.protocol.eval_batch_size]))
             with self.autocast():
-                out = model(x)
+                out = net(x)
                 if aux is not None:
-                    parts["aux"].append(aux(out).float().reshape(-1))
+                    parts["aux"].append(aux_net(out).float().reshape(-1))
             parts["logits"].append(out.logits.float())
             parts["embeddings"].append(out.embedding.float())
             if features:
@@ -239,3 +266,13 @@ class Trainer:
             stages = zip(*parts["features"], strict=True)
             result["features"] = [torch.cat(stage) for stage in stages]  # per stage: [n, C_s]
         return result
+
+
+def compile_works(device: torch.device) -> str | None:
+    """None when torch.compile can work here, else why not, in one line: inductor needs a C++ compiler for the
+    CPU and triton for CUDA. Checked by the driver before a --compile run (a probe compilation would cost tens
+    of seconds), which otherwise runs uncompiled with a warning."""
+    if device.type == "cuda":
+        return None if importlib.util.find_spec("triton") else "triton is not installed"
+    compiler = os.environ.get("CXX", "g++")
+    return None if shutil.which(compiler) else f"no C++ compiler {compiler!r} on PATH"

@@ -7,7 +7,6 @@ The shared chores live here once: deterministic tie-breaking, non-finite scores,
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from bench.config import Protocol, parse_epoch_point
 from bench.errors import UserError
 from bench.models import AuxHead, Backbone
-from bench.registry import Registry
+from bench.registry import Registry, import_user_file
 
 # What the loop can compute over the candidates, once per cycle, in batched inference mode.
 INPUTS = frozenset({"probs", "logits", "embeddings", "labeled_embeddings", "features", "aux"})
@@ -65,6 +64,13 @@ class Strategy:
     # (resolved to an epoch before the run starts, so the strategy itself always sees an int)
     epoch_params: ClassVar[frozenset[str]] = frozenset()
     min_batch_size: ClassVar[int] = 1  # smallest training batch it works with (2 for losses over pairs)
+    # reads the backbone's stage feature maps (its aux head does, or it needs "features"): a model without
+    # them (a ViT) is refused before any work
+    stage_features: ClassVar[bool] = False
+
+    @classmethod
+    def reads_stages(cls) -> bool:
+        return cls.stage_features or "features" in cls.needs
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -186,24 +192,4 @@ def create_strategy(name: str, **params: Any) -> Strategy:
 
 def load_strategy_file(path: Path) -> list[str]:
     """Import a user's strategy file; returns the names it registered."""
-    if not path.is_file():
-        raise UserError(f"Strategy file {str(path)!r} does not exist: give the path of a .py file.")
-    before = set(STRATEGIES.names())
-    module_name = f"al_bench_user_{path.stem}_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise UserError(f"Strategy file {path} cannot be imported: it must be a Python source file (.py).")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except UserError:
-        raise
-    except SyntaxError as err:
-        raise UserError(f"Strategy file {path} has a syntax error at line {err.lineno}: {err.msg}.") from None
-    except Exception as err:
-        raise UserError(f"Strategy file {path} failed to import ({type(err).__name__}: {err}).") from None
-    added = sorted(set(STRATEGIES.names()) - before)
-    if not added:
-        raise UserError(f"Strategy file {path} defines no strategy: subclass strategies.Strategy and set `name`.")
-    return added
+    return import_user_file(path, STRATEGIES, "defines no strategy: subclass strategies.Strategy and set `name`.")

@@ -91,6 +91,7 @@ class LearningLoss(Strategy):
     params = {"margin": 1.0, "weight": 1.0, "detach_after": 0.6, "loss": "ranking"}
     epoch_params = frozenset({"detach_after"})  # 0.6: the paper's 120 of 200 epochs
     min_batch_size = 2  # the ranking loss learns from pairs within a batch
+    stage_features = True  # the loss-prediction module pools every stage's map
 
     def __init__(self, **params) -> None:
         super().__init__(**params)

@@ -252,14 +252,14 @@ def test_an_npz_member_that_is_not_an_npy_array_is_one_line(tmp_path):
 @pytest.mark.parametrize("model, shape", [("cnn", (1, 8, 8)), ("cnn", (3, 4, 4)), ("cnn", (3, 32, 32)),
                                           ("resnet18", (1, 1, 1)), ("resnet18", (3, 8, 8))])
 def test_sizes_a_model_takes_pass_the_input_check(model, shape):
-    from bench.models import check_input_size
+    from bench.zoo import check_input_size
 
     check_input_size(model, *shape)
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 3), (1, 2, 2), (3, 1, 8), (1, 8, 2)])
 def test_sizes_too_small_for_the_small_cnn_are_one_line_naming_size_and_model(shape):
-    from bench.models import check_input_size
+    from bench.zoo import check_input_size
 
     channels, height, width = shape
     with pytest.raises(UserError) as caught:

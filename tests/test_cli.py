@@ -52,11 +52,24 @@ def test_dry_run_prints_the_protocol_and_jobs_and_writes_nothing(cli, tmp_path):
     status, stdout, _ = cli("--preset", "paper", "--dry-run", "--strategies", "entropy", "--seeds", "2",
                             "--out", tmp_path / "x")
     assert status == 0
-    assert "cifar10 (not loaded in a dry run)" in stdout and "model     resnet18" in stdout
+    assert "dataset   cifar10: not loaded (cifar-10-batches-bin is not under data); a run downloads it" in stdout
+    assert "model     resnet18" in stdout
     assert "initial 1000, budget 1000, cycles 10" in stdout and "subset 10000" in stdout
     assert "200 epochs, batch 128, SGD lr 0.1 momentum 0.9 weight decay 0.0005, milestones [160]" in stdout
     assert "job       entropy/seed1" in stdout
     assert not (tmp_path / "x").exists()
+
+
+def test_dry_run_checks_the_data_and_the_pool_before_saying_yes(cli, tmp_path, tiny_npz):
+    out = tmp_path / "x"
+    status, stdout, _ = cli("--dry-run", "--dataset", f"npz:{tiny_npz}", *TINY, "--out", out)
+    assert status == 0 and f"dataset   npz:{tiny_npz}: " in stdout and " train / " in stdout
+    # what a run would refuse after loading the data, the dry run refuses too
+    status, _, err = cli("--dry-run", "--dataset", f"npz:{tiny_npz}", *TINY, "--initial", "100000", "--out", out)
+    assert status == 2 and "must be smaller than the training pool" in err
+    status, _, err = cli("--dry-run", "--dataset", "mnist", "--no-download", "--data-root", tmp_path, "--out", out)
+    assert status == 2 and "mnist is not under" in err
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(("preset", "epochs", "milestones", "detach"), [

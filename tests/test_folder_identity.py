@@ -5,6 +5,7 @@ refused in one line with the folder left byte for byte as it was."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -145,3 +146,18 @@ def test_a_checkpoint_of_another_configuration_restarts_its_job(tmp_path, tiny_n
     current = JobState(0, np.arange(20), np.arange(20), config_hash=spec.config_hash)
     store.save_checkpoint(spec.strategy, spec.seed, current)
     assert pending_work([spec], store, 200)[0][0][1].config_hash == spec.config_hash
+
+
+def test_an_unreachable_dask_scheduler_leaves_a_widened_folder_as_it_was(cli, tmp_path, tiny_npz, monkeypatch):
+    from bench import scheduler
+
+    out = tmp_path / "run"
+    args = ["--strategies", "random", "--dataset", f"npz:{tiny_npz}", *ARGS, "--out", out]
+    assert cli(*args)[0] == 0
+    monkeypatch.setattr(scheduler, "DASK_CONNECT_TIMEOUT_S", 2)
+    with socket.socket() as closed:  # a port that nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{closed.getsockname()[1]}"
+    line = refused(cli, out, *args, "--seeds", "2", "--backend", "dask", "--scheduler-address", address)
+    assert f"Cannot reach the dask scheduler at {address}" in line
+    assert json.loads((out / "config.json").read_text())["seeds"] == [0]

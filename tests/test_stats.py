@@ -386,24 +386,6 @@ def test_mean_rank_over_datasets():
     assert table["n_datasets"].tolist() == [2, 2, 1]
 
 
-def test_min_detectable_difference_pools_per_cycle_spread():
-    base = np.array([0.50, 0.52, 0.49, 0.55, 0.51])
-    d0 = np.array([0.00, 0.00, 0.00, 0.00, 0.00])  # cycle 0: identical, left out of the pool
-    d1 = np.array([0.02, 0.01, 0.04, -0.01, 0.03])
-    d2 = np.array([0.05, 0.00, 0.02, 0.03, 0.06])
-    curves = {("random", s): [base[s], base[s] + 0.1, base[s] + 0.2] for s in range(5)}
-    curves |= {("al", s): [base[s] + d0[s], base[s] + 0.1 + d1[s], base[s] + 0.2 + d2[s]] for s in range(5)}
-    comparisons = stats.compare_to_baseline(cycles_frame(curves, labels=[100, 200, 300]))
-    mdd = stats.min_detectable_difference(comparisons).iloc[0]
-    pooled_sd = math.sqrt((np.var(d1, ddof=1) * 4 + np.var(d2, ddof=1) * 4) / 8)
-    assert mdd["n_pairs"] == 5
-    assert mdd["pooled_sd"] == pytest.approx(pooled_sd)
-    assert mdd["mdd"] == pytest.approx(sps.t.ppf(0.975, 4) * pooled_sd / math.sqrt(5))
-
-
-# ---------------------------------------------------------------- seed planning
-
-
 def test_paired_t_power_matches_a_direct_computation():
     effect, sd, n = 0.01, 0.012, 8
     df, nc = n - 1, effect / sd * math.sqrt(n)

@@ -75,6 +75,7 @@ CASES = [
     Case("unknown-preset", ("--preset", "papr"), "Unknown preset 'papr'", "choose one of quick, paper, blog"),
     Case("unknown-backend", ("--backend", "dsk"), "Unknown backend 'dsk'", "did you mean 'dask'"),
     Case("unknown-device", ("--devices", "gpu"), "Unknown device 'gpu'", "cuda:N"),
+    Case("empty-device-list", ("--devices", ","), "--devices ',' names no device", "use auto, cpu or cuda:N"),
     Case("absent-cuda-device", ("--devices", "cuda:7"), "Device cuda:7 is not available", "--devices cpu"),
     Case("unknown-precision", ("--precision", "fp8"), "invalid choice: 'fp8'", "choose from"),
     Case("misspelt-flag", ("--bugdet", "20"), "unrecognized arguments: --bugdet", "see --help"),
@@ -177,6 +178,17 @@ CASES = [
          "No module named 'a_module_that_is_not_there'"),
     Case("strategy-file-not-python", ("--strategy-file", "{F}/strategy.txt"), "cannot be imported",
          "it must be a Python source file (.py)"),
+    Case("strategy-name-with-a-path-separator", ("--strategy-file", "{F}/slash_name.py"),
+         "Strategy name 'mine/v2' is refused", "use letters, digits and _ . + - only", real=True),
+    Case("model-file-missing", ("--model-file", "{F}/absent_model.py"), "absent_model.py' does not exist",
+         "give the path of a .py file"),
+    Case("weights-missing", ("--weights", "{F}/absent.pt"), "absent.pt' does not exist",
+         "torch.save(model.state_dict(), PATH)"),
+    Case("weights-not-a-state-dict", ("--weights", "{F}/a_file"), "cannot be read as a state dict",
+         "torch.save(model.state_dict(), PATH)"),
+    Case("unknown-torchvision-model", ("--model", "torchvision:resnet19"),
+         "Unknown torchvision classification model 'resnet19'", "did you mean 'resnet18'"),
+    Case("image-size-zero", ("--image-size", "0"), "expected a positive integer, got '0'", "see --help"),
     Case("strategy-needs-unknown-input", ("--strategy-file", "{F}/unknown_needs.py"),
          "needs unknown inputs ['gradients']", "known: ['aux'"),
     # -- an unwritable output folder ----------------------------------------------------------------------
@@ -254,6 +266,8 @@ def files(tmp_path_factory) -> Path:
     (f / "no_strategy.py").write_text("import math\n\nTAU = 2 * math.pi\n")
     (f / "duplicate.py").write_text(header + "class Mine(Strategy):\n    name = 'entropy'\n\n"
                                     "    def score(self, inputs):\n        return inputs.logits[:, 0]\n")
+    (f / "slash_name.py").write_text(header + "class Slash(Strategy):\n    name = 'mine/v2'\n\n"
+                                     "    def score(self, inputs):\n        return inputs.logits[:, 0]\n")
     (f / "import_error.py").write_text("import a_module_that_is_not_there  # noqa: F401\n")
     (f / "strategy.txt").write_text(header + "class Text(Strategy):\n    name = 'test-text'\n")
     (f / "unknown_needs.py").write_text(header + "class Grads(Strategy):\n    name = 'test-grads'\n"

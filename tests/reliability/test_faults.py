@@ -92,10 +92,10 @@ def test_a_full_disk_while_writing_the_report_is_one_clear_error(reference, tmp_
     shutil.copytree(reference, folder)
     before = snapshot(folder)
 
-    def full(folder, baseline):
+    def full(result, folder):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("bench.report.write_report", full)
+    monkeypatch.setattr("bench.report.write_analysis", full)
     assert main([*REFERENCE, "--out", str(folder)]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert "Cannot write the report" in line and "(No space left on device)" in line
