@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from bench.config import CONVENTIONS, PRECISIONS, PRESETS, EpochPoint, Protocol, parse_epoch_point
+from bench.config import CONVENTIONS, PRECISIONS, PRESETS, TRAIN_MODES, EpochPoint, Protocol, parse_epoch_point
 from bench.data import list_datasets
 from bench.errors import UserError
 from bench.models import list_models
@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         "after each seed's initialisation; a classifier of another class count keeps its initialisation")
     add("--image-size", type=_positive, metavar="N", help="resize images to N x N on the device (bilinear, "
         "antialiased when shrinking)")
+    add("--train-mode", choices=TRAIN_MODES, help="finetune (default): train the whole network each cycle; frozen: "
+        "embed the images once with a fixed backbone (--weights) and train a linear head on the embeddings")
     add("--initial", type=int, help="labeled examples before the first cycle")
     add("--budget", type=int, help="labels acquired per cycle")
     add("--cycles", type=int, help="train + evaluate rounds (the last acquires nothing)")

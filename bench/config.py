@@ -17,6 +17,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # 0-based epoch `detach_after` on. reference: the reference code's order as it runs on PyTorch >= 1.1 (the schedule
 # steps before the epoch, so each decay comes one epoch early) and its `epoch > detach_after` test.
 CONVENTIONS = ("corrected", "reference")
+# finetune: each cycle trains the whole network. frozen: a fixed backbone embeds the images once, and each cycle
+# trains a linear head on those embeddings (bench/frozen.py).
+TRAIN_MODES = ("finetune", "frozen")
 
 EpochPoint = int | float  # an epoch (int), or a fraction of the epochs (float in (0, 1])
 
@@ -67,6 +70,7 @@ class Protocol:
     eval_batch_size: int = 512  # examples per step when evaluating and scoring (no effect on results)
     convention: str = "corrected"  # corrected | reference (the reference code's schedule order and detach test)
     image_size: int | None = None  # side in pixels the images are resized to on the device (None: as stored)
+    train_mode: str = "finetune"  # finetune | frozen (a linear head on a fixed backbone's embeddings)
 
     def validate(self) -> None:
         """Turn a bad value into one clear sentence (raises UserError)."""
@@ -99,6 +103,9 @@ class Protocol:
         if self.convention not in CONVENTIONS:
             raise UserError(f"The 'convention' parameter must be one of {', '.join(CONVENTIONS)}. "
                             f"Got {self.convention!r} instead.")
+        if self.train_mode not in TRAIN_MODES:
+            raise UserError(f"The 'train_mode' parameter must be one of {', '.join(TRAIN_MODES)}. "
+                            f"Got {self.train_mode!r} instead.")
         if self.precision not in PRECISIONS:
             raise UserError(
                 f"The 'precision' parameter must be one of {', '.join(PRECISIONS)}. Got {self.precision!r} instead."
@@ -210,7 +217,7 @@ class RunConfig:
 
 
 # Optional protocol fields enter a job's identity only when set: a protocol without them hashes as it always has.
-OPTIONAL_FIELDS = {"image_size": None}
+OPTIONAL_FIELDS = {"image_size": None, "train_mode": "finetune"}
 
 
 def protocol_identity(protocol: Protocol) -> dict[str, Any]:
@@ -227,6 +234,8 @@ def preset_protocol(preset: str, **overrides: Any) -> Protocol:
     epochs = fields["epochs"]
     _positive_int("epochs", epochs)
     fields["milestones"] = tuple(resolve_epoch(m, epochs, "milestones") for m in fields["milestones"])
+    if fields["train_mode"] == "frozen":  # fixed embeddings: nothing to augment; the head trains in fp32
+        fields.update(augment=False, precision="fp32")
     return Protocol(**fields)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from bench.config import Protocol
+from bench.frozen import initial_head
 from bench.jobs import CycleResult, JobSpec, JobState
 from bench.models import AuxHead, Backbone
 from bench.seeding import derive_seed, numpy_rng, torch_generator
@@ -97,8 +98,11 @@ def run_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState) 
     p, device, data, cycle = spec.protocol, trainer.device, trainer.data, state.cycle
     strategy = create_strategy(spec.strategy, **spec.params)
     size = p.image_size
-    model = initial_model(spec, data.x_train.shape[1], n_classes,
-                          (size, size) if size else (int(data.x_test.shape[2]), int(data.x_test.shape[3])))
+    if p.train_mode == "frozen":  # a linear head on the fixed embeddings (the trainer's data: [N, d])
+        model = initial_head(spec.seed, int(data.x_train.shape[1]), n_classes)
+    else:
+        model = initial_model(spec, data.x_train.shape[1], n_classes,
+                              (size, size) if size else (int(data.x_test.shape[2]), int(data.x_test.shape[3])))
     aux = make_aux(strategy, model, spec.seed, p, device)
     if p.warm_start and state.model is not None:  # cold start: every cycle from the seed's initial weights
         model.load_state_dict(state.model)
@@ -108,11 +112,14 @@ def run_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState) 
     labeled, labeled_t = state.labeled, torch.from_numpy(state.labeled).to(device)
     fit = trainer.fit(model, labeled_t, torch_generator(spec.seed, "train", cycle, device=device), aux,
                       torch_generator(spec.seed, "aux-train", cycle, device=device))
+    t0 = time.perf_counter()
     test_acc, test_loss = trainer.evaluate(model)
+    eval_seconds = time.perf_counter() - t0
     record: dict[str, Any] = {
         "run": spec.run, "dataset": spec.dataset, "model": p.model, "strategy": spec.strategy,
         "seed": spec.seed, "cycle": cycle, "n_labeled": int(labeled.size), "test_acc": test_acc,
         "test_loss": test_loss, "train_loss": fit.final_loss, "train_seconds": fit.seconds,
+        "eval_seconds": eval_seconds, "score_seconds": 0.0,  # select_seconds holds score_seconds
         "select_seconds": 0.0, "config_hash": spec.config_hash,
     }
     new = np.empty(0, dtype=np.int64)
@@ -122,6 +129,7 @@ def run_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState) 
         cand_t = torch.from_numpy(cand).to(device)
         inputs = gather_inputs(strategy, trainer, model, aux, cand_t, labeled_t,
                                numpy_rng(spec.seed, "select", spec.strategy, cycle))
+        record["score_seconds"] = time.perf_counter() - t0  # the model's pass over the candidates
         # checked here, once: a malformed output fails this job in one line instead of being truncated or cut
         picks = _checked_picks(spec.strategy, _select(spec.strategy, strategy, inputs, p.budget), cand.size,
                                p.budget)

@@ -140,9 +140,10 @@ def headline(result: Analysis) -> list[str]:
         def seeds(n: float) -> str:
             return f"more than {stats.MAX_PLANNED_SEEDS}" if pd.isna(n) else str(int(n))
 
-        lines.append(f"seeds     {row.strategy} vs {row.baseline}: {seeds(row.seeds_1pt)} seeds detect a 1-point AULC "
-                     f"difference with 80% power, {seeds(row.seeds_half_pt)} a 0.5-point one (sd of the paired "
-                     f"differences {100 * row.sd_diff:.2f} points over {row.n_pairs} seeds)")
+        where = f" on {row.dataset}" if result.cycles["dataset"].nunique() > 1 else ""
+        lines.append(f"seeds     {row.strategy}{where} vs {row.baseline}: {seeds(row.seeds_1pt)} seeds detect a "
+                     f"1-point AULC difference with 80% power, {seeds(row.seeds_half_pt)} a 0.5-point one (sd of "
+                     f"the paired differences {100 * row.sd_diff:.2f} points over {row.n_pairs} seeds)")
     return lines
 
 

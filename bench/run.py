@@ -19,16 +19,17 @@ from typing import Any
 
 import torch
 
-from bench import provenance
-from bench.config import PRESETS, RunConfig, preset_protocol, proportions, resolve_epoch
+from bench import frozen, provenance
+from bench.config import OPTIONAL_FIELDS, PRESETS, RunConfig, preset_protocol, proportions, resolve_epoch
 from bench.data import DATASETS, ImageData, check_dataset, load_dataset
 from bench.errors import UserError
 from bench.jobs import JobSpec, JobState
 from bench.loop import start_state
+from bench.packing import auto_packing
 from bench.progress import Progress
 from bench.registry import unknown_name
 from bench.scheduler import DataSource, Driver, Outcome, make_pool
-from bench.store import CONFIG, CYCLES, FAILURES, FolderLock, RunStore, check_writable
+from bench.store import CONFIG, CYCLES, EMBEDDINGS, FAILURES, FolderLock, RunStore, check_writable
 from bench.trainer import compile_works, resolve_precision
 from bench.zoo import build_model, check_model, check_setup, load_model_file, model_fingerprint
 from strategies import STRATEGIES, create_strategy, load_strategy_file
@@ -90,6 +91,13 @@ def build_config(preset: str = "quick", strategies: list[str] | None = None, see
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
         raise UserError(f"The 'seeds' parameter must be an integer from 1 to {MAX_SEEDS}. Got {seeds!r} instead.")
     names = list(dict.fromkeys(STRATEGIES.canonical(n) for n in strategies)) if strategies else STRATEGIES.names()
+    if p.train_mode == "frozen":  # named: refused in one line; by default: left out
+        refused = {n: why for n in names if (why := STRATEGIES.get(n).frozen_refusal())}
+        if refused and strategies:
+            name, why = next(iter(refused.items()))
+            raise UserError(f"Strategy {name!r} cannot run with --train-mode frozen: {why}. Drop it from "
+                            "--strategies, or use --train-mode finetune.")
+        names = [n for n in names if n not in refused]
     params = {k: dict(v) for k, v in PRESETS[preset]["strategy_params"].items() if k in names}
     for given_name, given in (strategy_params or {}).items():
         target = STRATEGIES.canonical(given_name)
@@ -186,13 +194,13 @@ def execution(options: RunOptions, config: RunConfig, data: ImageData, devices: 
     if k == "auto":
         k = 1
         if devices[0].startswith("cuda"):
-            from bench.packing import auto_packing
-
             p = config.protocol
-            model = build_model(p.model, int(data.x_train.shape[1]), data.n_classes, 0)
+            c, h, w = (int(v) for v in data.x_train.shape[1:])
+            side = (p.image_size, p.image_size) if p.image_size else (h, w)
+            model = build_model(p.model, c, data.n_classes, 0, side)
             data_mib = (data.x_train.numel() + data.x_test.numel()) / 2**20 * 1.3  # uint8, padded for crops
-            found = auto_packing(devices[0], model, (p.batch_size, *data.x_train.shape[1:]), data.n_classes,
-                                 data_mib, len(devices))
+            found = auto_packing(devices[0], model, (p.batch_size, c, *side), data.n_classes, data_mib,
+                                 len(devices))
             k, packing = found.jobs_per_device, dataclasses.asdict(found)
     return {"jobs_per_device": k, "packing": packing, "compile": compiled}
 
@@ -247,6 +255,8 @@ def describe_run(config: RunConfig, data: ImageData | str, devices: list[str], m
         lines.append(f"params    {name}: " + ", ".join(f"{k}={v}" for k, v in sorted(params.items())))
     lines.append("schedule  " + ", ".join(f"{k} at {_as_fraction(v)} of {p.epochs} epochs"
                                           for k, v in epoch_proportions(config).items()))
+    if p.train_mode == "frozen":
+        lines.append(f"frozen    {frozen.describe(p.model, config.weights, getattr(data, 'n_classes', None))}")
     lines += [
         f"jobs      {len(config.strategies)} strategies x {len(config.seeds)} seeds = "
         f"{len(config.strategies) * len(config.seeds)}: {', '.join(config.strategies)}; seeds "
@@ -264,6 +274,7 @@ def config_payload(config: RunConfig, data: ImageData, devices: list[str], comma
         **config.result_defining(),
         "strategies": list(config.strategies), "seeds": list(config.seeds),
         "epoch_proportions": epoch_proportions(config),
+        **({"frozen": frozen_payload(config)} if config.protocol.train_mode == "frozen" else {}),
         "model": {"name": config.protocol.model, "image_size": config.protocol.image_size,
                   "weights": None if config.weights is None else {
                       "path": str(Path(config.weights).resolve()), "sha256": config.model_fingerprint["weights"]},
@@ -315,7 +326,9 @@ def config_differences(stored: dict[str, Any], config: RunConfig) -> list[str]:
     """Fields that decide the numbers and differ between a folder's config.json and this run."""
     now = json.loads(json.dumps(config.result_defining(), default=str))
     common = set(stored.get("strategy_params", {})) & set(now["strategy_params"])
-    old = _flatten({"protocol": stored.get("protocol", {}), "dataset_fingerprint": stored.get("dataset_fingerprint"),
+    stored_protocol = stored.get("protocol", {})  # an optional field a folder predates is at its default
+    stored_protocol = {**OPTIONAL_FIELDS, **stored_protocol} if isinstance(stored_protocol, dict) else stored_protocol
+    old = _flatten({"protocol": stored_protocol, "dataset_fingerprint": stored.get("dataset_fingerprint"),
                     "model_fingerprint": stored.get("model_fingerprint") or {},
                     "strategy_params": {k: v for k, v in stored.get("strategy_params", {}).items() if k in common}})
     new = _flatten({"protocol": now["protocol"], "dataset_fingerprint": now["dataset_fingerprint"],
@@ -443,6 +456,7 @@ def run_benchmark(config: RunConfig, options: RunOptions = RunOptions()) -> RunR
         ready, done = pending_work(specs, store, int(data.x_train.shape[0]))
         if resumed:
             print(f"resume    {len(specs) - len(ready)} of {len(specs)} jobs already finished in {folder}")
+        embeddings = prepare_embeddings(config, data, devices[0]) if ready else None  # frozen mode only
         # the pool before config.json: an unreachable cluster leaves the folder as it was
         run_as = execution(options, config, data, devices) if ready else {}
         pool, threads = (make_pool(options.backend, devices, options.jobs, run_as["jobs_per_device"],
@@ -451,7 +465,7 @@ def run_benchmark(config: RunConfig, options: RunOptions = RunOptions()) -> RunR
             store.write_config({**config_payload(config, data, devices, options.command), "execution": run_as})
             store.clear_failures()
             failures = schedule(config, options, store, specs, ready, done, pool, threads,
-                                run_as.get("compile", False))
+                                run_as.get("compile", False), embeddings)
         finally:
             if pool is not None:
                 pool.close()
@@ -488,6 +502,32 @@ def dry_run(config: RunConfig) -> str:
     return "\n".join([describe_run(config, data, devices, model_note), *jobs])
 
 
+def embeddings_file(config: RunConfig) -> Path:
+    """Frozen mode: the folder's cache file of the fixed backbone's embeddings (named by what decides them)."""
+    p = config.protocol
+    key = frozen.embeddings_key(p.model, config.model_fingerprint, p.image_size, config.dataset_fingerprint)
+    return config.out / EMBEDDINGS / f"{key}.npz"
+
+
+def frozen_payload(config: RunConfig) -> dict[str, Any]:
+    """What config.json records of a frozen-feature run's backbone and embeddings."""
+    return {"backbone_seed": frozen.BACKBONE_SEED, "backbone_seed_purpose": "derive_seed(0, 'frozen-backbone')",
+            "embeddings": str(embeddings_file(config).relative_to(config.out)), "method": frozen.METHOD,
+            "head": "nn.Linear(embedding_dim, n_classes)"}
+
+
+def prepare_embeddings(config: RunConfig, data: ImageData, device: str) -> tuple[Path, str] | None:
+    """Frozen mode: the run's embeddings, read from the folder's cache or computed once here (the workers read
+    the file); the file and the sha256 of its content. None in finetune mode."""
+    if config.protocol.train_mode != "frozen":
+        return None
+    path = embeddings_file(config)
+    found, note = frozen.cached_embeddings(path, path.stem, data, config.protocol, torch.device(device),
+                                           config.weights, config.model_fingerprint.get("weights"))
+    print(f"embedding {found.train.shape[1]} dimensions, {note}", flush=True)
+    return path, found.sha256
+
+
 def check_model_setup(config: RunConfig, data: ImageData) -> str:
     """The model's checks before any work (bench.zoo.check_setup) at the size the model is fed; its note."""
     p = config.protocol
@@ -495,7 +535,7 @@ def check_model_setup(config: RunConfig, data: ImageData) -> str:
     height, width = (p.image_size, p.image_size) if p.image_size else (height, width)
     stage_users = [s for s in config.strategies if STRATEGIES.get(s).reads_stages()]
     return check_setup(p.model, channels, height, width, data.n_classes, stage_users, config.weights,
-                       config.model_fingerprint.get("weights"))
+                       config.model_fingerprint.get("weights"), frozen=p.train_mode == "frozen")
 
 
 def write_report_or_explain(folder: Path, baseline: str) -> Path:
@@ -514,12 +554,16 @@ def write_report_or_explain(folder: Path, baseline: str) -> Path:
 
 
 def schedule(config: RunConfig, options: RunOptions, store: RunStore, specs: list[JobSpec], ready: list,
-             done: dict, pool: Any, threads: int | None, compiled: bool = False) -> list[str]:
-    """Run what is left on the pool, writing each finished cycle at once; returns the keys of failed jobs."""
+             done: dict, pool: Any, threads: int | None, compiled: bool = False,
+             embeddings: tuple[Path, str] | None = None) -> list[str]:
+    """Run what is left on the pool, writing each finished cycle at once; returns the keys of failed jobs.
+    embeddings: frozen mode's cache file and the sha256 of its content, which the workers read and check."""
     failures: list[str] = []
     source = DataSource(config.protocol.dataset, str(config.data_root), config.download,
                         tuple(str(Path(f).resolve()) for f in options.strategy_files), compile=compiled,
-                        model_files=tuple(str(Path(f).resolve()) for f in config.model_files))
+                        model_files=tuple(str(Path(f).resolve()) for f in config.model_files),
+                        embeddings=str(embeddings[0].resolve()) if embeddings else "",
+                        embeddings_sha256=embeddings[1] if embeddings else "")
     with Progress(specs, done) as progress:
         def on_cycle(outcome: Outcome) -> None:
             spec, result = outcome.spec, outcome.result

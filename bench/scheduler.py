@@ -29,6 +29,7 @@ import torch
 from bench.config import Protocol
 from bench.data import load_dataset
 from bench.errors import UserError
+from bench.frozen import HeadTrainer, worker_data
 from bench.jobs import CycleResult, JobSpec, JobState
 from bench.loop import run_cycle
 from bench.trainer import DeviceData, Trainer
@@ -48,6 +49,8 @@ class DataSource:
     strategy_files: tuple[str, ...] = ()  # absolute paths given with --strategy-file
     model_files: tuple[str, ...] = ()  # absolute paths given with --model-file
     compile: bool = False  # torch.compile the model (--compile, checked to work by the driver)
+    embeddings: str = ""  # frozen mode: the run's embeddings file (absolute path), read instead of the images
+    embeddings_sha256: str = ""  # its content's digest: a worker checks it
 
 
 @dataclass
@@ -108,10 +111,14 @@ def _worker_device() -> str:
 
 def _trainer(source: DataSource, protocol: Protocol, device: str) -> tuple[Trainer, int]:
     key = (source, device, protocol.augment)
-    if key not in _WORKER["cache"]:
+    if key not in _WORKER["cache"] and source.embeddings:  # frozen mode: the driver's embeddings file, for every worker
+        _WORKER["cache"] = {key: worker_data(source.embeddings, source.embeddings_sha256, torch.device(device))}
+    elif key not in _WORKER["cache"]:
         data = load_dataset(source.spec, source.root, source.download)
         _WORKER["cache"] = {key: (DeviceData.from_images(data, torch.device(device), protocol.augment), data.n_classes)}
     device_data, n_classes = _WORKER["cache"][key]
+    if source.embeddings:
+        return HeadTrainer(device_data, protocol, torch.device(device)), n_classes
     return Trainer(device_data, protocol, torch.device(device), compile=source.compile), n_classes
 
 

@@ -34,6 +34,7 @@ CONFIG = "config.json"
 FAILURES = "failures.json"
 CHECKPOINTS = "checkpoints"
 REPORT = "report"
+EMBEDDINGS = "embeddings"  # frozen mode's cache of the fixed backbone's embeddings (kept by --force and --fresh)
 RESULT_FILES = (CYCLES, SELECTIONS, CONFIG, FAILURES, CHECKPOINTS, REPORT)  # what --force and --fresh move
 
 KEYS = ("dataset", "strategy", "seed", "cycle")  # one row of cycles.parquet per key

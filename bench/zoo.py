@@ -372,9 +372,10 @@ def model_fingerprint(name: str, weights: Path | None) -> dict[str, str]:
 
 
 def check_setup(name: str, channels: int, height: int, width: int, n_classes: int, stage_users: Sequence[str] = (),
-                weights: Path | None = None, weights_sha256: str | None = None) -> str:
+                weights: Path | None = None, weights_sha256: str | None = None, frozen: bool = False) -> str:
     """Every check of the model a run makes before any work (input size, stage features for the strategies that
-    read them, the weights against the model); returns what the run says about its model, in words."""
+    read them, the weights against the model); returns what the run says about its model, in words (frozen: the
+    weights go into the one fixed backbone of a frozen-feature run, whose classifier is never used)."""
     model = check_input_size(name, channels, height, width, stage_users)
     notes = []
     if isinstance(model, AdaptedBackbone):
@@ -386,9 +387,10 @@ def check_setup(name: str, channels: int, height: int, width: int, n_classes: in
         state = read_weights(weights, weights_sha256)
         full = build_model(name, channels, n_classes, 0, (height, width))
         kept = load_weights(full, state, weights, name)
+        where = "into the frozen backbone" if frozen else "after each seed's initialisation"
         note = f"weights {weights} (sha256 {(weights_sha256 or file_sha256(Path(weights)))[:12]}): " \
-               f"{len(state) - len(kept)} of {len(state)} tensors loaded after each seed's initialisation"
-        if kept:
+               f"{len(state) - len(kept)} of {len(state)} tensors loaded {where}"
+        if kept and not frozen:
             note += (f"; classifier {', '.join(kept)} not loaded ({list(state[kept[0]].shape)} in the file for "
                      f"{n_classes} classes here: each seed keeps its own)")
         notes.append(note)

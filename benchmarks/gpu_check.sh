@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# One check of the harness on a lent GPU, from the repository root, in under 8 minutes:
+# One check of the harness on a lent GPU, from the repository root, in under 10 minutes:
 #   1. the trainer runs on CUDA in bf16 autocast with channels_last inputs (fails otherwise);
 #   2. training images/s of ResNet-18 (32x32, batch 128): Trainer.fit against bare steps, and one AL cycle of
 #      the harness against the reference-style loop (fp32, PIL DataLoader), from benchmarks.perf;
+#   2b. ResNet-18 with 1, 2 and 4 jobs per device, compiled or not, and --jobs-per-device auto's choice;
 #   3. one short learning-loss run through run_bench.py;
 #   4. the projected wall time of the paper preset grid (5 strategies x 5 seeds) at the measured throughput.
 #
@@ -53,6 +54,22 @@ EOF
 # 2. Training throughput: harness against bare steps, and one cycle against the reference loop.
 echo "== 2. throughput on $DEVICE"
 timeout 210 "$PY" -m benchmarks.perf --device "$DEVICE" --only trainer cycle --out "$OUT/gpu.json" ${PERF_FLAGS[@]+"${PERF_FLAGS[@]}"}
+
+# 2b. Jobs per device: ResNet-18 at the paper's batch with 1, 2 and 4 jobs sharing the device, compiled or not
+# (aggregate and per-job images/s, peak memory per job), and what --jobs-per-device auto picks here.
+echo "== 2b. packing on $DEVICE"
+timeout 240 "$PY" -m benchmarks.perf --device "$DEVICE" --only packing --out "$OUT/gpu_packing.json" ${PERF_FLAGS[@]+"${PERF_FLAGS[@]}"}
+if [ "$DEVICE" != cpu ]; then
+    timeout 60 "$PY" - "$DEVICE" <<'EOF'
+import sys
+from bench.models import create_model
+from bench.packing import auto_packing
+device = "cuda:0" if sys.argv[1] == "cuda" else sys.argv[1]
+found = auto_packing(device, create_model("resnet18", 3, 10, 0), (128, 3, 32, 32), 10, 10000 * 3 * 40 * 40 / 2**20, 1)
+print(f"--jobs-per-device auto: {found.jobs_per_device} (bound by {found.limit}; one job {found.job_mib:,.0f} MiB, "
+      f"free {found.free_mib:,.0f} MiB)")
+EOF
+fi
 
 # 3. One short learning-loss run (the CIFAR slice when given, else random images of its shape).
 echo "== 3. learning-loss run"

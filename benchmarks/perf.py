@@ -28,9 +28,11 @@ import contextlib
 import dataclasses
 import io
 import json
+import math
 import multiprocessing
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -432,10 +434,11 @@ def harness_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, phases: list[
     start = time.perf_counter()
     result, _ = run_cycle(spec, trainer, n_classes, start_state(spec, trainer.data.n_train))
     seconds = time.perf_counter() - start
-    record = result.record
-    phases.append({"train": record["train_seconds"], "score_select": record["select_seconds"],
-                   "evaluate_and_rest": seconds - record["train_seconds"] - record["select_seconds"],
-                   "test_acc": record["test_acc"]})
+    r = result.record
+    phases.append({"train": r["train_seconds"], "evaluate": r["eval_seconds"], "score": r["score_seconds"],
+                   "select": r["select_seconds"] - r["score_seconds"], "score_select": r["select_seconds"],
+                   "rest": seconds - r["train_seconds"] - r["eval_seconds"] - r["select_seconds"],
+                   "test_acc": r["test_acc"]})
     return seconds
 
 
@@ -493,9 +496,11 @@ def reference_cycle(spec: JobSpec, images: ImageData, device: torch.device, phas
                                           pin_memory=pin)
     with torch.no_grad():
         logits = torch.cat([model(x.to(device)).logits.cpu() for x, _ in scoring])  # [M, C]
+    scored = time.perf_counter()
     picks = cand[reference_picks(logits, p.budget)]
     done = time.perf_counter()
-    phases.append({"train": trained - start, "score_select": done - evaluated, "evaluate_and_rest": evaluated - trained,
+    phases.append({"train": trained - start, "evaluate": evaluated - trained, "score": scored - evaluated,
+                   "select": done - scored, "score_select": done - evaluated, "rest": 0.0,
                    "test_acc": correct / images.x_test.shape[0], "picked": int(picks.size)})
     return done - start
 
@@ -532,7 +537,26 @@ def measure_cycle(ctx: Context) -> list[Row]:
                      f"({precision}) vs reference loop (fp32, PIL)", comparison, 2.0,
                      f"train {speedup['train_img_s']:.2f}x, score {speedup['score_img_s']:.2f}x; "
                      f"test {images.x_test.shape[0]}; data {images.name}",
-                     precision=precision, phases_harness=ours, phases_reference=ref, rates=rates)]
+                     precision=precision, phases_harness=ours, phases_reference=ref, rates=rates),
+            phases_row(ours, ref)]
+
+
+PHASES = ("train", "evaluate", "score", "select", "rest")
+
+
+def phases_row(ours: list[dict[str, float]], ref: list[dict[str, float]]) -> Row:
+    """The cycle's phases, each at its fastest repetition: where the time goes, and each phase's ratio.
+    Scoring's ratio is the issue's aim (2.5x): the forward pass over the candidates."""
+    fastest = {side: {k: min(ph[k] for ph in phases) for k in PHASES} for side, phases in (("h", ours), ("r", ref))}
+
+    def text(side: str) -> str:
+        return ", ".join(f"{k} {fastest[side][k]:.2f} s" for k in PHASES)
+
+    ratios = {k: fastest["r"][k] / fastest["h"][k] for k in PHASES if fastest["h"][k] > 0 and fastest["r"][k] > 0}
+    return Row("phases", "cycle phases, fastest repetition each: harness vs reference loop", text("h"), text("r"),
+               ratios.get("score"), ratios.get("score"), 2.5,
+               note="ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()) + "; ratio column: score",
+               details={"harness": fastest["h"], "reference": fastest["r"], "ratios": ratios})
 
 
 # ---------------------------------------------------------------------------------------------- selection at scale
@@ -687,6 +711,195 @@ def measure_scheduling(ctx: Context) -> list[Row]:
                      f"epochs {sizes.schedule_epochs}, cycles {sizes.schedule_cycles}")]
 
 
+# ---------------------------------------------------------------------------------------------- fixed costs
+
+
+FIXED_SNIPPETS = {  # what a command pays before and around its first training step, each in a fresh interpreter
+    "import bench.cli (every command)": "import bench.cli",
+    "run_bench.py --help": "import sys; sys.argv = ['run_bench.py', '--help']; import runpy; "
+                           "runpy.run_path('run_bench.py', run_name='__main__')",
+    "import bench.report (a report's stack)": "import bench.report",
+}
+
+
+def python_seconds(code: str) -> float:
+    """Wall seconds of a fresh interpreter running `code` from the repository root."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False, capture_output=True)
+    return time.perf_counter() - start
+
+
+def worker_start_seconds(workers: int) -> float:
+    """A loky pool of `workers` CPU workers until each has imported the loop (torch, the strategies) once."""
+    from bench.scheduler import LokyPool
+
+    start = time.perf_counter()
+    pool = LokyPool(["cpu"] * workers, threads=1)
+    try:
+        for future in [pool.submit(pool_order, seed, 0, 10) for seed in range(workers)]:
+            future.result()
+        return time.perf_counter() - start
+    finally:
+        pool.close()
+
+
+def synthetic_results(folder: Path, strategies: int = 4, seeds: int = 3, cycles: int = 6) -> None:
+    """A cycles.parquet of the quick preset's shape, for timing the report."""
+    rng = np.random.default_rng(0)
+    rows = [{"run": "perf", "dataset": "digits", "model": "cnn", "strategy": f"s{k}", "seed": seed, "cycle": c,
+             "n_labeled": 30.0 * (c + 1), "test_acc": float(min(1.0, 0.6 + 0.06 * c + rng.normal(0, 0.01)))}
+            for k in range(strategies) for seed in range(seeds) for c in range(cycles)]
+    import pandas as pd
+
+    pd.DataFrame(rows).assign(strategy=lambda d: d["strategy"].replace({"s0": "random"})).to_parquet(
+        folder / "cycles.parquet", index=False)
+
+
+def measure_fixed(ctx: Context) -> list[Row]:
+    """The fixed costs of a run, beside its training: imports (fresh interpreters, median of 3), starting two
+    CPU workers, loading the default dataset, writing a report of 4 strategies x 3 seeds x 6 cycles."""
+    rows = []
+    for what, code in FIXED_SNIPPETS.items():
+        seconds = statistics.median(python_seconds(code) for _ in range(3))
+        rows.append(Row("fixed", what, f"{seconds:.2f} s", "-", note="fresh interpreter, median of 3",
+                        details={"seconds": seconds}))
+    seconds = worker_start_seconds(2)
+    rows.append(Row("fixed", "start 2 CPU workers (loky) until each imported the loop", f"{seconds:.2f} s", "-",
+                    note="once per run", details={"seconds": seconds}))
+    start = time.perf_counter()
+    load_dataset("digits")
+    seconds = time.perf_counter() - start
+    rows.append(Row("fixed", "load the digits dataset (in a worker, once per run)", f"{seconds:.2f} s", "-",
+                    details={"seconds": seconds}))
+    from bench.report import write_report
+
+    with tempfile.TemporaryDirectory(prefix="perf-report-") as tmp:
+        synthetic_results(Path(tmp))
+        start = time.perf_counter()
+        write_report(Path(tmp))
+        seconds = time.perf_counter() - start
+    rows.append(Row("fixed", "write the report (4 strategies x 3 seeds x 6 cycles), imports done", f"{seconds:.2f} s",
+                    "-", note="tables, plots, statistics", details={"seconds": seconds}))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- compilation
+
+
+def compile_child(model: str, labeled: list[int], epochs: int, compiled: bool, device: str, threads: int) -> dict:
+    """In a fresh process with an empty inductor cache (so the compilation is paid, as a run's first job pays
+    it): the cycles' training + evaluation seconds on random CIFAR-shaped images (digits for the cnn)."""
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-")
+    torch.set_num_threads(threads)
+    data = load_dataset("digits") if model == "cnn" else cifar_images(None)
+    protocol = dataclasses.replace(preset_protocol("quick"), model=model, epochs=epochs)
+    dev = torch.device(device)
+    trainer = Trainer(DeviceData.from_images(data, dev), protocol, dev, compile=compiled)
+    def cycle(n: int) -> None:
+        net = create_model(model, data.channels, data.n_classes, 0).to(dev, memory_format=torch.channels_last)
+        trainer.fit(net, torch.arange(n, device=dev), torch.Generator(device=dev).manual_seed(0))
+        trainer.evaluate(net)
+
+    return {"cycle_seconds": [timed(lambda n=n: cycle(n), dev) for n in labeled]}
+
+
+COMPILE_CASES = {  # model -> (labeled per cycle, epochs): a job's cycles as its preset runs them, shortened
+    "cnn": ([30, 60, 90], 200),  # the quick preset's first three cycles
+    "resnet18": ([128, 256], 2),
+}
+
+
+def measure_compile(ctx: Context) -> list[Row]:
+    """torch.compile on and off for a job's first cycles, compilation included (a fresh process and an empty
+    cache each), one thread as each of two CPU workers gets. The verdict --compile's default follows."""
+    rows = []
+    cases = {"cnn": ([30, 60], 20)} if ctx.sizes.model == "cnn" else COMPILE_CASES  # tiny: seconds, not meaning
+    for model, (labeled, epochs) in cases.items():
+        load_before = load_average()
+        off = in_fresh_process(compile_child, model, labeled, epochs, False, str(ctx.device), 1)["cycle_seconds"]
+        on = in_fresh_process(compile_child, model, labeled, epochs, True, str(ctx.device), 1)["cycle_seconds"]
+        rows.append(Row("compile", f"{model}: {len(labeled)} cycles (labels {labeled}, {epochs} epochs), "
+                        "--compile vs not, compilation included", f"{sum(on):.1f} s", f"{sum(off):.1f} s",
+                        sum(off) / sum(on), sum(off) / sum(on), 1.0,
+                        note="per cycle on: " + ", ".join(f"{v:.1f}" for v in on) + " s; off: "
+                        + ", ".join(f"{v:.1f}" for v in off) + " s",
+                        details={"on": on, "off": off, "labeled": labeled, "epochs": epochs},
+                        load_before=load_before, load_after=load_average()))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- packing
+
+
+def packing_child(device: str, model: str, labeled: int, epochs: int, compiled: bool, barrier: Any) -> dict:
+    """One of K jobs sharing a device: warm up (compiling where asked), wait for the others, then train
+    `epochs` epochs of `labeled` CIFAR-shaped images at the paper protocol's batch; images/s and peak memory."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="inductor-"))
+    dev = torch.device(device)
+    if dev.type == "cpu":
+        torch.set_num_threads(1)
+    data = cifar_images(None)
+    trainer = Trainer(DeviceData.from_images(data, dev), dataclasses.replace(PAPER, epochs=1), dev, compile=compiled)
+    net = create_model(model, data.channels, data.n_classes, 0).to(dev, memory_format=torch.channels_last)
+    idx = torch.arange(labeled, device=dev)
+    trainer.fit(net, idx[:2 * PAPER.batch_size], torch.Generator(device=dev).manual_seed(0))  # warm-up, compile
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    timed_trainer = Trainer(trainer.data, dataclasses.replace(PAPER, epochs=epochs), dev, compile=compiled)
+    barrier.wait()
+    seconds = timed(lambda: timed_trainer.fit(net, idx, torch.Generator(device=dev).manual_seed(1)), dev)
+    peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else math.nan
+    return {"seconds": seconds, "images": labeled * epochs, "peak_mib": peak}
+
+
+def packed(k: int, device: str, model: str, labeled: int, epochs: int, compiled: bool) -> dict[str, float]:
+    """K jobs at once on one device, each in its own process (as --jobs-per-device K runs them)."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager, cf.ProcessPoolExecutor(max_workers=k, mp_context=ctx) as pool:
+        barrier = manager.Barrier(k)
+        results = [f.result() for f in [pool.submit(packing_child, device, model, labeled, epochs, compiled,
+                                                    barrier) for _ in range(k)]]
+    wall = max(r["seconds"] for r in results)
+    return {"aggregate_img_s": sum(r["images"] for r in results) / wall,
+            "per_job_img_s": statistics.mean(r["images"] / r["seconds"] for r in results),
+            "peak_mib": max(r["peak_mib"] for r in results)}
+
+
+PACKING = {  # size -> ((jobs per device, compiled) to try, labeled images, epochs): seconds of training per job
+    "gpu": (((1, False), (2, False), (4, False), (1, True), (4, True)), 10_000, 5),
+    "tiny": (((1, False), (2, False)), 64, 1),
+}
+
+
+def measure_packing(ctx: Context) -> list[Row]:
+    """ResNet-18 training at the paper protocol's batch with 1, 2 and 4 jobs per device, compiled or not:
+    aggregate and per-job images/s, peak memory per job, and the paper comparison's projected wall time
+    (`--preset paper --strategies ll entropy core-set random --seeds 5`, 20 jobs) at the best packing."""
+    size = "tiny" if ctx.sizes.model == "cnn" else "gpu"
+    settings, labeled, epochs = PACKING[size]
+    rows, best = [], None
+    for k, compiled in settings:
+        load_before = load_average()
+        found = packed(k, str(ctx.device), ctx.sizes.model, labeled, epochs, compiled)
+        rows.append(Row("packing", f"{ctx.sizes.model} x{k} jobs on {ctx.device}"
+                        + (", compiled" if compiled else ""), f"{found['aggregate_img_s']:,.0f} img/s",
+                        "-", note=f"per job {found['per_job_img_s']:,.0f} img/s, peak "
+                        f"{found['peak_mib']:,.0f} MiB per job", details={"k": k, "compile": compiled, **found},
+                        load_before=load_before, load_after=load_average()))
+        if best is None or found["aggregate_img_s"] > best[0]["aggregate_img_s"]:
+            best = (found, k, compiled)
+    found, k, compiled = best
+    images = paper_grid_images()
+    jobs = 20
+    hours = jobs * images["train"] / found["aggregate_img_s"] / 3600
+    rows.append(Row("packing", f"projected: paper preset, ll entropy core-set random x 5 seeds ({jobs} jobs), "
+                    f"training only, at x{k}{' compiled' if compiled else ''}", f"{hours:,.1f} h", "-",
+                    note=f"{images['train']:,} training images per job; scoring and testing add "
+                    f"{images['score'] + images['test']:,} inference images per job",
+                    details={"hours": hours, "k": k, "compile": compiled}))
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------- projection
 
 
@@ -726,6 +939,9 @@ MEASUREMENTS: dict[str, Callable[[Context], list[Row]]] = {
     "selection": measure_selection,
     "scoring": measure_scoring,
     "scheduling": measure_scheduling,
+    "fixed": measure_fixed,
+    "compile": measure_compile,
+    "packing": measure_packing,
 }
 
 

@@ -67,10 +67,21 @@ class Strategy:
     # reads the backbone's stage feature maps (its aux head does, or it needs "features"): a model without
     # them (a ViT) is refused before any work
     stage_features: ClassVar[bool] = False
+    # its auxiliary head's loss is meant to shape the backbone (not only to read it): it cannot run on a frozen one
+    trains_backbone: ClassVar[bool] = False
 
     @classmethod
     def reads_stages(cls) -> bool:
         return cls.stage_features or "features" in cls.needs
+
+    @classmethod
+    def frozen_refusal(cls) -> str | None:
+        """Why the strategy cannot run on a frozen backbone's embeddings (--train-mode frozen), or None."""
+        if cls.reads_stages():
+            return "it reads the backbone's stage feature maps, which a frozen-feature run never computes"
+        if cls.trains_backbone:
+            return "its auxiliary head trains the backbone, which a frozen-feature run keeps fixed"
+        return None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

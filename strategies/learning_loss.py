@@ -12,7 +12,6 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import stats
 from torch import nn
 
 from bench.config import Protocol, resolve_epoch
@@ -92,6 +91,7 @@ class LearningLoss(Strategy):
     epoch_params = frozenset({"detach_after"})  # 0.6: the paper's 120 of 200 epochs
     min_batch_size = 2  # the ranking loss learns from pairs within a batch
     stage_features = True  # the loss-prediction module pools every stage's map
+    trains_backbone = True  # its ranking loss reaches the backbone until detach_after
 
     def __init__(self, **params) -> None:
         super().__init__(**params)
@@ -128,6 +128,8 @@ def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
     x, y = x.detach().float().cpu().numpy(), y.detach().float().cpu().numpy()
     if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return math.nan
+    from scipy import stats  # imported by the jobs that use it, not by every worker and command
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return float(stats.spearmanr(x, y).statistic)

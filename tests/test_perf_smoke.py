@@ -51,12 +51,12 @@ def tiny_run(tmp_path_factory) -> dict:
 
 def test_the_quick_rows_run_and_every_comparison_is_harness_over_its_baseline(tiny_run):
     rows = tiny_run["rows"]
-    assert [r["name"] for r in rows] == FAST_ROWS
+    assert [r["name"] for r in rows] == ["setup", "trainer", "pipeline", "cycle", "phases", "scoring"]
     assert_no_failures(rows)
     for row in rows:
         assert len(row["load_before"]) == 3 and len(row["load_after"]) == 3
         assert all(math.isfinite(v) and v >= 0 for v in row["load_before"] + row["load_after"])
-        if row["name"] != "setup":
+        if row["name"] not in ("setup", "phases"):
             assert_consistent_comparison(row)
     setup = rows[0]
     assert setup["status"] == "ok" and setup["details"]["channels_last"]
@@ -71,6 +71,29 @@ def test_the_cycle_row_times_both_loops_and_projects_the_paper_grid(tiny_run):
         assert all(math.isfinite(v) and v > 0 for v in details["rates"][side].values())
     grid = tiny_run["paper_grid_projection"]
     assert grid["hours_total"] == pytest.approx(perf.PAPER_GRID_JOBS * grid["hours_per_job"])
+
+
+def test_the_phases_row_is_each_phase_at_its_fastest_and_the_score_ratio():
+    ours = [{"train": 2.0, "evaluate": 0.5, "score": 0.4, "select": 0.1, "rest": 0.2},
+            {"train": 1.0, "evaluate": 0.6, "score": 0.5, "select": 0.2, "rest": 0.1}]
+    ref = [{"train": 3.0, "evaluate": 1.0, "score": 1.2, "select": 0.05, "rest": 0.0}]
+    row = perf.phases_row(ours, ref)
+    assert row.details["harness"] == {"train": 1.0, "evaluate": 0.5, "score": 0.4, "select": 0.1, "rest": 0.1}
+    assert row.ratio == pytest.approx(1.2 / 0.4) and row.details["ratios"]["train"] == pytest.approx(3.0)
+    assert "rest" not in row.details["ratios"]  # the reference has no separate rest: no ratio is made up
+
+
+def test_the_cycle_record_splits_scoring_from_selection(tiny_run):
+    for phases in tiny_run["rows"][3]["details"]["phases_harness"]:
+        assert phases["score"] > 0 and phases["select"] >= 0 and phases["evaluate"] > 0
+        assert phases["score"] + phases["select"] == pytest.approx(phases["score_select"])
+
+
+def test_packed_jobs_report_aggregate_and_per_job_rates():
+    found = perf.packed(2, "cpu", "cnn", 64, 1, False)
+    assert found["aggregate_img_s"] > 0 and found["per_job_img_s"] > 0
+    # two jobs of equal work: the aggregate is at least one job's rate and at most twice the faster one's
+    assert found["per_job_img_s"] * 0.9 <= found["aggregate_img_s"] <= 2.2 * found["per_job_img_s"]
 
 
 def test_the_reference_loop_scores_the_loops_candidates():

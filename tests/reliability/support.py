@@ -20,7 +20,8 @@ PROTOCOL = ["--initial", "20", "--budget", "20", "--cycles", "3", "--epochs", "2
 # The reference run: 2 strategies x 2 seeds x 3 cycles = 12 rows on the digits default.
 REFERENCE = ["--strategies", "random", "entropy", "--seeds", "2", *PROTOCOL]
 REFERENCE_ROWS = 12
-TIMING = ["train_seconds", "select_seconds", "finished_at"]  # the only columns allowed to differ between runs
+# the only columns allowed to differ between runs
+TIMING = ["train_seconds", "eval_seconds", "score_seconds", "select_seconds", "finished_at"]
 WAIT = 300  # seconds: generous, the machine may be shared
 
 # One thread per process: runs are compared within one environment, and on a shared 2-core machine several
