@@ -235,6 +235,9 @@ def preset_protocol(preset: str, **overrides: Any) -> Protocol:
     _positive_int("epochs", epochs)
     fields["milestones"] = tuple(resolve_epoch(m, epochs, "milestones") for m in fields["milestones"])
     if fields["train_mode"] == "frozen":  # fixed embeddings: nothing to augment; the head trains in fp32
+        if overrides.get("precision") in ("bf16", "fp16"):
+            raise UserError(f"--precision {overrides['precision']} has no effect with --train-mode frozen: the "
+                            "embeddings and the head are computed in fp32; drop --precision.")
         fields.update(augment=False, precision="fp32")
     return Protocol(**fields)
 

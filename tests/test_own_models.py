@@ -255,6 +255,7 @@ def _bad_weights(folder: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's note on the pickled-object case
 def test_bad_weights_are_one_line_exit_2(cli, tiny_npz, tmp_path):
     for case, (path, problem) in _bad_weights(tmp_path).items():
         status, _, err = cli("--model", RESNET, "--dataset", f"npz:{tiny_npz}", "--strategies", "random",

@@ -75,6 +75,8 @@ CASES = [
     Case("unknown-preset", ("--preset", "papr"), "Unknown preset 'papr'", "choose one of quick, paper, blog"),
     Case("unknown-backend", ("--backend", "dsk"), "Unknown backend 'dsk'", "did you mean 'dask'"),
     Case("unknown-device", ("--devices", "gpu"), "Unknown device 'gpu'", "cuda:N"),
+    Case("frozen-with-bf16", ("--train-mode", "frozen", "--precision", "bf16"),
+         "--precision bf16 has no effect with --train-mode frozen", "drop --precision"),
     Case("empty-device-list", ("--devices", ","), "--devices ',' names no device", "use auto, cpu or cuda:N"),
     Case("absent-cuda-device", ("--devices", "cuda:7"), "Device cuda:7 is not available", "--devices cpu"),
     Case("unknown-precision", ("--precision", "fp8"), "invalid choice: 'fp8'", "choose from"),
