@@ -33,11 +33,11 @@ def setting_names(folders: list[Path]) -> list[str]:
     return names
 
 
-def suite_cycles(folders: list[Path], baseline: str) -> pd.DataFrame:
-    """Every folder's rows, its setting's name in the "dataset" column (the dataset itself kept in
+def suite_cycles(folders: list[Path], names: list[str], baseline: str) -> pd.DataFrame:
+    """Every folder's rows, its setting's name (names[i]) in the "dataset" column (the dataset itself kept in
     "source_dataset"); refuses settings that lack the baseline or compare other strategies."""
     frames = []
-    for folder, name in zip(folders, setting_names(folders), strict=True):
+    for folder, name in zip(folders, names, strict=True):
         cycles = load_cycles(folder)
         if cycles["dataset"].nunique() > 1:
             raise UserError(f"{folder} holds several datasets ({', '.join(sorted(cycles['dataset'].unique()))}); "
@@ -78,9 +78,9 @@ def write_suite(folders: list[Path], baseline: str, out: Path) -> tuple[Path, li
     report.md's path and the headline (primary verdicts, seed planning) for the console."""
     folders = [Path(f) for f in folders]
     check_out(out, folders)
-    cycles = suite_cycles(folders, baseline)
-    result = analyse(cycles, baseline)
     names = setting_names(folders)
+    cycles = suite_cycles(folders, names, baseline)
+    result = analyse(cycles, baseline)
     settings = _settings_table(folders, names, cycles)
     header = header_lines(result, names, f"the `cycles.parquet` of {len(folders)} run folders", unit="setting")
     header += ["## Settings", "", markdown_table(settings), ""]
