@@ -62,7 +62,7 @@ from bench.jobs import JobSpec
 from bench.loop import gather_inputs, initial_model, make_aux, pool_order, run_cycle, start_state
 from bench.models import Backbone, create_model
 from bench.run import RunOptions, build_config, run_benchmark
-from bench.trainer import DeviceData, Trainer, cpu_has_bf16, crop_flip, resolve_precision
+from bench.trainer import DeviceData, Trainer, compile_works, cpu_has_bf16, crop_flip, resolve_precision
 from strategies import PoolInputs, create_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,17 +109,21 @@ class Sizes:
     schedule_epochs: int = 10  # the quick preset shrunk to fit: epochs and cycles of each of the 4 jobs
     schedule_cycles: int = 4
     schedule_pairs: int = 2
+    kernels_images: int = 512  # images per repetition of the bare forward and training passes
+    kernels_pairs: int = 3
+    kernels_compiled: bool = True  # also the compiled forward's steady state (where torch.compile works)
 
 
 SIZES: dict[str, Sizes] = {
     "full": Sizes(),
     "quick": Sizes(trainer_pairs=3, pipeline_images=1024, pipeline_pairs=3, cycle_pairs=1, pools=(10_000,),
-                   score_subset=1024, score_pairs=2, schedule_epochs=1, schedule_cycles=2, schedule_pairs=1),
+                   score_subset=1024, score_pairs=2, schedule_epochs=1, schedule_cycles=2, schedule_pairs=1,
+                   kernels_images=256, kernels_pairs=2),
     # Seconds per measurement, for tests and dry runs of gpu_check.sh on a CPU: the numbers mean nothing.
     "tiny": Sizes(model="cnn", trainer_labeled=16, trainer_pairs=1, pipeline_images=128, pipeline_pairs=1,
                   cycle_labeled=16, cycle_epochs=1, cycle_subset=32, cycle_budget=8, cycle_test=16, cycle_pairs=1,
                   pools=(2_000,), picks=50, centres=500, score_subset=32, score_pairs=2, schedule_epochs=1,
-                  schedule_cycles=2, schedule_pairs=1),
+                  schedule_cycles=2, schedule_pairs=1, kernels_images=32, kernels_pairs=1, kernels_compiled=False),
     # One GPU: enough work per repetition that launch latency and PIL decoding show at their real share.
     "gpu": Sizes(trainer_labeled=2560, trainer_epochs=2, trainer_pairs=3, pipeline_images=8192, pipeline_pairs=3,
                  cycle_labeled=2000, cycle_epochs=4, cycle_subset=8000, cycle_budget=1000, cycle_test=2000,
@@ -559,6 +563,68 @@ def phases_row(ours: list[dict[str, float]], ref: list[dict[str, float]]) -> Row
                details={"harness": fastest["h"], "reference": fastest["r"], "ratios": ratios})
 
 
+# ---------------------------------------------------------------------------------------------- kernels
+
+
+def forward_passes(model: nn.Module, x: torch.Tensor, batch: int,
+                   autocast: Callable[[], Any] = contextlib.nullcontext) -> None:
+    """Forward passes over resident inputs in batches: what scoring and testing pay without a data path."""
+    with torch.inference_mode(), autocast():
+        for first in range(0, x.shape[0], batch):
+            model(x[first:first + batch])
+
+
+def measure_kernels(ctx: Context) -> list[Row]:
+    """The ceilings of the cycle's phases: the network as the harness runs it (channels_last, the resolved
+    precision; the protocol's eval batch for inference) against the reference's fp32 NCHW at batch 128, same
+    weights, same resident float tensors, no data path on either side. A phase's ratio in the cycle row can
+    exceed its kernel ratio only by what the reference's PIL path costs; beyond that it needs cheaper
+    arithmetic, not a better loop. Where torch.compile works, the compiled forward's steady state too (its
+    compilation is not timed here: the compile row pays it)."""
+    device, sizes = ctx.device, ctx.sizes
+    n, bs, eval_bs = sizes.kernels_images, PAPER.batch_size, PAPER.eval_batch_size
+    data = DeviceData.from_images(ctx.images, device, augment=False)
+    trainer = Trainer(data, paper_protocol(sizes), device)
+    precision = precision_name(trainer.dtype)
+    labeled = torch.arange(n, device=device)
+    x_cl, y = data.normalise(data.train_images(labeled)), data.y_train[labeled]  # [n, C, H, W] channels_last
+    ours, ref = harness_model(ctx), harness_model(ctx).to(memory_format=torch.contiguous_format)
+    ours.eval()
+    ref.eval()
+
+    def forward(model: nn.Module, x: torch.Tensor, batch: int, autocast: Callable[[], Any]) -> Callable[[], float]:
+        return lambda: timed(lambda: forward_passes(model, x, batch, autocast), device)
+
+    rows = [compared("kernels", f"forward, {sizes.model}: channels_last, batch {eval_bs} ({precision}) vs NCHW, "
+                     f"batch {bs} (fp32)", alternate(forward(ours, x_cl, eval_bs, trainer.autocast),
+                                                      forward(ref, x_cl.contiguous(), bs, contextlib.nullcontext),
+                                                      sizes.kernels_pairs, n, "img"), None,
+                     "resident tensors: the score and evaluate phases' ceiling", precision=precision)]
+    if sizes.kernels_compiled and compile_works(device) is None:
+        compiled = torch.compile(ours)
+        forward_passes(compiled, x_cl, eval_bs, trainer.autocast)  # compiles (a last partial batch recompiles)
+        rows.append(compared("kernels", f"forward, {sizes.model}, channels_last, batch {eval_bs} ({precision}): "
+                             "compiled vs eager", alternate(forward(compiled, x_cl, eval_bs, trainer.autocast),
+                                                            forward(ours, x_cl, eval_bs, trainer.autocast),
+                                                            sizes.kernels_pairs, n, "img"), None,
+                             "steady state, compilation not timed", precision=precision))
+    steps = [(x_cl[i:i + bs], y[i:i + bs]) for i in range(0, n, bs)]
+    nchw_steps = [(x.contiguous(), t) for x, t in steps]
+
+    def sgd(model: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.SGD(model.parameters(), lr=PAPER.lr, momentum=PAPER.momentum,
+                               weight_decay=PAPER.weight_decay)
+
+    opt_ours, opt_ref = sgd(ours), sgd(ref)
+    rows.append(compared("kernels", f"forward/backward/step, {sizes.model}, batch {bs}: channels_last "
+                         f"({precision}) vs NCHW (fp32)",
+                         alternate(lambda: timed(lambda: bare_steps(ours, steps, opt_ours, trainer.autocast), device),
+                                   lambda: timed(lambda: bare_steps(ref, nchw_steps, opt_ref, contextlib.nullcontext),
+                                                 device), sizes.kernels_pairs, n, "img"), None,
+                         "resident tensors: the train phase's ceiling", precision=precision))
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------- selection at scale
 
 
@@ -936,6 +1002,7 @@ MEASUREMENTS: dict[str, Callable[[Context], list[Row]]] = {
     "trainer": measure_trainer,
     "pipeline": measure_pipeline,
     "cycle": measure_cycle,
+    "kernels": measure_kernels,
     "selection": measure_selection,
     "scoring": measure_scoring,
     "scheduling": measure_scheduling,

@@ -18,7 +18,7 @@ from bench.trainer import DeviceData
 from benchmarks import perf
 from strategies import PoolInputs, create_strategy
 
-FAST_ROWS = ["setup", "trainer", "pipeline", "cycle", "scoring"]  # seconds each at the tiny size
+FAST_ROWS = ["setup", "trainer", "pipeline", "cycle", "kernels", "scoring"]  # seconds each at the tiny size
 TINY = perf.SIZES["tiny"]
 
 
@@ -51,7 +51,8 @@ def tiny_run(tmp_path_factory) -> dict:
 
 def test_the_quick_rows_run_and_every_comparison_is_harness_over_its_baseline(tiny_run):
     rows = tiny_run["rows"]
-    assert [r["name"] for r in rows] == ["setup", "trainer", "pipeline", "cycle", "phases", "scoring"]
+    assert [r["name"] for r in rows] == ["setup", "trainer", "pipeline", "cycle", "phases", "kernels", "kernels",
+                                               "scoring"]
     assert_no_failures(rows)
     for row in rows:
         assert len(row["load_before"]) == 3 and len(row["load_after"]) == 3
