@@ -16,12 +16,9 @@ strategies read head(embedding) as logits and the embedding itself.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -34,9 +31,9 @@ from torch import nn
 
 from bench.config import Protocol
 from bench.data import ImageData
-from bench.errors import UserError
 from bench.models import AuxHead, Backbone, ModelOutput
 from bench.seeding import derive_seed
+from bench.store import atomic_write
 from bench.trainer import DeviceData, FitResult, Trainer, TrainingDiverged
 from bench.zoo import build_model, load_weights, read_weights
 
@@ -116,20 +113,18 @@ class DamagedCache(ValueError):
 
 
 def write_embeddings(path: Path, key: str, embeddings: Embeddings) -> None:
-    """Write the cache file through a temporary file and a rename: a killed run never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the cache file whole or not at all (bench.store.atomic_write): a killed run never leaves half a
+    file, a failed write is one line."""
     for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a killed run's unfinished write (the driver holds the lock)
         stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a handle: np.savez would add ".npz" to the temporary file's name
             np.savez(f, key=np.array(key), sha256=np.array(embeddings.sha256), train=embeddings.train,
                      test=embeddings.test, y_train=embeddings.y_train, y_test=embeddings.y_test,
                      n_classes=np.array(embeddings.n_classes, dtype=np.int64))
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+
+    atomic_write(path, write, then="run the same command again")
 
 
 def read_embeddings(path: Path, key: str | None = None, sha256: str | None = None) -> Embeddings:
@@ -184,11 +179,7 @@ def cached_embeddings(path: Path, key: str, data: ImageData, protocol: Protocol,
         why = f"recomputed: the cache file {path} was damaged ({err})"
     start = time.perf_counter()
     embeddings = compute_embeddings(data, protocol, device, weights, weights_sha256)
-    try:
-        write_embeddings(path, key, embeddings)
-    except OSError as err:
-        raise UserError(f"Cannot write the embeddings cache {path} ({err.strerror or err}): free disk space or "
-                        "make the results folder writable, then run the same command again.") from None
+    write_embeddings(path, key, embeddings)
     return embeddings, f"{why} in {time.perf_counter() - start:.1f} s, saved to {path}"
 
 

@@ -78,11 +78,13 @@ def _writing(path: Path, then: str = RESUME) -> Iterator[None]:
 
 
 def atomic_write(path: Path, write: Callable[[Path], None], then: str = RESUME) -> None:
-    """Call write(tmp) on a temporary file beside path, flush it to disk, then rename it over path.
-    A failed write (a full disk, a read-only folder) leaves the previous file as it was and says so."""
+    """Call write(tmp) on a temporary file beside path (its folder made if missing), flush it to disk, then
+    rename it over path. A failed write (a full disk, a read-only folder) leaves the previous file as it was
+    and says so."""
     tmp = None
     try:
         with _writing(path, then):
+            path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             os.close(fd)
             write(Path(tmp))

@@ -4,6 +4,7 @@ the same rows from one worker or two."""
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from torch import nn
 
 from bench import frozen
 from bench.config import Protocol, RunConfig, preset_protocol
+from bench.errors import UserError
 from bench.frozen import BACKBONE_SEED, DamagedCache, EmbeddingData, Embeddings, HeadTrainer, read_embeddings
 from bench.jobs import JobSpec
 from bench.loop import gather_inputs, run_cycle, start_state
@@ -123,6 +125,28 @@ def test_a_worker_refuses_an_embeddings_file_it_cannot_trust(tmp_path):
         frozen.worker_data(str(path), "0" * 64, torch.device("cpu"))
     with pytest.raises(RuntimeError, match="it is missing"):
         frozen.worker_data(str(tmp_path / "none.npz"), emb.sha256, torch.device("cpu"))
+
+
+def test_a_failed_cache_write_is_one_line_and_leaves_the_previous_file(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    emb = Embeddings(rng.normal(size=(6, 3)).astype(np.float32), rng.normal(size=(2, 3)).astype(np.float32),
+                     np.arange(6) % 2, np.arange(2), 2)
+    path = tmp_path / "embeddings" / "e.npz"
+    frozen.write_embeddings(path, "k", emb)  # the folder is made
+    before = path.read_bytes()
+
+    def full_disk(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(frozen.np, "savez", full_disk)
+    with pytest.raises(UserError, match="^Cannot write .*e.npz \\(No space left on device\\): free disk space") as err:
+        frozen.write_embeddings(path, "k2", emb)
+    assert "\n" not in str(err.value)
+    assert path.read_bytes() == before and sorted(p.name for p in path.parent.iterdir()) == ["e.npz"]
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with pytest.raises(UserError, match="a file or folder of that name is in the way"):
+        frozen.write_embeddings(blocked / "e.npz", "k", emb)
 
 
 # ---------------------------------------------------------------------------------------------- the head
