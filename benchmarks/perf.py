@@ -622,6 +622,16 @@ def measure_kernels(ctx: Context) -> list[Row]:
                                    lambda: timed(lambda: bare_steps(ref, nchw_steps, opt_ref, contextlib.nullcontext),
                                                  device), sizes.kernels_pairs, n, "img"), None,
                          "resident tensors: the train phase's ceiling", precision=precision))
+    if sizes.kernels_compiled and compile_works(device) is None:
+        compiled = torch.compile(ours)
+        bare_steps(compiled, steps, opt_ours, trainer.autocast)  # compiles forward and backward
+        rows.append(compared("kernels", f"forward/backward/step, {sizes.model}, batch {bs}, channels_last "
+                             f"({precision}): compiled vs eager",
+                             alternate(lambda: timed(lambda: bare_steps(compiled, steps, opt_ours, trainer.autocast),
+                                                     device),
+                                       lambda: timed(lambda: bare_steps(ours, steps, opt_ours, trainer.autocast),
+                                                     device), sizes.kernels_pairs, n, "img"), None,
+                             "steady state, compilation not timed", precision=precision))
     return rows
 
 
