@@ -5,8 +5,8 @@ An adapted module keeps its own code. torchvision's feature extraction (torch.fx
 returns the classifier's input (the embedding) and its stage feature maps; its last nn.Linear becomes the
 Backbone's classifier, run in fp32 on that embedding. A stage is a container submodule (a top-level one, or a
 child of a top-level one that spans several resolutions, such as torchvision's `features`) whose output is a
-[B, C, H, W] map: the last one at each resolution (layer1..layer4 for a ResNet). A model without such maps (a
-ViT) offers no stage features.
+[B, C, H, W] map, or a [B, H, W, C] one (Swin's), handed on as [B, C, H, W]: the last one at each resolution
+(layer1..layer4 for a ResNet). A model without such maps (a ViT) offers no stage features.
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ class Plan:
     embedding: str  # the node that feeds it
     stages: tuple[str, ...]  # modules whose outputs are the stage maps
     stage_channels: tuple[int, ...]
+    channels_last: tuple[bool, ...]  # per stage: its output is [B, H, W, C] (permuted to [B, C, H, W])
 
 
 _PLANS: dict[tuple, Plan] = {}  # per process: tracing a large model takes a second, and every cycle builds one
@@ -129,7 +130,8 @@ class AdaptedBackbone(Backbone):
         if self.repeat:
             x = x.expand(-1, self.repeat, -1, -1)
         out = self.body(x)
-        features = [out[f"stage{i}"] for i in range(len(self.plan.stages))]
+        features = [out[f"stage{i}"].permute(0, 3, 1, 2) if last else out[f"stage{i}"]
+                    for i, last in enumerate(self.plan.channels_last)]  # each [B, C, H, W]
         # The head in fp32 even under bf16 autocast (see Backbone.forward); the embedding is the network's own value.
         with full_precision(x):
             embedding = torch.flatten(out["embedding"].float(), 1)  # [B, d]
@@ -186,10 +188,11 @@ def _check_output(module: nn.Module, found: Plan, name: str, probe_shape: tuple[
                         "bench.models.Backbone from the factory.")
 
 
-def _stages(module: nn.Module, probe_shape: tuple[int, ...]) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """The last container (a module with children) at each resolution among the top-level ones, or among the
-    children of a top-level one whose outputs span several resolutions; 4-D outputs only, each called once."""
-    outputs: dict[str, list[tuple[int, ...]]] = {}  # name -> shapes of its outputs, in call order of first call
+def _output_shapes(module: nn.Module, containers: dict[str, nn.Module],
+                   shape: tuple[int, ...]) -> tuple[dict[str, list[tuple[int, ...]]], list[str]] | None:
+    """One forward pass in eval mode on zeros of `shape`: each container's output shapes (in call order of its
+    first call) and the order of first calls; None when the forward fails on that size."""
+    outputs: dict[str, list[tuple[int, ...]]] = {}
     order: list[str] = []
 
     def hook(name: str):
@@ -199,33 +202,57 @@ def _stages(module: nn.Module, probe_shape: tuple[int, ...]) -> tuple[tuple[str,
             outputs.setdefault(name, []).append(tuple(output.shape) if isinstance(output, torch.Tensor) else ())
         return record
 
-    containers = {n: m for n, m in module.named_modules() if n and n.count(".") <= 1 and any(m.children())}
     handles = [m.register_forward_hook(hook(n)) for n, m in containers.items()]
     was_training = module.training
     try:
         with torch.no_grad():
-            module.eval()(torch.zeros(probe_shape))
+            module.eval()(torch.zeros(shape))
     except (RuntimeError, ValueError, AssertionError):
-        return (), ()  # the input is too small or of the wrong size: check_input_size says so in one line
+        return None  # the input is too small or of the wrong size: check_input_size says so in one line
     finally:
         module.train(was_training)
         for h in handles:
             h.remove()
+    return outputs, order
+
+
+def _stages(module: nn.Module, probe_shape: tuple[int, ...]) -> tuple[tuple[str, ...], tuple[int, ...],
+                                                                     tuple[bool, ...]]:
+    """The last container (a module with children) at each resolution among the top-level ones, or among the
+    children of a top-level one whose outputs span several resolutions; 4-D outputs only, each called once.
+    A map's layout is read from a second probe at twice the size: the dimensions that grow are spatial, so a
+    [B, H, W, C] map (Swin's) is told from a [B, C, H, W] one. Returns the stages, their channels and, per
+    stage, whether it is channels-last ([B, H, W, C]; the adapter permutes it)."""
+    containers = {n: m for n, m in module.named_modules() if n and n.count(".") <= 1 and any(m.children())}
+    probed = _output_shapes(module, containers, probe_shape)
+    if probed is None:
+        return (), (), ()
+    outputs, order = probed
+    doubled = _output_shapes(module, containers, (*probe_shape[:2], *(2 * s for s in probe_shape[2:])))
 
     def is_map(n: str) -> bool:
         return n in outputs and len(outputs[n]) == 1 and len(outputs[n][0]) == 4
 
+    def channels_last(n: str) -> bool:  # dims 1 and 2 follow the input's size and dim 3 does not: [B, H, W, C]
+        if doubled is None or len(doubled[0].get(n, [])) != 1:
+            return False  # the model takes one input size only: read as [B, C, H, W]
+        (_, a1, _, a3), (_, b1, _, b3) = outputs[n][0], doubled[0][n][0]
+        return a1 != b1 and a3 == b3
+
+    def spatial(n: str) -> tuple[int, ...]:
+        return outputs[n][0][1:3] if channels_last(n) else outputs[n][0][2:]
+
     chosen: list[str] = []
     for top in [n for n in containers if "." not in n]:
         inner = [n for n in containers if n.startswith(f"{top}.") and is_map(n)]
-        if len({outputs[n][0][2:] for n in inner}) > 1:
+        if len({spatial(n) for n in inner}) > 1:
             chosen += inner
         elif is_map(top):
             chosen.append(top)
     chosen.sort(key=order.index)
-    size = {n: outputs[n][0][2:] for n in chosen}  # (H, W)
-    last = [n for i, n in enumerate(chosen) if i + 1 == len(chosen) or size[chosen[i + 1]] != size[n]]
-    return tuple(last), tuple(outputs[n][0][1] for n in last)
+    last = [n for i, n in enumerate(chosen) if i + 1 == len(chosen) or spatial(chosen[i + 1]) != spatial(n)]
+    return (tuple(last), tuple(outputs[n][0][3 if channels_last(n) else 1] for n in last),
+            tuple(channels_last(n) for n in last))
 
 
 def check_input_size(model_name: str, channels: int, height: int, width: int,

@@ -96,6 +96,30 @@ def test_stages_are_the_last_map_at_each_resolution():
     assert out.embedding.shape == (2, model.embedding_dim) and out.logits.shape == (2, 5)
 
 
+# torchvision's Swin at a size a test can afford: its stages output [B, H, W, C] maps
+def tiny_swin(n_classes: int) -> torch.nn.Module:
+    return torchvision.models.SwinTransformer(patch_size=[2, 2], embed_dim=8, depths=[1, 1], num_heads=[1, 2],
+                                              window_size=[2, 2], num_classes=n_classes)
+
+
+def test_channels_last_stage_maps_are_recognised_and_handed_on_as_channels_first(models):
+    MODELS.register("test-swin")(lambda in_channels, n_classes: tiny_swin(n_classes))
+    model = build_model("test-swin", 3, 4, generator_seed=3, input_size=(16, 16)).eval()
+    torch.manual_seed(3)  # the same seed builds the same network directly
+    reference = tiny_swin(4).eval()
+    maps = {}
+    for i in (1, 3):  # the last block at 8 x 8 and at 4 x 4 (features.2 merges patches, features.3 is the stage)
+        reference.features[i].register_forward_hook(lambda m, inp, o, i=i: maps.__setitem__(i, o))
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out, logits = model(x), reference(x)
+    assert maps[1].shape == (2, 8, 8, 8) and maps[3].shape == (2, 4, 4, 16)  # channels last: [B, H, W, C]
+    assert model.plan.stages == ("features.1", "features.3") and model.stage_channels == [8, 16]
+    for got, i in zip(out.features, (1, 3), strict=True):
+        torch.testing.assert_close(got, maps[i].permute(0, 3, 1, 2))  # [B, C, H, W], as every strategy reads them
+    torch.testing.assert_close(out.logits, logits)
+
+
 # torchvision's ViT at a size a test can afford (vit_b_16 is the same class with 86M parameters at 224 x 224)
 TINY_VIT = """
 from torchvision.models import VisionTransformer
