@@ -233,14 +233,16 @@ def _stages(module: nn.Module, probe_shape: tuple[int, ...]) -> tuple[tuple[str,
     def is_map(n: str) -> bool:
         return n in outputs and len(outputs[n]) == 1 and len(outputs[n][0]) == 4
 
-    def channels_last(n: str) -> bool:  # dims 1 and 2 follow the input's size and dim 3 does not: [B, H, W, C]
+    def is_channels_last(n: str) -> bool:  # dims 1 and 2 follow the input's size and dim 3 does not: [B, H, W, C]
         if doubled is None or len(doubled[0].get(n, [])) != 1:
             return False  # the model takes one input size only: read as [B, C, H, W]
         (_, a1, _, a3), (_, b1, _, b3) = outputs[n][0], doubled[0][n][0]
         return a1 != b1 and a3 == b3
 
+    channels_last = {n: is_channels_last(n) for n in containers if is_map(n)}
+
     def spatial(n: str) -> tuple[int, ...]:
-        return outputs[n][0][1:3] if channels_last(n) else outputs[n][0][2:]
+        return outputs[n][0][1:3] if channels_last[n] else outputs[n][0][2:]
 
     chosen: list[str] = []
     for top in [n for n in containers if "." not in n]:
@@ -251,8 +253,8 @@ def _stages(module: nn.Module, probe_shape: tuple[int, ...]) -> tuple[tuple[str,
             chosen.append(top)
     chosen.sort(key=order.index)
     last = [n for i, n in enumerate(chosen) if i + 1 == len(chosen) or spatial(chosen[i + 1]) != spatial(n)]
-    return (tuple(last), tuple(outputs[n][0][3 if channels_last(n) else 1] for n in last),
-            tuple(channels_last(n) for n in last))
+    return (tuple(last), tuple(outputs[n][0][3 if channels_last[n] else 1] for n in last),
+            tuple(channels_last[n] for n in last))
 
 
 def check_input_size(model_name: str, channels: int, height: int, width: int,

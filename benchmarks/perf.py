@@ -595,43 +595,42 @@ def measure_kernels(ctx: Context) -> list[Row]:
     def forward(model: nn.Module, x: torch.Tensor, batch: int, autocast: Callable[[], Any]) -> Callable[[], float]:
         return lambda: timed(lambda: forward_passes(model, x, batch, autocast), device)
 
+    def train(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], optimizer: torch.optim.Optimizer,
+              autocast: Callable[[], Any]) -> Callable[[], float]:
+        return lambda: timed(lambda: bare_steps(model, batches, optimizer, autocast), device)
+
+    def sgd(model: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.SGD(model.parameters(), lr=PAPER.lr, momentum=PAPER.momentum,
+                               weight_decay=PAPER.weight_decay)
+
+    compiled = torch.compile(ours) if sizes.kernels_compiled and compile_works(device) is None else None
+    steps = [(x_cl[i:i + bs], y[i:i + bs]) for i in range(0, n, bs)]
+    nchw_steps = [(x.contiguous(), t) for x, t in steps]
+    opt_ours, opt_ref = sgd(ours), sgd(ref)
     rows = [compared("kernels", f"forward, {sizes.model}: channels_last, batch {eval_bs} ({precision}) vs NCHW, "
                      f"batch {bs} (fp32)", alternate(forward(ours, x_cl, eval_bs, trainer.autocast),
                                                       forward(ref, x_cl.contiguous(), bs, contextlib.nullcontext),
                                                       sizes.kernels_pairs, n, "img"), None,
                      "resident tensors: the score and evaluate phases' ceiling", precision=precision)]
-    if sizes.kernels_compiled and compile_works(device) is None:
-        compiled = torch.compile(ours)
+    if compiled is not None:
         forward_passes(compiled, x_cl, eval_bs, trainer.autocast)  # compiles (a last partial batch recompiles)
         rows.append(compared("kernels", f"forward, {sizes.model}, channels_last, batch {eval_bs} ({precision}): "
                              "compiled vs eager", alternate(forward(compiled, x_cl, eval_bs, trainer.autocast),
                                                             forward(ours, x_cl, eval_bs, trainer.autocast),
                                                             sizes.kernels_pairs, n, "img"), None,
                              "steady state, compilation not timed", precision=precision))
-    steps = [(x_cl[i:i + bs], y[i:i + bs]) for i in range(0, n, bs)]
-    nchw_steps = [(x.contiguous(), t) for x, t in steps]
-
-    def sgd(model: nn.Module) -> torch.optim.Optimizer:
-        return torch.optim.SGD(model.parameters(), lr=PAPER.lr, momentum=PAPER.momentum,
-                               weight_decay=PAPER.weight_decay)
-
-    opt_ours, opt_ref = sgd(ours), sgd(ref)
     rows.append(compared("kernels", f"forward/backward/step, {sizes.model}, batch {bs}: channels_last "
                          f"({precision}) vs NCHW (fp32)",
-                         alternate(lambda: timed(lambda: bare_steps(ours, steps, opt_ours, trainer.autocast), device),
-                                   lambda: timed(lambda: bare_steps(ref, nchw_steps, opt_ref, contextlib.nullcontext),
-                                                 device), sizes.kernels_pairs, n, "img"), None,
-                         "resident tensors: the train phase's ceiling", precision=precision))
-    if sizes.kernels_compiled and compile_works(device) is None:
-        compiled = torch.compile(ours)
-        bare_steps(compiled, steps, opt_ours, trainer.autocast)  # compiles forward and backward
+                         alternate(train(ours, steps, opt_ours, trainer.autocast),
+                                   train(ref, nchw_steps, opt_ref, contextlib.nullcontext), sizes.kernels_pairs, n,
+                                   "img"), None, "resident tensors: the train phase's ceiling", precision=precision))
+    if compiled is not None:
+        bare_steps(compiled, steps, opt_ours, trainer.autocast)  # compiles the training graphs
         rows.append(compared("kernels", f"forward/backward/step, {sizes.model}, batch {bs}, channels_last "
                              f"({precision}): compiled vs eager",
-                             alternate(lambda: timed(lambda: bare_steps(compiled, steps, opt_ours, trainer.autocast),
-                                                     device),
-                                       lambda: timed(lambda: bare_steps(ours, steps, opt_ours, trainer.autocast),
-                                                     device), sizes.kernels_pairs, n, "img"), None,
-                             "steady state, compilation not timed", precision=precision))
+                             alternate(train(compiled, steps, opt_ours, trainer.autocast),
+                                       train(ours, steps, opt_ours, trainer.autocast), sizes.kernels_pairs, n, "img"),
+                             None, "steady state, compilation not timed", precision=precision))
     return rows
 
 
