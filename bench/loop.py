@@ -22,7 +22,7 @@ from bench.config import Protocol
 from bench.frozen import initial_head
 from bench.jobs import CycleResult, JobSpec, JobState
 from bench.models import AuxHead, Backbone
-from bench.seeding import derive_seed, numpy_rng, torch_generator
+from bench.seeding import derive_seed, numpy_rng, seeded_globals, torch_generator
 from bench.trainer import Trainer
 from bench.zoo import build_model, load_weights, read_weights
 from strategies import PoolInputs, Strategy, create_strategy
@@ -61,8 +61,7 @@ def initial_model(spec: JobSpec, in_channels: int, n_classes: int,
 
 def make_aux(strategy: Strategy, model: Backbone, seed: int, protocol: Protocol,
              device: torch.device) -> AuxHead | None:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, "aux-init", strategy.name))
+    with seeded_globals(seed, "aux-init", strategy.name):
         aux = strategy.aux_head(model, protocol)
     return None if aux is None else aux.to(device)
 
@@ -94,7 +93,14 @@ def _cpu_copy(module: torch.nn.Module | None) -> dict[str, torch.Tensor] | None:
 
 
 def run_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState) -> tuple[CycleResult, JobState]:
-    """Train and evaluate at state.cycle, then acquire (except at the last cycle)."""
+    """Train and evaluate at state.cycle, then acquire (except at the last cycle). Each phase runs with the global
+    generators seeded from (seed, phase, cycle), the selection's also from the strategy: training and evaluation
+    draw alike for every strategy at a seed, whatever ran before them in this process."""
+    with seeded_globals(spec.seed, "global", "cycle", spec.strategy, state.cycle, device=trainer.device):
+        return _run_cycle(spec, trainer, n_classes, state)
+
+
+def _run_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState) -> tuple[CycleResult, JobState]:
     p, device, data, cycle = spec.protocol, trainer.device, trainer.data, state.cycle
     strategy = create_strategy(spec.strategy, **spec.params)
     size = p.image_size
@@ -110,10 +116,12 @@ def run_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState) 
             aux.load_state_dict(state.aux)
     model = model.to(device, memory_format=torch.channels_last)
     labeled, labeled_t = state.labeled, torch.from_numpy(state.labeled).to(device)
-    fit = trainer.fit(model, labeled_t, torch_generator(spec.seed, "train", cycle, device=device), aux,
-                      torch_generator(spec.seed, "aux-train", cycle, device=device))
+    with seeded_globals(spec.seed, "global", "train", cycle, device=device):
+        fit = trainer.fit(model, labeled_t, torch_generator(spec.seed, "train", cycle, device=device), aux,
+                          torch_generator(spec.seed, "aux-train", cycle, device=device))
     t0 = time.perf_counter()
-    test_acc, test_loss = trainer.evaluate(model)
+    with seeded_globals(spec.seed, "global", "evaluate", cycle, device=device):
+        test_acc, test_loss = trainer.evaluate(model)
     eval_seconds = time.perf_counter() - t0
     record: dict[str, Any] = {
         "run": spec.run, "dataset": spec.dataset, "model": p.model, "strategy": spec.strategy,

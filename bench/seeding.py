@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -22,3 +25,24 @@ def torch_generator(seed: int, *purpose: object, device: torch.device | str = "c
     generator = torch.Generator(device=device)
     generator.manual_seed(derive_seed(seed, *purpose))
     return generator
+
+
+@contextlib.contextmanager
+def seeded_globals(seed: int, *purpose: object, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Seed torch's, numpy's and Python's global generators from (seed, purpose) for the block, and restore them
+    after it. Code we do not own draws from them: torchvision's dropout and stochastic depth, a user's model or
+    strategy file. Seeded per phase, those draws depend on neither the jobs that ran before in the process nor
+    on which other strategies run beside: a dropout model stays paired and reproducible."""
+    device = torch.device(device)
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    value = derive_seed(seed, *purpose)
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(value)  # the CPU generator and every CUDA device's
+        np.random.seed(value % 2**32)  # the legacy global stream, for code that uses it
+        random.seed(value)
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
+            random.setstate(python_state)

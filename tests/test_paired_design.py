@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from torch import nn
 
 import bench.loop as loop
 from bench.config import Protocol
 from bench.data import load_dataset
 from bench.loop import JobSpec, candidates, pool_order, run_job
+from bench.models import MODELS, Backbone, register_model
 from bench.trainer import DeviceData, Trainer
 
 _FIT, _GATHER = Trainer.fit, loop.gather_inputs
@@ -107,3 +109,44 @@ def test_candidates_take_the_first_unlabeled_in_order():
     order = np.array([5, 3, 2, 0, 4, 1])
     assert candidates(order, np.array([3, 0]), 3).tolist() == [5, 2, 4]
     assert candidates(order, np.array([3, 0]), None).tolist() == [5, 2, 4, 1]
+
+
+class _DropoutCNN(Backbone):
+    """A Backbone whose stage draws dropout from torch's global generator, as torchvision's models do."""
+
+    def __init__(self, in_channels: int, n_classes: int) -> None:
+        super().__init__()
+        self.stage_channels, self.embedding_dim = [16], 16
+        self.stem = nn.Identity()
+        self.stages = nn.ModuleList([nn.Sequential(nn.Conv2d(in_channels, 16, 3, padding=1), nn.ReLU(),
+                                                   nn.Dropout(0.5))])
+        self.classifier = nn.Linear(16, n_classes)
+
+
+def _dropout_rows(strategies: list[str]) -> dict[str, list[tuple]]:
+    """Run the strategies' jobs one after another in this process, as one worker does: {strategy: rows}."""
+    data = load_dataset("digits")
+    protocol = dataclasses.replace(Protocol(), model="test-dropout-cnn", initial=20, budget=10, cycles=2, epochs=2,
+                                   milestones=(), subset=60, precision="fp32")
+    trainer = Trainer(DeviceData.from_images(data, torch.device("cpu")), protocol, torch.device("cpu"))
+    rows = {}
+    for name in strategies:
+        results = run_job(JobSpec("t", "digits", name, 0, protocol), trainer, data.n_classes)
+        rows[name] = [(r.record["test_loss"], r.record["train_loss"], tuple(r.added)) for r in results]
+    return rows
+
+
+def test_a_dropout_model_is_reproducible_and_paired_whatever_ran_before():
+    with MODELS.scoped():
+        register_model("test-dropout-cnn")(_DropoutCNN)
+        torch.manual_seed(12345)  # the caller's global state: a job must neither read it nor change it
+        before = torch.random.get_rng_state()
+        beside = _dropout_rows(["random", "entropy"])
+        assert torch.equal(torch.random.get_rng_state(), before)
+        alone = _dropout_rows(["entropy"])
+        torch.rand(7)  # another global state in between
+        again = _dropout_rows(["random", "entropy"])
+    assert beside == again  # the same command twice
+    assert alone["entropy"] == beside["entropy"]  # run alone or after another strategy's job
+    assert beside["random"][0][:2] == beside["entropy"][0][:2]  # cycle 0: the same training at one seed
+    assert beside["random"][1][:2] != beside["entropy"][1][:2]  # the picks did differ, and so did cycle 1
