@@ -8,6 +8,7 @@ when interrupted (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -16,6 +17,7 @@ from bench.config import CONVENTIONS, PRECISIONS, PRESETS, TRAIN_MODES, EpochPoi
 from bench.data import list_datasets
 from bench.errors import UserError
 from bench.models import list_models
+from bench.rounds import run_in_rounds
 from bench.run import (
     RunOptions,
     build_config,
@@ -29,6 +31,7 @@ from bench.run import (
 )
 from bench.signals import explain_interruption, stop_on_signals
 from bench.store import RunStore, read_cycles
+from bench.verdicts import FIRST_LOOK, MARGIN, MAX_SEEDS
 from strategies import list_strategies
 
 
@@ -60,6 +63,20 @@ def _per_device(text: str) -> int | str:
     return "auto" if text == "auto" else _positive(text)
 
 
+def _seeds(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive(text)
+
+
+def _points(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of AULC points, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of AULC points, got {text!r}")
+    return value
+
+
 def _subset(text: str) -> int:
     return 0 if text.lower() in ("all", "none", "0") else _positive(text)
 
@@ -69,7 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "paired seeds: every (strategy, seed) job, per-cycle accuracies to parquet, a report.")
     add = parser.add_argument
     add("--strategies", nargs="+", metavar="NAME", help="strategy names or aliases (default: every registered one)")
-    add("--seeds", type=_positive, default=3, metavar="N", help="run seeds 0..N-1 (default 3)")
+    add("--seeds", type=_seeds, default=3, metavar="N|auto", help="run seeds 0..N-1 (default 3), or auto: seeds in "
+        "rounds (5, 10, 15, 20, 30, ...) until every comparison is decided, at most --max-seeds")
+    add("--max-seeds", type=_positive, default=MAX_SEEDS, metavar="N",
+        help=f"with --seeds auto: the most seeds a strategy runs (default {MAX_SEEDS})")
+    add("--margin", type=_points, default=100 * MARGIN, metavar="POINTS",
+        help="equivalence margin of the verdicts in AULC points: a difference within +-POINTS is 'equivalent' "
+             f"(default {100 * MARGIN:g})")
     add("--preset", default="quick", help=f"protocol preset: {', '.join(PRESETS)} (default quick)")
     add("--dataset", help=f"dataset: {', '.join(list_datasets())}")
     add("--data-root", type=Path, default=Path("data"), help="folder of torchvision datasets (default ./data)")
@@ -153,21 +176,27 @@ def run(argv: list[str]) -> int:
         return 0
     given = {name: getattr(args, name, None) for name in Protocol.__dataclass_fields__}  # None: not given
     protocol = {name: tuple(v) if isinstance(v, list) else v for name, v in given.items() if v is not None}
-    config = build_config(args.preset, args.strategies, args.seeds, protocol,
+    auto = args.seeds == "auto"
+    if auto and args.max_seeds < 3:
+        raise UserError(f"--max-seeds must be at least 3 for --seeds auto (a paired interval needs 3 seeds to "
+                        f"decide anything). Got {args.max_seeds} instead.")
+    config = build_config(args.preset, args.strategies, min(FIRST_LOOK, args.max_seeds) if auto else args.seeds,
+                          protocol,
                           parse_strategy_params(args.strategy_param), args.name, args.out, args.devices,
                           args.data_root, not args.no_download, args.weights, args.model_file)
     options = RunOptions(backend=args.backend, jobs=args.jobs, jobs_per_device=args.jobs_per_device,
                          compile=args.compile, scheduler_address=args.scheduler_address,
                          strategy_files=tuple(args.strategy_file), baseline=resolve_baseline(args.baseline),
                          on_existing="force" if args.force else "fresh" if args.fresh else "resume",
-                         command=tuple(argv))
+                         command=tuple(argv), margin=args.margin / 100, max_seeds=args.max_seeds if auto else None)
     check_options(options)
     if args.dry_run:
-        print(dry_run(config))
+        print(dry_run(config, options))
         return 0
     if args.fresh and not args.force:
         confirm_fresh(config.out)
-    return 1 if run_benchmark(config, options).failed else 0
+    result = run_in_rounds(config, options) if auto else run_benchmark(config, options)
+    return 1 if result.failed else 0
 
 
 def report(argv: list[str]) -> int:
@@ -175,19 +204,33 @@ def report(argv: list[str]) -> int:
                      "with several folders and --out, a suite report comparing the strategies across them.")
     parser.add_argument("folders", type=Path, nargs="+", metavar="DIR", help="results folders (with cycles.parquet)")
     parser.add_argument("--out", type=Path, help="the suite report's folder (needed with several DIRs)")
-    parser.add_argument("--baseline", default="random", help="strategy to compare against (default random)")
+    parser.add_argument("--baseline", help="strategy to compare against (default: the run's, else random)")
+    parser.add_argument("--margin", type=_points, metavar="POINTS", help="equivalence margin in AULC points "
+                        "(default: the run's, else 1)")
     args = parser.parse_args(argv)
-    baseline = report_baseline(args.folders[0], args.baseline)
+    recorded = recorded_analysis(args.folders[0])
+    baseline = report_baseline(args.folders[0], args.baseline or recorded.get("baseline") or "random")
     if args.out is None and len(args.folders) > 1:
         raise UserError("A report of several folders is a suite: give --out DIR for it (a new or empty folder).")
     if args.out is None:
-        print(f"report    {write_report_or_explain(args.folders[0], baseline)}")
+        if recorded.get("baseline") and baseline != recorded["baseline"]:
+            print(f"note      report/ is rewritten against {baseline}; the run's report compared against "
+                  f"{recorded['baseline']} (run `report` without --baseline to restore it)")
+        margin = args.margin / 100 if args.margin else None
+        print(f"report    {write_report_or_explain(args.folders[0], baseline, margin)}")
     else:
         from bench.suite import write_suite  # the report stack only when a report is written
 
         path, lines = write_suite(args.folders, baseline, args.out)
         print("\n".join([*lines, f"report    {path}"]))
     return 0
+
+
+def recorded_analysis(folder: Path) -> dict:
+    """The analysis section of FOLDER/config.json ({} when there is none)."""
+    stored = RunStore(folder).read_config() if (folder / "config.json").is_file() else None
+    analysis = stored.get("analysis") if isinstance(stored, dict) else None
+    return analysis if isinstance(analysis, dict) else {}
 
 
 def report_baseline(folder: Path, name: str) -> str:

@@ -17,13 +17,12 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from bench import stats
+from bench import plots, stats, verdicts
 from bench.errors import UserError
-from bench.store import CYCLE_TYPES, CYCLES, REPORT, ResultsError, atomic_write_folder, read_cycles
+from bench.store import CONFIG, CYCLE_TYPES, CYCLES, REPORT, ResultsError, atomic_write_folder, read_cycles, read_json
 
 DPI = 120
 DASH = "–"  # shown for a value that does not exist (too few seeds, not reached)
-Color = tuple[float, float, float]
 
 
 def load_cycles(run_dir: Path) -> pd.DataFrame:
@@ -53,18 +52,24 @@ class Analysis:
     aulc_seeds: pd.DataFrame  # stats.aulc_per_seed
     aulc_summary: pd.DataFrame  # stats.summarize_aulc
     comparisons: pd.DataFrame  # stats.compare_to_baseline
+    verdicts: pd.DataFrame  # bench.verdicts rows: the primary family, then the all-pairs family (if any)
+    margin: float  # the equivalence margin (AULC fraction)
+    plan: verdicts.SequentialPlan | None  # --seeds auto's design; None: fixed seeds
+    history: list[dict]  # --seeds auto: each look reached
     efficiency: pd.DataFrame  # stats.label_efficiency
     planning: pd.DataFrame  # stats.seed_planning
     ranks: pd.DataFrame  # stats.mean_rank
     penalties: dict[str, pd.DataFrame]  # dataset -> stats.penalty_matrix
     wins: pd.DataFrame  # stats.win_tie_loss over the settings
     rank_test: stats.RankTest | None  # stats.friedman_nemenyi over the settings
-    palette: dict[str, Color]  # strategy -> colour, the same in every plot
+    palette: dict[str, plots.Style]  # strategy -> colour, marker and dashes, the same in every plot
 
 
-def analyse(cycles: pd.DataFrame, baseline: str = "random") -> Analysis:
+def analyse(cycles: pd.DataFrame, baseline: str = "random", margin: float = verdicts.MARGIN,
+            plan: verdicts.SequentialPlan | None = None) -> Analysis:
     summary = stats.summarize_cycles(cycles)
     aulc_seeds = stats.aulc_per_seed(cycles)
+    found, history = primary_verdicts(cycles, aulc_seeds, baseline, margin, plan)
     aulc_summary = stats.summarize_aulc(aulc_seeds)
     comparisons = stats.compare_to_baseline(cycles, baseline)
     if cycles["dataset"].nunique() > 1:  # the primary question is asked once per setting and strategy
@@ -83,34 +88,71 @@ def analyse(cycles: pd.DataFrame, baseline: str = "random") -> Analysis:
         aulc_seeds=aulc_seeds,
         aulc_summary=aulc_summary,
         comparisons=comparisons,
+        verdicts=found,
+        margin=margin,
+        plan=plan,
+        history=history,
         efficiency=stats.label_efficiency(summary, baseline),
         planning=stats.seed_planning(comparisons),
         ranks=stats.mean_rank(aulc_summary),
         penalties=penalties,
         wins=stats.win_tie_loss(comparisons),
         rank_test=stats.friedman_nemenyi(aulc_summary),
-        palette=strategy_palette(cycles["strategy"].unique()),
+        palette=plots.strategy_styles(cycles["strategy"].unique()),
     )
 
 
-def strategy_palette(strategies: Iterable[object]) -> dict[str, Color]:
-    """A fixed colour per strategy: sorted names mapped onto a seaborn palette."""
-    names = sorted({str(s) for s in strategies})
-    colors = sns.color_palette("colorblind" if len(names) <= 10 else "husl", len(names))
-    return dict(zip(names, colors, strict=True))
+def primary_verdicts(cycles: pd.DataFrame, aulc_seeds: pd.DataFrame, baseline: str, margin: float,
+                     plan: verdicts.SequentialPlan | None) -> tuple[pd.DataFrame, list[dict]]:
+    """The primary family (against the baseline where a dataset has it, else every pair), by the fixed or the
+    sequential design, and beside it the all-pairs family where the baseline is in and 3 or more strategies ran
+    (fixed design, Holm over the pairs: each pair one verdict, whatever the baseline)."""
+    names = {str(d): sorted(set(rows["strategy"])) for d, rows in cycles.groupby("dataset", sort=True)}
+    primary = {d: verdicts.comparison_pairs(s, baseline) for d, s in names.items()}
+    history: list[dict] = []
+    if plan is None:
+        found = verdicts.fixed_verdicts(aulc_seeds, primary, verdicts.PRIMARY, margin)
+    else:
+        found, history = verdicts.sequential_verdicts(aulc_seeds, primary, plan)
+    every = {d: verdicts.comparison_pairs(s, "") for d, s in names.items() if baseline in s and len(s) > 2}
+    if every:
+        found = pd.concat([found, verdicts.fixed_verdicts(aulc_seeds, every, verdicts.ALL_PAIRS, margin)],
+                          ignore_index=True)
+    return found, history
 
 
 # ---------------------------------------------------------------- entry point
 
 
-def write_report(run_dir: Path, baseline: str = "random") -> Path:
-    """Write RUN_DIR/report/ from RUN_DIR/cycles.parquet and return the path of report.md.
+def stored_design(run_dir: Path) -> tuple[float, verdicts.SequentialPlan | None]:
+    """The equivalence margin and --seeds auto's plan that RUN_DIR/config.json records ("analysis"); the defaults
+    (margin 1 point, fixed seeds) for a folder without them."""
+    path = Path(run_dir) / CONFIG
+    payload = read_json(path) if path.exists() else None
+    analysis = payload.get("analysis") if isinstance(payload, dict) else None
+    if not isinstance(analysis, dict):
+        return verdicts.MARGIN, None
+    try:
+        margin = float(analysis.get("margin", verdicts.MARGIN))
+        plan = verdicts.SequentialPlan.from_json(analysis["sequential"]) if analysis.get("sequential") else None
+    except (KeyError, TypeError, ValueError) as err:
+        raise ResultsError(f"{path}'s analysis section is not one this harness wrote ({type(err).__name__}: {err}): "
+                           "restore it, or delete the section to report with the fixed design.") from None
+    if not (math.isfinite(margin) and margin > 0):
+        raise ResultsError(f"{path}'s analysis margin must be a positive number. Got {margin!r} instead.")
+    return margin, plan
+
+
+def write_report(run_dir: Path, baseline: str = "random", margin: float | None = None) -> Path:
+    """Write RUN_DIR/report/ from RUN_DIR/cycles.parquet (and the design that config.json records) and return the
+    path of report.md.
 
     Raises ResultsError (a ValueError and a bench.errors.UserError) when cycles.parquet is missing,
     unreadable or malformed, and UserError when the report cannot be written (a full disk, `report` being a
     file, a plot that cannot be saved): the previous report/ is then left as it was.
     """
-    return write_analysis(analyse(load_cycles(run_dir), baseline), Path(run_dir))
+    stored_margin, plan = stored_design(run_dir)
+    return write_analysis(analyse(load_cycles(run_dir), baseline, margin or stored_margin, plan), Path(run_dir))
 
 
 def write_analysis(result: Analysis, run_dir: Path) -> Path:
@@ -125,26 +167,60 @@ def write_analysis(result: Analysis, run_dir: Path) -> Path:
 
 
 def headline(result: Analysis) -> list[str]:
-    """The primary verdicts and the seed planning, one console line each, for the end of a run."""
-    lines = []
-    for row in result.comparisons[result.comparisons["family"] == stats.PRIMARY].itertuples(index=False):
-        where = f" on {row.dataset}" if result.cycles["dataset"].nunique() > 1 else ""
-        if math.isnan(row.t_p):
-            lines.append(f"primary   {row.strategy}{where}: fewer than 2 seeds with complete curves, not tested")
-            continue
-        verdict = _verdict(row.significant, row.mean_diff)
-        lines.append(f"primary   {row.strategy}{where} {verdict} {row.baseline} over the curve: AULC "
-                     f"{_points(row.mean_diff)} points (95% CI {_points(row.ci_low)} to {_points(row.ci_high)}), "
-                     f"Holm {_p_is(row.p_holm)}, {_count(int(row.n_pairs), 'seed')}")
-    for row in result.planning[result.planning["sd_diff"] > 0].itertuples(index=False):
-        def seeds(n: float) -> str:
-            return f"more than {stats.MAX_PLANNED_SEEDS}" if pd.isna(n) else str(int(n))
-
-        where = f" on {row.dataset}" if result.cycles["dataset"].nunique() > 1 else ""
-        lines.append(f"seeds     {row.strategy}{where} vs {row.baseline}: {seeds(row.seeds_1pt)} seeds detect a "
-                     f"1-point AULC difference with 80% power, {seeds(row.seeds_half_pt)} a 0.5-point one (sd of "
-                     f"the paired differences {100 * row.sd_diff:.2f} points over {row.n_pairs} seeds)")
+    """The primary verdicts, one console line each, for the end of a run."""
+    several = result.cycles["dataset"].nunique() > 1
+    primary = result.verdicts[result.verdicts["family"] == verdicts.PRIMARY]
+    lines = [f"primary   {verdict_sentence(row, result, several)}" for _, row in primary.iterrows()]
+    if result.plan is not None:
+        lines.append(f"seeds     --seeds auto: {verdicts.stop_reason(result.history, result.plan)}")
     return lines
+
+
+def verdict_sentence(row: pd.Series, result: Analysis, where: bool = False, bold: bool = False) -> str:
+    """'a vs b: -2.1 AULC points (95% CI ...), Holm p = ..., 5 seeds: b better' and its kin, from a verdict row."""
+    a, b = (f"**{row['strategy']}**" if bold else row["strategy"]), row["other"]
+    head = f"{a} vs {b}" + (f" on {row['dataset']}" if where else "")
+    n = int(row["n_pairs"])
+    if n < 2:
+        return f"{head}: fewer than 2 paired seeds with complete curves, not tested yet"
+    sequential = result.plan is not None and row["family"] == verdicts.PRIMARY
+    level = _confidence(row["level"])
+    if sequential:
+        interval = f"repeated {level} CI {_points(row['ci_low'])} to {_points(row['ci_high'])}"
+        tested = (f"decided at {int(row['look'])} seeds" if row["verdict"] != verdicts.UNDECIDED
+                  else _count(n, "seed"))
+    else:
+        adjusted = "95%" if level == "95%" else f"Holm-adjusted {level}"
+        interval = f"{adjusted} CI {_points(row['ci_low'])} to {_points(row['ci_high'])}"
+        tested = f"Holm {_p_is(row['p_holm'])}, {_count(n, 'seed')}"
+    text = f"{head}: {_points(row['mean_diff'])} AULC points ({interval}), {tested}: "
+    return text + _outcome(row, result, sequential)
+
+
+def _outcome(row: pd.Series, result: Analysis, sequential: bool) -> str:
+    margin = f"{100 * result.margin:g}"
+    verdict = row["verdict"]
+    if verdict == verdicts.BETTER:
+        return f"{row['strategy']} better"
+    if verdict == verdicts.WORSE:
+        return f"{row['other']} better"
+    if verdict == verdicts.EQUIVALENT:
+        return f"equivalent within ±{margin} point{'s' if margin != '1' else ''}"
+    if sequential:
+        plan = result.plan
+        if result.history and result.history[-1]["seeds"] == plan.looks[-1]:
+            return f"undecided at --max-seeds {plan.looks[-1]}; raise --max-seeds to go on"
+        return "undecided so far; run the same command to go on"
+    needed = row["seeds_needed"]
+    more = (f"about {int(needed)} seeds would tell a {margin}-point difference from none at this spread"
+            if pd.notna(needed) else f"the spread asks more than {stats.MAX_PLANNED_SEEDS} seeds"
+            if pd.notna(row["sd_diff"]) and row["sd_diff"] > 0 else "no spread to plan from")
+    return f"undecided ({more}; --seeds auto runs seeds until it is decided)"
+
+
+def _confidence(level: float) -> str:
+    """The two-sided confidence of an interval at `level`: '95%', '98.33%'."""
+    return f"{round(100 * (1 - level), 2):g}%"
 
 
 def write_files(result: Analysis, header: list[str], out: Path, unit: str = "dataset") -> None:
@@ -185,13 +261,13 @@ def header_lines(result: Analysis, runs: list[str], source: str, unit: str = "da
         f"# Active-learning benchmark report: {', '.join(runs)}",
         "",
         f"Computed from {source} ({_count(len(cycles), 'row')}: {shape}{left_out}). Baseline: "
-        f"`{result.baseline}`. Intervals are 95% Student-t intervals over seeds. Comparisons pair "
-        "strategies by seed (same seed = same initial labeled set and weights) and use a two-sided paired "
-        "t-test; \"significant\" means p < 0.05 after Holm correction within the family the sentence names: "
-        f"the primary family (the AULC, one test per strategy{per_setting}) "
-        "or the secondary, exploratory one (per-budget "
-        "tests). Accuracies are in percent, differences in percentage "
-        "points. Tables are also in `tables/` as CSV (full precision), Markdown and LaTeX.",
+        f"`{result.baseline}`. Comparisons pair strategies by seed (same seed = same initial labeled set and "
+        "weights). The primary endpoint is the AULC: each verdict is better, worse, equivalent within "
+        f"±{100 * result.margin:g} AULC points, or undecided, read from an interval that carries the family's "
+        f"correction (one family over every strategy{per_setting} compared). Per-budget tests are a secondary, "
+        "exploratory family (paired t-test, Holm); other intervals are 95% Student-t intervals over seeds. "
+        "Accuracies are in percent, differences in percentage points. Tables are also in `tables/` as CSV "
+        "(full precision), Markdown and LaTeX.",
         "",
     ]
 
@@ -201,29 +277,117 @@ def header_lines(result: Analysis, runs: list[str], source: str, unit: str = "da
 
 def _primary_section(result: Analysis, datasets: list[str], slugs: dict[str, str], out: Path,
                      unit: str) -> list[str]:
-    """The verdict on the primary endpoint (AULC against the baseline), per dataset, before anything else."""
-    lines = [f"## Primary endpoint: area under the learning curve against {result.baseline}", ""]
+    """The verdicts on the primary endpoint, per dataset, before anything else; then --seeds auto's looks and
+    the all-pairs family."""
+    primary = result.verdicts[result.verdicts["family"] == verdicts.PRIMARY]
+    against = result.baseline in set(primary["other"])
+    lines = ["## Primary endpoint: area under the learning curve "
+             + (f"against {result.baseline}" if against else "between the strategies run"), ""]
+    if primary.empty:
+        return lines + [f"Only one strategy per {unit} was run, so there is nothing to compare.", ""]
+    lines += [f"- {_design_text(result, primary, against, unit)}"]
     for dataset in datasets:
-        comparisons = _rows(result.comparisons, dataset)
-        if comparisons.empty:
+        rows = _rows(primary, dataset)
+        if rows.empty:
             continue
-        primary = comparisons[comparisons["family"] == stats.PRIMARY]
         if len(datasets) > 1:
-            lines += [f"### {unit.capitalize()} `{dataset}`", ""]
-        lines += [f"- {_families_sentence(comparisons, result.baseline, result.comparisons, unit)}"]
-        lines += [f"- {_primary_sentence(row, result.baseline)}" for _, row in primary.iterrows()]
-        lines += [f"- {s}" for s in _planning_sentences(_rows(result.planning, dataset))] + [""]
-        lines += _table(out, f"primary_{slugs[dataset]}", primary, _primary_display(primary),
-                        f"Primary endpoint: AULC of each strategy minus {result.baseline}'s, paired by seed "
-                        f"(percentage points); Holm over the strategies compared{_across(datasets, unit)}.")
-        planning = _rows(result.planning, dataset)
-        if not planning.empty:
-            lines += _table(out, f"seed_planning_{slugs[dataset]}", planning, _planning_display(planning),
-                            "Seeds a paired t-test needs for 80% power at alpha 0.05 (two-sided, before Holm "
-                            "correction), from the observed sd of the paired AULC differences.")
-    if len(lines) == 2:
-        lines += [f"No {unit} has both the baseline `{result.baseline}` and another strategy, so there is no "
-                  f"primary comparison; see each {unit}'s findings.", ""]
+            lines += ["", f"### {unit.capitalize()} `{dataset}`", ""]
+        lines += [f"- {verdict_sentence(row, result, bold=True)}." for _, row in rows.iterrows()]
+        comparisons = _rows(result.comparisons, dataset)
+        if not comparisons.empty:
+            lines += [f"- {_secondary_sentence(comparisons, result.baseline, unit, len(datasets) > 1)}"]
+        lines += [""]
+        lines += _table(out, f"primary_{slugs[dataset]}", rows, _verdict_display(rows, result),
+                        _verdict_caption(result, verdicts.PRIMARY, _across(datasets, unit)))
+    if result.plan is not None:
+        lines += _looks_part(result, out)
+    return lines + _all_pairs_part(result, datasets, slugs, out)
+
+
+def _design_text(result: Analysis, primary: pd.DataFrame, against: bool, unit: str) -> str:
+    k, n = len(primary), primary["dataset"].nunique()
+    count = _count(k, "comparison") + (f" over {n} {unit}s" if n > 1 else "")
+    family = (f"each strategy against {result.baseline} ({count}" if against else
+              f"every pair of the strategies run, since `{result.baseline}` is not in this run ({count}; add "
+              f"{result.baseline} to compare against random sampling")
+    family += ")"
+    margin = f"±{100 * result.margin:g} AULC point{'s' if result.margin != 0.01 else ''}"
+    rule = (f"better or worse when its interval excludes 0, equivalent when it lies within {margin} "
+            "(two one-sided tests), undecided otherwise")
+    if result.plan is None:
+        return (f"Primary family: {family}. The normalised AULC per seed, paired by seed, two-sided paired t-test, "
+                f"Holm over the family. Each verdict is read from the interval at the level Holm tests it at: "
+                f"{rule}.")
+    plan = result.plan
+    return (f"Primary family: {family}. Seeds ran in rounds (`--seeds auto`, looks at "
+            f"{', '.join(map(str, plan.looks))} seeds): a {verdicts.SEQUENTIAL_METHOD} (Pocock 1977; Jennison & "
+            f"Turnbull 1989), boundary {plan.critical:.3f} on the paired t statistic, so that the family's error is "
+            f"at most {plan.alpha:g} over every comparison and every look. A comparison is decided at the first look "
+            f"whose repeated interval says so: {rule}. {verdicts.stop_reason(result.history, plan).capitalize()}.")
+
+
+def _verdict_caption(result: Analysis, family: str, across: str) -> str:
+    if family == verdicts.PRIMARY and result.plan is not None:
+        return ("Primary endpoint: AULC of the strategy minus the other's, paired by seed (percentage points), with "
+                "the repeated confidence interval of the look that decided it (or of the last look).")
+    return (f"{'Primary endpoint' if family == verdicts.PRIMARY else 'Every pair'}: AULC of the strategy minus the "
+            f"other's, paired by seed (percentage points); Holm over the family{across}; the interval is at the "
+            "level Holm tests the comparison at; TOST p: the two one-sided tests of a difference of at least "
+            f"±{100 * result.margin:g} points (before correction).")
+
+
+def _verdict_display(rows: pd.DataFrame, result: Analysis) -> pd.DataFrame:
+    def seeds(n: float) -> str:
+        return DASH if pd.isna(n) else f"{int(n)}"
+
+    sequential = result.plan is not None and (rows["family"] == verdicts.PRIMARY).all()
+    frame = {
+        "strategy": rows["strategy"], "other": rows["other"], "seeds": rows["n_pairs"].astype(str),
+        "AULC diff (pts)": rows["mean_diff"].map(_points),
+        "CI (pts)": [f"{_points(lo)} to {_points(hi)}" for lo, hi in zip(rows["ci_low"], rows["ci_high"], strict=True)],
+        "CI level": rows["level"].map(lambda v: DASH if pd.isna(v) else _confidence(v)),
+    }
+    if sequential:
+        frame["decided at"] = rows["look"].map(seeds)
+    else:
+        frame.update({"t-test p": rows["t_p"].map(_pvalue), "Holm p": rows["p_holm"].map(_pvalue),
+                      "TOST p": rows["tost_p"].map(_pvalue), "seeds needed": rows["seeds_needed"].map(seeds)})
+    frame["verdict"] = rows["verdict"]
+    return pd.DataFrame(frame)
+
+
+def _looks_part(result: Analysis, out: Path) -> list[str]:
+    history = pd.DataFrame([{"seeds": h["seeds"], "decided": "; ".join(h["decided"]) or DASH,
+                             "still undecided": ", ".join(h["undecided"]) or DASH} for h in result.history],
+                           columns=["seeds", "decided", "still undecided"])
+    reason = verdicts.stop_reason(result.history, result.plan).capitalize()
+    caption = ("Each look: the comparisons it decided and those left for the next round (only their strategies ran "
+               "more seeds).")
+    return ["### The looks of `--seeds auto`", "", f"{reason}.", ""] + _table(out, "looks", history,
+                                                                              history.astype(str), caption)
+
+
+def _all_pairs_part(result: Analysis, datasets: list[str], slugs: dict[str, str], out: Path) -> list[str]:
+    pairs = result.verdicts[result.verdicts["family"] == verdicts.ALL_PAIRS]
+    if pairs.empty:
+        return []
+    lines = ["## Every pair of strategies", "",
+             f"- A family of its own beside the primary one: every pair of strategies on the AULC, paired by seed, "
+             f"Holm over the {_count(len(pairs), 'pair')}, so each pair has one verdict whatever the baseline.", ""]
+    for dataset in datasets:
+        rows = _rows(pairs, dataset)
+        if rows.empty:
+            continue
+        if len(datasets) > 1:
+            lines += [f"### `{dataset}`", ""]
+        decided = rows[rows["verdict"] != verdicts.UNDECIDED]
+        lines += [f"- {verdict_sentence(row, result)}." for _, row in decided.iterrows()]
+        lines += [f"- Undecided: {_count(len(rows) - len(decided), 'pair')} of {len(rows)}.", ""]
+        lines += _figure(out, f"pairwise_{slugs[dataset]}", "Pairwise AULC differences",
+                         lambda ax, rows=rows, dataset=dataset: plots.pairwise(ax, rows, dataset),
+                         size=(3.5 + 0.8 * rows["strategy"].nunique(), 2.8 + 0.6 * rows["strategy"].nunique()))
+        lines += _table(out, f"pairs_{slugs[dataset]}", rows, _verdict_display(rows, result),
+                        _verdict_caption(result, verdicts.ALL_PAIRS, ""))
     return lines
 
 
@@ -231,58 +395,18 @@ def _across(datasets: list[str], unit: str) -> str:
     return f" in all {len(datasets)} {unit}s together" if len(datasets) > 1 else ""
 
 
-def _families_sentence(comparisons: pd.DataFrame, baseline: str, every: pd.DataFrame, unit: str) -> str:
-    """The two families in one sentence each; `every`: the comparisons of all settings (the primary family
-    spans them)."""
-    primary = every[(every["family"] == stats.PRIMARY) & every["t_p"].notna()]
-    several = every["dataset"].nunique() > 1
-    pairs = (_count(len(primary), f"strategy-{unit} pair") + f" (every {unit} of this report)" if several
-             else _count(len(primary), "strategy", "strategies"))
+def _secondary_sentence(comparisons: pd.DataFrame, baseline: str, unit: str, several: bool) -> str:
+    """The secondary family in one sentence."""
     within = f" of this {unit}" if several else ""
     secondary = comparisons[(comparisons["family"] == stats.SECONDARY) & comparisons["t_p"].notna()]
     left_out = comparisons[comparisons["family"] == stats.LEFT_OUT]
-    text = (f"Primary: the normalised AULC per seed, paired with {baseline} on the same seed, two-sided paired "
-            f"t-test (Wilcoxon signed-rank beside it), Holm over {pairs}. "
-            "Secondary (exploratory): the paired t-test at each budget, Holm over "
+    text = (f"Secondary (exploratory): the paired t-test against {baseline} at each budget, Holm over "
             f"{_count(len(secondary), 'strategy-budget pair')}{within}")
     if left_out.empty:
         return text + f"; no budget left out (every budget has some strategy that differs from {baseline})."
     labels = _label_list(left_out.groupby("cycle")["n_labeled"].mean())
     return (text + f"; budgets of {labels} labels left out because every strategy equals {baseline} there on "
             "every seed (same initial set and weights), so they cannot differ.")
-
-
-def _primary_sentence(row: pd.Series, baseline: str) -> str:
-    strategy = row["strategy"]
-    if math.isnan(row["t_p"]):
-        return (f"**{strategy}** cannot be compared with {baseline} over the curve: fewer than 2 seeds with "
-                "complete curves on both sides.")
-    verdict = _verdict(row["significant"], row["mean_diff"])
-    note = f" ({row['t_note']})" if row["t_note"] else ""
-    wilcoxon = (f"Wilcoxon {_p_is(row['wilcoxon_p'])}" if not math.isnan(row["wilcoxon_p"])
-                else f"Wilcoxon not run ({row['wilcoxon_note']})")
-    return (f"**{strategy}** {verdict} {baseline} over the curve: AULC {_points(row['mean_diff'])} points "
-            f"(95% CI {_points(row['ci_low'])} to {_points(row['ci_high'])}), paired t {_p_is(row['t_p'])}"
-            f"{note}, Holm {_p_is(row['p_holm'])}, {wilcoxon}, {_count(int(row['n_pairs']), 'seed')}.")
-
-
-def _verdict(significant: bool, mean_diff: float) -> str:
-    if not significant:
-        return "is not distinguishable from"
-    return "beats" if mean_diff > 0 else "is worse than"
-
-
-def _planning_sentences(planning: pd.DataFrame) -> list[str]:
-    def seeds(n: float) -> str:
-        return f"more than {stats.MAX_PLANNED_SEEDS}" if pd.isna(n) else f"{int(n)}"
-
-    return [f"Seed planning for {r.strategy}: its paired AULC differences have no spread over {r.n_pairs} "
-            "seeds, so there is nothing to plan from." if r.sd_diff == 0 else
-            f"Seed planning for {r.strategy}: with the observed sd of its paired AULC differences "
-            f"({100 * r.sd_diff:.2f} points over {r.n_pairs} seeds), a 1-point AULC difference needs "
-            f"{seeds(r.seeds_1pt)} seeds and a 0.5-point one {seeds(r.seeds_half_pt)} for 80% power at "
-            "alpha 0.05 (two-sided paired t-test, before Holm)."
-            for r in planning.itertuples(index=False)]
 
 
 def _test_columns(tests: pd.DataFrame) -> dict[str, object]:
@@ -297,32 +421,6 @@ def _test_columns(tests: pd.DataFrame) -> dict[str, object]:
     }
 
 
-def _primary_display(primary: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
-        "strategy": primary["strategy"],
-        "seeds": primary["n_pairs"].astype(str),
-        "AULC diff (pts)": primary["mean_diff"].map(_points),
-        **_test_columns(primary),
-    })
-
-
-def _planning_display(planning: pd.DataFrame) -> pd.DataFrame:
-    def seeds(n: float) -> str:
-        return f">{stats.MAX_PLANNED_SEEDS}" if pd.isna(n) else f"{int(n)}"
-
-    planning = planning[planning["sd_diff"] > 0]  # no spread: nothing to plan from (said in the text)
-    return pd.DataFrame({
-        "strategy": planning["strategy"],
-        "seeds now": planning["n_pairs"].astype(str),
-        "sd of AULC diff (pts)": planning["sd_diff"].map(lambda v: f"{100 * v:.2f}"),
-        "seeds for 1 pt": planning["seeds_1pt"].map(seeds),
-        "seeds for 0.5 pt": planning["seeds_half_pt"].map(seeds),
-    })
-
-
-# ---------------------------------------------------------------- one dataset
-
-
 def _dataset_section(result: Analysis, dataset: str, slug: str, out: Path, unit: str) -> list[str]:
     cycles = result.cycles[result.cycles["dataset"] == dataset]
     has_baseline = result.baseline in set(cycles["strategy"])
@@ -334,7 +432,9 @@ def _dataset_section(result: Analysis, dataset: str, slug: str, out: Path, unit:
     lines += _aulc_part(result, dataset, slug, out)
     if dataset in result.penalties:
         checkpoints = stats.badge_checkpoints(cycles, result.baseline)
-        lines += _penalty_part(result.penalties[dataset], checkpoints, dataset, slug, out)
+        stop = (f"stopping before {result.baseline}'s mean passes 0.99 of its final mean" if has_baseline else
+                f"up to the largest size ({result.baseline} is not in this run, so no saturation stop)")
+        lines += _penalty_part(result.penalties[dataset], checkpoints, dataset, slug, out, stop)
     if has_baseline:
         lines += _efficiency_part(result, dataset, slug, out)
     return lines
@@ -344,7 +444,7 @@ def _curves_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[s
     summary = _rows(result.summary, dataset)
     return (["### Learning curves", ""]
             + _figure(out, f"learning_curves_{slug}", "Learning curves",
-                      lambda ax: _plot_learning_curves(ax, summary, result.palette, dataset), size=(8.0, 4.2))
+                      lambda ax: plots.learning_curves(ax, summary, result.palette, dataset), size=(8.0, 4.2))
             + _table(out, f"learning_curve_{slug}", summary, _learning_curve_display(summary),
                      "Test accuracy (%), mean ± half-width of the 95% t-interval over seeds; columns are "
                      "labeled examples."))
@@ -357,7 +457,7 @@ def _comparisons_part(result: Analysis, dataset: str, slug: str, out: Path) -> l
         return []
     return ([f"### Difference to {result.baseline} at each budget (secondary, exploratory)", ""]
             + _figure(out, f"difference_{slug}", f"Difference to {result.baseline}",
-                      lambda ax: _plot_differences(ax, comparisons, result.palette, dataset), size=(8.0, 4.2))
+                      lambda ax: plots.differences(ax, comparisons, result.palette, dataset), size=(8.0, 4.2))
             + _table(out, f"comparisons_{slug}", comparisons, _comparison_display(comparisons),
                      f"Strategy minus {result.baseline}, paired by seed (percentage points); Holm over the "
                      "strategy-budget pairs of the secondary family; budgets \"left out\" are identical for "
@@ -369,23 +469,23 @@ def _aulc_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[str
     aulc_summary = _rows(result.aulc_summary, dataset)
     return (["### Area under the learning curve", ""]
             + _figure(out, f"aulc_{slug}", "AULC per strategy",
-                      lambda ax: _plot_aulc(ax, aulc_seeds, aulc_summary, result.palette, dataset), size=(8.0, 4.2))
+                      lambda ax: plots.aulc(ax, aulc_seeds, aulc_summary, result.palette, dataset), size=(8.0, 4.2))
             + _table(out, f"aulc_{slug}", aulc_summary, _aulc_display(aulc_summary),
                      "Trapezoid area under accuracy over labeled examples, divided by the label range (%), "
                      "over seeds with every cycle."))
 
 
 def _penalty_part(matrix: pd.DataFrame, checkpoints: list[float], dataset: str, slug: str,
-                  out: Path) -> list[str]:
+                  out: Path, stop: str) -> list[str]:
     raw = matrix.rename_axis(index="row beats column", columns=None).reset_index()
     return (["### Penalty matrix", ""]
-            + _figure(out, f"penalty_{slug}", "Penalty matrix", lambda ax: _plot_penalty(ax, matrix, dataset),
+            + _figure(out, f"penalty_{slug}", "Penalty matrix", lambda ax: plots.penalty(ax, matrix, dataset),
                       size=(4.0 + 0.75 * len(matrix), 2.8 + 0.6 * len(matrix)))
             + _table(out, f"penalty_{slug}", raw, _penalty_display(matrix),
                      f"Share of the {_count(len(checkpoints), 'checkpoint')} ({_label_list(pd.Series(checkpoints))} "
-                     "labels: the initial size, then initial + 2^(k-1) x budget, stopping before random's mean "
-                     "passes 0.99 of its final mean) at which the row strategy is significantly better than "
-                     "the column strategy, as in the released aggregation script of Ash et al. 2020 (BADGE): "
+                     f"labels: the initial size, then initial + 2^(k-1) x budget, {stop}) at which the row "
+                     "strategy is significantly better than the column strategy, as in the released aggregation "
+                     "script of Ash et al. 2020 (BADGE): "
                      "one-sample t-test of the paired differences, p < 0.05, no correction. We pair by seed "
                      "where BADGE pairs runs by file order, capped at 5 runs. The last row sums each column: "
                      "how often that strategy is beaten, lower is better."))
@@ -634,7 +734,7 @@ def _across_settings(result: Analysis, out: Path, unit: str) -> list[str]:
     if result.rank_test is not None:
         test = result.rank_test
         lines += _figure(out, "critical_difference", "Mean ranks with the Nemenyi critical difference",
-                         lambda ax: _plot_critical_difference(ax, test, result.palette, unit),
+                         lambda ax: plots.critical_difference(ax, test, result.palette, unit),
                          size=(7.0, 1.2 + 0.45 * len(test.mean_ranks)))
     if not result.wins.empty:
         wins = result.wins
@@ -646,7 +746,7 @@ def _across_settings(result: Analysis, out: Path, unit: str) -> list[str]:
         raw = total.rename_axis(index="row beats column", columns=None).reset_index()
         lines += (["### Penalty matrix summed over " + f"{unit}s", ""]
                   + _figure(out, "penalty_summed", "Summed penalty matrix",
-                            lambda ax: _plot_penalty(ax, total, f"{len(result.penalties)} {unit}s",
+                            lambda ax: plots.penalty(ax, total, f"{len(result.penalties)} {unit}s",
                                                      vmax=float(len(result.penalties))),
                             size=(4.0 + 0.75 * len(total), 2.8 + 0.6 * len(total)))
                   + _table(out, "penalty_summed", raw, _penalty_display(total),
@@ -739,86 +839,3 @@ def _figure(
         raise UserError(f"Cannot save the plot plots/{stem}.png ({type(err).__name__}: {reason}); the report was "
                         "not written (the previous one is left as it was) and the results are complete.") from None
     return [f"![{alt}](plots/{stem}.png)", ""]
-
-
-def _plot_learning_curves(ax: Axes, summary: pd.DataFrame, palette: dict[str, Color], dataset: str) -> None:
-    names = sorted(summary["strategy"].unique())
-    for name in names:
-        curve = summary[summary["strategy"] == name].sort_values("n_labeled")
-        ax.fill_between(curve["n_labeled"], 100 * curve["ci_low"], 100 * curve["ci_high"],
-                        color=palette[name], alpha=0.2, linewidth=0)
-    sns.lineplot(data=summary.assign(acc=100 * summary["mean"]), x="n_labeled", y="acc", hue="strategy",
-                 hue_order=names, palette={n: palette[n] for n in names}, marker="o", errorbar=None, ax=ax)
-    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
-    ax.set(xlabel="labeled examples", ylabel="test accuracy (%)",
-           title=f"{dataset}: mean over seeds, 95% t-interval bands")
-
-
-def _plot_differences(ax: Axes, comparisons: pd.DataFrame, palette: dict[str, Color], dataset: str) -> None:
-    rows = comparisons[comparisons["metric"] == "test_acc"].sort_values("n_labeled")
-    for name, curve in rows.groupby("strategy", sort=True):
-        color = palette[name]
-        x = curve["n_labeled"].to_numpy(float)
-        ax.fill_between(x, 100 * curve["ci_low"], 100 * curve["ci_high"], color=color, alpha=0.2, linewidth=0)
-        ax.plot(x, 100 * curve["mean_diff"], marker="o", color=color, label=name)
-        hits = curve[curve["significant"] & (curve["family"] == stats.SECONDARY)]
-        ax.scatter(hits["n_labeled"], 100 * hits["mean_diff"], marker="*", s=160, color=color,
-                   edgecolor="black", linewidth=0.6, zorder=3)
-    ax.scatter([], [], marker="*", s=160, color="white", edgecolor="black",
-               label="significant\n(secondary family,\nHolm)")
-    ax.axhline(0, color="black", linewidth=0.8)
-    baseline = rows["baseline"].iloc[0] if len(rows) else "baseline"
-    ax.set(xlabel="labeled examples", ylabel=f"difference to {baseline} (percentage points)",
-           title=f"{dataset}: paired difference, 95% t-interval bands")
-    ax.legend(title="strategy", loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
-
-
-def _plot_penalty(ax: Axes, matrix: pd.DataFrame, dataset: str, vmax: float = 1.0) -> None:
-    sums = matrix.sum(axis=0, skipna=True)
-    sns.heatmap(matrix.astype(float), annot=True, fmt=".2f", annot_kws={"size": 9}, vmin=0, vmax=vmax, cmap="Reds",
-                square=True,
-                linewidths=0.5, cbar_kws={"label": "share of checkpoints row beats column"}, ax=ax)
-    ax.set_xticklabels([f"{name} (sum {sums[name]:.2f})" for name in matrix.columns], rotation=35, ha="right",
-                       rotation_mode="anchor")
-    ax.set_yticklabels(list(matrix.index), rotation=0)
-    ax.grid(False)
-    ax.set(xlabel="worse strategy (column sum: lower is better)", ylabel="better strategy",
-           title=f"{dataset}: pairwise penalty matrix")
-
-
-def _plot_aulc(
-    ax: Axes, aulc_seeds: pd.DataFrame, aulc_summary: pd.DataFrame, palette: dict[str, Color], dataset: str
-) -> None:
-    names = sorted(aulc_summary["strategy"].unique())
-    seeds = aulc_seeds[aulc_seeds["complete"].astype(bool) & aulc_seeds["strategy"].isin(names)]
-    if names:
-        sns.stripplot(data=seeds.assign(aulc_pct=100 * seeds["aulc"]), x="strategy", y="aulc_pct",
-                      hue="strategy", order=names, hue_order=names, palette={n: palette[n] for n in names},
-                      jitter=0.15, size=6, legend=False, ax=ax)
-        summary = aulc_summary.set_index("strategy").loc[names]
-        mean = 100 * summary["mean"].to_numpy(float)  # [n_strategies]
-        spread = 100 * (summary[["ci_high"]].to_numpy(float).ravel() - summary["mean"].to_numpy(float))
-        ax.errorbar(np.arange(len(names)), mean, yerr=np.nan_to_num(spread), fmt="D", color="black",
-                    capsize=5, label="mean, 95% t-interval")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
-    ax.tick_params(axis="x", labelrotation=30)
-    for label in ax.get_xticklabels():
-        label.set_horizontalalignment("right")
-        label.set_rotation_mode("anchor")
-    ax.set(xlabel="strategy", ylabel="area under learning curve (% accuracy)",
-           title=f"{dataset}: AULC per seed (points) and mean")
-
-
-def _plot_critical_difference(ax: Axes, test: stats.RankTest, palette: dict[str, Color], unit: str) -> None:
-    """Each strategy's mean rank with a bar of +-CD/2: two strategies differ (Nemenyi) when their bars do not
-    overlap."""
-    names = list(test.mean_ranks)  # best first
-    ranks = np.array([test.mean_ranks[n] for n in names])  # [n_strategies]
-    y = np.arange(len(names))[::-1]
-    for i, name in enumerate(names):
-        ax.errorbar(ranks[i], y[i], xerr=test.critical_difference / 2, fmt="o", color=palette[name], capsize=4)
-    ax.set_yticks(y, names)
-    ax.set_xlim(0.5, len(names) + 0.5)
-    ax.set(xlabel=f"mean AULC rank over {test.n_settings} {unit}s (1 = best); bars +-CD/2, "
-                  f"CD = {test.critical_difference:.2f}",
-           title="Nemenyi: strategies whose bars do not overlap differ (alpha 0.05)")

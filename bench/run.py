@@ -31,6 +31,7 @@ from bench.registry import unknown_name
 from bench.scheduler import DataSource, Driver, Outcome, make_pool
 from bench.store import CONFIG, CYCLES, EMBEDDINGS, FAILURES, FolderLock, RunStore, check_writable
 from bench.trainer import compile_works, resolve_precision
+from bench.verdicts import MARGIN, comparison_pairs
 from bench.zoo import build_model, check_model, check_setup, load_model_file, model_fingerprint
 from strategies import STRATEGIES, create_strategy, load_strategy_file
 
@@ -51,6 +52,8 @@ class RunOptions:
     scheduler_address: str | None = None  # dask scheduler, tcp://HOST:PORT (None: a local cluster)
     strategy_files: tuple[Path, ...] = ()  # user strategy files, imported by the workers too
     baseline: str = "random"  # strategy the report compares against
+    margin: float = MARGIN  # the equivalence margin of the verdicts (AULC fraction: 0.01 = 1 point)
+    max_seeds: int | None = None  # --seeds auto: seeds in rounds up to this many; None: the config's fixed seeds
     on_existing: str = "resume"  # resume | force (move old results aside) | fresh (delete them)
     command: tuple[str, ...] = ()  # the command line, recorded in config.json
 
@@ -437,6 +440,16 @@ def open_store(config: RunConfig, on_existing: str) -> tuple[RunStore, RunConfig
 
 def run_benchmark(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
     """Run every pending (strategy, seed) job of `config` into config.out, then write the report."""
+    failures = run_jobs(config, options)
+    return finish(config.out, failures, options)
+
+
+def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | None = None,
+             quiet: bool = False) -> list[str]:
+    """Run the pending jobs of config's strategies and seeds, and those only: a folder that holds other strategies
+    or seeds keeps them, and config.json records the union. analysis: what config.json records of the verdicts'
+    design (default: the fixed design with options' baseline and margin). quiet: no description (a later round
+    of --seeds auto). Returns the keys of the failed jobs."""
     check_options(options)
     baseline = resolve_baseline(options.baseline)
     devices = resolve_devices(config.devices)
@@ -444,25 +457,30 @@ def run_benchmark(config: RunConfig, options: RunOptions = RunOptions()) -> RunR
     config.protocol.validate_pool(int(data.x_train.shape[0]))
     model_note = check_model_setup(config, data)
     config = dataclasses.replace(config, dataset_fingerprint=dataset_fingerprint(data))
-    print(describe_run(config, data, devices, model_note), flush=True)
+    if not quiet:
+        print(describe_run(config, data, devices, model_note), flush=True)
+        print(comparison_line(config.strategies, baseline, options), flush=True)
     folder = config.out
     check_writable(folder)
     lock = FolderLock(folder)
     lock.acquire()
     try:
+        asked = config
         store, config, resumed = open_store(config, options.on_existing)
         store.remove_stale_temp_files()
-        specs = job_specs(config)
+        specs = job_specs(dataclasses.replace(config, strategies=asked.strategies, seeds=asked.seeds))
         ready, done = pending_work(specs, store, int(data.x_train.shape[0]))
         if resumed:
-            print(f"resume    {len(specs) - len(ready)} of {len(specs)} jobs already finished in {folder}")
+            print(folder_line(store, asked, specs, ready), flush=True)
         embeddings = prepare_embeddings(config, data, devices[0]) if ready else None  # frozen mode only
         # the pool before config.json: an unreachable cluster leaves the folder as it was
         run_as = execution(options, config, data, devices) if ready else {}
         pool, threads = (make_pool(options.backend, devices, options.jobs, run_as["jobs_per_device"],
                                    options.scheduler_address) if ready else (None, None))
         try:
-            store.write_config({**config_payload(config, data, devices, options.command), "execution": run_as})
+            analysis = analysis or {"baseline": baseline, "margin": options.margin, "design": "fixed"}
+            store.write_config({**config_payload(config, data, devices, options.command), "execution": run_as,
+                                "analysis": analysis})
             store.clear_failures()
             failures = schedule(config, options, store, specs, ready, done, pool, threads,
                                 run_as.get("compile", False), embeddings)
@@ -471,11 +489,17 @@ def run_benchmark(config: RunConfig, options: RunOptions = RunOptions()) -> RunR
                 pool.close()
     finally:
         lock.release()
+    return failures
+
+
+def finish(folder: Path, failures: list[str], options: RunOptions) -> RunResult:
+    """The accuracy table, the report and its verdicts on the console, and the failed jobs named."""
+    store = RunStore(folder)
     report = None
     if not store.cycles().empty:  # every job may have failed before its first row: then there is nothing to show
         accuracy_table(store)
         print(f"results   {folder / CYCLES}")
-        report = write_report_or_explain(folder, baseline)
+        report = write_report_or_explain(folder, resolve_baseline(options.baseline), options.margin)
         print(f"report    {report}")
     if failures:
         print(f"failed    {len(failures)} job(s): {', '.join(failures)}; details in {folder / FAILURES}",
@@ -483,7 +507,45 @@ def run_benchmark(config: RunConfig, options: RunOptions = RunOptions()) -> RunR
     return RunResult(folder, tuple(failures), report)
 
 
-def dry_run(config: RunConfig) -> str:
+def comparison_line(strategies: tuple[str, ...] | list[str], baseline: str, options: RunOptions) -> str:
+    """Which comparisons the report will make, said before any work."""
+    names = sorted(set(strategies))
+    pairs = comparison_pairs(names, baseline)
+    margin = f"±{100 * options.margin:g} AULC point{'s' if options.margin != 0.01 else ''}"
+    design = (f"seeds in rounds up to {options.max_seeds} (--seeds auto), stopping when every comparison is decided"
+              if options.max_seeds else "fixed seeds, Holm over the comparisons")
+    words = f"verdicts better, worse, equivalent within {margin} or undecided; {design}"
+    if len(names) < 2:
+        return f"compare   one strategy: nothing to compare (add {baseline} or another strategy)"
+    if baseline not in names:
+        return (f"compare   {baseline} is not in this run: the report compares the {len(names)} strategies with each "
+                f"other ({len(pairs)} comparison{'s' if len(pairs) > 1 else ''}); add {baseline} to compare against "
+                f"random sampling; {words}")
+    every = f", and every pair ({len(names) * (len(names) - 1) // 2}) as a family of its own" if len(names) > 2 else ""
+    return f"compare   each strategy against {baseline} ({len(pairs)} comparison{'s' if len(pairs) > 1 else ''}){every}; {words}"
+
+
+def folder_line(store: RunStore, asked: RunConfig, specs: list[JobSpec], ready: list) -> str:
+    """What a resumed folder holds and what this run adds, in one line."""
+    rows = store.cycles()
+    held = sorted(set(rows["strategy"])) if not rows.empty else []
+    seeds = sorted(set(int(s) for s in rows["seed"])) if not rows.empty else []
+    holds = (f"{', '.join(held)} (seeds {_span(seeds)})" if held else "no finished cycle")
+    others = sorted(set(held) - set(asked.strategies))
+    report = f"; the report covers {', '.join(held)} and what this run adds" if others else ""
+    return (f"resume    {len(specs) - len(ready)} of {len(specs)} jobs already finished in {store.folder}, which "
+            f"holds {holds}; this run asks {', '.join(asked.strategies)} for seeds {_span(list(asked.seeds))} and "
+            f"runs {len(ready)} job{'s' if len(ready) != 1 else ''}, no others{report}")
+
+
+def _span(seeds: list[int]) -> str:
+    """'0-4' for a run of consecutive seeds, else the list."""
+    if seeds and seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def dry_run(config: RunConfig, options: RunOptions = RunOptions()) -> str:
     """What a run would do, after the checks a run makes before any work: devices, the dataset loaded (never
     downloaded), the pool large enough for the protocol, the images large enough for the model."""
     devices = resolve_devices(config.devices)
@@ -499,7 +561,11 @@ def dry_run(config: RunConfig) -> str:
         config.protocol.validate_pool(int(data.x_train.shape[0]))
         model_note = check_model_setup(config, data)
     jobs = [f"job       {spec.key}" for spec in job_specs(config)]
-    return "\n".join([describe_run(config, data, devices, model_note), *jobs])
+    if options.max_seeds:
+        jobs.append(f"rounds    --seeds auto: the jobs above first, then more seeds for the strategies still "
+                    f"undecided, up to {options.max_seeds}")
+    comparisons = comparison_line(config.strategies, resolve_baseline(options.baseline), options)
+    return "\n".join([describe_run(config, data, devices, model_note), comparisons, *jobs])
 
 
 def embeddings_file(config: RunConfig) -> Path:
@@ -538,12 +604,14 @@ def check_model_setup(config: RunConfig, data: ImageData) -> str:
                        config.model_fingerprint.get("weights"), frozen=p.train_mode == "frozen")
 
 
-def write_report_or_explain(folder: Path, baseline: str) -> Path:
-    """Write FOLDER/report/, print its primary verdicts and seed planning, return report.md's path."""
+def write_report_or_explain(folder: Path, baseline: str, margin: float | None = None) -> Path:
+    """Write FOLDER/report/, print its primary verdicts, return report.md's path. margin: None takes the one
+    config.json records."""
     # seaborn and scipy: imported when a report is written, not by every run_bench.py --help or dry run
-    from bench.report import analyse, headline, load_cycles, write_analysis
+    from bench.report import analyse, headline, load_cycles, stored_design, write_analysis
 
-    result = analyse(load_cycles(folder), baseline)
+    stored_margin, plan = stored_design(folder)
+    result = analyse(load_cycles(folder), baseline, margin or stored_margin, plan)
     try:
         path = write_analysis(result, folder)
     except OSError as err:  # a full disk: the results are complete, only the report is missing

@@ -537,7 +537,10 @@ def paired_t_power(effect: float, sd: float, n: int, alpha: float = ALPHA) -> fl
         return 1.0 if effect != 0 else alpha
     df, nc = n - 1, effect / sd * math.sqrt(n)
     critical = stats.t.ppf(1 - alpha / 2, df)
-    return float(stats.nct.sf(critical, df, nc) + stats.nct.cdf(-critical, df, nc))
+    # P(T < -c) written as the upper tail of -T: scipy's nct.cdf returns NaN far in the lower tail (a tight spread,
+    # a large noncentrality), and a NaN power would fail every ">= 0.8" and skip that n
+    tails = np.nan_to_num([stats.nct.sf(critical, df, nc), stats.nct.sf(critical, df, -nc)])
+    return float(min(1.0, tails.sum()))
 
 
 def seeds_needed(effect: float, sd: float, power: float = POWER, alpha: float = ALPHA) -> float:

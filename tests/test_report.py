@@ -15,8 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats as sps
 
-from bench import stats
-from bench.report import _plot_differences, latex_table, markdown_table, strategy_palette, write_report
+from bench import plots, stats
+from bench.report import latex_table, markdown_table, write_report
 from bench.store import ResultsError
 
 LABELS = [100, 200, 300, 400]
@@ -78,7 +78,7 @@ def test_writes_report_tables_and_plots(run_dir: Path):
 
 def test_report_embeds_plots_by_relative_path(run_dir: Path, report_text: str):
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report_text)
-    assert len(images) == 4
+    assert len(images) == 5  # the pairwise matrix too: random and 3 others
     for relative in images:
         assert not Path(relative).is_absolute() and (run_dir / "report" / relative).is_file()
 
@@ -96,52 +96,66 @@ def aulc_differences(strategy: str) -> np.ndarray:
     return np.array([area[strategy, s] - area["random", s] for s in seeds])
 
 
+def _holm(raw: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """Holm written out: sorted p times m, m-1, ... with a running maximum; and the level each is decided at."""
+    order = sorted(raw, key=raw.get)
+    m = len(order)
+    adjusted, levels, running, stopped = {}, {}, 0.0, None
+    for rank, name in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * raw[name]))
+        adjusted[name] = running
+        if stopped is None and raw[name] >= 0.05 / (m - rank):
+            stopped = 0.05 / (m - rank)
+        levels[name] = stopped if stopped is not None else 0.05 / (m - rank)
+    return adjusted, levels
+
+
 def test_primary_endpoint_is_the_headline(report_text: str):
     first_section = report_text.split("\n## ", 2)[1]
-    assert first_section.startswith("Primary endpoint")
+    assert first_section.startswith("Primary endpoint: area under the learning curve against random")
     lines = findings(headline(report_text))
-    # Holm over the 3 strategies, written out: sorted p times 3, 2, 1 with a running maximum.
     raw = {name: sps.ttest_1samp(aulc_differences(name), 0).pvalue if name != "same" else 1.0
            for name in ("better", "noisy", "same")}
-    order = sorted(raw, key=raw.get)
-    adjusted, running = {}, 0.0
-    for rank, name in enumerate(order):
-        running = max(running, min(1.0, (3 - rank) * raw[name]))
-        adjusted[name] = running
+    adjusted, levels = _holm(raw)
     d = aulc_differences("noisy")
-    low, high = sps.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=sps.sem(d))
-    noisy = next(line for line in lines if line.startswith("- **noisy**"))
-    assert noisy == (f"- **noisy** is not distinguishable from random over the curve: AULC {100 * d.mean():+.1f} "
-                     f"points (95% CI {100 * low:+.1f} to {100 * high:+.1f}), paired t p = {raw['noisy']:.3f}, "
-                     f"Holm p = {adjusted['noisy']:.3f}, Wilcoxon not run (needs 6 non-zero differences to "
-                     "reach p<0.05, has 4), 4 seeds.")
-    assert any(line.startswith("- **better** beats random over the curve: AULC +") for line in lines)
-    same = next(line for line in lines if line.startswith("- **same**"))
-    assert same.startswith("- **same** is not distinguishable from random") and "AULC +0.0 points" in same
+    low, high = sps.t.interval(1 - levels["noisy"], len(d) - 1, loc=d.mean(), scale=sps.sem(d))
+    noisy = next(line for line in lines if line.startswith("- **noisy** vs random"))
+    confidence = f"{round(100 * (1 - levels['noisy']), 2):g}%"
+    assert (f"{100 * d.mean():+.1f} AULC points (Holm-adjusted {confidence} CI {100 * low:+.1f} to "
+            f"{100 * high:+.1f}), Holm p = {adjusted['noisy']:.3f}, 4 seeds: ") in noisy
+    expected = "equivalent" if -0.01 < low and high < 0.01 else "better" if low > 0 else "worse" if high < 0 else \
+        "undecided"
+    assert noisy.split("4 seeds: ")[1].startswith("noisy better" if expected == "better" else expected)
+    better = next(line for line in lines if line.startswith("- **better** vs random"))
+    assert adjusted["better"] < 0.05 and better.endswith(": better better.")
+    same = next(line for line in lines if line.startswith("- **same** vs random"))
+    assert "+0.0 AULC points" in same and same.endswith("equivalent within ±1 point.")
 
 
 def test_families_are_stated_once_each(report_text: str):
-    sentence = next(line for line in findings(headline(report_text)) if line.startswith("- Primary:"))
-    assert "Holm over 3 strategies." in sentence
-    assert f"Secondary (exploratory): the paired t-test at each budget, Holm over {3 * len(LABELS)} " \
-           "strategy-budget pairs; no budget left out" in sentence
+    lines = findings(headline(report_text))
+    primary = next(line for line in lines if line.startswith("- Primary family:"))
+    assert "each strategy against random (3 comparisons)" in primary and "Holm over the family" in primary
+    secondary = next(line for line in lines if line.startswith("- Secondary (exploratory):"))
+    assert (f"the paired t-test against random at each budget, Holm over {3 * len(LABELS)} strategy-budget pairs; "
+            "no budget left out") in secondary
+    pairs = report_text.split("\n## Every pair of strategies", 1)[1].split("\n## ", 1)[0]
+    assert "Holm over the 6 pairs" in pairs
 
 
-def test_seed_planning_sentence_matches_a_direct_power_computation(report_text: str):
-    d = aulc_differences("better")
-    sd = d.std(ddof=1)
+def test_seeds_needed_match_a_direct_power_computation(run_dir: Path):
+    primary = pd.read_csv(run_dir / "report" / "tables" / "primary_digits.csv").set_index("strategy")
+    undecided = primary[primary["verdict"] == "undecided"]
+    assert (primary.loc[primary["verdict"] != "undecided", "seeds_needed"].isna()).all()
+    for name, row in undecided.iterrows():
+        sd, level = aulc_differences(name).std(ddof=1), row["level"]
 
-    def power(n: int, effect: float) -> float:
-        t_crit = sps.t.ppf(0.975, n - 1)
-        nc = effect / sd * math.sqrt(n)
-        return sps.nct.sf(t_crit, n - 1, nc) + sps.nct.cdf(-t_crit, n - 1, nc)
+        def power(n: int, sd: float = sd, level: float = level) -> float:
+            t_crit = sps.t.ppf(1 - level / 2, n - 1)
+            nc = 0.01 / sd * math.sqrt(n)
+            return sps.nct.sf(t_crit, n - 1, nc) + sps.nct.sf(t_crit, n - 1, -nc)
 
-    one = next(n for n in range(2, 1000) if power(n, 0.01) >= 0.8)
-    half = next(n for n in range(2, 1000) if power(n, 0.005) >= 0.8)
-    assert (f"Seed planning for better: with the observed sd of its paired AULC differences ({100 * sd:.2f} "
-            f"points over 5 seeds), a 1-point AULC difference needs {one} seeds and a 0.5-point one {half}"
-            ) in report_text
-    assert "Seed planning for same: its paired AULC differences have no spread" in report_text
+        assert row["seeds_needed"] == next(n for n in range(2, 1000) if power(n) >= 0.8), name
 
 
 def test_clearly_better_strategy_is_reported_significant(report_text: str):
@@ -157,8 +171,8 @@ def test_identical_strategy_is_not_significant(report_text: str):
 
 def test_comparison_csv_matches_truth(run_dir: Path):
     primary = pd.read_csv(run_dir / "report" / "tables" / "primary_digits.csv").set_index("strategy")
-    assert primary.loc["better", "significant"] and not primary.loc["same", "significant"]
-    assert (primary["family"] == "primary").all()
+    assert primary.loc["better", "verdict"] == "better" and primary.loc["same", "verdict"] == "equivalent"
+    assert (primary["family"] == "primary").all() and (primary["other"] == "random").all()
     table = pd.read_csv(run_dir / "report" / "tables" / "comparisons_digits.csv")
     assert (table["family"] == "secondary").all() and (table["metric"] == "test_acc").all()
     assert table.loc[table["strategy"] == "better", "significant"].all()
@@ -214,8 +228,8 @@ def test_markdown_and_latex_helpers_escape():
 
 
 def test_palette_is_fixed_by_sorted_names():
-    one = strategy_palette(["random", "entropy", "ll"])
-    other = strategy_palette(["ll", "random", "entropy", "ll"])
+    one = plots.strategy_styles(["random", "entropy", "ll"])
+    other = plots.strategy_styles(["ll", "random", "entropy", "ll"])
     assert one == other and list(one) == ["entropy", "ll", "random"]
     assert len(set(one.values())) == 3
 
@@ -246,7 +260,7 @@ def test_difference_plot_legend_is_outside_the_data_area():
     comparisons = stats.compare_to_baseline(cycles)
     figure = Figure(figsize=(8.0, 4.2), layout="constrained")
     ax = figure.subplots()
-    _plot_differences(ax, comparisons, strategy_palette(cycles["strategy"].unique()), "digits")
+    plots.differences(ax, comparisons, plots.strategy_styles(cycles["strategy"].unique()), "digits")
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     renderer = canvas.get_renderer()
@@ -262,9 +276,9 @@ def test_headline_has_one_primary_family_per_dataset(tmp_path: Path):
     pd.concat([one, two]).to_parquet(tmp_path / "cycles.parquet", index=False)
     text = headline(write_report(tmp_path).read_text())
     assert "### Dataset `digits`" in text and "### Dataset `letters`" in text
-    families = [line for line in findings(text) if line.startswith("- Primary:")]
+    families = [line for line in findings(text) if line.startswith("- Primary family:")]
     # the primary question is asked once per strategy and dataset: one Holm family over all five
-    assert len(families) == 2 and all("Holm over 5 strategy-dataset pairs" in f for f in families)
+    assert len(families) == 1 and "(5 comparisons over 2 datasets)" in families[0]
     tables = [pd.read_csv(tmp_path / "report" / "tables" / f"primary_{d}.csv") for d in ("digits", "letters")]
     primary = pd.concat(tables, ignore_index=True)
     p = primary["t_p"].to_numpy()

@@ -1,0 +1,83 @@
+"""`--seeds auto`: seeds in planned rounds into one folder, until every primary comparison is decided.
+
+Round k runs seeds 0..n_k-1 (n_k from bench.verdicts.plan_looks: 5, 10, 15, 20, 30, ...) for the strategies of
+the comparisons still undecided, then looks: bench.verdicts' group-sequential design decides what it can. The
+looks are replayed from cycles.parquet each time, so a killed run, run again, resumes at the same look and
+reaches the same decisions. config.json records the plan, each look and why it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from bench import stats, verdicts
+from bench.config import RunConfig
+from bench.run import RunOptions, RunResult, finish, resolve_baseline, run_jobs
+from bench.store import FolderLock, RunStore
+
+
+def plan_for(config: RunConfig, options: RunOptions) -> verdicts.SequentialPlan:
+    pairs = verdicts.comparison_pairs(config.strategies, resolve_baseline(options.baseline))
+    return verdicts.make_plan(options.max_seeds or verdicts.MAX_SEEDS, len(pairs), stats.ALPHA, options.margin)
+
+
+def look(config: RunConfig, options: RunOptions, plan: verdicts.SequentialPlan) -> tuple[Any, list[dict]]:
+    """The verdicts and looks so far, from the folder's rows of the strategies named (the folder may hold more)."""
+    rows = RunStore(config.out).cycles() if config.out.exists() else None
+    pairs = verdicts.comparison_pairs(config.strategies, resolve_baseline(options.baseline))
+    if rows is None or rows.empty:
+        return None, []
+    rows = rows[rows["strategy"].isin(config.strategies)]
+    aulc = stats.aulc_per_seed(rows)
+    return verdicts.sequential_verdicts(aulc, {str(d): pairs for d in aulc["dataset"].unique()}, plan)
+
+
+def analysis_record(options: RunOptions, plan: verdicts.SequentialPlan, history: list[dict]) -> dict[str, Any]:
+    """What config.json records of the design: the plan, each look, and where it stands."""
+    return {"baseline": resolve_baseline(options.baseline), "margin": options.margin, "design": "sequential",
+            "sequential": {**plan.to_json(), "max_seeds": plan.looks[-1], "history": history,
+                           "stopped": verdicts.stop_reason(history, plan)}}
+
+
+def run_in_rounds(config: RunConfig, options: RunOptions) -> RunResult:
+    """Run --seeds auto: each round the undecided comparisons' strategies at the next look's seeds."""
+    plan = plan_for(config, options)
+    print(f"rounds    --seeds auto: looks at {', '.join(map(str, plan.looks))} seeds; {verdicts.SEQUENTIAL_METHOD}, "
+          f"boundary {plan.critical:.3f} on the paired t statistic over {plan.comparisons} comparison(s)", flush=True)
+    failures: list[str] = []
+    first = True
+    for n in plan.looks:
+        found, history = look(config, options, plan)
+        if history and (not history[-1]["undecided"] or history[-1]["seeds"] >= n):
+            if not history[-1]["undecided"]:
+                break
+            continue  # this look was reached before (a resumed run): go on to the next
+        active = config.strategies if found is None else tuple(
+            s for s in config.strategies if s in verdicts.strategies_to_run(found))
+        round_config = dataclasses.replace(config, strategies=active, seeds=tuple(range(n)))
+        failures = run_jobs(round_config, options, analysis_record(options, plan, history), quiet=not first)
+        first = False
+        if failures:  # the look cannot be reached without them
+            break
+        _, history = look(config, options, plan)
+        if history:
+            latest = history[-1]
+            print(f"look      {latest['seeds']} seeds: decided {'; '.join(latest['decided']) or 'nothing new'}; "
+                  f"undecided {', '.join(latest['undecided']) or 'none'}", flush=True)
+    _, history = look(config, options, plan)
+    _record(config, analysis_record(options, plan, history))
+    return finish(config.out, failures, options)
+
+
+def _record(config: RunConfig, analysis: dict[str, Any]) -> None:
+    """config.json's analysis section brought up to date, under the folder's lock."""
+    store = RunStore(config.out)
+    lock = FolderLock(config.out)
+    lock.acquire()
+    try:
+        stored = store.read_config()
+        if stored is not None:
+            store.write_config({**stored, "analysis": analysis})
+    finally:
+        lock.release()
