@@ -76,6 +76,10 @@ class Protocol:
         """Turn a bad value into one clear sentence (raises UserError)."""
         for name in ("initial", "budget", "cycles", "epochs", "batch_size", "eval_batch_size"):
             _positive_int(name, getattr(self, name))
+        if self.batch_size == 1 and self.train_mode == "finetune":  # every batch would be skipped: nothing trains
+            raise UserError("The 'batch_size' parameter must be at least 2 to fine-tune a network: batch norm "
+                            "cannot train on one image, so every batch of one is skipped. Got 1 instead (--train-mode "
+                            "frozen trains its linear head with any batch size).")
         if self.subset is not None:
             _positive_int("subset", self.subset)
             if self.subset < self.budget:
@@ -194,6 +198,7 @@ class RunConfig:
     weights: Path | None = None  # --weights: a state dict loaded into each cycle's freshly initialised model
     model_files: tuple[Path, ...] = ()  # --model-file: files registering models (the workers import them too)
     model_fingerprint: dict[str, str] = field(default_factory=dict)  # sha256 of the weights and of the model's file
+    strategy_code: dict[str, str] = field(default_factory=dict)  # {user strategy: digest of the code its file ran}
 
     def result_defining(self) -> dict[str, Any]:
         """The settings that decide the numbers (a folder holding other settings is not the same run)."""
@@ -212,6 +217,8 @@ class RunConfig:
                     "strategy": strategy, "params": params}
         if self.model_fingerprint:  # only when set: a run without weights or a model file keeps its identity
             identity["model"] = dict(sorted(self.model_fingerprint.items()))
+        if strategy in self.strategy_code:  # a user's strategy: the code it runs (an edited file is another job)
+            identity["code"] = self.strategy_code[strategy]
         text = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 

@@ -251,8 +251,7 @@ class HeadTrainer(Trainer):
                 for first in range(0, n, p.batch_size):
                     xb, tb = xs[first:first + p.batch_size], ts[first:first + p.batch_size]  # [B, d + 1], [B, C]
                     b = xb.shape[0]
-                    if b == 1 < n:  # the shared trainer's rule (for batch norm): the same batches
-                        continue
+                    # no batch norm here: a batch of one trains (the shared trainer skips it only for batch norm)
                     log_p = torch.log_softmax(xb @ weight.T, dim=1)  # [B, C]
                     if last:
                         epoch_loss -= (log_p * tb).sum()

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
 import importlib.util
 import re
 import sys
+import sysconfig
+import types
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -80,10 +83,44 @@ class Registry(Generic[T]):
             self._items, self._aliases = items, aliases
 
 
+# What each imported user file ran: {resolved path: {source file: sha256}}, the file itself (hashed from the very
+# bytes executed) and the helper modules it imported from outside the interpreter's and the harness's folders.
+IMPORTED_CODE: dict[str, dict[str, str]] = {}
+_HARNESS = Path(__file__).resolve().parent.parent
+_LIBRARIES = {Path(p).resolve() for p in {sys.prefix, sys.base_prefix, *sysconfig.get_paths().values()}}
+
+
+def code_digest(path: Path | str) -> str:
+    """The digest of what importing `path` ran: its own sha256 when it imported no helper (so a folder made before
+    helpers were hashed keeps its identity), else the sha256 of every file's path-free digest in order."""
+    files = IMPORTED_CODE[str(Path(path).resolve())]
+    if len(files) == 1:
+        return next(iter(files.values()))
+    return hashlib.sha256("".join(files[k] for k in sorted(files)).encode()).hexdigest()
+
+
+def _user_helper(module: object) -> Path | None:
+    """The source file of a module a user file imported, when it is the user's own (not a library, not ours)."""
+    file = getattr(module, "__file__", None)
+    if not file or not file.endswith(".py"):
+        return None
+    resolved = Path(file).resolve()
+    if resolved.is_relative_to(_HARNESS) or any(resolved.is_relative_to(lib) for lib in _LIBRARIES):
+        return None
+    return resolved
+
+
+def _sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def import_user_file(path: Path, registry: Registry, none_added: str) -> list[str]:
     """Import a user's .py file that registers items into `registry`; returns the names it added. Every failure
-    is one line; `none_added` finishes the line for a file that registers nothing."""
+    is one line; `none_added` finishes the line for a file that registers nothing. What ran is recorded in
+    IMPORTED_CODE (see code_digest)."""
     what = registry.kind.capitalize()
+    if path.is_dir():
+        raise UserError(f"{what} file {str(path)!r} is a folder: give the path of a .py file.")
     if not path.is_file():
         raise UserError(f"{what} file {str(path)!r} does not exist: give the path of a .py file.")
     before = set(registry.names())
@@ -93,15 +130,29 @@ def import_user_file(path: Path, registry: Registry, none_added: str) -> list[st
         raise UserError(f"{what} file {path} cannot be imported: it must be a Python source file (.py).")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
+    modules_before = set(sys.modules)
     try:
-        spec.loader.exec_module(module)
+        source = path.read_bytes()  # hashed and run from the same bytes: an edit in between cannot slip through
+        code = compile(source, str(path), "exec")
+        exec(code, module.__dict__)  # noqa: S102 - the user's own file, named on the command line
     except UserError:
         raise
     except SyntaxError as err:
         raise UserError(f"{what} file {path} has a syntax error at line {err.lineno}: {err.msg}.") from None
     except Exception as err:
         raise UserError(f"{what} file {path} failed to import ({type(err).__name__}: {err}).") from None
+    except SystemExit as stop:  # sys.exit() at import: one line, never the process's own exit
+        raise UserError(f"{what} file {path} called sys.exit({stop.code!r}) while being imported: a strategy or "
+                        "model file must only define and register.") from None
     added = sorted(set(registry.names()) - before)
     if not added:
         raise UserError(f"{what} file {path} {none_added}")
+    # helpers: the user's modules this import loaded, and those it uses that were loaded before (import x, from x
+    # import f): either way their code shapes what the file's items do
+    used = [sys.modules[name] for name in set(sys.modules) - modules_before]
+    used += [v if isinstance(v, types.ModuleType) else sys.modules.get(getattr(v, "__module__", "") or "")
+             for v in list(module.__dict__.values())]
+    helpers = {h for m in used if m is not None and m is not module and (h := _user_helper(m))} - {path.resolve()}
+    IMPORTED_CODE[str(path.resolve())] = {str(path.resolve()): hashlib.sha256(source).hexdigest(),
+                                          **{str(h): _sha256_file(h) for h in sorted(helpers)}}
     return added

@@ -321,7 +321,7 @@ def _design_text(result: Analysis, primary: pd.DataFrame, against: bool, unit: s
     plan = result.plan
     return (f"Primary family: {family}. Seeds ran in rounds (`--seeds auto`, looks at "
             f"{', '.join(map(str, plan.looks))} seeds): a {verdicts.SEQUENTIAL_METHOD} (Pocock 1977; Jennison & "
-            f"Turnbull 1989), boundary {plan.critical:.3f} on the paired t statistic, so that the family's error is "
+            f"Turnbull 1989), nominal level {plan.nominal:.4f} at every look, so that the family's error is "
             f"at most {plan.alpha:g} over every comparison and every look. A comparison is decided at the first look "
             f"whose repeated interval says so: {rule}. {verdicts.stop_reason(result.history, plan).capitalize()}.")
 

@@ -44,7 +44,7 @@ def run_in_rounds(config: RunConfig, options: RunOptions) -> RunResult:
     """Run --seeds auto: each round the undecided comparisons' strategies at the next look's seeds."""
     plan = plan_for(config, options)
     print(f"rounds    --seeds auto: looks at {', '.join(map(str, plan.looks))} seeds; {verdicts.SEQUENTIAL_METHOD}, "
-          f"boundary {plan.critical:.3f} on the paired t statistic over {plan.comparisons} comparison(s)", flush=True)
+          f"nominal level {plan.nominal:.4f} per look over {plan.comparisons} comparison(s)", flush=True)
     failures: list[str] = []
     first = True
     for n in plan.looks:

@@ -27,7 +27,7 @@ from bench.jobs import JobSpec, JobState
 from bench.loop import start_state
 from bench.packing import auto_packing
 from bench.progress import Progress
-from bench.registry import unknown_name
+from bench.registry import IMPORTED_CODE, code_digest, unknown_name
 from bench.scheduler import DataSource, Driver, Outcome, make_pool
 from bench.store import CONFIG, CYCLES, EMBEDDINGS, FAILURES, FolderLock, RunStore, check_writable
 from bench.trainer import compile_works, resolve_precision
@@ -125,7 +125,23 @@ def build_config(preset: str = "quick", strategies: list[str] | None = None, see
                      data_root=Path(data_root), download=download,
                      strategy_params={k: v for k, v in params.items() if k in names}, weights=weights,
                      model_files=tuple(Path(f) for f in model_files),
-                     model_fingerprint=model_fingerprint(p.model, weights))
+                     model_fingerprint=model_fingerprint(p.model, weights), strategy_code=strategy_code(names))
+
+
+def user_files(options: RunOptions, config: RunConfig) -> list[str]:
+    """The resolved paths of the strategy and model files this run imported (workers import them too)."""
+    paths = [str(Path(f).resolve()) for f in (*options.strategy_files, *config.model_files)]
+    return [p for p in dict.fromkeys(paths) if p in IMPORTED_CODE]
+
+
+def strategy_code(names: list[str]) -> dict[str, str]:
+    """{strategy: digest of the code its file ran} for the strategies defined in a user's file."""
+    found = {}
+    for name in names:
+        file = getattr(sys.modules.get(STRATEGIES.get(name).__module__), "__file__", None)
+        if file and str(Path(file).resolve()) in IMPORTED_CODE:
+            found[name] = code_digest(file)
+    return found
 
 
 def parse_strategy_params(items: list[str]) -> dict[str, dict[str, str]]:
@@ -274,6 +290,7 @@ def config_payload(config: RunConfig, data: ImageData, devices: list[str], comma
     return {
         "name": config.name, "preset": config.preset,
         "job_hashes": {s: config.job_hash(s) for s in config.strategies},
+        "strategy_code": {s: config.strategy_code[s] for s in sorted(config.strategy_code)},
         **config.result_defining(),
         "strategies": list(config.strategies), "seeds": list(config.seeds),
         "epoch_proportions": epoch_proportions(config),
@@ -477,10 +494,14 @@ def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | 
         run_as = execution(options, config, data, devices) if ready else {}
         pool, threads = (make_pool(options.backend, devices, options.jobs, run_as["jobs_per_device"],
                                    options.scheduler_address) if ready else (None, None))
+        if ready:
+            run_as["threads_per_worker"] = threads  # fixed on CPU: numbers that do not depend on --jobs
         try:
             analysis = analysis or {"baseline": baseline, "margin": options.margin, "design": "fixed"}
-            store.write_config({**config_payload(config, data, devices, options.command), "execution": run_as,
-                                "analysis": analysis})
+            payload = config_payload(config, data, devices, options.command)
+            if embeddings:  # frozen mode: the digest of the embeddings the workers read and check
+                payload["frozen"]["embeddings_sha256"] = embeddings[1]
+            store.write_config({**payload, "execution": run_as, "analysis": analysis})
             store.clear_failures()
             failures = schedule(config, options, store, specs, ready, done, pool, threads,
                                 run_as.get("compile", False), embeddings)
@@ -522,7 +543,8 @@ def comparison_line(strategies: tuple[str, ...] | list[str], baseline: str, opti
                 f"other ({len(pairs)} comparison{'s' if len(pairs) > 1 else ''}); add {baseline} to compare against "
                 f"random sampling; {words}")
     every = f", and every pair ({len(names) * (len(names) - 1) // 2}) as a family of its own" if len(names) > 2 else ""
-    return f"compare   each strategy against {baseline} ({len(pairs)} comparison{'s' if len(pairs) > 1 else ''}){every}; {words}"
+    count = f"{len(pairs)} comparison{'s' if len(pairs) > 1 else ''}"
+    return f"compare   each strategy against {baseline} ({count}){every}; {words}"
 
 
 def folder_line(store: RunStore, asked: RunConfig, specs: list[JobSpec], ready: list) -> str:
@@ -630,6 +652,7 @@ def schedule(config: RunConfig, options: RunOptions, store: RunStore, specs: lis
     source = DataSource(config.protocol.dataset, str(config.data_root), config.download,
                         tuple(str(Path(f).resolve()) for f in options.strategy_files), compile=compiled,
                         model_files=tuple(str(Path(f).resolve()) for f in config.model_files),
+                        code=tuple((path, code_digest(path)) for path in user_files(options, config)),
                         embeddings=str(embeddings[0].resolve()) if embeddings else "",
                         embeddings_sha256=embeddings[1] if embeddings else "")
     with Progress(specs, done) as progress:

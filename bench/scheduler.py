@@ -32,6 +32,7 @@ from bench.errors import UserError
 from bench.frozen import HeadTrainer, worker_data
 from bench.jobs import CycleResult, JobSpec, JobState
 from bench.loop import run_cycle
+from bench.registry import IMPORTED_CODE, code_digest
 from bench.trainer import DeviceData, Trainer
 from bench.zoo import load_model_file
 from strategies import STRATEGIES, load_strategy_file
@@ -48,6 +49,7 @@ class DataSource:
     download: bool
     strategy_files: tuple[str, ...] = ()  # absolute paths given with --strategy-file
     model_files: tuple[str, ...] = ()  # absolute paths given with --model-file
+    code: tuple[tuple[str, str], ...] = ()  # (path, digest of what the driver's import ran): a worker checks its own
     compile: bool = False  # torch.compile the model (--compile, checked to work by the driver)
     embeddings: str = ""  # frozen mode: the run's embeddings file (absolute path), read instead of the images
     embeddings_sha256: str = ""  # its content's digest: a worker checks it
@@ -132,6 +134,14 @@ def _import_strategy_files(source: DataSource, strategy: str) -> None:
             load_strategy_file(Path(path))
 
 
+def _check_code(source: DataSource) -> None:
+    """The files this process imported ran the code the driver hashed into the jobs' identity."""
+    for path, digest in source.code:
+        if path in IMPORTED_CODE and code_digest(path) != digest:
+            raise UserError(f"{path} (or a module it imports) changed since the run started: this worker would run "
+                            "other code than the job's identity records; run the same command again")
+
+
 def execute(spec: JobSpec, state: JobState, source: DataSource, threads: int | None = None) -> Outcome:
     """Run one cycle of one job in whatever process this is. Errors come back as data, with the traceback."""
     if threads and torch.get_num_threads() != threads:
@@ -140,11 +150,15 @@ def execute(spec: JobSpec, state: JobState, source: DataSource, threads: int | N
         _import_strategy_files(source, spec.strategy)
         for path in source.model_files:  # each imported once per process
             load_model_file(path)
+        _check_code(source)
         trainer, n_classes = _trainer(source, spec.protocol, _worker_device())
         result, after = run_cycle(spec, trainer, n_classes, state)
         return Outcome(spec, result, after)
     except Exception as err:  # isolated: the other jobs go on
         return Outcome(spec, error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+    except SystemExit as stop:  # sys.exit() in a strategy or model file ends this job, never the run (or its status)
+        return Outcome(spec, error=f"SystemExit: the job's code called sys.exit({stop.code!r}), which ends a job, "
+                       "not the run", traceback=traceback.format_exc())
 
 
 # ---------------------------------------------------------------------------------------------- pools
@@ -247,21 +261,26 @@ class DaskPool:
             self._cluster.close()
 
 
-def cpu_threads(workers: int) -> int:
-    """Cores per worker, so that workers together never ask for more threads than the machine has."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, workers))
+# One intra-op thread per CPU worker, whatever --jobs is: torch's CPU reductions sum in an order that follows the
+# thread count, so a job's numbers would otherwise depend on --jobs, and a folder resumed or widened with another
+# --jobs would pair rows computed differently (78.6% vs 77.8% at cycle 0 where the design says identical).
+CPU_THREADS_PER_WORKER = 1
+
+
+def machine_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def make_pool(backend: str, devices: list[str], jobs: int, jobs_per_device: int, address: str | None):
     """The pool for this run, and the torch thread count each worker should use (None: leave as is)."""
     if backend == "dask":
-        threads = cpu_threads(jobs) if address is None else None
+        threads = CPU_THREADS_PER_WORKER if address is None else None
         return DaskPool(address, jobs), threads
     slots = ["cpu"] * jobs if devices == ["cpu"] else [d for d in devices for _ in range(jobs_per_device)]
-    threads = cpu_threads(len(slots)) if devices == ["cpu"] else None
+    threads = CPU_THREADS_PER_WORKER if devices == ["cpu"] else None
     if len(slots) == 1:
-        return InlinePool(), None
+        return InlinePool(), threads
     return LokyPool(slots, threads), threads
 
 

@@ -185,6 +185,9 @@ class Trainer:
             optimizers.append(self._optimizer(list(aux.parameters())))
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         n = labeled.numel()
+        # batch norm cannot train on one image: such a batch is skipped (its sample comes round next epoch)
+        skip_single = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for net in (model, aux) if net is not None
+                          for m in net.modules())
         epoch_loss = torch.zeros((), device=self.device)
         for epoch in range(p.epochs):
             if p.convention == "reference":  # the reference code steps its schedules before the epoch
@@ -193,7 +196,7 @@ class Trainer:
             epoch_loss = torch.zeros((), device=self.device)  # summed on the device: no sync per step
             for first in range(0, n, p.batch_size):
                 idx = order[first:first + p.batch_size]
-                if idx.numel() == 1 < n:  # batch norm cannot train on one image: its sample comes round next epoch
+                if skip_single and idx.numel() == 1 < n:
                     continue
                 x = data.x_train[idx]
                 if data.pad or data.flip:

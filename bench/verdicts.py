@@ -12,13 +12,13 @@ is the one the family's correction implies:
   tested at level alpha / (m - j); the first one Holm keeps, and all after it, at alpha / (m - r) with r the
   number rejected. The t-interval at that level excludes 0 exactly when Holm rejects, and lies inside
   +-margin exactly when the two one-sided tests (TOST) at half that level both reject.
-- Seeds in rounds (`--seeds auto`): a group-sequential design with Pocock's constant boundary (Pocock 1977,
-  Biometrika 64:191) on the paired t statistic, read as repeated confidence intervals (Jennison & Turnbull 1989,
-  JRSS-B 51:305): at each look the interval is mean +- c * sd / sqrt(n), with one c for every look such that
-  every interval of the family covers its true difference at every look with probability 1 - alpha
-  (Bonferroni over the family's comparisons). The t statistics' joint law across looks does not depend on the
-  spread, so c is calibrated once by simulation for the planned looks. A comparison is decided at the first
-  look whose interval decides it, and keeps that verdict.
+- Seeds in rounds (`--seeds auto`): a group-sequential design with Pocock's boundary (Pocock 1977, Biometrika
+  64:191: the same nominal significance level at every look) on the paired t-test, read as repeated confidence
+  intervals (Jennison & Turnbull 1989, JRSS-B 51:305): at the look with n seeds the interval is the t-interval
+  at the nominal level a (n - 1 degrees of freedom), with a such that every interval of the family covers its
+  true difference at every look with probability 1 - alpha (Bonferroni over the family's comparisons). The t
+  statistics' joint law across looks does not depend on the spread, so a is calibrated once by simulation for
+  the planned looks. A comparison is decided at the first look whose interval decides it, and keeps it.
 
 Pure functions on DataFrames, as bench.stats: AULCs are fractions (0.01 = 1 point).
 """
@@ -43,8 +43,8 @@ FIRST_LOOK = 5  # seeds at the first look of --seeds auto
 MAX_SEEDS = 30  # the default --max-seeds
 CALIBRATION_SIMULATIONS = 200_000  # sequences drawn to calibrate the boundary
 CALIBRATION_SEED = 1977  # the calibration's own fixed stream: the same boundary in every run and report
-SEQUENTIAL_METHOD = ("group-sequential design, Pocock's constant boundary on the paired t statistic, repeated "
-                     "confidence intervals, Bonferroni over the family")
+SEQUENTIAL_METHOD = ("group-sequential design, Pocock's boundary (one nominal level at every look) on the paired "
+                     "t-test, repeated confidence intervals, Bonferroni over the family")
 
 VERDICT_COLUMNS = ["dataset", "family", "strategy", "other", "n_pairs", "mean_diff", "sd_diff", "t_p", "p_holm",
                    "level", "ci_low", "ci_high", "tost_p", "verdict", "seeds_needed", "look", "note"]
@@ -182,7 +182,11 @@ class SequentialPlan:
     comparisons: int  # primary comparisons per dataset (Bonferroni over them)
     alpha: float
     margin: float
-    critical: float  # c: every look's interval is mean +- c * sd / sqrt(n)
+    nominal: float  # a: every look's interval is the two-sided (1 - a) t-interval of the differences so far
+
+    def critical(self, n: int) -> float:
+        """The t quantile of the interval at a look with n seeds."""
+        return float(sp.t.ppf(1 - self.nominal / 2, n - 1))
 
     def to_json(self) -> dict:
         return {**asdict(self), "looks": list(self.looks), "method": SEQUENTIAL_METHOD}
@@ -190,31 +194,32 @@ class SequentialPlan:
     @classmethod
     def from_json(cls, payload: dict) -> SequentialPlan:
         return cls(tuple(int(n) for n in payload["looks"]), int(payload["comparisons"]), float(payload["alpha"]),
-                   float(payload["margin"]), float(payload["critical"]))
+                   float(payload["margin"]), float(payload["nominal"]))
 
 
 def make_plan(max_seeds: int, comparisons: int, alpha: float = ALPHA, margin: float = MARGIN) -> SequentialPlan:
     looks = plan_looks(max_seeds)
-    return SequentialPlan(looks, comparisons, alpha, margin, pocock_critical(looks, alpha / max(comparisons, 1)))
+    return SequentialPlan(looks, comparisons, alpha, margin, pocock_nominal(looks, alpha / max(comparisons, 1)))
 
 
 @functools.lru_cache(maxsize=32)
-def pocock_critical(looks: tuple[int, ...], alpha: float, simulations: int = CALIBRATION_SIMULATIONS) -> float:
-    """The constant c with P(|T_n| >= c at some look n) = alpha for the paired t statistics of one sequence of
-    normal differences with mean 0, observed at `looks` seeds. Their joint law does not depend on the spread,
-    so this simulation calibrates c for any spread; chunks keep memory flat."""
+def pocock_nominal(looks: tuple[int, ...], alpha: float, simulations: int = CALIBRATION_SIMULATIONS) -> float:
+    """The nominal level a with P(the paired t-test's two-sided p < a at some look) = alpha, for one sequence of
+    normal differences with mean 0 observed at `looks` seeds. The t statistics' joint law does not depend on the
+    spread, so this simulation calibrates a for any spread; chunks keep memory flat."""
     rng = np.random.default_rng(CALIBRATION_SEED)
-    maxima = []
+    minima = []
     for start in range(0, simulations, 20_000):
         z = rng.standard_normal((min(20_000, simulations - start), looks[-1]))  # [sims, n_max]
         total, squares = np.cumsum(z, axis=1), np.cumsum(z * z, axis=1)
-        largest = np.zeros(z.shape[0])
+        smallest = np.ones(z.shape[0])
         for n in looks:
             mean = total[:, n - 1] / n
             var = (squares[:, n - 1] - n * mean * mean) / (n - 1)
-            largest = np.maximum(largest, np.abs(mean) / np.sqrt(var / n))
-        maxima.append(largest)
-    return float(np.quantile(np.concatenate(maxima), 1 - alpha))
+            p = 2 * sp.t.sf(np.abs(mean) / np.sqrt(var / n), n - 1)
+            smallest = np.minimum(smallest, p)
+        minima.append(smallest)
+    return float(np.quantile(np.concatenate(minima), alpha))
 
 
 def sequential_step(diff: np.ndarray, plan: SequentialPlan) -> tuple[float, float, str]:
@@ -223,7 +228,7 @@ def sequential_step(diff: np.ndarray, plan: SequentialPlan) -> tuple[float, floa
     if n < 2:
         return math.nan, math.nan, UNDECIDED
     mean = float(diff.mean())
-    half = plan.critical * float(diff.std(ddof=1)) / math.sqrt(n)
+    half = plan.critical(n) * float(diff.std(ddof=1)) / math.sqrt(n)
     return mean - half, mean + half, decide(mean - half, mean + half, plan.margin)
 
 
@@ -246,8 +251,9 @@ def run_looks(diffs: dict[tuple[str, str, str], np.ndarray], plan: SequentialPla
             state[key] = {"n_pairs": n, "mean_diff": float(diff.mean()), "sd_diff": float(diff.std(ddof=1)),
                           "ci_low": low, "ci_high": high, "verdict": verdict, "look": n}
             if verdict != UNDECIDED:
+                outcome = {BETTER: f"{key[1]} better", WORSE: f"{key[2]} better"}.get(verdict, verdict)
                 decided.append(f"{key[1]} vs {key[2]}" + (f" on {key[0]}" if len(datasets) > 1 else "")
-                               + f": {verdict}")
+                               + f": {outcome}")
         still = [f"{a} vs {b}" for (d, a, b) in open_ if state[(d, a, b)]["verdict"] == UNDECIDED]
         history.append({"seeds": n, "decided": decided, "undecided": still})
     return state, history
@@ -269,7 +275,7 @@ def sequential_verdicts(aulc_seeds: pd.DataFrame, pairs: dict[str, list[tuple[st
                      "sd_diff": float(diff.std(ddof=1)) if diff.size > 1 else math.nan, "ci_low": low,
                      "ci_high": high, "verdict": UNDECIDED, "look": math.nan}
         rows.append({"dataset": key[0], "family": PRIMARY, "strategy": key[1], "other": key[2], "t_p": math.nan,
-                     "p_holm": math.nan, "level": plan.alpha / max(plan.comparisons, 1), "tost_p": math.nan,
+                     "p_holm": math.nan, "level": plan.nominal, "tost_p": math.nan,
                      "seeds_needed": math.nan, "note": "", **found})
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS), history
 

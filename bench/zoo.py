@@ -22,7 +22,7 @@ from torch import nn
 
 from bench.errors import UserError
 from bench.models import MODELS, Backbone, Factory, ModelOutput, full_precision
-from bench.registry import import_user_file, unknown_name
+from bench.registry import code_digest, import_user_file, unknown_name
 
 TORCHVISION = "torchvision:"
 NATIVE_SIZE = (224, 224)  # torchvision's ImageNet input: the probe size when the caller gives none
@@ -395,8 +395,8 @@ def model_fingerprint(name: str, weights: Path | None) -> dict[str, str]:
         found["weights"] = file_sha256(Path(weights))
         read_weights(weights, found["weights"])
     source = model_file(name)
-    if source is not None:
-        found["model_file"] = file_sha256(source)
+    if source is not None:  # the file and the helper modules it imported, as they were run
+        found["model_file"] = code_digest(source)
     return found
 
 

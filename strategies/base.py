@@ -90,6 +90,10 @@ class Strategy:
         unknown = set(cls.needs) - INPUTS
         if unknown:
             raise TypeError(f"strategy {cls.name!r} needs unknown inputs {sorted(unknown)}; known: {sorted(INPUTS)}")
+        for key, default in cls.params.items():  # a list or dict could neither be parsed nor kept apart per job
+            if default is not None and type(default) not in PARAM_TYPES:
+                raise TypeError(f"strategy {cls.name!r} parameter {key!r} has a default of type "
+                                f"{type(default).__name__}; parameters must be bool, int, float, str or None")
         # a subclass gets its own aliases only: its parent's already point at the parent
         STRATEGIES.add(cls.name, cls, cls.__dict__.get("aliases", ()))
 
@@ -100,11 +104,15 @@ class Strategy:
             raise UserError(
                 f"Strategy {self.name!r} has no parameter {sorted(unknown)[0]!r} (its parameters: {known})."
             )
-        for key, default in self.params.items():
+        resolved = {}
+        for key, default in type(self).params.items():
             value = params.get(key, default)
             if key in self.epoch_params and isinstance(value, str):
                 value = _parse(self.name, key, value, parse_epoch_point)
-            setattr(self, key, _coerce(self.name, key, value, default))
+            resolved[key] = _coerce(self.name, key, value, default)
+            setattr(self, key, resolved[key])
+        # this instance's values: self.params[key] and self.key are one thing (the class keeps the defaults)
+        self.params = resolved
 
     # -- what a strategy implements -------------------------------------------------------------------
 
@@ -169,6 +177,7 @@ def _parse_bool(value: str) -> bool:
 
 
 _TYPE_WORDS = {bool: "a boolean", int: "an integer", float: "a number"}
+PARAM_TYPES = (bool, int, float, str)  # the types a parameter's default may have (or None: kept as given)
 
 
 def _parse(strategy: str, key: str, value: str, parse: Any, kind: str = "an epoch or a fraction of the epochs") -> Any:

@@ -163,8 +163,8 @@ def _embeddings(n: int = 60, m: int = 30, d: int = 5, c: int = 3) -> Embeddings:
 def _plain_head(p: Protocol, emb: Embeddings, labeled: np.ndarray, seed: int, cycle: int,
                 start: dict[str, torch.Tensor] | None = None) -> nn.Linear:
     """The head trained by plain torch code: nn.Linear under the seed's init stream, torch.optim.SGD and MultiStepLR,
-    each epoch's order drawn from the (seed, "train", cycle) generator; a one-example last batch is skipped (the
-    shared trainer's rule)."""
+    each epoch's order drawn from the (seed, "train", cycle) generator; a one-example batch trains like any other
+    (no batch norm in a linear head)."""
     torch.manual_seed(derive_seed(seed, "init-weights"))
     head = nn.Linear(emb.train.shape[1], emb.n_classes)
     if start is not None:
@@ -180,8 +180,6 @@ def _plain_head(p: Protocol, emb: Embeddings, labeled: np.ndarray, seed: int, cy
         order = lab[torch.randperm(lab.numel(), generator=generator)]
         for first in range(0, lab.numel(), p.batch_size):
             idx = order[first:first + p.batch_size]
-            if idx.numel() == 1:
-                continue
             opt.zero_grad()
             F.cross_entropy(head(x[idx]), y[idx]).backward()
             opt.step()
@@ -192,11 +190,12 @@ def _plain_head(p: Protocol, emb: Embeddings, labeled: np.ndarray, seed: int, cy
 
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")  # the reference convention's order
 @pytest.mark.parametrize("convention", ["corrected", "reference"])
-@pytest.mark.parametrize("warm", [True, False])
-def test_the_harness_head_equals_plain_torch_sgd(convention, warm):
+@pytest.mark.parametrize(("warm", "batch"), [(True, 8), (False, 8), (True, 1)])
+def test_the_harness_head_equals_plain_torch_sgd(convention, warm, batch):
+    # initial 17 with batch 8: a last batch of one, which trains (batch 1: every batch is one example)
     emb = _embeddings()
     p = preset_protocol("quick", dataset="npz:x.npz", train_mode="frozen", initial=17, budget=8, cycles=3, epochs=9,
-                        batch_size=8, lr=0.2, momentum=0.9, weight_decay=5e-3, milestones=(4, 7), gamma=0.3,
+                        batch_size=batch, lr=0.2, momentum=0.9, weight_decay=5e-3, milestones=(4, 7), gamma=0.3,
                         convention=convention, warm_start=warm)
     trainer = HeadTrainer(EmbeddingData.from_embeddings(emb, torch.device("cpu")), p, torch.device("cpu"))
     spec = JobSpec("r", p.dataset, "entropy", 3, p)

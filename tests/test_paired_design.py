@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import stats
@@ -150,3 +151,18 @@ def test_a_dropout_model_is_reproducible_and_paired_whatever_ran_before():
     assert alone["entropy"] == beside["entropy"]  # run alone or after another strategy's job
     assert beside["random"][0][:2] == beside["entropy"][0][:2]  # cycle 0: the same training at one seed
     assert beside["random"][1][:2] != beside["entropy"][1][:2]  # the picks did differ, and so did cycle 1
+
+
+def test_numbers_do_not_depend_on_jobs(cli, tmp_path):
+    # a folder resumed or widened with another --jobs must pair rows computed alike
+    tiny = ["--strategies", "random", "entropy", "--seeds", "2", "--initial", "20", "--budget", "20", "--cycles", "2",
+            "--epochs", "3"]
+    frames = []
+    for jobs in ("1", "2"):
+        status, _, err = cli(*tiny, "--jobs", jobs, "--out", tmp_path / jobs)
+        assert status == 0, err
+        frame = pd.read_parquet(tmp_path / jobs / "cycles.parquet")
+        frames.append(frame.drop(columns=["train_seconds", "eval_seconds", "score_seconds", "select_seconds",
+                                          "finished_at"]).sort_values(["strategy", "seed", "cycle"])
+                      .reset_index(drop=True))
+    pd.testing.assert_frame_equal(frames[0], frames[1])

@@ -141,3 +141,27 @@ def test_bad_strategy_files(tmp_path, source, message):
     path.write_text(source)
     with pytest.raises(UserError, match=message):
         strategies.load_strategy_file(path)
+
+
+def test_a_parameter_read_from_self_params_is_the_value_set():
+    # a strategy written from the README read self.params["k"] and got the class default while self.k held 5
+    with strategies.STRATEGIES.scoped():
+        class Tops(strategies.Strategy):
+            name = "test-tops"
+            params = {"k": 20, "scale": 1.0}
+
+            def score(self, inputs):
+                return np.zeros(inputs.n)
+
+        made = create_strategy("test-tops", k="5")
+        assert made.params == {"k": 5, "scale": 1.0} and made.k == 5
+        assert Tops.params == {"k": 20, "scale": 1.0}  # the defaults stay the class's, for the next job
+        assert create_strategy("test-tops").params["k"] == 20
+
+
+@pytest.mark.parametrize("default", [[1, 2, 3], {"a": 1}, (1, 2), {1}])
+def test_a_parameter_type_that_cannot_be_parsed_is_refused_when_the_strategy_registers(default):
+    with strategies.STRATEGIES.scoped():
+        with pytest.raises(TypeError, match="parameter 'weights' has a default of type"):
+            type("Weights", (strategies.Strategy,), {"name": "test-weights", "params": {"weights": default}})
+        assert "test-weights" not in strategies.STRATEGIES

@@ -1,0 +1,100 @@
+"""What a job ran is in its identity: a user's strategy file and the helper modules a model file imports are
+hashed as they were run, and a worker that would run other code than the driver hashed refuses."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+import strategies
+from bench.config import Protocol
+from bench.jobs import JobSpec
+from bench.loop import start_state
+from bench.models import MODELS
+from bench.registry import IMPORTED_CODE, code_digest, import_user_file
+from bench.scheduler import DataSource, execute
+from conftest import ROOT, TINY
+
+CONFIDENT = '''
+import torch
+from strategies import Strategy
+
+
+class Confident(Strategy):
+    """Picks the {which}-confident candidates."""
+
+    name = "test-confident"
+    needs = frozenset({{"probs"}})
+
+    def score(self, inputs):
+        return {sign}inputs.probs.max(dim=1).values
+'''
+
+
+def test_an_edited_strategy_file_is_another_configuration(tmp_path):
+    path, out = tmp_path / "confident.py", tmp_path / "run"
+    runs = []
+    for which, sign in (("most", ""), ("least", "-")):
+        path.write_text(CONFIDENT.format(which=which, sign=sign))
+        runs.append(subprocess_run("--strategy-file", path, "--strategies", "random", "test-confident", *TINY,
+                                   "--out", out))
+    assert runs[0].returncode == 0, runs[0].stderr
+    assert runs[1].returncode == 2 and "holds" in runs[1].stderr and "another configuration" in runs[1].stderr
+    config = json.loads((out / "config.json").read_text())  # the first run's, untouched
+    path.write_text(CONFIDENT.format(which="most", sign=""))
+    assert config["strategy_code"] == {"test-confident": hashlib.sha256(path.read_bytes()).hexdigest()}
+    assert len(pd.read_parquet(out / "cycles.parquet")) == 2 * 3
+
+
+def subprocess_run(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "run_bench.py"), *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
+
+
+def test_a_helper_module_of_a_model_file_enters_its_digest(tmp_path, monkeypatch):
+    helper, net = tmp_path / "helper_width_9d2.py", tmp_path / "net_9d2.py"
+    helper.write_text("WIDTH = 8\n")
+    net.write_text("from helper_width_9d2 import WIDTH\nfrom torch import nn\nfrom bench.models import register_model\n"
+                   "\n\n@register_model('test-helper-net')\ndef net(c, n):\n"
+                   "    return nn.Sequential(nn.Conv2d(c, WIDTH, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),"
+                   " nn.Linear(WIDTH, n))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    digests = []
+    for width in (8, 16):
+        helper.write_text(f"WIDTH = {width}\n")
+        sys.modules.pop("helper_width_9d2", None)
+        with MODELS.scoped():
+            import_user_file(net, MODELS, "registers no model")
+        assert set(IMPORTED_CODE[str(net.resolve())]) == {str(net.resolve()), str(helper.resolve())}
+        digests.append(code_digest(net))
+    assert digests[0] != digests[1]  # the model file did not change; its helper did
+    assert hashlib.sha256(net.read_bytes()).hexdigest() not in digests
+
+
+def test_a_worker_whose_files_changed_since_the_driver_hashed_them_fails_its_job(tmp_path):
+    path = tmp_path / "confident_w.py"
+    path.write_text(CONFIDENT.format(which="most", sign="").replace("test-confident", "test-confident-w"))
+    with strategies.STRATEGIES.scoped():
+        import_user_file(path, strategies.STRATEGIES, "defines no strategy")
+        protocol = Protocol(initial=10, budget=5, cycles=2, epochs=1, precision="fp32")
+        spec = JobSpec("r", "digits", "test-confident-w", 0, protocol)
+        source = DataSource("digits", "data", False, (str(path.resolve()),),
+                            code=((str(path.resolve()), "0" * 64),))
+        outcome = execute(spec, start_state(spec, 1437), source)
+        assert outcome.error is not None and "changed since the run started" in outcome.error
+        fine = DataSource("digits", "data", False, (str(path.resolve()),), code=((str(path.resolve()),
+                                                                                  code_digest(path)),))
+        assert execute(spec, start_state(spec, 1437), fine).error is None
+
+
+@pytest.mark.parametrize("code", ["import sys\nsys.exit(0)\n", "raise SystemExit(3)\n"])
+def test_a_strategy_file_that_exits_at_import_is_one_line(cli, tmp_path, code):
+    path = tmp_path / "exits.py"
+    path.write_text(code)
+    status, _, err = cli("--strategy-file", path, "--dry-run")
+    assert status == 2 and err.count("\n") == 1 and "called sys.exit(" in err

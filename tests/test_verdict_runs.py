@@ -1,0 +1,120 @@
+"""The question asked, answered end to end: a run without the baseline compares the strategies named, a run
+into a folder runs only the jobs asked, and --seeds auto records its looks and resumes to the same decision."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from conftest import ROOT, TINY
+
+AUTO = ["--initial", "20", "--budget", "20", "--cycles", "3", "--epochs", "2", "--seeds", "auto", "--max-seeds", "6"]
+
+
+def _primary_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith("primary   ")]
+
+
+def test_two_strategies_without_the_baseline_get_a_verdict_between_them(cli, tmp_path):
+    out_dir = tmp_path / "run"
+    status, out, err = cli("--strategies", "ll", "entropy", "--seeds", "3", "--cycles", "3", "--epochs", "4",
+                           "--out", out_dir)
+    assert status == 0, err
+    assert ("compare   random is not in this run: the report compares the 2 strategies with each other "
+            "(1 comparison); add random to compare against random sampling") in out
+    lines = _primary_lines(out)
+    assert len(lines) == 1 and lines[0].startswith("primary   entropy vs learning-loss: ")
+    verdict = lines[0].removeprefix("primary   ")
+    outcome = verdict.rsplit(": ", 1)[1]
+    assert outcome.split(" (")[0] in ("entropy better", "learning-loss better", "equivalent within ±1 point",
+                                      "undecided")
+    report = (out_dir / "report" / "report.md").read_text()
+    first_section = report.split("\n## ", 2)[1]
+    assert first_section.startswith("Primary endpoint: area under the learning curve between the strategies run")
+    assert f"- **entropy** vs learning-loss: {verdict.removeprefix('entropy vs learning-loss: ')}." in first_section
+    table = pd.read_csv(out_dir / "report" / "tables" / "primary_digits.csv")
+    assert table[["strategy", "other"]].values.tolist() == [["entropy", "learning-loss"]]
+    assert "random's mean" not in report  # no sentence names a baseline the run lacks as if it were there
+    assert json.loads((out_dir / "config.json").read_text())["analysis"] == {
+        "baseline": "random", "margin": 0.01, "design": "fixed"}
+
+
+def test_a_run_into_a_folder_with_other_strategies_runs_only_the_jobs_asked(cli, tmp_path):
+    out_dir = tmp_path / "run"
+    status, _, err = cli("--strategies", "random", "entropy", *TINY, "--out", out_dir)
+    assert status == 0, err
+    status, out, err = cli("--strategies", "entropy", "margin", *TINY[:-2], "--seeds", "2", "--out", out_dir)
+    assert status == 0, err
+    rows = pd.read_parquet(out_dir / "cycles.parquet")
+    jobs = set(zip(rows["strategy"], rows["seed"], strict=True))
+    assert jobs == {("random", 0), ("entropy", 0), ("entropy", 1), ("margin", 0), ("margin", 1)}  # no random seed 1
+    line = next(x for x in out.splitlines() if x.startswith("resume    "))
+    assert "holds entropy, random (seeds 0)" in line and "asks entropy, margin for seeds 0, 1 and runs 3 jobs" in line
+    assert "the report covers entropy, random and what this run adds" in line
+    config = json.loads((out_dir / "config.json").read_text())
+    assert sorted(config["strategies"]) == ["entropy", "margin", "random"]
+
+
+def test_dry_run_says_which_comparisons_the_report_makes(cli, tmp_path):
+    status, out, _ = cli("--strategies", "random", "entropy", "margin", "--dry-run", "--margin", "0.5")
+    assert status == 0
+    assert ("compare   each strategy against random (2 comparisons), and every pair (3) as a family of its own; "
+            "verdicts better, worse, equivalent within ±0.5 AULC points or undecided") in out
+
+
+def test_bad_margin_and_max_seeds_are_one_line_exit_2(cli):
+    for args in (["--margin", "0"], ["--margin", "nan"], ["--seeds", "auto", "--max-seeds", "2"], ["--seeds", "x"]):
+        status, out, err = cli("--strategies", "random", "entropy", "--dry-run", *args)
+        assert status == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: "), (args, err)
+
+
+def _auto(out_dir: Path, log: Path) -> subprocess.Popen:
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    with open(log, "w") as handle:
+        return subprocess.Popen([sys.executable, str(ROOT / "run_bench.py"), "--strategies", "random", "entropy",
+                                 *AUTO, "--out", str(out_dir)], stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env=env, stdin=subprocess.DEVNULL)
+
+
+def test_seeds_auto_records_its_looks_and_a_killed_run_resumes_to_the_same_decision(tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert _auto(whole, tmp_path / "whole.log").wait(timeout=600) == 0, (tmp_path / "whole.log").read_text()
+    run = _auto(killed, tmp_path / "killed.log")
+    deadline = time.monotonic() + 600
+    while "look      5 seeds" not in (tmp_path / "killed.log").read_text():  # killed in the second round
+        assert run.poll() is None and time.monotonic() < deadline, (tmp_path / "killed.log").read_text()
+        time.sleep(0.2)
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=60)
+    again = _auto(killed, tmp_path / "again.log")
+    assert again.wait(timeout=600) == 0, (tmp_path / "again.log").read_text()
+    analysis = [json.loads((f / "config.json").read_text())["analysis"] for f in (whole, killed)]
+    assert analysis[0] == analysis[1]
+    sequential = analysis[0]["sequential"]
+    assert analysis[0]["design"] == "sequential" and sequential["looks"] == [5, 6]
+    assert [h["seeds"] for h in sequential["history"]] == [5, 6][:len(sequential["history"])]
+    assert sequential["stopped"].startswith(("every primary comparison decided", "stopped at --max-seeds 6"))
+    lines = [_primary_lines(p.read_text()) for p in (tmp_path / "whole.log", tmp_path / "again.log")]
+    assert lines[0] == lines[1] and len(lines[0]) == 1
+    tables = [pd.read_csv(f / "report" / "tables" / "primary_digits.csv") for f in (whole, killed)]
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    report = (whole / "report" / "report.md").read_text()
+    assert "### The looks of `--seeds auto`" in report and sequential["stopped"].capitalize() in report
+
+
+def test_report_with_another_baseline_says_so(cli, tmp_path):
+    out_dir = tmp_path / "run"
+    status, _, err = cli("--strategies", "random", "entropy", "margin", *TINY, "--seeds", "2", "--out", out_dir)
+    assert status == 0, err
+    status, out, _ = cli("report", out_dir, "--baseline", "entropy")
+    assert status == 0
+    assert "note      report/ is rewritten against entropy; the run's report compared against random" in out
+    status, out, _ = cli("report", out_dir)
+    assert status == 0 and "note" not in out and "primary   entropy vs random" in out
