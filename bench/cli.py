@@ -30,7 +30,7 @@ from bench.run import (
     write_report_or_explain,
 )
 from bench.signals import explain_interruption, stop_on_signals
-from bench.store import RunStore, read_cycles
+from bench.store import FolderLock, RunStore, read_cycles
 from bench.verdicts import FIRST_LOOK, MARGIN, MAX_SEEDS
 from strategies import list_strategies
 
@@ -217,7 +217,12 @@ def report(argv: list[str]) -> int:
             print(f"note      report/ is rewritten against {baseline}; the run's report compared against "
                   f"{recorded['baseline']} (run `report` without --baseline to restore it)")
         margin = args.margin / 100 if args.margin else None
-        print(f"report    {write_report_or_explain(args.folders[0], baseline, margin)}")
+        lock = FolderLock(args.folders[0])  # a running run writes its own report when it ends: never beside it
+        lock.acquire()
+        try:
+            print(f"report    {write_report_or_explain(args.folders[0], baseline, margin)}")
+        finally:
+            lock.release()
     else:
         from bench.suite import write_suite  # the report stack only when a report is written
 

@@ -241,6 +241,11 @@ def preset_protocol(preset: str, **overrides: Any) -> Protocol:
     epochs = fields["epochs"]
     _positive_int("epochs", epochs)
     fields["milestones"] = tuple(resolve_epoch(m, epochs, "milestones") for m in fields["milestones"])
+    for given, epoch in zip(overrides.get("milestones") or (), fields["milestones"], strict=False):
+        if isinstance(given, float) and epoch == 0:  # a fraction that rounds to no epoch at all
+            raise UserError(f"The 'milestones' parameter {given!r} is {given * epochs:g} of an epoch at {epochs} "
+                            f"epochs, which rounds to epoch 0: give a fraction of at least {1 / epochs:.3g}, or "
+                            "whole epochs.")
     if fields["train_mode"] == "frozen":  # fixed embeddings: nothing to augment; the head trains in fp32
         if overrides.get("precision") in ("bf16", "fp16"):
             raise UserError(f"--precision {overrides['precision']} has no effect with --train-mode frozen: the "

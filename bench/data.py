@@ -165,8 +165,9 @@ def load_digits(data_root: Path, download: bool) -> ImageData:
 def load_npz(path: Path) -> ImageData:
     """Arrays x_train (uint8 NHWC or NHW), y_train, x_test, y_test, optional classes."""
     if not path.is_file():
-        raise UserError(f"npz dataset file {str(path)!r} does not exist: give the path of an .npz file "
-                        "holding x_train, y_train, x_test, y_test.")
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise UserError(f"npz dataset file {str(path)!r} {what}: give the path of an .npz file holding x_train, "
+                        "y_train, x_test, y_test (a folder of class sub-folders is imagefolder:PATH).")
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path}: not a readable .npz file (not a zip archive); save it with numpy.savez.")
     try:

@@ -263,7 +263,7 @@ def header_lines(result: Analysis, runs: list[str], source: str, unit: str = "da
         f"Computed from {source} ({_count(len(cycles), 'row')}: {shape}{left_out}). Baseline: "
         f"`{result.baseline}`. Comparisons pair strategies by seed (same seed = same initial labeled set and "
         "weights). The primary endpoint is the AULC: each verdict is better, worse, equivalent within "
-        f"±{100 * result.margin:g} AULC points, or undecided, read from an interval that carries the family's "
+        f"±{_margin_text(result.margin)}, or undecided, read from an interval that carries the family's "
         f"correction (one family over every strategy{per_setting} compared). Per-budget tests are a secondary, "
         "exploratory family (paired t-test, Holm); other intervals are 95% Student-t intervals over seeds. "
         "Accuracies are in percent, differences in percentage points. Tables are also in `tables/` as CSV "
@@ -297,6 +297,10 @@ def _primary_section(result: Analysis, datasets: list[str], slugs: dict[str, str
         if not comparisons.empty:
             lines += [f"- {_secondary_sentence(comparisons, result.baseline, unit, len(datasets) > 1)}"]
         lines += [""]
+        if not against and len(set(rows["strategy"]) | set(rows["other"])) > 2:  # every pair: the matrix, at a glance
+            lines += _figure(out, f"pairwise_{slugs[dataset]}", "Pairwise AULC differences",
+                             lambda ax, rows=rows, dataset=dataset: plots.pairwise(ax, rows, dataset),
+                             size=_matrix_size(rows))
         lines += _table(out, f"primary_{slugs[dataset]}", rows, _verdict_display(rows, result),
                         _verdict_caption(result, verdicts.PRIMARY, _across(datasets, unit)))
     if result.plan is not None:
@@ -311,7 +315,7 @@ def _design_text(result: Analysis, primary: pd.DataFrame, against: bool, unit: s
               f"every pair of the strategies run, since `{result.baseline}` is not in this run ({count}; add "
               f"{result.baseline} to compare against random sampling")
     family += ")"
-    margin = f"±{100 * result.margin:g} AULC point{'s' if result.margin != 0.01 else ''}"
+    margin = f"±{_margin_text(result.margin)}"
     rule = (f"better or worse when its interval excludes 0, equivalent when it lies within {margin} "
             "(two one-sided tests), undecided otherwise")
     if result.plan is None:
@@ -324,6 +328,11 @@ def _design_text(result: Analysis, primary: pd.DataFrame, against: bool, unit: s
             f"Turnbull 1989), nominal level {plan.nominal:.4f} at every look, so that the family's error is "
             f"at most {plan.alpha:g} over every comparison and every look. A comparison is decided at the first look "
             f"whose repeated interval says so: {rule}. {verdicts.stop_reason(result.history, plan).capitalize()}.")
+
+
+def _margin_text(margin: float) -> str:
+    """'1 AULC point', '0.5 AULC points'."""
+    return f"{100 * margin:g} AULC point{'' if round(100 * margin, 9) == 1 else 's'}"
 
 
 def _verdict_caption(result: Analysis, family: str, across: str) -> str:
@@ -385,10 +394,15 @@ def _all_pairs_part(result: Analysis, datasets: list[str], slugs: dict[str, str]
         lines += [f"- Undecided: {_count(len(rows) - len(decided), 'pair')} of {len(rows)}.", ""]
         lines += _figure(out, f"pairwise_{slugs[dataset]}", "Pairwise AULC differences",
                          lambda ax, rows=rows, dataset=dataset: plots.pairwise(ax, rows, dataset),
-                         size=(3.5 + 0.8 * rows["strategy"].nunique(), 2.8 + 0.6 * rows["strategy"].nunique()))
+                         size=_matrix_size(rows))
         lines += _table(out, f"pairs_{slugs[dataset]}", rows, _verdict_display(rows, result),
                         _verdict_caption(result, verdicts.ALL_PAIRS, ""))
     return lines
+
+
+def _matrix_size(pairs: pd.DataFrame) -> tuple[float, float]:
+    k = len(set(pairs["strategy"]) | set(pairs["other"]))
+    return 3.5 + 0.8 * k, 2.8 + 0.6 * k
 
 
 def _across(datasets: list[str], unit: str) -> str:

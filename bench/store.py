@@ -175,11 +175,35 @@ def read_cycles(folder: Path) -> pd.DataFrame:
         table[list(CYCLE_TYPES)].astype(CYCLE_TYPES)
     except (TypeError, ValueError) as err:
         raise ResultsError(f"{path} has a value of the wrong type in {', '.join(CYCLE_TYPES)} ({err}).") from None
+    problem = _range_problem(table)
+    if problem:
+        raise ResultsError(f"{path} holds values a run never writes ({problem}); it was edited or written by "
+                           "something else: restore it, or move the folder's results away.")
     duplicates = int(table.duplicated(list(KEYS)).sum())
     if duplicates:
         raise ResultsError(f"{path} has {duplicates} duplicate row(s) for one (dataset, strategy, seed, cycle); "
                            "it was written by more than one run.")
     return table
+
+
+def _range_problem(table: pd.DataFrame) -> str:
+    """What in the checked columns no run can write, or '' (accuracy in 0..1 or NaN for a failed evaluation; seeds
+    and cycles whole numbers from 0; labels a positive whole number; names non-empty)."""
+    acc = pd.to_numeric(table["test_acc"], errors="coerce")
+    finite = acc[np.isfinite(acc)]
+    if ((finite < 0) | (finite > 1)).any() or np.isinf(acc).any():
+        return f"test_acc {acc[~acc.between(0, 1) & acc.notna()].iloc[0]!r} outside 0..1"
+    for column, low in (("seed", 0), ("cycle", 0), ("n_labeled", 1)):
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = values[~np.isfinite(values) | (values < low) | (values != np.floor(values))]
+        if len(bad):
+            return f"{column} {bad.iloc[0]!r}, where a whole number from {low} belongs"
+    for column in ("dataset", "strategy"):
+        names = table[column]
+        bad = names[names.isna() | (names.astype(str).str.strip() == "")]
+        if len(bad):
+            return f"an empty {column} name"
+    return ""
 
 
 def check_writable(folder: Path) -> None:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from bench.errors import UserError
 from bench.report import analyse, header_lines, headline, load_cycles, markdown_table, write_files
-from bench.store import RunStore, atomic_write_folder, write_json
+from bench.store import CONFIG, CYCLES, RunStore, atomic_write_folder, write_json
 
 MARKER = "suite.json"  # names the folders of a suite report; only a folder holding it is ever replaced
 
@@ -60,17 +60,20 @@ def suite_cycles(folders: list[Path], names: list[str], baseline: str) -> pd.Dat
 
 
 def check_out(out: Path, folders: list[Path]) -> None:
-    """The suite's folder may replace only an earlier suite report (or nothing): never a run's results."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise UserError(f"Cannot write {out}: it is a file, not a folder; choose another --out.")
-    if any(out.iterdir()) and not (out / MARKER).is_file():
-        raise UserError(f"{out} exists and is not a suite report (no {MARKER}); choose another --out, an empty or "
-                        "new folder.")
+    """The suite's folder may replace only an earlier suite report (or nothing): never a run's results, and never
+    inside a run's folder."""
+    if out.exists():
+        if not out.is_dir():
+            raise UserError(f"Cannot write {out}: it is a file, not a folder; choose another --out.")
+        if any(out.iterdir()) and not (out / MARKER).is_file():
+            raise UserError(f"{out} exists and is not a suite report (no {MARKER}); choose another --out, an empty "
+                            "or new folder.")
     inside = [f for f in folders if out.resolve() in (f.resolve(), *f.resolve().parents)]
     if inside:
         raise UserError(f"--out {out} holds the run folder {inside[0]}; choose another --out.")
+    run = next((p for p in out.resolve().parents if (p / CYCLES).exists() or (p / CONFIG).exists()), None)
+    if run is not None:
+        raise UserError(f"--out {out} lies inside the run folder {run}; choose a folder outside every run's.")
 
 
 def write_suite(folders: list[Path], baseline: str, out: Path) -> tuple[Path, list[str]]:

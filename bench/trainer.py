@@ -11,6 +11,7 @@ import contextlib
 import importlib.util
 import os
 import shutil
+import subprocess
 import time
 import warnings
 from dataclasses import dataclass
@@ -272,10 +273,20 @@ class Trainer:
 
 
 def compile_works(device: torch.device) -> str | None:
-    """None when torch.compile can work here, else why not, in one line: inductor needs a C++ compiler for the
-    CPU and triton for CUDA. Checked by the driver before a --compile run (a probe compilation would cost tens
-    of seconds), which otherwise runs uncompiled with a warning."""
+    """None when torch.compile can work here, else why not, in one line: inductor needs a working C++ compiler for
+    the CPU and triton for CUDA. Checked by the driver before a --compile run (a probe compilation of the model
+    would cost tens of seconds; a one-line C++ program costs a fraction of one), which otherwise runs uncompiled
+    with a warning."""
     if device.type == "cuda":
         return None if importlib.util.find_spec("triton") else "triton is not installed"
     compiler = os.environ.get("CXX", "g++")
-    return None if shutil.which(compiler) else f"no C++ compiler {compiler!r} on PATH"
+    if not shutil.which(compiler):
+        return f"no C++ compiler {compiler!r} on PATH"
+    try:  # present is not working: a broken compiler would fail every job with InvalidCxxCompiler
+        probe = subprocess.run([compiler, "-x", "c++", "-c", "-", "-o", os.devnull], input="int main() { return 0; }\n",
+                               capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"the C++ compiler {compiler!r} cannot run ({type(err).__name__})"
+    if probe.returncode != 0:
+        return f"the C++ compiler {compiler!r} fails on a one-line program (exit {probe.returncode})"
+    return None

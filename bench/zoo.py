@@ -12,6 +12,7 @@ child of a top-level one that spans several resolutions, such as torchvision's `
 from __future__ import annotations
 
 import hashlib
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,14 @@ def build_model(name: str, in_channels: int, n_classes: int, generator_seed: int
     factory = model_factory(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(generator_seed)
-        module = factory(in_channels, n_classes)
+        try:
+            module = factory(in_channels, n_classes)
+        except UserError:
+            raise
+        except Exception as err:  # the user's factory: one line, before any work
+            reason = (str(err).strip().splitlines() or [""])[0][:200]
+            raise UserError(f"Model {name!r}'s factory raised {type(err).__name__} ({reason}) when building it for "
+                            f"{in_channels}-channel images and {n_classes} classes: fix the model file.") from None
         if isinstance(module, Backbone):
             return module
         if not isinstance(module, nn.Module):
@@ -267,16 +275,61 @@ def check_input_size(model_name: str, channels: int, height: int, width: int,
     try:
         with torch.no_grad():
             out = model(torch.zeros(1, channels, height, width))
+    except MemoryError:
+        raise UserError(f"Images of {height}x{width} pixels need more memory than this machine has for one forward "
+                        f"pass of model {model_name!r}: use a smaller --image-size.") from None
     except (RuntimeError, ValueError, AssertionError) as err:  # torchvision's ViT asserts its input size
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        if "allocate" in reason or "out of memory" in reason.lower():
+            raise UserError(f"Images of {height}x{width} pixels need more memory than this machine has for one "
+                            f"forward pass of model {model_name!r} ({reason[:120]}): use a smaller --image-size.") \
+                from None
         raise UserError(f"Images of {height}x{width} pixels ({channels} channel(s)) are too small for model "
                         f"{model_name!r}: its forward pass fails on them ({reason}). Use larger images "
                         "(--image-size) or another --model.") from None
+    _check_model_output(model_name, out)
     if stage_users and not out.features:
         raise UserError(f"Strategy {stage_users[0]!r} reads the backbone's stage feature maps, and model "
                         f"{model_name!r} has none (no 4-D stage outputs): use a convolutional model or drop "
                         f"{stage_users[0]!r}.")
     return model
+
+
+def check_contract(name: str, channels: int, height: int, width: int, n_classes: int) -> None:
+    """Refuse, before any work, a model factory that breaks its contract: one that raises, returns one instance
+    twice (the next job would start from the last one's trained weights), ignores n_classes, builds non-finite
+    weights, or a Backbone whose forward returns something else than a ModelOutput."""
+    fix = "a factory (in_channels, n_classes) must return a new network each call"
+    models = [build_model(name, channels, n_classes, seed, (height, width)) for seed in (0, 1)]
+    if models[0] is models[1] or _shared(models[0], models[1]):
+        raise UserError(f"Model {name!r}'s factory returned the same network (or the same parameters) twice: {fix}, "
+                        "or every job would start from the last one's trained weights.")
+    model = models[0].eval()
+    _check_finite(model, f"Model {name!r}", "initialise every parameter to finite values")
+    with torch.no_grad():
+        out = model(torch.zeros(2, channels, height, width))
+    _check_model_output(name, out)
+    if tuple(out.logits.shape) != (2, n_classes):
+        raise UserError(f"Model {name!r} gives logits of shape {list(out.logits.shape)} for 2 images of a "
+                        f"{n_classes}-class dataset, not [2, {n_classes}]: {fix}, with n_classes outputs.")
+
+
+def _check_model_output(name: str, out: object) -> None:
+    if not isinstance(out, ModelOutput):
+        raise UserError(f"Model {name!r} is a Backbone whose forward returns a {type(out).__name__}, not a "
+                        "ModelOutput(logits, embedding, features): return one, or register a plain nn.Module "
+                        "(its forward returning logits), which the harness adapts.")
+
+
+def _shared(a: nn.Module, b: nn.Module) -> bool:
+    ours = {t.data_ptr() for t in a.state_dict().values() if t.numel()}
+    return any(t.numel() and t.data_ptr() in ours for t in b.state_dict().values())
+
+
+def _check_finite(model: nn.Module, what: str, fix: str) -> None:
+    bad = [k for k, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise UserError(f"{what} has NaN or infinite values in {bad[0]} ({len(bad)} tensor(s)): {fix}.")
 
 
 # ---------------------------------------------------------------------------------------------- weights
@@ -301,6 +354,8 @@ def read_weights(path: Path | str, sha256: str | None = None) -> dict[str, torch
     if sha256 and key in _STATE:
         return _STATE[key]
     fix = "give a state dict saved with torch.save(model.state_dict(), PATH)"
+    if path.is_dir():
+        raise UserError(f"Weights file {str(path)!r} is a folder: {fix}.")
     if not path.is_file():
         raise UserError(f"Weights file {str(path)!r} does not exist: {fix}.")
     if sha256 and file_sha256(path) != sha256:
@@ -310,6 +365,8 @@ def read_weights(path: Path | str, sha256: str | None = None) -> dict[str, torch
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a file torch.load cannot read fails in many ways (IndexError for plain text)
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        if "weights_only" in str(err) or isinstance(err, pickle.UnpicklingError):  # never pass on torch's advice
+            reason = "it holds Python objects other than tensors, and nothing but tensors is ever unpickled"
         raise UserError(f"Weights file {path} cannot be read as a state dict of tensors ({reason[:200]}): "
                         f"{fix}.") from None
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
@@ -345,7 +402,20 @@ def load_weights(model: Backbone, state: dict[str, torch.Tensor], path: Path | s
         raise UserError(f"Weights file {path} does not fit model {name!r}: {k} is {list(state[k].shape)} in the file "
                         f"and {list(own[names[k]].shape)} in the model ({len(others)} tensor(s) differ): save the "
                         "state dict of the same architecture and input channels.")
-    model.load_state_dict({names[k]: v for k, v in state.items() if k not in kept}, strict=False)
+    odd = [k for k in names if k not in kept and (state[k].layout != torch.strided or state[k].is_complex()
+                                                  or state[k].is_quantized or state[k].is_floating_point()
+                                                  != own[names[k]].is_floating_point())]
+    if odd:
+        k = odd[0]
+        raise UserError(f"Weights file {path} does not fit model {name!r}: {k} is a {state[k].layout} "
+                        f"{state[k].dtype} tensor where the model holds {own[names[k]].dtype}: save the plain "
+                        "(dense, real) state dict of the same architecture.")
+    try:
+        model.load_state_dict({names[k]: v for k, v in state.items() if k not in kept}, strict=False)
+    except (RuntimeError, TypeError, ValueError) as err:
+        reason = (str(err).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"Weights file {path} cannot be loaded into model {name!r} ({reason}): save the state "
+                        "dict of the same architecture.") from None
     return kept
 
 
@@ -390,7 +460,8 @@ def model_fingerprint(name: str, weights: Path | None) -> dict[str, str]:
     found = {}
     if weights is not None:
         if not Path(weights).is_file():
-            raise UserError(f"Weights file {str(weights)!r} does not exist: give a state dict saved with "
+            what = "is a folder" if Path(weights).is_dir() else "does not exist"
+            raise UserError(f"Weights file {str(weights)!r} {what}: give a state dict saved with "
                             "torch.save(model.state_dict(), PATH).")
         found["weights"] = file_sha256(Path(weights))
         read_weights(weights, found["weights"])
@@ -406,6 +477,7 @@ def check_setup(name: str, channels: int, height: int, width: int, n_classes: in
     read them, the weights against the model); returns what the run says about its model, in words (frozen: the
     weights go into the one fixed backbone of a frozen-feature run, whose classifier is never used)."""
     model = check_input_size(name, channels, height, width, stage_users)
+    check_contract(name, channels, height, width, n_classes)
     notes = []
     if isinstance(model, AdaptedBackbone):
         notes.append(f"stages {', '.join(model.plan.stages) or 'none'}, embedding {model.embedding_dim} "
@@ -416,6 +488,8 @@ def check_setup(name: str, channels: int, height: int, width: int, n_classes: in
         state = read_weights(weights, weights_sha256)
         full = build_model(name, channels, n_classes, 0, (height, width))
         kept = load_weights(full, state, weights, name)
+        _check_finite(full, f"Model {name!r} with the weights of {weights}", "save weights from a network that "
+                      "trained without diverging")
         where = "into the frozen backbone" if frozen else "after each seed's initialisation"
         note = f"weights {weights} (sha256 {(weights_sha256 or file_sha256(Path(weights)))[:12]}): " \
                f"{len(state) - len(kept)} of {len(state)} tensors loaded {where}"

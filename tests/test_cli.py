@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
+import torch
 
+from bench.store import FolderLock
 from conftest import ROOT, TINY
 
 
@@ -154,3 +157,49 @@ def test_existing_results_are_never_overwritten(cli, tmp_path, tiny_npz):
     status, _, stderr = cli(*args[:-2], "--epochs", "2", "--out", out)
     assert status == 2 and "--name" in stderr
     assert (out / "cycles.parquet").read_bytes() == before
+
+
+def _one_line_refusal(cli, *args: object) -> str:
+    status, _, err = cli(*args)
+    assert status == 2 and err.count("\n") == 1 and err.startswith("error: "), err
+    return err
+
+
+def test_messages_say_what_is_wrong(cli, tmp_path):
+    # a fraction that rounds to epoch 0 says so, instead of "Got [0]"
+    err = _one_line_refusal(cli, "--milestones", "0.001", "--dry-run")
+    assert "0.001 is 0.2 of an epoch at 200 epochs, which rounds to epoch 0" in err and "[0]" not in err
+    # a folder where a file belongs is a folder, not a missing file
+    for flag in (["--weights", tmp_path], ["--strategy-file", tmp_path], ["--dataset", f"npz:{tmp_path}"]):
+        assert "is a folder" in _one_line_refusal(cli, *flag, "--dry-run"), flag
+    # a pickle that is not a state dict is refused without passing on torch's advice to unpickle it
+    bad = tmp_path / "bad.pt"
+    torch.save({"w": torch.zeros(2), "f": print}, bad)
+    err = _one_line_refusal(cli, "--weights", bad, "--dry-run")
+    assert "weights_only" not in err and "nothing but tensors is ever unpickled" in err
+
+
+def test_report_refuses_values_a_run_never_writes(cli, tmp_path):
+    status, _, _ = cli("--strategies", "random", "entropy", "--initial", "20", "--budget", "20", "--cycles", "2",
+                       "--epochs", "1", "--out", tmp_path / "run")
+    assert status == 0
+    good = pd.read_parquet(tmp_path / "run" / "cycles.parquet")
+    for column, value in (("test_acc", 1.5), ("test_acc", -0.1), ("test_acc", float("inf")), ("seed", -1),
+                          ("cycle", 0.5), ("n_labeled", 0), ("strategy", "")):
+        bad = good.copy()
+        bad[column] = bad[column].astype(object)
+        bad.loc[0, column] = value
+        bad.to_parquet(tmp_path / "run" / "cycles.parquet")
+        err = _one_line_refusal(cli, "report", tmp_path / "run")
+        assert "holds values a run never writes" in err, (column, value, err)
+    good.to_parquet(tmp_path / "run" / "cycles.parquet")
+    # a folder a run holds is not reported beside it; a suite is never written inside a run folder
+    lock = FolderLock(tmp_path / "run")
+    lock.acquire()
+    try:
+        assert "in use by another process" in _one_line_refusal(cli, "report", tmp_path / "run")
+    finally:
+        lock.release()
+    shutil.copytree(tmp_path / "run", tmp_path / "other")
+    err = _one_line_refusal(cli, "report", tmp_path / "other", tmp_path / "run", "--out", tmp_path / "run" / "suite")
+    assert "lies inside the run folder" in err and not (tmp_path / "run" / "suite").exists()

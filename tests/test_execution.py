@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
+import torch
 
 from bench.packing import MAX_JOBS_PER_DEVICE, MEMORY_SHARE, pack
+from bench.trainer import compile_works
 from conftest import TINY
 
 
@@ -29,7 +32,7 @@ def test_auto_on_a_cpu_is_one_job_and_recorded(cli, tmp_path, tiny_npz):
                          "--jobs-per-device", "auto", "--out", out)
     assert status == 0, err
     assert json.loads((out / "config.json").read_text())["execution"] == {
-        "jobs_per_device": 1, "packing": {}, "compile": False}
+        "jobs_per_device": 1, "packing": {}, "compile": False, "threads_per_worker": 1}
 
 
 def test_jobs_per_device_must_be_a_count_or_auto(cli, tmp_path):
@@ -113,3 +116,14 @@ def test_auto_on_a_cuda_device_measures_the_runs_model_at_its_batch_and_records_
     pixels = data.x_train.numel() + data.x_test.numel()
     assert seen == {"device": "cuda:0", "model": "SmallCNN", "batch_shape": (config.protocol.batch_size, 1, 16, 16),
                     "n_classes": 10, "data_mib": pytest.approx(pixels / MIB * 1.3), "devices": 2}
+
+
+def test_a_broken_cxx_compiler_on_path_is_found_before_any_work(tmp_path, monkeypatch):
+    fake = tmp_path / "g++"
+    fake.write_text("#!/bin/sh\necho 'cc1plus: fatal error' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert compile_works(torch.device("cpu")) == "the C++ compiler 'g++' fails on a one-line program (exit 1)"
+    monkeypatch.setenv("CXX", str(tmp_path / "absent-compiler"))
+    assert compile_works(torch.device("cpu")) == f"no C++ compiler {str(tmp_path / 'absent-compiler')!r} on PATH"

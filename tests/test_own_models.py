@@ -366,6 +366,24 @@ BAD_FILES = {
                   "    return None\n", "Model name 'my/net' is refused"),
     "not-logits": (PLAIN.replace("return self.fc(", "return 2 * self.fc(").replace("test-plain-net", "test-twice"),
                    "does not return its last nn.Linear's output"),
+    # the user-code contract, checked once before any work (the dataset has 4 classes)
+    "ignores-n-classes": (PLAIN.replace("return Net(in_channels, n_classes)", "return Net(in_channels, 10)")
+                          .replace("test-plain-net", "test-twice"), "gives logits of shape [2, 10]"),
+    "same-instance": (PLAIN.replace("return Net(in_channels, n_classes)", "return SHARED.setdefault('net', "
+                                    "Net(in_channels, n_classes))").replace("test-plain-net", "test-twice")
+                      + "\nSHARED = {}\n", "returned the same network (or the same parameters) twice"),
+    "raises": (PLAIN.replace("return Net(in_channels, n_classes)", "raise KeyError('width')")
+               .replace("test-plain-net", "test-twice"), "factory raised KeyError ('width')"),
+    "nan-weights": (PLAIN.replace("return Net(in_channels, n_classes)", "net = Net(in_channels, n_classes)\n"
+                                  "    net.fc.bias.data[0] = float('nan')\n    return net")
+                    .replace("test-plain-net", "test-twice"), "has NaN or infinite values in"),
+    "backbone-returns-a-tensor": (
+        "import torch\nfrom torch import nn\nfrom bench.models import Backbone, register_model\n\n\n"
+        "class Flat(Backbone):\n    def __init__(self, c, n):\n        super().__init__()\n"
+        "        self.stage_channels, self.embedding_dim = [], c\n        self.stem, self.stages = nn.Identity(), "
+        "nn.ModuleList()\n        self.classifier = nn.Linear(c, n)\n\n    def forward(self, x):\n"
+        "        return self.classifier(x.mean(dim=(2, 3)))\n\n\n@register_model('test-twice')\n"
+        "def flat(c, n):\n    return Flat(c, n)\n", "whose forward returns a Tensor, not a ModelOutput"),
 }
 
 
@@ -374,7 +392,7 @@ def test_bad_model_files_are_one_line_exit_2(case, cli, tiny_npz, tmp_path, mode
     text, problem = BAD_FILES[case]
     path = tmp_path / f"{case}.py"
     path.write_text(text)
-    model = ["--model", "test-twice"] if case == "not-logits" else []
+    model = ["--model", "test-twice"] if "test-twice" in text else []
     status, _, err = cli("--model-file", path, *model, "--dataset", f"npz:{tiny_npz}", *TINY, "--dry-run")
     assert status == 2 and problem in _one_line(err), err
 

@@ -115,11 +115,11 @@ CASES = [
     Case("zero-jobs", ("--jobs", "0"), "--jobs", "expected a positive integer, got '0'"),
     Case("warm-and-cold-start", ("--warm-start", "--cold-start"), "--cold-start: not allowed with",
          "see --help"),
-    Case("batch-size-1-with-a-pair-loss", ("--strategy-file", "{F}/pairs.py", "--strategies", "test-pairs",
-                                           "--batch-size", "1"),
-         "'test-pairs' needs a batch size of at least 2", "Got --batch-size 1 instead", real=True),
+    Case("batch-too-small-for-a-strategy", ("--strategy-file", "{F}/pairs.py", "--strategies", "test-pairs",
+                                            "--batch-size", "3"),
+         "'test-pairs' needs a batch size of at least 4", "Got --batch-size 3 instead", real=True),
     Case("batch-size-1-with-learning-loss", ("--strategies", "ll", "--batch-size", "1"),
-         "'learning-loss' needs a batch size of at least 2", "Got --batch-size 1 instead"),
+         "must be at least 2 to fine-tune", "Got 1 instead"),
     # -- malformed data files ---------------------------------------------------------------------------
     Case("npz-missing", ("--dataset", "npz:{F}/absent.npz"), "absent.npz' does not exist",
          "give the path of an .npz file"),
@@ -267,7 +267,7 @@ def files(tmp_path_factory) -> Path:
     (f / "truncated_results" / "cycles.parquet").write_bytes(b"PAR1\x00\x00")
     header = "from strategies import Strategy\n\n\n"
     (f / "pairs.py").write_text(header + "class Pairs(Strategy):\n    '''Needs pairs (test only).'''\n\n"
-                                "    name = 'test-pairs'\n    min_batch_size = 2\n\n"
+                                "    name = 'test-pairs'\n    min_batch_size = 4\n\n"
                                 "    def score(self, inputs):\n        return inputs.logits[:, 0]\n")
     (f / "syntax_error.py").write_text(header.strip() + "\nclass Broken(Strategy:\n    name = 'test-broken'\n")
     (f / "no_strategy.py").write_text("import math\n\nTAU = 2 * math.pi\n")
