@@ -83,7 +83,11 @@ def _subset(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="run_bench.py", description="Compare active-learning acquisition strategies over "
-                     "paired seeds: every (strategy, seed) job, per-cycle accuracies to parquet, a report.")
+                     "paired seeds: every (strategy, seed) job, per-cycle accuracies to parquet, a report whose "
+                     "verdicts read better, worse, equivalent or undecided.",
+                     epilog="Re-write a run's report: run_bench.py report DIR [--baseline NAME] [--margin POINTS]; "
+                     "compare runs across datasets: run_bench.py report DIR DIR ... --out SUITE (see run_bench.py "
+                     "report --help).")
     add = parser.add_argument
     add("--strategies", nargs="+", metavar="NAME", help="strategy names or aliases (default: every registered one)")
     add("--seeds", type=_seeds, default=3, metavar="N|auto", help="run seeds 0..N-1 (default 3), or auto: seeds in "

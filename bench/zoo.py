@@ -11,7 +11,9 @@ child of a top-level one that spans several resolutions, such as torchvision's `
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -176,13 +178,19 @@ def plan(module: nn.Module, name: str, probe_shape: tuple[int, ...]) -> Plan:
     return result
 
 
+def fx_quiet() -> contextlib.AbstractContextManager:
+    """A probe whose failure we turn into one line: torch.fx's traced modules print their generated code's
+    traceback to stderr before raising, which would stand before that line."""
+    return contextlib.redirect_stderr(io.StringIO())
+
+
 def _check_output(module: nn.Module, found: Plan, name: str, probe_shape: tuple[int, ...]) -> None:
     """The classifier on the embedding must give the module's own output (eval mode, a random probe)."""
     x = torch.rand(2, *probe_shape[1:], generator=torch.Generator().manual_seed(0))
     embedding = feature_extraction().create_feature_extractor(module, {found.embedding: "embedding"}).eval()
     was_training = module.training
     try:
-        with torch.no_grad():
+        with torch.no_grad(), fx_quiet():
             whole = module.eval()(x)
             logits = module.get_submodule(found.classifier)(torch.flatten(embedding(x)["embedding"], 1))
     except (RuntimeError, ValueError, AssertionError):
@@ -273,7 +281,7 @@ def check_input_size(model_name: str, channels: int, height: int, width: int,
     Eval mode: a single image in training mode would trip batch norm, whatever its size. Returns the model."""
     model = build_model(model_name, channels, 2, 0, (height, width)).eval()  # any class count and weights will do
     try:
-        with torch.no_grad():
+        with torch.no_grad(), fx_quiet():
             out = model(torch.zeros(1, channels, height, width))
     except MemoryError:
         raise UserError(f"Images of {height}x{width} pixels need more memory than this machine has for one forward "
@@ -306,7 +314,7 @@ def check_contract(name: str, channels: int, height: int, width: int, n_classes:
                         "or every job would start from the last one's trained weights.")
     model = models[0].eval()
     _check_finite(model, f"Model {name!r}", "initialise every parameter to finite values")
-    with torch.no_grad():
+    with torch.no_grad(), fx_quiet():
         out = model(torch.zeros(2, channels, height, width))
     _check_model_output(name, out)
     if tuple(out.logits.shape) != (2, n_classes):

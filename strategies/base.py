@@ -200,9 +200,16 @@ def _coerce(strategy: str, key: str, value: Any, default: Any) -> Any:
 
 
 def list_strategies() -> list[str]:
-    """Registered names, with aliases in parentheses."""
-    return [name + (f" ({', '.join(aliases)})" if (aliases := STRATEGIES.aliases_of(name)) else "")
-            for name in STRATEGIES.names()]
+    """Registered names, with aliases in parentheses, each with its docstring's first line and its parameters."""
+    lines = []
+    for name in STRATEGIES.names():
+        cls = STRATEGIES.get(name)
+        aliases = STRATEGIES.aliases_of(name)
+        head = name + (f" ({', '.join(aliases)})" if aliases else "")
+        about = ((cls.__doc__ or "").strip().splitlines() or [""])[0]
+        params = ", ".join(f"{k}={v}" for k, v in cls.params.items())
+        lines.append(f"{head:<26} {about}" + (f" [{params}]" if params else ""))
+    return lines
 
 
 def create_strategy(name: str, **params: Any) -> Strategy:

@@ -441,3 +441,15 @@ def test_numbers_do_not_depend_on_the_adapter_being_built_twice():
     for (k, v), (k2, v2) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(v, v2)
     assert np.array_equal(a.classifier.weight.detach().numpy(), b.classifier.weight.detach().numpy())
+
+
+def test_an_image_too_small_for_an_adapted_model_is_one_line_with_no_fx_traceback_before_it(cli, tmp_path, models):
+    # as torchvision:maxvit_t on 8x8 digits: torch.fx's traced module prints its generated code's traceback to
+    # stderr before raising; here a 9x9 convolution on 8x8 images
+    path = tmp_path / "wide.py"
+    path.write_text(PLAIN.replace("return self.fc(self.pool(self.two(self.one(x))).flatten(1))",
+                                  "return self.fc(torch.nn.functional.avg_pool2d(self.two(self.one(x)), 3).flatten(1))")
+                    .replace("from torch import nn", "import torch\nfrom torch import nn")
+                    .replace("test-plain-net", "test-wide"))
+    status, _, err = cli("--model-file", path, "--model", "test-wide", "--strategies", "random", "--dry-run")
+    assert status == 2 and "too small for model 'test-wide'" in _one_line(err) and "Traceback" not in err, err
