@@ -13,26 +13,25 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from bench.config import CONVENTIONS, PRECISIONS, PRESETS, TRAIN_MODES, EpochPoint, Protocol, parse_epoch_point
-from bench.data import list_datasets
-from bench.errors import UserError
-from bench.models import list_models
-from bench.rounds import run_in_rounds
-from bench.run import (
-    RunOptions,
-    build_config,
-    check_options,
-    dry_run,
-    load_strategy_files,
-    parse_strategy_params,
-    resolve_baseline,
-    run_benchmark,
-    write_report_or_explain,
+from bench.config import (
+    CONVENTIONS,
+    FIRST_LOOK,
+    HELP_DATASETS,
+    HELP_MODELS,
+    MARGIN,
+    MAX_SEEDS_AUTO,
+    PRECISIONS,
+    PRESETS,
+    TRAIN_MODES,
+    EpochPoint,
+    Protocol,
+    parse_epoch_point,
 )
+from bench.errors import UserError
 from bench.signals import explain_interruption, stop_on_signals
-from bench.store import FolderLock, RunStore, read_cycles
-from bench.verdicts import FIRST_LOOK, MARGIN, MAX_SEEDS
-from strategies import list_strategies
+
+# Parsing, --help and the refusals of bad flags import this module and bench.config only; the harness (torch,
+# pandas, scipy) is imported by the command that runs, when it runs: `--help` answers in a fraction of a second.
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,16 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("--strategies", nargs="+", metavar="NAME", help="strategy names or aliases (default: every registered one)")
     add("--seeds", type=_seeds, default=3, metavar="N|auto", help="run seeds 0..N-1 (default 3), or auto: seeds in "
         "rounds (5, 10, 15, 20, 30, ...) until every comparison is decided, at most --max-seeds")
-    add("--max-seeds", type=_positive, default=MAX_SEEDS, metavar="N",
-        help=f"with --seeds auto: the most seeds a strategy runs (default {MAX_SEEDS})")
+    add("--max-seeds", type=_positive, default=MAX_SEEDS_AUTO, metavar="N",
+        help=f"with --seeds auto: the most seeds a strategy runs (default {MAX_SEEDS_AUTO})")
     add("--margin", type=_points, default=100 * MARGIN, metavar="POINTS",
         help="equivalence margin of the verdicts in AULC points: a difference within +-POINTS is 'equivalent' "
              f"(default {100 * MARGIN:g})")
     add("--preset", default="quick", help=f"protocol preset: {', '.join(PRESETS)} (default quick)")
-    add("--dataset", help=f"dataset: {', '.join(list_datasets())}")
+    add("--dataset", help=f"dataset: {', '.join(HELP_DATASETS)}")
     add("--data-root", type=Path, default=Path("data"), help="folder of torchvision datasets (default ./data)")
     add("--no-download", action="store_true", help="never try to download a missing dataset")
-    add("--model", help=f"model: {', '.join(list_models())}")
+    add("--model", help=f"model: {', '.join(HELP_MODELS)}")
     add("--model-file", type=Path, action="append", default=[], metavar="PATH",
         help="a .py file registering models with @bench.models.register_model('NAME'), then --model NAME "
              "(repeatable); torchvision's classification models: --model torchvision:NAME")
@@ -161,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def confirm_fresh(folder: Path) -> None:
     """--fresh deletes results: only after a yes on a terminal."""
+    from bench.store import RunStore
+
     present = RunStore.results_present(folder)
     if not present:
         return
@@ -174,6 +175,19 @@ def confirm_fresh(folder: Path) -> None:
 
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    from bench.rounds import run_in_rounds  # the harness, now that there is a run to make
+    from bench.run import (
+        RunOptions,
+        build_config,
+        check_options,
+        dry_run,
+        load_strategy_files,
+        parse_strategy_params,
+        resolve_baseline,
+        run_benchmark,
+    )
+    from strategies import list_strategies
+
     load_strategy_files(args.strategy_file)
     if args.list_strategies:
         print("\n".join(list_strategies()))
@@ -212,6 +226,9 @@ def report(argv: list[str]) -> int:
     parser.add_argument("--margin", type=_points, metavar="POINTS", help="equivalence margin in AULC points "
                         "(default: the run's, else 1)")
     args = parser.parse_args(argv)
+    from bench.run import write_report_or_explain
+    from bench.store import FolderLock
+
     recorded = recorded_analysis(args.folders[0])
     baseline = report_baseline(args.folders[0], args.baseline or recorded.get("baseline") or "random")
     if args.out is None and len(args.folders) > 1:
@@ -237,6 +254,8 @@ def report(argv: list[str]) -> int:
 
 def recorded_analysis(folder: Path) -> dict:
     """The analysis section of FOLDER/config.json ({} when there is none)."""
+    from bench.store import RunStore
+
     stored = RunStore(folder).read_config() if (folder / "config.json").is_file() else None
     analysis = stored.get("analysis") if isinstance(stored, dict) else None
     return analysis if isinstance(analysis, dict) else {}
@@ -245,6 +264,9 @@ def recorded_analysis(folder: Path) -> dict:
 def report_baseline(folder: Path, name: str) -> str:
     """The baseline of `report`: a strategy of the folder's results (a user's own too, whose file this command
     does not load) or a registered name or alias. A typo is one line, before anything is written."""
+    from bench.run import resolve_baseline
+    from bench.store import read_cycles
+
     if name in set(read_cycles(folder)["strategy"]):
         return name
     return resolve_baseline(name)

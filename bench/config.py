@@ -20,6 +20,13 @@ CONVENTIONS = ("corrected", "reference")
 # finetune: each cycle trains the whole network. frozen: a fixed backbone embeds the images once, and each cycle
 # trains a linear head on those embeddings (bench/frozen.py).
 TRAIN_MODES = ("finetune", "frozen")
+# The verdicts' design (bench.verdicts): the equivalence margin as an AULC fraction, and --seeds auto's plan.
+MARGIN = 0.01  # +-1 AULC point
+FIRST_LOOK = 5  # seeds at the first look of --seeds auto
+MAX_SEEDS_AUTO = 30  # the default --max-seeds
+# What --help names without importing the registries (torch): tests/test_cli.py checks them against them.
+HELP_DATASETS = ("cifar10", "cifar100", "digits", "fashion-mnist", "mnist", "svhn", "npz:PATH", "imagefolder:PATH")
+HELP_MODELS = ("cnn", "resnet18", "torchvision:NAME", "a --model-file's NAME")
 
 EpochPoint = int | float  # an epoch (int), or a fraction of the epochs (float in (0, 1])
 

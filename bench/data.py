@@ -8,6 +8,7 @@ npz with allow_pickle=False.
 
 from __future__ import annotations
 
+import importlib.util
 import struct
 import warnings
 import zipfile
@@ -145,16 +146,29 @@ def from_arrays(
 # ---------------------------------------------------------------------------------------------- digits
 
 
+DIGITS_SPLIT = Path(__file__).with_name("digits_split.npz")  # the 80/20 stratified split, as indices
+
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled digits, read from its data file ([1797, 64] pixel counts 0..16, [1797] labels)
+    without importing scikit-learn (a second of imports in every worker)."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        raise UserError("The digits dataset ships with scikit-learn, which is not installed: pip install scikit-learn.")
+    raw = np.loadtxt(Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz", delimiter=",")  # [1797, 65]
+    return raw[:, :-1], raw[:, -1].astype(np.int64)
+
+
 @register_dataset("digits")
 def load_digits(data_root: Path, download: bool) -> ImageData:
-    """scikit-learn's bundled 8x8 digits (1,797 images), split 80/20, stratified, with a fixed seed."""
-    from sklearn.datasets import load_digits as sk_digits
-    from sklearn.model_selection import train_test_split
-
-    bunch = sk_digits()
-    x = np.clip(np.rint(bunch.images * 16), 0, 255).astype(np.uint8)  # 0..16 -> 0..255
-    y = bunch.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, stratify=y, random_state=20190601)
+    """scikit-learn's bundled 8x8 digits (1,797 images), split 80/20, stratified, with a fixed seed: the split
+    train_test_split(test_size=0.2, stratify=labels, random_state=20190601) made, stored as indices
+    (tests/test_data.py checks it against scikit-learn's)."""
+    pixels, y = digits_arrays()
+    x = np.clip(np.rint(pixels.reshape(-1, 8, 8) * 16), 0, 255).astype(np.uint8)  # 0..16 -> 0..255
+    with np.load(DIGITS_SPLIT, allow_pickle=False) as split:
+        train, test = split["train"].astype(np.int64), split["test"].astype(np.int64)
+    x_tr, x_te, y_tr, y_te = x[train], x[test], y[train], y[test]
     # Small translations only: a flipped digit is another symbol.
     return from_arrays("digits", x_tr[:, None], y_tr, x_te[:, None], y_te, pad=1, flip=False)
 

@@ -474,14 +474,14 @@ def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | 
     config.protocol.validate_pool(int(data.x_train.shape[0]))
     model_note = check_model_setup(config, data)
     config = dataclasses.replace(config, dataset_fingerprint=dataset_fingerprint(data))
-    if not quiet:
-        print(describe_run(config, data, devices, model_note), flush=True)
-        print(comparison_line(config.strategies, baseline, options), flush=True)
     folder = config.out
     check_writable(folder)
     lock = FolderLock(folder)
-    lock.acquire()
+    lock.acquire()  # before the plan is shown: a folder in use is refused first
     try:
+        if not quiet:
+            print(describe_run(config, data, devices, model_note), flush=True)
+            print(comparison_line(config.strategies, baseline, options), flush=True)
         asked = config
         store, config, resumed = open_store(config, options.on_existing)
         store.remove_stale_temp_files()

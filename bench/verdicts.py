@@ -34,13 +34,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sp
 
+from bench.config import FIRST_LOOK, MARGIN, MAX_SEEDS_AUTO
 from bench.stats import ALPHA, EQUAL_ATOL, POWER, holm, seeds_needed
 
-MARGIN = 0.01  # the equivalence margin, +-1 AULC point (--margin, in points on the command line)
 BETTER, WORSE, EQUIVALENT, UNDECIDED = "better", "worse", "equivalent", "undecided"
 PRIMARY, ALL_PAIRS = "primary", "all pairs"
-FIRST_LOOK = 5  # seeds at the first look of --seeds auto
-MAX_SEEDS = 30  # the default --max-seeds
+MAX_SEEDS = MAX_SEEDS_AUTO
 CALIBRATION_SIMULATIONS = 200_000  # sequences drawn to calibrate the boundary
 CALIBRATION_SEED = 1977  # the calibration's own fixed stream: the same boundary in every run and report
 SEQUENTIAL_METHOD = ("group-sequential design, Pocock's boundary (one nominal level at every look) on the paired "

@@ -203,3 +203,21 @@ def test_report_refuses_values_a_run_never_writes(cli, tmp_path):
     shutil.copytree(tmp_path / "run", tmp_path / "other")
     err = _one_line_refusal(cli, "report", tmp_path / "other", tmp_path / "run", "--out", tmp_path / "run" / "suite")
     assert "lies inside the run folder" in err and not (tmp_path / "run" / "suite").exists()
+
+
+def test_help_imports_no_torch_and_names_what_the_registries_hold():
+    # --help answers without the harness: parsing imports bench.cli and bench.config only
+    probe = ("import sys\nfrom bench.cli import build_parser\nbuild_parser().format_help()\n"
+             "heavy = sorted(m for m in ('torch', 'pandas', 'scipy', 'seaborn') if m in sys.modules)\n"
+             "assert not heavy, heavy\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    from bench.config import HELP_DATASETS, HELP_MODELS
+    from bench.data import list_datasets
+    from bench.models import list_models
+
+    assert sorted(HELP_DATASETS) == sorted(list_datasets())
+    assert set(list_models()) <= set(HELP_MODELS)
+    shown = subprocess.run([sys.executable, "run_bench.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=120)
+    assert shown.returncode == 0 and "run_bench.py report DIR" in " ".join(shown.stdout.split())

@@ -148,3 +148,17 @@ def test_missing_files_offline_say_where_to_put_them(tmp_path, name, hint):
 def test_unknown_dataset_suggests_the_closest():
     with pytest.raises(UserError, match="did you mean 'cifar10'"):
         load_dataset("cifar-10")
+
+
+def test_digits_without_importing_scikit_learn_equal_scikit_learns_split():
+    # the loader reads scikit-learn's data file and a stored split: both must equal what scikit-learn makes
+    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = sk_digits()
+    x = np.clip(np.rint(bunch.images * 16), 0, 255).astype(np.uint8)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, bunch.target, test_size=0.2, stratify=bunch.target,
+                                              random_state=20190601)
+    data = load_dataset("digits")
+    assert np.array_equal(data.x_train[:, 0].numpy(), x_tr) and np.array_equal(data.x_test[:, 0].numpy(), x_te)
+    assert np.array_equal(data.y_train.numpy(), y_tr) and np.array_equal(data.y_test.numpy(), y_te)
