@@ -226,7 +226,7 @@ def report(argv: list[str]) -> int:
     parser.add_argument("--margin", type=_points, metavar="POINTS", help="equivalence margin in AULC points "
                         "(default: the run's, else 1)")
     args = parser.parse_args(argv)
-    from bench.run import write_report_or_explain
+    from bench.report import report_folder  # the report's stack, not the harness's (no torch)
     from bench.store import FolderLock
 
     recorded = recorded_analysis(args.folders[0])
@@ -241,7 +241,8 @@ def report(argv: list[str]) -> int:
         lock = FolderLock(args.folders[0])  # a running run writes its own report when it ends: never beside it
         lock.acquire()
         try:
-            print(f"report    {write_report_or_explain(args.folders[0], baseline, margin)}")
+            path, lines = report_folder(args.folders[0], baseline, margin)
+            print("\n".join([*lines, f"report    {path}"]))
         finally:
             lock.release()
     else:
@@ -264,11 +265,12 @@ def recorded_analysis(folder: Path) -> dict:
 def report_baseline(folder: Path, name: str) -> str:
     """The baseline of `report`: a strategy of the folder's results (a user's own too, whose file this command
     does not load) or a registered name or alias. A typo is one line, before anything is written."""
-    from bench.run import resolve_baseline
     from bench.store import read_cycles
 
     if name in set(read_cycles(folder)["strategy"]):
         return name
+    from bench.run import resolve_baseline  # the registry of strategies (and torch) only for a name not in the folder
+
     return resolve_baseline(name)
 
 

@@ -20,6 +20,7 @@ CONVENTIONS = ("corrected", "reference")
 # finetune: each cycle trains the whole network. frozen: a fixed backbone embeds the images once, and each cycle
 # trains a linear head on those embeddings (bench/frozen.py).
 TRAIN_MODES = ("finetune", "frozen")
+MAX_IMAGE_SIZE = 4096  # pixels a side: 512 fp32 RGB images of 4096 x 4096 are 96 GiB already
 # The verdicts' design (bench.verdicts): the equivalence margin as an AULC fraction, and --seeds auto's plan.
 MARGIN = 0.01  # +-1 AULC point
 FIRST_LOOK = 5  # seeds at the first look of --seeds auto
@@ -111,6 +112,10 @@ class Protocol:
             )
         if self.image_size is not None:
             _positive_int("image_size", self.image_size)
+            if self.image_size > MAX_IMAGE_SIZE:  # one evaluation batch of such images would not fit in memory
+                raise UserError(f"The 'image_size' parameter must be at most {MAX_IMAGE_SIZE} pixels: a batch of "
+                                f"{self.image_size}x{self.image_size} images needs more memory than a machine has. "
+                                f"Got {self.image_size} instead.")
         if self.convention not in CONVENTIONS:
             raise UserError(f"The 'convention' parameter must be one of {', '.join(CONVENTIONS)}. "
                             f"Got {self.convention!r} instead.")

@@ -32,10 +32,27 @@ def load_cycles(run_dir: Path) -> pd.DataFrame:
     cycles = cycles.astype(CYCLE_TYPES)
     finite = np.isfinite(cycles["test_acc"])
     cycles = cycles[finite].reset_index(drop=True)
+    cycles["dataset"] = cycles["dataset"].map(dataset_labels(cycles["dataset"].unique()))
     cycles.attrs["rows_without_accuracy"] = int((~finite).sum())  # said in the report's header
     if cycles.empty:
         raise ResultsError(f"{Path(run_dir) / CYCLES} has no finished cycles yet; run the benchmark first.")
     return cycles
+
+
+def dataset_labels(specs: Iterable[str]) -> dict[str, str]:
+    """The name a run gives a dataset given by path (npz:/data/slice.npz -> slice, imagefolder:/data/pets ->
+    pets), for titles, file names and tables; the spec itself where two paths would share a name."""
+    def label(spec: str) -> str:
+        kind, is_path, where = spec.partition(":")
+        if not is_path or kind not in ("npz", "imagefolder"):
+            return spec
+        path = Path(where)
+        return path.stem if kind == "npz" else path.name or spec
+
+    specs = [str(s) for s in specs]
+    labels = {spec: label(spec) for spec in specs}
+    shared = {v for v in labels.values() if list(labels.values()).count(v) > 1}
+    return {spec: spec if labels[spec] in shared else labels[spec] for spec in specs}
 
 
 # ---------------------------------------------------------------- analysis
@@ -153,6 +170,19 @@ def write_report(run_dir: Path, baseline: str = "random", margin: float | None =
     """
     stored_margin, plan = stored_design(run_dir)
     return write_analysis(analyse(load_cycles(run_dir), baseline, margin or stored_margin, plan), Path(run_dir))
+
+
+def report_folder(folder: Path, baseline: str, margin: float | None = None) -> tuple[Path, list[str]]:
+    """Write FOLDER/report/ with the design config.json records (margin: None takes the recorded one); returns
+    report.md's path and the console's verdict lines."""
+    stored_margin, plan = stored_design(folder)
+    result = analyse(load_cycles(folder), baseline, margin or stored_margin, plan)
+    try:
+        path = write_analysis(result, folder)
+    except OSError as err:  # a full disk: the results are complete, only the report is missing
+        raise UserError(f"Cannot write the report in {folder / REPORT} ({err.strerror or err}); the results are "
+                        f"complete: free disk space, then run `run_bench.py report {folder}`.") from None
+    return path, headline(result)
 
 
 def write_analysis(result: Analysis, run_dir: Path) -> Path:

@@ -630,16 +630,10 @@ def write_report_or_explain(folder: Path, baseline: str, margin: float | None = 
     """Write FOLDER/report/, print its primary verdicts, return report.md's path. margin: None takes the one
     config.json records."""
     # seaborn and scipy: imported when a report is written, not by every run_bench.py --help or dry run
-    from bench.report import analyse, headline, load_cycles, stored_design, write_analysis
+    from bench.report import report_folder
 
-    stored_margin, plan = stored_design(folder)
-    result = analyse(load_cycles(folder), baseline, margin or stored_margin, plan)
-    try:
-        path = write_analysis(result, folder)
-    except OSError as err:  # a full disk: the results are complete, only the report is missing
-        raise UserError(f"Cannot write the report in {folder / 'report'} ({err.strerror or err}); the results are "
-                        f"complete: free disk space, then run `run_bench.py report {folder}`.") from None
-    print("\n".join(headline(result)))
+    path, lines = report_folder(folder, baseline, margin)
+    print("\n".join(lines))
     return path
 
 

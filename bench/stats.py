@@ -535,23 +535,29 @@ def paired_t_power(effect: float, sd: float, n: int, alpha: float = ALPHA) -> fl
         return math.nan
     if sd == 0:
         return 1.0 if effect != 0 else alpha
-    df, nc = n - 1, effect / sd * math.sqrt(n)
+    return float(_powers(effect, sd, np.array([n]), alpha)[0])
+
+
+def _powers(effect: float, sd: float, n: np.ndarray, alpha: float) -> np.ndarray:
+    """paired_t_power for an array of n >= 2 at once, sd > 0."""
+    df, nc = n - 1, effect / sd * np.sqrt(n)
     critical = stats.t.ppf(1 - alpha / 2, df)
     # P(T < -c) written as the upper tail of -T: scipy's nct.cdf returns NaN far in the lower tail (a tight spread,
     # a large noncentrality), and a NaN power would fail every ">= 0.8" and skip that n
-    tails = np.nan_to_num([stats.nct.sf(critical, df, nc), stats.nct.sf(critical, df, -nc)])
-    return float(min(1.0, tails.sum()))
+    tails = np.nan_to_num(stats.nct.sf(critical, df, nc)) + np.nan_to_num(stats.nct.sf(critical, df, -nc))
+    return np.minimum(1.0, tails)
 
 
 def seeds_needed(effect: float, sd: float, power: float = POWER, alpha: float = ALPHA) -> float:
     """Smallest number of paired seeds (at least 2) whose paired_t_power reaches `power`; NaN when sd is
-    not finite or more than MAX_PLANNED_SEEDS would be needed."""
+    not finite or more than MAX_PLANNED_SEEDS would be needed. Computed for every n at once."""
     if not math.isfinite(sd):
         return math.nan
-    for n in range(2, MAX_PLANNED_SEEDS + 1):
-        if paired_t_power(effect, sd, n, alpha) >= power:
-            return float(n)
-    return math.nan
+    if sd == 0:
+        return 2.0 if (effect != 0 or alpha >= power) else math.nan
+    n = np.arange(2, MAX_PLANNED_SEEDS + 1)
+    enough = np.flatnonzero(_powers(effect, sd, n, alpha) >= power)
+    return float(n[enough[0]]) if enough.size else math.nan
 
 
 def seed_planning(comparisons: pd.DataFrame) -> pd.DataFrame:

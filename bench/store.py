@@ -19,14 +19,15 @@ import tempfile
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from bench.errors import UserError
-from bench.jobs import JobState
+
+if TYPE_CHECKING:  # checkpoints hold torch tensors; `report` reads the store and never a checkpoint
+    from bench.jobs import JobState
 
 CYCLES = "cycles.parquet"
 SELECTIONS = "selections.parquet"
@@ -395,6 +396,10 @@ class RunStore:
         path = self._checkpoint(strategy, seed)
         if not path.exists():
             return None
+        import torch  # here, not at the top: `report` reads the store and never a checkpoint (2 s of imports)
+
+        from bench.jobs import JobState
+
         try:
             return JobState.from_tensors(torch.load(path, map_location="cpu", weights_only=True))
         except Exception:  # unreadable: the job restarts from its first cycle (results are deterministic)
@@ -409,6 +414,8 @@ class RunStore:
 def _torch_save(payload: dict[str, Any], path: Path) -> None:
     """torch.save, a failed write raised as the OSError it is: torch's stream writer reports a full disk as a
     RuntimeError ("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"), not an OSError."""
+    import torch  # as in load_checkpoint: only where a checkpoint is written
+
     try:
         torch.save(payload, path)
     except RuntimeError as err:

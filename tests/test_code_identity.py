@@ -98,3 +98,33 @@ def test_a_strategy_file_that_exits_at_import_is_one_line(cli, tmp_path, code):
     path.write_text(code)
     status, _, err = cli("--strategy-file", path, "--dry-run")
     assert status == 2 and err.count("\n") == 1 and "called sys.exit(" in err
+
+
+EXITS = '''
+import sys
+from strategies import Strategy
+
+
+class Exits(Strategy):
+    """Ends the process from inside score()."""
+
+    name = "test-exits"
+
+    def score(self, inputs):
+        sys.exit({code})
+'''
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_a_strategy_that_exits_fails_its_job_and_the_others_finish(cli, tmp_path, code):
+    path = tmp_path / "exits.py"
+    path.write_text(EXITS.format(code=code))
+    with strategies.STRATEGIES.scoped():
+        status, out, err = cli("--strategy-file", path, "--strategies", "test-exits", "random", *TINY,
+                               "--out", tmp_path / "run")
+    assert status == 1, (out, err)
+    failures = json.loads((tmp_path / "run" / "failures.json").read_text())
+    assert [f["job"] for f in failures] == ["test-exits/seed0"]
+    assert failures[0]["error"].startswith(f"SystemExit: the job's code called sys.exit({code})")
+    rows = pd.read_parquet(tmp_path / "run" / "cycles.parquet")
+    assert set(rows.loc[rows["strategy"] == "random", "cycle"]) == {0, 1, 2}  # the other job finished

@@ -286,3 +286,18 @@ def test_headline_has_one_primary_family_per_dataset(tmp_path: Path):
     expected = np.empty(5)
     expected[order] = np.minimum(1, np.maximum.accumulate([(5 - k) * p[i] for k, i in enumerate(order)]))
     assert primary["p_holm"].to_numpy() == pytest.approx(expected)
+
+
+def test_a_dataset_given_by_path_is_labelled_by_its_name(tmp_path: Path):
+    cycles = synthetic_cycles().assign(dataset="npz:/a/very/long/path/to/the/cifar10-slice.npz")
+    cycles.to_parquet(tmp_path / "cycles.parquet", index=False)
+    text = write_report(tmp_path).read_text()
+    assert "/a/very/long/path" not in text and "## Dataset `cifar10-slice`" in text
+    assert (tmp_path / "report" / "plots" / "learning_curves_cifar10-slice.png").is_file()
+    table = pd.read_csv(tmp_path / "report" / "tables" / "primary_cifar10-slice.csv")
+    assert set(table["dataset"]) == {"cifar10-slice"}
+    from bench.report import dataset_labels
+
+    two = dataset_labels(["npz:/a/x.npz", "npz:/b/x.npz", "digits", "imagefolder:/data/pets"])
+    assert two == {"npz:/a/x.npz": "npz:/a/x.npz", "npz:/b/x.npz": "npz:/b/x.npz", "digits": "digits",
+                   "imagefolder:/data/pets": "pets"}
