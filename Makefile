@@ -12,8 +12,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# The default benchmark: one strategy of each family against random, 3 seeds, quick preset, 2 workers.
-BENCH_ARGS ?= --strategies random entropy learning-loss core-set --seeds 3 --jobs 2
+# The default benchmark: one strategy of each family against random, 3 seeds, quick preset, a worker per core.
+BENCH_ARGS ?= --strategies random entropy learning-loss core-set --seeds 3
 
 bench: $(STAMP)
 	$(PY) run_bench.py $(BENCH_ARGS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -32,6 +33,11 @@ from bench.signals import explain_interruption, stop_on_signals
 
 # Parsing, --help and the refusals of bad flags import this module and bench.config only; the harness (torch,
 # pandas, scipy) is imported by the command that runs, when it runs: `--help` answers in a fraction of a second.
+
+
+def machine_cores() -> int:
+    """The cores this process may run on: the default number of CPU workers."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -136,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--strategy-param", action="append", default=[], metavar="STRATEGY.KEY=VALUE",
         help="a strategy parameter, e.g. learning-loss.margin=0.5 (repeatable)")
     add("--devices", default="auto", help="auto, cpu or cuda:N[,cuda:M...] (default auto)")
-    add("--jobs", type=_positive, default=1, metavar="N",
-        help="CPU worker processes, the cores split between them (default 1; with --backend dask: local workers)")
+    add("--jobs", type=_positive, default=machine_cores(), metavar="N",
+        help=f"CPU worker processes, one core each (default: this machine's {machine_cores()}, at most one per job "
+             "to run; with --backend dask: local workers); the numbers do not depend on it")
     add("--jobs-per-device", type=_per_device, default=1, metavar="K",
         help="jobs sharing each CUDA device, or auto: as many as memory, cores and throughput justify (default 1)")
     add("--compile", action="store_true", help="torch.compile the model (runs uncompiled, with a warning, where "

@@ -4,10 +4,13 @@ otherwise (CI, log files)."""
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
 from bench.jobs import JobSpec
+
+HEARTBEAT_S = 60.0  # in a log, a line at least this often, even while one long cycle runs
 
 
 @dataclass
@@ -28,6 +31,9 @@ class Progress:
         self.started = time.monotonic()
         self.live = sys.stdout.isatty() if live is None else live
         self._live = None
+        self._last_line = time.monotonic()
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
 
     def __enter__(self) -> Progress:
         if self.live:
@@ -35,12 +41,31 @@ class Progress:
 
             self._live = Live(self._render(), refresh_per_second=2, transient=False)
             self._live.__enter__()
+        else:  # a log: a cycle of the paper preset runs for many minutes, and silence looks like a hang
+            self._heartbeat = threading.Thread(target=self._beat, name="progress-heartbeat", daemon=True)
+            self._heartbeat.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
         if self._live is not None:
             self._live.update(self._render())
             self._live.__exit__(*exc)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(HEARTBEAT_S, 5.0)):
+            quiet = time.monotonic() - self._last_line
+            if quiet >= HEARTBEAT_S:
+                running = [k for k, j in self.jobs.items() if j.state in ("running", "waiting") and j.done < j.cycles]
+                self._print(f"[running] {len(running)} job(s) not finished, no cycle finished in the last "
+                            f"{quiet / 60:.1f} min, {(time.monotonic() - self.started) / 60:.1f} min in | "
+                            f"{self._overall()}")
+
+    def _print(self, line: str) -> None:
+        self._last_line = time.monotonic()
+        print(line, flush=True)
 
     def cycle_done(self, spec: JobSpec, record: dict) -> None:
         job = self.jobs[spec.key]
@@ -49,16 +74,16 @@ class Progress:
         if self._live is not None:
             self._live.update(self._render())
         else:
-            print(f"[{spec.key}] cycle {job.done}/{job.cycles}  labels {record['n_labeled']:>6}  "
-                  f"acc {100 * record['test_acc']:5.1f}%  train {record['train_seconds']:.1f}s  "
-                  f"select {record['select_seconds']:.2f}s  | {self._overall()}", flush=True)
+            self._print(f"[{spec.key}] cycle {job.done}/{job.cycles}  labels {record['n_labeled']:>6}  "
+                        f"acc {100 * record['test_acc']:5.1f}%  train {record['train_seconds']:.1f}s  "
+                        f"select {record['select_seconds']:.2f}s  | {self._overall()}")
 
     def failed(self, spec: JobSpec, error: str) -> None:
         self.jobs[spec.key].state = "failed"
         if self._live is not None:
             self._live.update(self._render())
         else:
-            print(f"[{spec.key}] FAILED: {error}", flush=True)
+            self._print(f"[{spec.key}] FAILED: {error}")
 
     def eta_seconds(self) -> float | None:
         done = sum(j.done for j in self.jobs.values()) - self.start_done

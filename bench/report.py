@@ -32,6 +32,7 @@ def load_cycles(run_dir: Path) -> pd.DataFrame:
     cycles = cycles.astype(CYCLE_TYPES)
     finite = np.isfinite(cycles["test_acc"])
     cycles = cycles[finite].reset_index(drop=True)
+    cycles["dataset_spec"] = cycles["dataset"]  # as the run was given it (a suite's settings table shows it)
     cycles["dataset"] = cycles["dataset"].map(dataset_labels(cycles["dataset"].unique()))
     cycles.attrs["rows_without_accuracy"] = int((~finite).sum())  # said in the report's header
     if cycles.empty:
@@ -412,7 +413,9 @@ def _all_pairs_part(result: Analysis, datasets: list[str], slugs: dict[str, str]
         return []
     lines = ["## Every pair of strategies", "",
              f"- A family of its own beside the primary one: every pair of strategies on the AULC, paired by seed, "
-             f"Holm over the {_count(len(pairs), 'pair')}, so each pair has one verdict whatever the baseline.", ""]
+             f"Holm over the {_count(len(pairs), 'pair')}, so each pair has one verdict whatever the baseline"
+             + ("; with `--seeds auto` it is the fixed design on the seeds the rounds ran, so read it as "
+                "exploratory." if result.plan is not None else "."), ""]
     for dataset in datasets:
         rows = _rows(pairs, dataset)
         if rows.empty:

@@ -492,7 +492,8 @@ def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | 
         embeddings = prepare_embeddings(config, data, devices[0]) if ready else None  # frozen mode only
         # the pool before config.json: an unreachable cluster leaves the folder as it was
         run_as = execution(options, config, data, devices) if ready else {}
-        pool, threads = (make_pool(options.backend, devices, options.jobs, run_as["jobs_per_device"],
+        workers = min(options.jobs, len(ready))  # a second worker for one job would only cost its start
+        pool, threads = (make_pool(options.backend, devices, workers, run_as["jobs_per_device"],
                                    options.scheduler_address) if ready else (None, None))
         if ready:
             run_as["threads_per_worker"] = threads  # fixed on CPU: numbers that do not depend on --jobs

@@ -46,7 +46,7 @@ def suite_cycles(folders: list[Path], names: list[str], baseline: str) -> pd.Dat
             raise UserError(f"{folder} has no results for the baseline {baseline!r} (it has "
                             f"{', '.join(sorted(cycles['strategy'].unique()))}): run it there, or choose "
                             "another --baseline.")
-        frames.append(cycles.assign(source_dataset=cycles["dataset"], dataset=name,
+        frames.append(cycles.assign(source_dataset=cycles["dataset_spec"], dataset=name,
                                     rows_without_accuracy=cycles.attrs["rows_without_accuracy"]))
     union = set().union(*(set(f["strategy"]) for f in frames))
     missing = [f"{f['dataset'].iloc[0]} lacks {', '.join(sorted(union - set(f['strategy'])))}"

@@ -14,11 +14,15 @@ TINY = ["--initial", "20", "--budget", "20", "--cycles", "3", "--epochs", "3", "
 
 @pytest.fixture
 def cli(capsys):
-    """Run the CLI in-process: returns (exit status, stdout, stderr)."""
+    """Run the CLI in-process (one worker, in this process, unless --jobs says otherwise): returns (exit status,
+    stdout, stderr)."""
     from bench.cli import main
 
     def run(*args: str) -> tuple[int, str, str]:
-        status = main([str(a) for a in args])
+        argv = [str(a) for a in args]
+        if argv[:1] != ["report"] and "--jobs" not in argv:  # in this process, where a test's monkeypatches hold
+            argv += ["--jobs", "1"]
+        status = main(argv)
         captured = capsys.readouterr()
         return status, captured.out, captured.err
 

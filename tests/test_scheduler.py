@@ -14,6 +14,9 @@ import pandas as pd
 import pytest
 from reliability.support import picks, rows
 
+from bench import progress
+from bench.config import Protocol
+from bench.jobs import JobSpec
 from conftest import ROOT
 
 JOBS = ["--strategies", "entropy", "random", "--seeds", "2", "--initial", "20", "--budget", "20", "--cycles", "4",
@@ -167,3 +170,16 @@ def test_fresh_refuses_without_a_terminal(tmp_path, module_npz, uninterrupted):
     result = _cli(*JOBS, "--dataset", module_npz, "--out", folder, "--fresh", stdin=subprocess.DEVNULL)
     assert result.returncode == 2 and "not a terminal" in result.stderr
     assert (folder / "cycles.parquet").exists()
+
+
+def test_a_log_hears_from_a_run_during_a_long_cycle(monkeypatch, capsys):
+    monkeypatch.setattr(progress, "HEARTBEAT_S", 0.2)
+    spec = JobSpec("r", "digits", "random", 0, Protocol(cycles=2))
+    with progress.Progress([spec], {}, live=False) as shown:
+        time.sleep(0.7)  # a long cycle: nothing finishes
+        beats = capsys.readouterr().out
+        shown.cycle_done(spec, {"cycle": 0, "test_acc": 0.5, "n_labeled": 30, "train_seconds": 1.0,
+                                "select_seconds": 0.1})
+    lines = [line for line in beats.splitlines() if line.startswith("[running] 1 job(s) not finished")]
+    assert 2 <= len(lines) <= 4, beats  # one line per quiet interval, no more
+    assert "0/2 cycles" in lines[0]

@@ -31,7 +31,12 @@ ENV = {k: v for k, v in os.environ.items() if not k.startswith("REL_")} | {
 
 
 def command(*args: object) -> list[str]:
-    return [sys.executable, str(RUN_BENCH), *map(str, args)]
+    """run_bench.py with these arguments; a run without --jobs gets one worker, in the run's own process, where
+    the injected faults strike (as the cli fixture does)."""
+    argv = [str(a) for a in args]
+    if argv[:1] != ["report"] and "--jobs" not in argv:
+        argv += ["--jobs", "1"]
+    return [sys.executable, str(RUN_BENCH), *argv]
 
 
 def run_cli(*args: object, env: dict[str, str] | None = None, timeout: float = WAIT,

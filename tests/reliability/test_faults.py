@@ -70,7 +70,7 @@ def test_a_full_disk_is_one_clear_error_and_leaves_the_previous_files(target, nt
         folder, before = tmp_path / "run", {}
         with monkeypatch.context() as patch:
             _fail_writes(patch, target, nth, folder, before)
-            code = main([*REFERENCE, "--out", str(folder)])
+            code = main([*REFERENCE, "--jobs", "1", "--out", str(folder)])
         line = one_error_line(capsys.readouterr().err)
         assert code == 2
         assert line.startswith(f"error: Cannot write {folder}") and failed_file in line, line
@@ -78,7 +78,7 @@ def test_a_full_disk_is_one_clear_error_and_leaves_the_previous_files(target, nt
         assert before and snapshot(folder) == before  # the file being replaced is the previous one, byte for byte
         pd.read_parquet(folder / "cycles.parquet")  # and whole
         pd.read_parquet(folder / "selections.parquet")
-        code = main([*REFERENCE, "--out", str(folder)])  # disk space freed: the same command resumes
+        code = main([*REFERENCE, "--jobs", "1", "--out", str(folder)])  # disk space freed: the same command resumes
         assert code == 0, capsys.readouterr().err
         assert_same_results(folder, reference)
     finally:
@@ -96,7 +96,7 @@ def test_a_full_disk_while_writing_the_report_is_one_clear_error(reference, tmp_
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr("bench.report.write_analysis", full)
-    assert main([*REFERENCE, "--out", str(folder)]) == 2
+    assert main([*REFERENCE, "--jobs", "1", "--out", str(folder)]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert "Cannot write the report" in line and "(No space left on device)" in line
     assert f"run `run_bench.py report {folder}`" in line
@@ -125,7 +125,7 @@ def test_stale_temp_files_of_a_killed_write_are_removed_on_resume(reference, tmp
     for stale in (".cycles.parquet.abc123.tmp", "checkpoints/.random__seed0.pt.def456.tmp"):
         (folder / stale).write_bytes(b"half")
     before = (folder / "cycles.parquet").read_bytes(), (folder / "selections.parquet").read_bytes()
-    assert main([*REFERENCE, "--out", str(folder)]) == 0, capsys.readouterr().err
+    assert main([*REFERENCE, "--jobs", "1", "--out", str(folder)]) == 0, capsys.readouterr().err
     assert "resume    4 of 4 jobs already finished" in capsys.readouterr().out
     assert temp_files(folder) == []
     assert ((folder / "cycles.parquet").read_bytes(), (folder / "selections.parquet").read_bytes()) == before
