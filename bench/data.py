@@ -8,7 +8,9 @@ npz with allow_pickle=False.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import struct
 import warnings
 import zipfile
@@ -54,6 +56,16 @@ Loader = Callable[[Path, bool], ImageData]
 DATASETS: Registry[Loader] = Registry("dataset")
 register_dataset = DATASETS.register
 _FILE_SPECS = ("npz:PATH", "imagefolder:PATH")
+
+
+def dataset_fingerprint(data: ImageData) -> str:
+    """sha256 of the dataset's arrays and class names: another dataset at the same path is another run."""
+    digest = hashlib.sha256()
+    for array in (data.x_train, data.y_train, data.x_test, data.y_test):
+        digest.update(str((array.dtype, tuple(array.shape))).encode())
+        digest.update(array.contiguous().numpy().tobytes())
+    digest.update(json.dumps(list(map(str, data.classes))).encode())
+    return digest.hexdigest()[:16]
 
 
 def list_datasets() -> list[str]:

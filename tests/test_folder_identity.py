@@ -132,8 +132,9 @@ def test_values_that_would_change_nothing_or_break_training_are_refused_up_front
 
 
 def test_a_checkpoint_of_another_configuration_restarts_its_job(tmp_path, tiny_npz):
+    from bench.folder import pending_work
     from bench.jobs import JobState
-    from bench.run import build_config, job_specs, pending_work
+    from bench.run import build_config, job_specs
     from bench.store import RunStore
 
     config = build_config(strategies=["random"], seeds=1, protocol={"dataset": f"npz:{tiny_npz}", "initial": 20},

@@ -18,11 +18,11 @@ from torch import nn
 from bench import frozen
 from bench.config import Protocol, RunConfig, preset_protocol
 from bench.errors import UserError
+from bench.folder import config_differences
 from bench.frozen import BACKBONE_SEED, DamagedCache, EmbeddingData, Embeddings, HeadTrainer, read_embeddings
 from bench.jobs import JobSpec
 from bench.loop import gather_inputs, run_cycle, start_state
 from bench.models import create_model
-from bench.run import config_differences
 from bench.seeding import derive_seed, numpy_rng, torch_generator
 from conftest import TINY
 from strategies import create_strategy

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 
 from bench.data import load_npz
 from bench.errors import UserError
-from bench.run import build_config, check_identity, widen
+from bench.folder import check_identity, widen
+from bench.run import build_config
 from bench.store import RunStore, read_cycles
 
 settings.register_profile("short", max_examples=25, deadline=None,

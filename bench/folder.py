@@ -1,0 +1,160 @@
+"""A results folder's identity, widening and resume: which configuration a folder holds (config.json, and the
+job hash every row and checkpoint carries), what a run may add to it, and what is left to run. The riskiest
+logic of the harness, kept apart so that it is findable and tested on its own (tests/test_folder_identity.py,
+tests/test_properties.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.config import OPTIONAL_FIELDS, RunConfig
+from bench.errors import UserError
+from bench.jobs import JobSpec, JobState
+from bench.loop import start_state
+from bench.store import CONFIG, CYCLES, RunStore
+from strategies import STRATEGIES
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def config_differences(stored: dict[str, Any], config: RunConfig) -> list[str]:
+    """Fields that decide the numbers and differ between a folder's config.json and this run."""
+    now = json.loads(json.dumps(config.result_defining(), default=str))
+    common = set(stored.get("strategy_params", {})) & set(now["strategy_params"])
+    stored_protocol = stored.get("protocol", {})  # an optional field a folder predates is at its default
+    stored_protocol = {**OPTIONAL_FIELDS, **stored_protocol} if isinstance(stored_protocol, dict) else stored_protocol
+    old = _flatten({"protocol": stored_protocol, "dataset_fingerprint": stored.get("dataset_fingerprint"),
+                    "model_fingerprint": stored.get("model_fingerprint") or {},
+                    "strategy_params": {k: v for k, v in stored.get("strategy_params", {}).items() if k in common}})
+    new = _flatten({"protocol": now["protocol"], "dataset_fingerprint": now["dataset_fingerprint"],
+                    "model_fingerprint": now["model_fingerprint"],
+                    "strategy_params": {k: v for k, v in now["strategy_params"].items() if k in common}})
+    shown = {k: k.encode("unicode_escape").decode() for k in set(old) | set(new)}  # a hand-edited key stays one line
+    return [f"{shown[k]} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(shown) if old.get(k) != new.get(k)]
+
+
+def pending_work(specs: list[JobSpec], store: RunStore, n_pool: int) -> tuple[list[tuple[JobSpec, JobState]], dict]:
+    """What is left to run: each unfinished job from its checkpoint (or its start), finished jobs skipped.
+    A checkpoint of another configuration (or of none) restarts its job."""
+    ready, done = [], {}
+    for spec in specs:
+        cycles = store.done_cycles(spec.strategy, spec.seed)
+        if cycles >= set(range(spec.protocol.cycles)):
+            store.remove_checkpoint(spec.strategy, spec.seed)
+            done[spec.key] = spec.protocol.cycles
+            continue
+        state = store.load_checkpoint(spec.strategy, spec.seed)
+        if (state is None or state.config_hash != spec.config_hash or not cycles >= set(range(state.cycle))
+                or state.cycle >= spec.protocol.cycles):
+            state = start_state(spec, n_pool)
+        store.drop_from(spec.strategy, spec.seed, state.cycle)  # rows written after the checkpoint are redone
+        done[spec.key] = state.cycle
+        ready.append((spec, state))
+    return ready, done
+
+
+def _stored_shape_error(stored: dict[str, Any]) -> str | None:
+    """What is wrong with a hand-edited config.json's shape, or None."""
+    checks = {
+        "protocol": lambda v: isinstance(v, dict),
+        "strategies": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+        "seeds": lambda v: isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v),
+        "strategy_params": lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
+    }
+    bad = [key for key, ok in checks.items() if key not in stored or not ok(stored[key])]
+    return f"its {', '.join(bad)} {'is' if len(bad) == 1 else 'are'} missing or of the wrong type" if bad else None
+
+
+def widen(config: RunConfig, stored: dict[str, Any], folder: Path) -> RunConfig:
+    """This run plus the folder's stored jobs: stored strategies keep their stored parameters; a command that
+    contradicts them, or the stored protocol, is refused with the differing fields named."""
+    problem = _stored_shape_error(stored)
+    if problem:
+        raise UserError(f"{folder / CONFIG} is not a configuration this harness wrote ({problem}): move the folder's "
+                        "results away, or use --name for a new folder.")
+    differences = config_differences(stored, config)
+    if differences:
+        raise UserError(f"{folder} holds results of another configuration ({'; '.join(differences)}): "
+                        "use --name for a new folder, or --force to move the old results aside.")
+    strategies = tuple(dict.fromkeys([*stored["strategies"], *config.strategies]))
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise UserError(f"{folder} holds results of strategy {unknown[0]!r}, which is not registered: pass the "
+                        "--strategy-file that defines it again, or use --name for a new folder.")
+    kept = {s: stored["strategy_params"][s] for s in strategies if s not in config.strategies
+            and s in stored["strategy_params"]}
+    return dataclasses.replace(config, strategies=strategies, strategy_params={**kept, **config.strategy_params},
+                               seeds=tuple(sorted(set(stored["seeds"]) | set(config.seeds))))
+
+
+def check_identity(store: RunStore, config: RunConfig) -> None:
+    """Every stored row must carry its job's identity under this configuration (protocol, dataset content,
+    strategy parameters): a folder is never extended under another configuration."""
+    rows = store.cycles()
+    if rows.empty:
+        return
+    if "config_hash" not in rows.columns:
+        raise UserError(f"{store.folder / CYCLES} has no config_hash column, so its rows' configuration is unknown: "
+                        "use --name for a new folder, or --force to move the old results aside.")
+    expected = rows["strategy"].map({s: config.job_hash(s) for s in config.strategies})
+    wrong = rows[rows["config_hash"].astype(str) != expected]
+    if wrong.empty:
+        return
+    first = wrong.iloc[0]
+    known = first["strategy"] in config.strategies
+    why = (f"{first['strategy']}/seed{first['seed']} cycle {first['cycle']} was computed under configuration "
+           f"{first['config_hash']}, this run is {expected[wrong.index[0]]}" if known else
+           f"it holds rows of strategy {first['strategy']!r}, whose parameters are unknown without its config.json")
+    raise UserError(f"{store.folder} holds {len(wrong)} row(s) of another configuration ({why}; the protocol, "
+                    "the dataset's content or a strategy's parameters differ): use --name for a new folder, or "
+                    "--force to move the old results aside.")
+
+
+def open_store(config: RunConfig, on_existing: str) -> tuple[RunStore, RunConfig, bool]:
+    """The folder's store (resuming what it holds) and the run's config widened to the stored jobs; refuses
+    a folder whose configuration or rows are of another configuration."""
+    if on_existing == "force":
+        aside = RunStore.move_results_aside(config.out)
+        if aside is not None:
+            print(f"moved     the previous results to {aside}")
+    elif on_existing == "fresh":
+        RunStore.delete_results(config.out)
+    store = RunStore(config.out)
+    stored = store.read_config()
+    if stored is not None:
+        config = widen(config, stored, config.out)
+    check_identity(store, config)
+    return store, config, stored is not None or not store.cycles().empty
+
+
+
+
+def folder_line(store: RunStore, asked: RunConfig, specs: list[JobSpec], ready: list) -> str:
+    """What a resumed folder holds and what this run adds, in one line."""
+    rows = store.cycles()
+    held = sorted(set(rows["strategy"])) if not rows.empty else []
+    seeds = sorted(set(int(s) for s in rows["seed"])) if not rows.empty else []
+    holds = (f"{', '.join(held)} (seeds {_span(seeds)})" if held else "no finished cycle")
+    others = sorted(set(held) - set(asked.strategies))
+    report = f"; the report covers {', '.join(held)} and what this run adds" if others else ""
+    return (f"resume    {len(specs) - len(ready)} of {len(specs)} jobs already finished in {store.folder}, which "
+            f"holds {holds}; this run asks {', '.join(asked.strategies)} for seeds {_span(list(asked.seeds))} and "
+            f"runs {len(ready)} job{'s' if len(ready) != 1 else ''}, no others{report}")
+
+
+def _span(seeds: list[int]) -> str:
+    """'0-4' for a run of consecutive seeds, else the list."""
+    if seeds and seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
