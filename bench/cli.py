@@ -182,7 +182,7 @@ def confirm_fresh(folder: Path) -> None:
 
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from bench.rounds import run_in_rounds  # the harness, now that there is a run to make
+    from bench.rounds import check_rounds, run_in_rounds  # the harness, now that there is a run to make
     from bench.run import (
         RunOptions,
         build_config,
@@ -215,6 +215,8 @@ def run(argv: list[str]) -> int:
                          on_existing="force" if args.force else "fresh" if args.fresh else "resume",
                          command=tuple(argv), margin=args.margin / 100, max_seeds=args.max_seeds if auto else None)
     check_options(options)
+    if auto:
+        check_rounds(config)
     if args.dry_run:
         print(dry_run(config, options))
         return 0

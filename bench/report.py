@@ -292,7 +292,9 @@ def header_lines(result: Analysis, runs: list[str], source: str, unit: str = "da
         f"# Active-learning benchmark report: {', '.join(runs)}",
         "",
         f"Computed from {source} ({_count(len(cycles), 'row')}: {shape}{left_out}). Baseline: "
-        f"`{result.baseline}`. Comparisons pair strategies by seed (same seed = same initial labeled set and "
+        f"`{result.baseline}`" + ("" if result.baseline in set(cycles["strategy"]) else " (not in these results: "
+                                   "every pair of strategies is compared)") +
+        ". Comparisons pair strategies by seed (same seed = same initial labeled set and "
         "weights). The primary endpoint is the AULC: each verdict is better, worse, equivalent within "
         f"±{_margin_text(result.margin)}, or undecided, read from an interval that carries the family's "
         f"correction (one family over every strategy{per_setting} compared). Per-budget tests are a secondary, "

@@ -13,6 +13,7 @@ from typing import Any
 
 from bench import stats, verdicts
 from bench.config import RunConfig
+from bench.errors import UserError
 from bench.run import RunOptions, RunResult, finish, resolve_baseline, run_jobs
 from bench.store import FolderLock, RunStore
 
@@ -40,8 +41,17 @@ def analysis_record(options: RunOptions, plan: verdicts.SequentialPlan, history:
                            "stopped": verdicts.stop_reason(history, plan)}}
 
 
+def check_rounds(config: RunConfig) -> None:
+    """--seeds auto needs a comparison to decide: with one strategy the rounds would run to --max-seeds."""
+    if len(config.strategies) < 2:
+        raise UserError(f"--seeds auto runs seeds until every comparison is decided, and {config.strategies[0]!r} "
+                        "alone makes none: name two strategies or more (random to compare against random sampling), "
+                        "or give --seeds N.")
+
+
 def run_in_rounds(config: RunConfig, options: RunOptions) -> RunResult:
     """Run --seeds auto: each round the undecided comparisons' strategies at the next look's seeds."""
+    check_rounds(config)
     plan = plan_for(config, options)
     print(f"rounds    --seeds auto: looks at {', '.join(map(str, plan.looks))} seeds; {verdicts.SEQUENTIAL_METHOD}, "
           f"nominal level {plan.nominal:.4f} per look over {plan.comparisons} comparison(s)", flush=True)

@@ -81,6 +81,8 @@ CASES = [
          "--train-mode frozen trains its linear head with any batch size"),
     Case("seeds-auto-with-too-few-max-seeds", ("--seeds", "auto", "--max-seeds", "2"),
          "--max-seeds must be at least 3 for --seeds auto", "Got 2 instead"),
+    Case("seeds-auto-with-one-strategy", ("--strategies", "random", "--seeds", "auto"),
+         "'random' alone makes none", "or give --seeds N"),
     Case("huge-image-size", ("--image-size", "100000"), "must be at most 4096 pixels",
          "needs more memory than a machine has"),
     Case("zero-margin", ("--margin", "0"), "expected a positive number of AULC points", "see --help"),
