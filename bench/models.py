@@ -24,7 +24,7 @@ class Backbone(nn.Module):
 
     stage_channels: list[int]  # channels of each stage's output, in order
     embedding_dim: int
-    classifier: nn.Linear  # embedding -> logits (BALD samples dropout in front of it)
+    classifier: nn.Linear  # embedding -> logits, run in fp32 (BALD trains a dropout head of its own instead)
 
     stem: nn.Module  # input -> first stage's input
     stages: nn.ModuleList
