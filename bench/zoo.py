@@ -114,7 +114,8 @@ _PLANS: dict[tuple, Plan] = {}  # per process: tracing a large model takes a sec
 class AdaptedBackbone(Backbone):
     """An nn.Module whose forward returns logits, as a Backbone: the graph up to its last nn.Linear's input gives
     the embedding and the stage maps; that Linear, in fp32, gives the logits (strategies rank them: full
-    precision, as every Backbone's head). State-dict names: `body.` + the module's own names, and `classifier.weight/bias`."""
+    precision, as every Backbone's head). State-dict names: `body.` + the module's own names, and
+    `classifier.weight/bias`."""
 
     def __init__(self, module: nn.Module, name: str, in_channels: int, input_size: tuple[int, int],
                  repeat: int = 0) -> None:
