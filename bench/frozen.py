@@ -32,7 +32,7 @@ from torch import nn
 from bench.config import Protocol
 from bench.data import ImageData
 from bench.models import AuxHead, Backbone, ModelOutput
-from bench.seeding import derive_seed
+from bench.seeding import derive_seed, seeded_globals
 from bench.store import atomic_write
 from bench.trainer import DeviceData, FitResult, Trainer, TrainingDiverged
 from bench.zoo import build_model, load_weights, read_weights
@@ -284,8 +284,7 @@ class LinearHead(Backbone):
 def initial_head(seed: int, embedding_dim: int, n_classes: int) -> LinearHead:
     """The seed's initial head: nn.Linear's own initialisation drawn under derive_seed(seed, "init-weights"), the
     stream a fine-tuned model's initialisation uses (global RNG state is restored)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, "init-weights"))
+    with seeded_globals(seed, "init-weights"):
         return LinearHead(embedding_dim, n_classes)
 
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.registry import Registry
+from bench.seeding import globals_seeded_with
 
 
 class ModelOutput(NamedTuple):
@@ -63,8 +64,7 @@ def create_model(name: str, in_channels: int, n_classes: int, generator_seed: in
     """Build a registered model whose initial weights depend only on generator_seed (global RNG state is
     restored). bench.zoo.build_model builds any model a run can name: torchvision's, adapted modules too."""
     factory = MODELS.get(name)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(generator_seed)
+    with globals_seeded_with(generator_seed):
         return factory(in_channels, n_classes)
 
 

@@ -110,8 +110,13 @@ def _user_helper(module: object) -> Path | None:
     return resolved
 
 
-def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's content, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def import_user_file(path: Path, registry: Registry, none_added: str) -> list[str]:
@@ -154,5 +159,5 @@ def import_user_file(path: Path, registry: Registry, none_added: str) -> list[st
              for v in list(module.__dict__.values())]
     helpers = {h for m in used if m is not None and m is not module and (h := _user_helper(m))} - {path.resolve()}
     IMPORTED_CODE[str(path.resolve())] = {str(path.resolve()): hashlib.sha256(source).hexdigest(),
-                                          **{str(h): _sha256_file(h) for h in sorted(helpers)}}
+                                          **{str(h): file_sha256(h) for h in sorted(helpers)}}
     return added

@@ -267,11 +267,6 @@ class DaskPool:
 CPU_THREADS_PER_WORKER = 1
 
 
-def machine_cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def make_pool(backend: str, devices: list[str], jobs: int, jobs_per_device: int, address: str | None):
     """The pool for this run, and the torch thread count each worker should use (None: leave as is)."""
     if backend == "dask":

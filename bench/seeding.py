@@ -27,15 +27,20 @@ def torch_generator(seed: int, *purpose: object, device: torch.device | str = "c
     return generator
 
 
-@contextlib.contextmanager
-def seeded_globals(seed: int, *purpose: object, device: torch.device | str = "cpu") -> Iterator[None]:
+def seeded_globals(seed: int, *purpose: object, device: torch.device | str = "cpu",
+                   ) -> contextlib.AbstractContextManager:
     """Seed torch's, numpy's and Python's global generators from (seed, purpose) for the block, and restore them
     after it. Code we do not own draws from them: torchvision's dropout and stochastic depth, a user's model or
     strategy file. Seeded per phase, those draws depend on neither the jobs that ran before in the process nor
     on which other strategies run beside: a dropout model stays paired and reproducible."""
+    return globals_seeded_with(derive_seed(seed, *purpose), device)
+
+
+@contextlib.contextmanager
+def globals_seeded_with(value: int, device: torch.device | str = "cpu") -> Iterator[None]:
+    """seeded_globals for a seed already derived (a model's initialisation seed)."""
     device = torch.device(device)
     cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    value = derive_seed(seed, *purpose)
     numpy_state, python_state = np.random.get_state(), random.getstate()
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(value)  # the CPU generator and every CUDA device's

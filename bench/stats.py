@@ -200,14 +200,19 @@ def paired_test(a: ArrayLike, b: ArrayLike) -> PairedTest:
 
 
 def _t_test_p(a: np.ndarray, b: np.ndarray) -> tuple[float, str]:
-    diff = a - b  # [n_pairs]
+    return paired_t_p(a - b)
+
+
+def paired_t_p(diff: np.ndarray) -> tuple[float, str]:
+    """The two-sided paired t-test's p of differences [n_pairs], with paired_test's monotone rule for equal ones,
+    and why it is NaN or not a t-test p ("" otherwise)."""
     if diff.size < 2:
         return math.nan, "fewer than 2 paired seeds"
     if np.ptp(diff) <= EQUAL_ATOL:
         if abs(diff[0]) <= EQUAL_ATOL:
             return 1.0, "all differences zero: p set to 1"
         return 0.0, "all differences equal and nonzero: t infinite, p set to 0"
-    return float(stats.ttest_rel(a, b).pvalue), ""
+    return float(stats.ttest_1samp(diff, 0.0).pvalue), ""
 
 
 def _wilcoxon_p(a: np.ndarray, b: np.ndarray) -> tuple[float, str]:

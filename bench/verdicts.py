@@ -35,7 +35,7 @@ import pandas as pd
 from scipy import stats as sp
 
 from bench.config import FIRST_LOOK, MARGIN, MAX_SEEDS_AUTO
-from bench.stats import ALPHA, EQUAL_ATOL, POWER, holm, seeds_needed
+from bench.stats import ALPHA, EQUAL_ATOL, POWER, holm, paired_t_p, seeds_needed
 
 BETTER, WORSE, EQUIVALENT, UNDECIDED = "better", "worse", "equivalent", "undecided"
 PRIMARY, ALL_PAIRS = "primary", "all pairs"
@@ -116,21 +116,13 @@ def tost_p(diff: np.ndarray, margin: float) -> float:
     return float(max(above, below))
 
 
-def _t_p(diff: np.ndarray) -> float:
-    if np.ptp(diff) <= EQUAL_ATOL:  # bench.stats' rule: equal differences are p 0, all zero p 1
-        return 1.0 if abs(diff[0]) <= EQUAL_ATOL else 0.0
-    return float(sp.ttest_1samp(diff, 0.0).pvalue)
-
-
-def paired_differences(aulc_seeds: pd.DataFrame, a: str, b: str, max_seed: int | None = None) -> np.ndarray:
-    """AULC of a minus b on the seeds both have complete curves for (seeds below max_seed only, if given)."""
+def paired_differences(aulc_seeds: pd.DataFrame, a: str, b: str) -> pd.Series:
+    """AULC of a minus b, indexed by the seeds both have complete curves for (in seed order)."""
     complete = aulc_seeds[aulc_seeds["complete"].astype(bool)]
-    if max_seed is not None:
-        complete = complete[complete["seed"] < max_seed]
     mine = complete[complete["strategy"] == a].set_index("seed")["aulc"]
     theirs = complete[complete["strategy"] == b].set_index("seed")["aulc"]
     common = mine.index.intersection(theirs.index).sort_values()
-    return (mine.loc[common] - theirs.loc[common]).to_numpy(float)  # [n_pairs]
+    return mine.loc[common] - theirs.loc[common]  # [n_pairs]
 
 
 def fixed_verdicts(aulc_seeds: pd.DataFrame, pairs: dict[str, list[tuple[str, str]]], family: str,
@@ -141,12 +133,12 @@ def fixed_verdicts(aulc_seeds: pd.DataFrame, pairs: dict[str, list[tuple[str, st
     for dataset, members in pairs.items():
         per_dataset = aulc_seeds[aulc_seeds["dataset"] == dataset]
         for a, b in members:
-            diff = paired_differences(per_dataset, a, b)
+            diff = paired_differences(per_dataset, a, b).to_numpy(float)
             n = diff.size
             rows.append({"dataset": dataset, "family": family, "strategy": a, "other": b, "n_pairs": n,
                          "mean_diff": float(diff.mean()) if n else math.nan,
                          "sd_diff": float(diff.std(ddof=1)) if n > 1 else math.nan,
-                         "t_p": _t_p(diff) if n > 1 else math.nan, "tost_p": tost_p(diff, margin),
+                         "t_p": paired_t_p(diff)[0], "tost_p": tost_p(diff, margin),
                          "look": math.nan, "note": "" if n > 1 else "fewer than 2 paired seeds with complete curves"})
     frame = pd.DataFrame(rows, columns=[c for c in VERDICT_COLUMNS if c not in
                                         ("p_holm", "level", "ci_low", "ci_high", "verdict", "seeds_needed")])
@@ -281,15 +273,9 @@ def sequential_verdicts(aulc_seeds: pd.DataFrame, pairs: dict[str, list[tuple[st
 
 def _leading_differences(aulc_seeds: pd.DataFrame, a: str, b: str) -> np.ndarray:
     """a minus b on seeds 0, 1, 2, ... up to the first seed either lacks: a look at n seeds means seeds 0..n-1."""
-    complete = aulc_seeds[aulc_seeds["complete"].astype(bool)]
-    mine = complete[complete["strategy"] == a].set_index("seed")["aulc"]
-    theirs = complete[complete["strategy"] == b].set_index("seed")["aulc"]
-    values = []
-    for seed in itertools.count():
-        if seed not in mine.index or seed not in theirs.index:
-            return np.asarray(values, dtype=float)
-        values.append(float(mine[seed] - theirs[seed]))
-    raise AssertionError("unreachable")
+    diff = paired_differences(aulc_seeds, a, b)
+    leading = int((diff.index.to_numpy() == np.arange(diff.size)).cumprod().sum())
+    return diff.to_numpy(float)[:leading]
 
 
 def stop_reason(history: list[dict], plan: SequentialPlan) -> str:

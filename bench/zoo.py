@@ -12,7 +12,6 @@ child of a top-level one that spans several resolutions, such as torchvision's `
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import pickle
 from collections.abc import Sequence
@@ -25,7 +24,8 @@ from torch import nn
 
 from bench.errors import UserError
 from bench.models import MODELS, Backbone, Factory, ModelOutput, full_precision
-from bench.registry import code_digest, import_user_file, unknown_name
+from bench.registry import code_digest, file_sha256, import_user_file, unknown_name
+from bench.seeding import globals_seeded_with
 
 TORCHVISION = "torchvision:"
 NATIVE_SIZE = (224, 224)  # torchvision's ImageNet input: the probe size when the caller gives none
@@ -75,8 +75,7 @@ def build_model(name: str, in_channels: int, n_classes: int, generator_seed: int
     as its factory builds it, or any other nn.Module adapted (input_size: the [H, W] it will be fed, which
     decides its stages; default torchvision's native 224 x 224)."""
     factory = model_factory(name)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(generator_seed)
+    with globals_seeded_with(generator_seed):
         try:
             module = factory(in_channels, n_classes)
         except UserError:
@@ -342,14 +341,6 @@ def _check_finite(model: nn.Module, what: str, fix: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- weights
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 _STATE: dict[tuple[str, str], dict[str, torch.Tensor]] = {}  # per process: (path, sha256) -> the state dict
