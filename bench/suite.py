@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.analysis import analyse, load_cycles
 from bench.errors import UserError
-from bench.report import analyse, header_lines, headline, load_cycles, markdown_table, write_files
+from bench.report import header_lines, headline, write_files
 from bench.store import CONFIG, CYCLES, RunStore, atomic_write_folder, write_json
+from bench.tables import markdown_table
 
 MARKER = "suite.json"  # names the folders of a suite report; only a folder holding it is ever replaced
 

@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from bench import verdicts
-from bench.report import markdown_table
+from bench.tables import markdown_table
 
 FIXED_GRID = range(3, 201)
 
