@@ -23,19 +23,21 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.config import Protocol
+from bench.config import Protocol, RunConfig
 from bench.data import ImageData
 from bench.models import AuxHead, Backbone, ModelOutput
 from bench.seeding import derive_seed, seeded_globals
-from bench.store import atomic_write
+from bench.store import EMBEDDINGS, atomic_write
 from bench.trainer import DeviceData, FitResult, Trainer, TrainingDiverged
-from bench.zoo import build_model, load_weights, read_weights
+from bench.weights import load_weights, read_weights
+from bench.zoo import build_model
 
 BACKBONE_SEED = derive_seed(0, "frozen-backbone")  # the backbone's initialisation: one for every run seed
 METHOD = "eval-mode fp32, no augmentation"  # how the embeddings are computed (part of the cache key)
@@ -181,6 +183,35 @@ def cached_embeddings(path: Path, key: str, data: ImageData, protocol: Protocol,
     embeddings = compute_embeddings(data, protocol, device, weights, weights_sha256)
     write_embeddings(path, key, embeddings)
     return embeddings, f"{why} in {time.perf_counter() - start:.1f} s, saved to {path}"
+
+
+# ---------------------------------------------------------------------------------------------- a run's embeddings
+
+
+def embeddings_file(config: RunConfig) -> Path:
+    """Frozen mode: the folder's cache file of the fixed backbone's embeddings (named by what decides them)."""
+    p = config.protocol
+    key = embeddings_key(p.model, config.model_fingerprint, p.image_size, config.dataset_fingerprint)
+    return config.out / EMBEDDINGS / f"{key}.npz"
+
+
+def frozen_payload(config: RunConfig) -> dict[str, Any]:
+    """What config.json records of a frozen-feature run's backbone and embeddings."""
+    return {"backbone_seed": BACKBONE_SEED, "backbone_seed_purpose": "derive_seed(0, 'frozen-backbone')",
+            "embeddings": str(embeddings_file(config).relative_to(config.out)), "method": METHOD,
+            "head": "nn.Linear(embedding_dim, n_classes)"}
+
+
+def prepare_embeddings(config: RunConfig, data: ImageData, device: str) -> tuple[Path, str] | None:
+    """Frozen mode: the run's embeddings, read from the folder's cache or computed once here (the workers read
+    the file); the file and the sha256 of its content. None in finetune mode."""
+    if config.protocol.train_mode != "frozen":
+        return None
+    path = embeddings_file(config)
+    found, note = cached_embeddings(path, path.stem, data, config.protocol, torch.device(device),
+                                    config.weights, config.model_fingerprint.get("weights"))
+    print(f"embedding {found.train.shape[1]} dimensions, {note}", flush=True)
+    return path, found.sha256
 
 
 # ---------------------------------------------------------------------------------------------- training the head

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -96,9 +97,9 @@ def test_auto_packing_measures_one_training_step_and_applies_the_rule(fake_cuda_
 
 
 def test_auto_on_a_cuda_device_measures_the_runs_model_at_its_batch_and_records_the_choice(monkeypatch):
-    from bench import run
+    from bench import packing, run
     from bench.data import load_dataset
-    from bench.packing import Packing
+    from bench.packing import Packing, device_data_bytes
 
     seen = {}
 
@@ -107,15 +108,32 @@ def test_auto_on_a_cuda_device_measures_the_runs_model_at_its_batch_and_records_
                     data_mib=data_mib, devices=devices)
         return Packing(3, 824.0, 3000.0, "memory")
 
-    monkeypatch.setattr(run, "auto_packing", measured)
+    monkeypatch.setattr(packing, "auto_packing", measured)
     config = run.build_config("quick", ["random"], seeds=1, devices="cpu", protocol={"image_size": 16})
     data = load_dataset("digits")
     done = run.execution(run.RunOptions(jobs_per_device="auto"), config, data, ["cuda:0", "cuda:1"])
     assert done == {"jobs_per_device": 3, "compile": False,
                     "packing": {"jobs_per_device": 3, "job_mib": 824.0, "free_mib": 3000.0, "limit": "memory"}}
-    pixels = data.x_train.numel() + data.x_test.numel()
     assert seen == {"device": "cuda:0", "model": "SmallCNN", "batch_shape": (config.protocol.batch_size, 1, 16, 16),
-                    "n_classes": 10, "data_mib": pytest.approx(pixels / MIB * 1.3), "devices": 2}
+                    "n_classes": 10, "data_mib": device_data_bytes(data, config.protocol) / MIB, "devices": 2}
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_the_data_a_job_keeps_on_its_device_is_counted_to_the_byte(tiny_npz, augment):
+    """The packing rule's dataset term against the tensors the trainer really puts on the device: the training
+    images padded for random crops (when augmenting), the test images as stored, labels and normalisation."""
+    from bench.config import preset_protocol
+    from bench.data import load_dataset
+    from bench.packing import device_data_bytes
+    from bench.trainer import DeviceData
+
+    data = load_dataset(f"npz:{tiny_npz}")
+    protocol = preset_protocol("quick", augment=augment)
+    held = DeviceData.from_images(data, torch.device("cpu"), protocol.augment)
+    assert (held.pad > 0) == augment  # the padded case is exercised: padding changes the count
+    tensors = [getattr(held, f.name) for f in dataclasses.fields(held)]
+    on_device = sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+    assert device_data_bytes(data, protocol) == on_device
 
 
 def test_a_broken_cxx_compiler_on_path_is_found_before_any_work(tmp_path, monkeypatch):
