@@ -27,7 +27,6 @@ import concurrent.futures as cf
 import contextlib
 import dataclasses
 import io
-import json
 import math
 import multiprocessing
 import os
@@ -36,10 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -47,22 +44,30 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
-from rich.console import Console
-from rich.table import Table
 from torch import nn
-from torchvision import transforms
 
 from bench import provenance
 from bench.config import Protocol, preset_protocol
 from bench.data import CIFAR_MEAN, CIFAR_STD, ImageData, from_arrays, load_dataset
 from bench.errors import UserError
 from bench.jobs import JobSpec
-from bench.loop import gather_inputs, initial_model, make_aux, pool_order, run_cycle, start_state
+from bench.loop import gather_inputs, make_aux, pool_order, run_cycle, start_state
 from bench.models import Backbone, create_model
 from bench.run import RunOptions, build_config, run_benchmark
 from bench.trainer import DeviceData, Trainer, compile_works, cpu_has_bf16, crop_flip, resolve_precision
+from benchmarks.reference import bare_steps, forward_passes, loader_batches, pil_images, reference_cycle
+from benchmarks.timing import (
+    Row,
+    alternate,
+    compared,
+    in_fresh_process,
+    load_average,
+    print_table,
+    run_measurements,
+    timed,
+    vm_hwm_mib,
+    write_results,
+)
 from strategies import PoolInputs, create_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,121 +145,11 @@ class Context:
     images: ImageData  # CIFAR-10-shaped: the --cifar slice, or random pixels of its shape
 
 
-# ---------------------------------------------------------------------------------------------- timing
-
-
-def sync(device: torch.device) -> None:
-    """Wait for queued GPU work, so that a timer measures it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn: Callable[[], Any], device: torch.device) -> float:
-    """Wall seconds of fn(), including the device work it queued."""
-    sync(device)
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - start
-
-
-@dataclass
-class Comparison:
-    """Seconds of each measured repetition of the harness and of its baseline, each doing `work` units."""
-
-    harness: list[float]
-    baseline: list[float]
-    work: float  # units per repetition (images, jobs, cycles)
-    unit: str  # what a unit is, for the rates
-
-    @property
-    def ratios(self) -> list[float]:
-        """Per pair: time(baseline) / time(harness), the harness's throughput over the baseline's."""
-        return [b / h for h, b in zip(self.harness, self.baseline, strict=True)]
-
-    @property
-    def ratio(self) -> float:
-        return statistics.median(self.ratios)
-
-    @property
-    def best_ratio(self) -> float:
-        """Fastest baseline over fastest harness repetition: each at its least disturbed."""
-        return min(self.baseline) / min(self.harness)
-
-    def rate(self, seconds: list[float]) -> float:
-        """Units per second at the fastest repetition."""
-        return self.work / min(seconds)
-
-    def figure(self, seconds: list[float]) -> str:
-        if self.unit == "cycle":  # one unit: its seconds read better than a rate below 1
-            return f"{min(seconds):.1f} s"
-        return f"{self.rate(seconds):,.{3 if self.unit == 'jobs' else 0}f} {self.unit}/s"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"seconds_harness": self.harness, "seconds_baseline": self.baseline, "work": self.work,
-                "unit": self.unit, "ratios": self.ratios, "harness_rate": self.rate(self.harness),
-                "baseline_rate": self.rate(self.baseline)}
-
-
-def alternate(run_harness: Callable[[], float], run_baseline: Callable[[], float], pairs: int, work: float,
-              unit: str, warm_harness: Callable[[], Any] | None = None,
-              warm_baseline: Callable[[], Any] | None = None) -> Comparison:
-    """Warm both up (by default with one unrecorded run each), then run harness, baseline, harness, ...
-    `pairs` times. The run_* callables return the seconds their work took."""
-    (warm_harness or run_harness)()
-    (warm_baseline or run_baseline)()
-    harness, baseline = [], []
-    for _ in range(pairs):
-        harness.append(run_harness())
-        baseline.append(run_baseline())
-    return Comparison(harness, baseline, work, unit)
-
-
-# ---------------------------------------------------------------------------------------------- rows
-
-
-@dataclass
-class Row:
-    """One line of the table and of the JSON."""
-
-    name: str  # the measurement (what --only selects)
-    what: str  # what is measured, against what, in words
-    harness: str  # the harness's figure, formatted
-    baseline: str  # the baseline's figure, formatted
-    ratio: float | None = None  # median over pairs of time(baseline) / time(harness)
-    best_ratio: float | None = None  # fastest baseline / fastest harness repetition
-    aim: float | None = None  # the ratio the harness should reach
-    passed: bool | None = None  # the verdict of a check that has no ratio
-    note: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-    load_before: list[float] = field(default_factory=list)  # /proc/loadavg: 1, 5, 15 minutes
-    load_after: list[float] = field(default_factory=list)
-
-    @property
-    def status(self) -> str:
-        if self.passed is not None:
-            return "ok" if self.passed else "FAILED"
-        if self.ratio is None or self.aim is None:
-            return "-"
-        return "met" if self.ratio >= self.aim else "missed"
-
-
-def compared(name: str, what: str, comparison: Comparison, aim: float | None, note: str = "",
-             **details: Any) -> Row:
-    """The row of a comparison: rates at the fastest repetitions, the ratios, every repetition's seconds."""
-    return Row(name, what, comparison.figure(comparison.harness), comparison.figure(comparison.baseline),
-               comparison.ratio, comparison.best_ratio, aim, note=note, details={**details, **comparison.as_dict()})
-
-
-def load_average() -> list[float]:
-    return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+# ---------------------------------------------------------------------------------------------- data and models
 
 
 def precision_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
-
-
-# ---------------------------------------------------------------------------------------------- data and models
 
 
 def cifar_images(path: Path | None) -> ImageData:
@@ -316,18 +211,6 @@ def measure_setup(ctx: Context) -> list[Row]:
 # ---------------------------------------------------------------------------------------------- trainer overhead
 
 
-def bare_steps(model: Backbone, batches: list[tuple[torch.Tensor, torch.Tensor]],
-               optimizer: torch.optim.Optimizer, autocast: Callable[[], Any]) -> None:
-    """Forward, backward and step on pre-made tensors: the floor any trainer pays."""
-    model.train()
-    for x, y in batches:
-        with autocast():
-            loss = F.cross_entropy(model(x).logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-
 def measure_trainer(ctx: Context) -> list[Row]:
     """Trainer.fit (gather, augment, normalise, whole epochs, schedule) against bare steps on pre-made
     batches: same model, precision and optimiser, equal images."""
@@ -358,50 +241,11 @@ def measure_trainer(ctx: Context) -> list[Row]:
 # ---------------------------------------------------------------------------------------------- input pipeline
 
 
-class PILImages(torch.utils.data.Dataset):
-    """Images served as torchvision's CIFAR10 serves them: one HWC uint8 array -> PIL image -> transform."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable) -> None:
-        self.images = images  # [N, H, W, C] uint8
-        self.labels = labels  # [N] int64
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
-
-
-def reference_transforms(data: ImageData, train: bool) -> Callable:
-    """The reference code's transforms: flip and crop with zero padding for training, then ToTensor and
-    Normalize."""
-    augment = [transforms.RandomHorizontalFlip(), transforms.RandomCrop(32, padding=data.pad)] if train else []
-    return transforms.Compose([*augment, transforms.ToTensor(), transforms.Normalize(data.mean, data.std)])
-
-
-def pil_images(data: ImageData, split: str, augment: bool) -> PILImages:
-    """The train or test split as the reference code reads it, with or without training augmentation."""
-    x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
-    hwc = np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy())  # [N, H, W, C], as PIL wants it
-    return PILImages(hwc, y.numpy(), reference_transforms(data, train=augment))
-
-
 def harness_batches(data: DeviceData, n: int, batch: int, generator: torch.Generator) -> None:
     """Gather n random training images in batches, crop, flip and normalise them, as Trainer.fit does."""
     order = torch.randperm(data.n_train, generator=generator, device=data.x_train.device)[:n]
     for first in range(0, n, batch):
         data.normalise(crop_flip(data.x_train[order[first:first + batch]], data.pad, data.flip, generator))
-
-
-def loader_batches(loader: torch.utils.data.DataLoader, n: int, device: torch.device) -> None:
-    """Pull n images through a DataLoader, to the device as a training loop would."""
-    seen = 0
-    for x, _ in loader:
-        x.to(device, non_blocking=True)
-        seen += x.shape[0]
-        if seen >= n:
-            return
 
 
 def measure_pipeline(ctx: Context) -> list[Row]:
@@ -444,69 +288,6 @@ def harness_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, phases: list[
                    "rest": seconds - r["train_seconds"] - r["eval_seconds"] - r["select_seconds"],
                    "test_acc": r["test_acc"]})
     return seconds
-
-
-def reference_candidates(order: np.ndarray, labeled: np.ndarray, m: int) -> np.ndarray:
-    """The reference code's candidates: the first m of its shuffled unlabeled list. Shuffled here in the
-    harness's pool order for the cycle, so that both loops score the same candidates."""
-    return order[~np.isin(order, labeled)][:m]
-
-
-def reference_picks(logits: torch.Tensor, budget: int) -> np.ndarray:
-    """The reference's entropy selection: positions of the `budget` most uncertain, by an argsort."""
-    probs = F.softmax(logits, dim=1)  # [n, C]
-    uncertainty = -(probs * torch.log(probs + 1e-12)).sum(dim=1)  # [n]
-    return np.argsort(uncertainty.numpy())[-budget:]
-
-
-def reference_cycle(spec: JobSpec, images: ImageData, device: torch.device, phases: list[dict[str, float]]) -> float:
-    """The same cycle as the reference LL4AL code and its tutorial write it: PIL transforms through
-    DataLoaders, fp32, NCHW, a fresh SGD + MultiStepLR stepped *before* each epoch, the test set at the end,
-    the candidates scored through a DataLoader, the most uncertain picked."""
-    p, pin = spec.protocol, device.type == "cuda"
-    labeled = start_state(spec, images.x_train.shape[0]).labeled
-    # the datasets exist before the clock starts, as torchvision's CIFAR10 holds its arrays from the start
-    train_set, pool_set = pil_images(images, "train", augment=True), pil_images(images, "train", augment=False)
-    test_set = pil_images(images, "test", augment=False)
-    start = time.perf_counter()
-    model = initial_model(spec, images.channels, images.n_classes).to(device)  # the harness's initial weights
-    sampler = torch.utils.data.SubsetRandomSampler(labeled.tolist(), generator=torch.Generator().manual_seed(0))
-    train_loader = torch.utils.data.DataLoader(train_set, batch_size=p.batch_size, sampler=sampler, pin_memory=pin)
-    optimizer = torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(p.milestones), gamma=p.gamma)
-    model.train()
-    with warnings.catch_warnings():  # PyTorch warns about the reference code's step order
-        warnings.simplefilter("ignore", UserWarning)
-        for _ in range(p.epochs):
-            scheduler.step()
-            for x, y in train_loader:
-                x, y = x.to(device), y.to(device)
-                optimizer.zero_grad()
-                loss = F.cross_entropy(model(x).logits, y, reduction="none")
-                (loss.sum() / loss.size(0)).backward()
-                optimizer.step()
-    sync(device)
-    trained = time.perf_counter()
-
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for x, y in torch.utils.data.DataLoader(test_set, batch_size=p.batch_size, pin_memory=pin):
-            correct += (model(x.to(device)).logits.argmax(1).cpu() == y).sum().item()
-    evaluated = time.perf_counter()
-
-    cand = reference_candidates(pool_order(spec.seed, 0, images.x_train.shape[0]), labeled, p.subset)
-    scoring = torch.utils.data.DataLoader(torch.utils.data.Subset(pool_set, cand.tolist()), batch_size=p.batch_size,
-                                          pin_memory=pin)
-    with torch.no_grad():
-        logits = torch.cat([model(x.to(device)).logits.cpu() for x, _ in scoring])  # [M, C]
-    scored = time.perf_counter()
-    picks = cand[reference_picks(logits, p.budget)]
-    done = time.perf_counter()
-    phases.append({"train": trained - start, "evaluate": evaluated - trained, "score": scored - evaluated,
-                   "select": done - scored, "score_select": done - evaluated, "rest": 0.0,
-                   "test_acc": correct / images.x_test.shape[0], "picked": int(picks.size)})
-    return done - start
 
 
 def phase_rates(spec: JobSpec, images: ImageData, phases: list[dict[str, float]]) -> dict[str, float]:
@@ -564,14 +345,6 @@ def phases_row(ours: list[dict[str, float]], ref: list[dict[str, float]]) -> Row
 
 
 # ---------------------------------------------------------------------------------------------- kernels
-
-
-def forward_passes(model: nn.Module, x: torch.Tensor, batch: int,
-                   autocast: Callable[[], Any] = contextlib.nullcontext) -> None:
-    """Forward passes over resident inputs in batches: what scoring and testing pay without a data path."""
-    with torch.inference_mode(), autocast():
-        for first in range(0, x.shape[0], batch):
-            model(x[first:first + batch])
 
 
 def measure_kernels(ctx: Context) -> list[Row]:
@@ -655,15 +428,6 @@ def selection_inputs(method: str, n: int, sizes: Sizes, n_centres: int, seed: in
     return inputs
 
 
-def vm_hwm_mib() -> float:
-    """This process's peak resident memory so far. VmHWM belongs to this address space alone, unlike
-    getrusage's ru_maxrss, which Linux carries across exec (a child would report a larger parent's peak)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024  # kB
-    raise RuntimeError("/proc/self/status has no VmHWM line: the memory figures need Linux")
-
-
 def tensor_mib(inputs: PoolInputs) -> float:
     tensors = (inputs.embeddings, inputs.labeled_embeddings, inputs.probs)
     return sum(t.numel() * t.element_size() for t in tensors if t is not None) / 2**20
@@ -685,12 +449,6 @@ def selection_child(method: str, n: int, sizes: Sizes) -> dict[str, float]:
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "extra_mib": vm_hwm_mib() - before, "input_mib": tensor_mib(inputs),
             "distinct_picks": int(np.unique(picks).size), "threads": torch.get_num_threads()}
-
-
-def in_fresh_process(fn: Callable[..., Any], *args: Any) -> Any:
-    """fn(*args) in a new interpreter (spawn, not fork): its VmHWM starts from nothing of this process."""
-    with cf.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
 
 
 def selection_setting(method: str, sizes: Sizes) -> str:
@@ -1021,47 +779,12 @@ MEASUREMENTS: dict[str, Callable[[Context], list[Row]]] = {
 }
 
 
-def run_measurements(names: list[str], ctx: Context) -> list[Row]:
-    """Each measurement in turn, its load average beside it; a failure becomes a FAILED row, so that one
-    broken measurement does not hide the others."""
-    rows: list[Row] = []
-    for name in names:
-        start, load_before = time.perf_counter(), load_average()
-        try:
-            new = MEASUREMENTS[name](ctx)
-        except Exception as err:
-            new = [Row(name, "failed", "-", "-", passed=False, note=f"{type(err).__name__}: {err}"[:160],
-                       details={"traceback": traceback.format_exc()})]
-        for row in new:
-            row.load_before = row.load_before or load_before
-            row.load_after = row.load_after or load_average()
-            row.details["measurement_seconds"] = time.perf_counter() - start
-        rows += new
-        print(f"done {name} in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    return rows
-
-
 def machine(device: torch.device) -> dict[str, Any]:
     return {"cpu": provenance.cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "device": str(device),
             "device_name": provenance.device_name(str(device)), "cpu_bf16": cpu_has_bf16(),
             "precision_auto": precision_name(resolve_precision("auto", device)),
             "git_commit": provenance.git_commit(ROOT)}
-
-
-def times(ratio: float | None) -> str:
-    return "-" if ratio is None else f"{ratio:.2f}x"
-
-
-def print_table(rows: list[Row], title: str) -> None:
-    table = Table(title=title, title_justify="left")
-    for column in ("measurement", "what", "harness", "baseline", "ratio", "best", "aim", "", "load 1-min", "note"):
-        table.add_column(column, justify="right" if column in ("harness", "baseline", "ratio", "best") else "left")
-    for r in rows:
-        load = f"{r.load_before[0]:.2f} -> {r.load_after[0]:.2f}"
-        table.add_row(r.name, r.what, r.harness, r.baseline, times(r.ratio), times(r.best_ratio),
-                      "-" if r.aim is None else f">= {r.aim:g}x", r.status, load, r.note)
-    Console(width=220).print(table)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -1089,7 +812,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --cifar: {err}", file=sys.stderr)
         return 2
     start, info = time.perf_counter(), machine(device)
-    rows = run_measurements(args.only or list(MEASUREMENTS), Context(device, SIZES[size], images))
+    rows = run_measurements(MEASUREMENTS, args.only or list(MEASUREMENTS), Context(device, SIZES[size], images))
     wall = time.perf_counter() - start
     print_table(rows, f"benchmarks.perf ({size}) on {info['device_name']}, torch {info['torch']}, {wall:.0f} s. "
                 "harness, baseline: fastest repetition; ratio: median over alternating pairs of "
@@ -1098,12 +821,9 @@ def main(argv: list[str] | None = None) -> int:
     if grid is not None:
         print(f"paper grid ({grid['jobs']} jobs, one at a time on {device}): {grid['hours_total']:,.1f} h "
               f"({grid['hours_per_job']:,.2f} h per job)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "machine": info, "size": size, "sizes": dataclasses.asdict(SIZES[size]), "data": images.name,
-        "wall_seconds": wall, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "paper_grid_projection": grid, "rows": [{**dataclasses.asdict(r), "status": r.status} for r in rows],
-    }, indent=2, default=str))
+    write_results(args.out, rows, machine=info, size=size, sizes=dataclasses.asdict(SIZES[size]), data=images.name,
+                  wall_seconds=wall, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  paper_grid_projection=grid)
     print(f"wrote {args.out}")
     return 0
 

@@ -16,6 +16,7 @@ from bench.data import from_arrays
 from bench.loop import candidates, initial_set, pool_order
 from bench.trainer import DeviceData
 from benchmarks import perf
+from benchmarks.reference import pil_images, reference_candidates, reference_picks
 from strategies import PoolInputs, create_strategy
 
 FAST_ROWS = ["setup", "trainer", "pipeline", "cycle", "kernels", "scoring"]  # seconds each at the tiny size
@@ -100,7 +101,7 @@ def test_packed_jobs_report_aggregate_and_per_job_rates():
 def test_the_reference_loop_scores_the_loops_candidates():
     order = pool_order(3, 2, 500)
     labeled = np.concatenate([initial_set(3, 500, 40), order[[5, 17, 200]]])
-    assert np.array_equal(perf.reference_candidates(order, labeled, 100), candidates(order, labeled, 100))
+    assert np.array_equal(reference_candidates(order, labeled, 100), candidates(order, labeled, 100))
 
 
 def test_the_reference_loop_picks_what_the_entropy_strategy_picks():
@@ -108,7 +109,7 @@ def test_the_reference_loop_picks_what_the_entropy_strategy_picks():
     inputs = PoolInputs(n=300, rng=np.random.default_rng(0), model=None, device=torch.device("cpu"),
                         logits=logits, probs=torch.softmax(logits.double(), dim=1))
     ours = create_strategy("entropy").select(inputs, 30)
-    assert set(perf.reference_picks(logits, 30).tolist()) == set(ours.tolist())
+    assert set(reference_picks(logits, 30).tolist()) == set(ours.tolist())
 
 
 def test_the_reference_pipeline_yields_the_harness_pixels_without_augmentation():
@@ -116,7 +117,7 @@ def test_the_reference_pipeline_yields_the_harness_pixels_without_augmentation()
     x = rng.integers(0, 256, (6, 3, 8, 8), dtype=np.uint8)
     y = np.arange(6) % 2
     images = from_arrays("t", x, y, x[:2], y[:2], mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3), pad=2, flip=True)
-    dataset = perf.pil_images(images, "train", augment=False)
+    dataset = pil_images(images, "train", augment=False)
     reference = torch.stack([dataset[i][0] for i in range(6)])
     ours = DeviceData.from_images(images, torch.device("cpu")).normalise(images.x_train)
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-5)
