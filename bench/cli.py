@@ -82,8 +82,8 @@ def _points(text: str) -> float:
     return value
 
 
-def _subset(text: str) -> int:
-    return 0 if text.lower() in ("all", "none", "0") else _positive(text)
+def _subset(text: str) -> int | None:
+    return None if text.lower() in ("all", "none", "0") else _positive(text)  # None: the whole pool
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--baseline", default="random", help="strategy the report compares against (default random)")
     add("--list-strategies", action="store_true", help="list the registered strategies and exit")
     add("--dry-run", action="store_true", help="print the resolved protocol and the jobs; run nothing")
+    for action in parser._actions:  # a protocol option not given stays absent from args: the preset's value holds
+        if action.dest in Protocol.__dataclass_fields__:
+            action.default = argparse.SUPPRESS
     return parser
 
 
@@ -199,8 +202,8 @@ def run(argv: list[str]) -> int:
     if args.list_strategies:
         print("\n".join(list_strategies()))
         return 0
-    given = {name: getattr(args, name, None) for name in Protocol.__dataclass_fields__}  # None: not given
-    protocol = {name: tuple(v) if isinstance(v, list) else v for name, v in given.items() if v is not None}
+    given = {name: getattr(args, name) for name in Protocol.__dataclass_fields__ if hasattr(args, name)}
+    protocol = {name: tuple(v) if isinstance(v, list) else v for name, v in given.items()}
     auto = args.seeds == "auto"
     if auto and args.max_seeds < 3:
         raise UserError(f"--max-seeds must be at least 3 for --seeds auto (a paired interval needs 3 seeds to "

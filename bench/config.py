@@ -245,11 +245,12 @@ def protocol_identity(protocol: Protocol) -> dict[str, Any]:
 
 
 def preset_protocol(preset: str, **overrides: Any) -> Protocol:
-    """The preset's protocol with explicit fields replaced (None means: keep the preset's value)."""
+    """The preset's protocol with the fields given replaced (each one given, None too: subset=None is the whole
+    pool)."""
     if preset not in PRESETS:
         raise UserError(f"Unknown preset {preset!r}: choose one of {', '.join(PRESETS)}.")
     fields = {**DEFAULT_PROTOCOL, **PRESETS[preset]["protocol"]}
-    fields.update({k: v for k, v in overrides.items() if v is not None})
+    fields.update(overrides)
     epochs = fields["epochs"]
     _positive_int("epochs", epochs)
     fields["milestones"] = tuple(resolve_epoch(m, epochs, "milestones") for m in fields["milestones"])

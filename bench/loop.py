@@ -24,7 +24,8 @@ from bench.jobs import CycleResult, JobSpec, JobState
 from bench.models import AuxHead, Backbone
 from bench.seeding import derive_seed, numpy_rng, seeded_globals, torch_generator
 from bench.trainer import Trainer
-from bench.zoo import build_model, load_weights, read_weights
+from bench.weights import load_weights, read_weights
+from bench.zoo import build_model
 from strategies import PoolInputs, Strategy, create_strategy
 from strategies.base import StrategyOutputError
 
@@ -61,19 +62,26 @@ def initial_model(spec: JobSpec, in_channels: int, n_classes: int,
 
 def make_aux(strategy: Strategy, model: Backbone, seed: int, protocol: Protocol,
              device: torch.device) -> AuxHead | None:
+    """The strategy's auxiliary head, initialised from (seed, strategy), on the device; None if it has none."""
     with seeded_globals(seed, "aux-init", strategy.name):
-        aux = strategy.aux_head(model, protocol)
-    return None if aux is None else aux.to(device)
+        aux_head = strategy.aux_head(model, protocol)
+    if aux_head is None and "aux_output" in strategy.needs:
+        raise StrategyOutputError(f"Strategy {strategy.name!r} needs 'aux_output' but its aux_head() returned None: "
+                                  "return the module whose output it scores by, or drop 'aux_output' from needs.")
+    return None if aux_head is None else aux_head.to(device)
 
 
-def gather_inputs(strategy: Strategy, trainer: Trainer, model: Backbone, aux: AuxHead | None,
+def gather_inputs(strategy: Strategy, trainer: Trainer, model: Backbone, aux_head: AuxHead | None,
                   cand: torch.Tensor, labeled: torch.Tensor, rng: np.random.Generator) -> PoolInputs:
-    """Compute once, in batched inference mode, what the strategy needs over the candidates."""
+    """Compute once, in batched inference mode, what the strategy needs over the candidates; what it does not
+    declare in `needs` stays None, so that a strategy reading an undeclared input fails in its own tests."""
     needs = strategy.needs
-    out = trainer.infer(model, cand, aux if "aux" in needs else None, features="features" in needs)
-    inputs = PoolInputs(n=cand.numel(), rng=rng, model=model, device=trainer.device,
-                        logits=out["logits"], embeddings=out["embeddings"],
-                        features=out.get("features"), aux=out.get("aux"), aux_head=aux)
+    out = trainer.infer(model, cand, aux_head if "aux_output" in needs else None,
+                        stage_features="stage_features" in needs)
+    inputs = PoolInputs(n=cand.numel(), rng=rng, model=model, device=trainer.device, aux_head=aux_head)
+    for name in ("logits", "embeddings", "stage_features", "aux_output"):
+        if name in needs:
+            setattr(inputs, name, out[name])
     if "probs" in needs:
         # float64: a confident prediction's top probability is 1 - 1e-9 or so, which float32 rounds to 1,
         # tying the margins and confidences of every confident candidate

@@ -51,7 +51,7 @@ def full_precision(x: torch.Tensor) -> torch.autocast:
     return torch.autocast(x.device.type, enabled=False)
 
 
-Factory = Callable[[int, int], nn.Module]  # (in_channels, n_classes) -> a Backbone, or a module bench.zoo adapts
+Factory = Callable[[int, int], nn.Module]  # (in_channels, n_classes) -> a Backbone, or a module bench.adapter adapts
 MODELS: Registry[Factory] = Registry("model")
 register_model = MODELS.register
 
@@ -154,5 +154,5 @@ class AuxHead(nn.Module):
         raise NotImplementedError
 
     def forward(self, out: ModelOutput) -> torch.Tensor:
-        """Per-sample output at inference, handed to the strategy as `PoolInputs.aux` ([B])."""
+        """Per-sample output at inference ([B]): the strategy's `PoolInputs.aux_output` when it needs "aux_output"."""
         raise NotImplementedError

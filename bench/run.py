@@ -23,14 +23,14 @@ from bench.data import DATASETS, ImageData, check_dataset, dataset_fingerprint, 
 from bench.errors import UserError
 from bench.folder import folder_line, open_store, pending_work
 from bench.jobs import JobSpec
-from bench.packing import auto_packing
+from bench.packing import jobs_per_device, resolve_devices
 from bench.progress import Progress
 from bench.registry import IMPORTED_CODE, code_digest, unknown_name
 from bench.scheduler import DataSource, Driver, Outcome, make_pool
-from bench.store import CYCLES, EMBEDDINGS, FAILURES, FolderLock, RunStore, check_writable
+from bench.store import CYCLES, FAILURES, FolderLock, RunStore, check_writable
 from bench.trainer import compile_works, resolve_precision
 from bench.verdicts import MARGIN, comparison_pairs
-from bench.zoo import build_model, check_model, check_setup, load_model_file, model_fingerprint
+from bench.zoo import check_model, check_setup, load_model_file, model_fingerprint
 from strategies import STRATEGIES, create_strategy, load_strategy_file
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -76,14 +76,11 @@ def build_config(preset: str = "quick", strategies: list[str] | None = None, see
                  name: str | None = None, out: Path | None = None, devices: str = "auto",
                  data_root: Path = Path("data"), download: bool = True, weights: Path | None = None,
                  model_files: tuple[Path, ...] | list[Path] = ()) -> RunConfig:
-    """A checked RunConfig: the preset's protocol with `protocol` fields replaced (None keeps the preset's),
+    """A checked RunConfig: the preset's protocol with the `protocol` fields given replaced (subset=None: the whole
+    pool),
     strategies by name or alias (None: every registered one), each strategy's parameters with its defaults
     recorded and its epoch parameters resolved to epochs; the model files imported, the weights file read."""
-    subset_all = (protocol or {}).get("subset") == 0  # 0: the whole pool
-    overrides = {k: v for k, v in (protocol or {}).items() if not (k == "subset" and v == 0)}
-    p = preset_protocol(preset, **overrides)
-    if subset_all:
-        p = dataclasses.replace(p, subset=None)
+    p = preset_protocol(preset, **(protocol or {}))
     p.validate()
     for path in model_files:
         load_model_file(path)
@@ -162,23 +159,6 @@ def resolve_baseline(name: str) -> str:
         raise UserError(f"--baseline: {err}") from None
 
 
-def resolve_devices(text: str) -> list[str]:
-    if text == "auto":
-        return ["cuda:0"] if torch.cuda.is_available() else ["cpu"]
-    devices = [("cuda:0" if d.strip() == "cuda" else d.strip()) for d in text.split(",") if d.strip()]
-    if not devices:
-        raise UserError(f"--devices {text!r} names no device: use auto, cpu or cuda:N[,cuda:M...].")
-    for d in devices:
-        if d == "cpu":
-            continue
-        if not d.startswith("cuda:") or not d[5:].isdigit():
-            raise unknown_name("device", d, ["auto", "cpu", "cuda:N[,cuda:M...]"])
-        if not torch.cuda.is_available() or int(d[5:]) >= torch.cuda.device_count():
-            have = torch.cuda.device_count() if torch.cuda.is_available() else 0
-            raise UserError(f"Device {d} is not available ({have} CUDA devices here): use --devices cpu or auto.")
-    return devices
-
-
 def check_options(options: RunOptions) -> None:
     if options.backend not in BACKENDS:
         raise unknown_name("backend", options.backend, BACKENDS)
@@ -191,24 +171,13 @@ def check_options(options: RunOptions) -> None:
 
 def execution(options: RunOptions, config: RunConfig, data: ImageData, devices: list[str]) -> dict[str, Any]:
     """How this run executes (recorded in config.json; none of it is part of a job's identity): the jobs per
-    device, resolved when "auto", and whether the model is compiled, after checking that compiling works."""
+    device, resolved when "auto" (bench.packing), and whether the model is compiled, after checking that compiling
+    works."""
     compiled = options.compile
     if compiled and (reason := compile_works(torch.device(devices[0]))) is not None:
         print(f"warning   --compile: torch.compile does not work here ({reason}); running uncompiled", file=sys.stderr)
         compiled = False
-    packing: dict[str, Any] = {}
-    k = options.jobs_per_device
-    if k == "auto":
-        k = 1
-        if devices[0].startswith("cuda"):
-            p = config.protocol
-            c, h, w = (int(v) for v in data.x_train.shape[1:])
-            side = (p.image_size, p.image_size) if p.image_size else (h, w)
-            model = build_model(p.model, c, data.n_classes, 0, side)
-            data_mib = (data.x_train.numel() + data.x_test.numel()) / 2**20 * 1.3  # uint8, padded for crops
-            found = auto_packing(devices[0], model, (p.batch_size, c, *side), data.n_classes, data_mib,
-                                 len(devices))
-            k, packing = found.jobs_per_device, dataclasses.asdict(found)
+    k, packing = jobs_per_device(options.jobs_per_device, config.protocol, data, devices)
     return {"jobs_per_device": k, "packing": packing, "compile": compiled}
 
 
@@ -252,7 +221,7 @@ def describe_run(config: RunConfig, data: ImageData | str, devices: list[str], m
         f"model     {p.model}" + (f", images resized to {p.image_size}x{p.image_size}" if p.image_size else "")
         + (f": {model_note}" if model_note else ""),
         f"protocol  preset {config.preset}: initial {p.initial}, budget {p.budget}, cycles {p.cycles} "
-        f"(labels {p.initial}..{p.labels_needed()}), subset {p.subset or 'whole pool'}",
+        f"(labels {p.initial}..{p.labels_needed()}), subset {'whole pool' if p.subset is None else p.subset}",
         f"training  {p.epochs} epochs, batch {p.batch_size}, SGD lr {p.lr} momentum {p.momentum} "
         f"weight decay {p.weight_decay}, milestones {list(p.milestones) or 'none'} (x{p.gamma}), "
         f"{'warm' if p.warm_start else 'cold'} start, {p.convention} convention, precision {p.precision} -> "
@@ -282,7 +251,7 @@ def config_payload(config: RunConfig, data: ImageData, devices: list[str], comma
         **config.result_defining(),
         "strategies": list(config.strategies), "seeds": list(config.seeds),
         "epoch_proportions": epoch_proportions(config),
-        **({"frozen": frozen_payload(config)} if config.protocol.train_mode == "frozen" else {}),
+        **({"frozen": frozen.frozen_payload(config)} if config.protocol.train_mode == "frozen" else {}),
         "model": {"name": config.protocol.model, "image_size": config.protocol.image_size,
                   "weights": None if config.weights is None else {
                       "path": str(Path(config.weights).resolve()), "sha256": config.model_fingerprint["weights"]},
@@ -354,7 +323,7 @@ def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | 
         ready, done = pending_work(specs, store, int(data.x_train.shape[0]))
         if resumed:
             print(folder_line(store, asked, specs, ready), flush=True)
-        embeddings = prepare_embeddings(config, data, devices[0]) if ready else None  # frozen mode only
+        embeddings = frozen.prepare_embeddings(config, data, devices[0]) if ready else None  # frozen mode only
         # the pool before config.json: an unreachable cluster leaves the folder as it was
         run_as = execution(options, config, data, devices) if ready else {}
         workers = min(options.jobs, len(ready))  # a second worker for one job would only cost its start
@@ -434,32 +403,6 @@ def dry_run(config: RunConfig, options: RunOptions = RunOptions()) -> str:
                     f"undecided, up to {options.max_seeds}")
     comparisons = comparison_line(config.strategies, resolve_baseline(options.baseline), options)
     return "\n".join([describe_run(config, data, devices, model_note), comparisons, *jobs])
-
-
-def embeddings_file(config: RunConfig) -> Path:
-    """Frozen mode: the folder's cache file of the fixed backbone's embeddings (named by what decides them)."""
-    p = config.protocol
-    key = frozen.embeddings_key(p.model, config.model_fingerprint, p.image_size, config.dataset_fingerprint)
-    return config.out / EMBEDDINGS / f"{key}.npz"
-
-
-def frozen_payload(config: RunConfig) -> dict[str, Any]:
-    """What config.json records of a frozen-feature run's backbone and embeddings."""
-    return {"backbone_seed": frozen.BACKBONE_SEED, "backbone_seed_purpose": "derive_seed(0, 'frozen-backbone')",
-            "embeddings": str(embeddings_file(config).relative_to(config.out)), "method": frozen.METHOD,
-            "head": "nn.Linear(embedding_dim, n_classes)"}
-
-
-def prepare_embeddings(config: RunConfig, data: ImageData, device: str) -> tuple[Path, str] | None:
-    """Frozen mode: the run's embeddings, read from the folder's cache or computed once here (the workers read
-    the file); the file and the sha256 of its content. None in finetune mode."""
-    if config.protocol.train_mode != "frozen":
-        return None
-    path = embeddings_file(config)
-    found, note = frozen.cached_embeddings(path, path.stem, data, config.protocol, torch.device(device),
-                                           config.weights, config.model_fingerprint.get("weights"))
-    print(f"embedding {found.train.shape[1]} dimensions, {note}", flush=True)
-    return path, found.sha256
 
 
 def check_model_setup(config: RunConfig, data: ImageData) -> str:

@@ -170,7 +170,7 @@ class Trainer:
         return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(p.milestones), gamma=p.gamma)
 
     def fit(self, model: Backbone, labeled: torch.Tensor, generator: torch.Generator,
-            aux: AuxHead | None = None, aux_generator: torch.Generator | None = None) -> FitResult:
+            aux_head: AuxHead | None = None, aux_generator: torch.Generator | None = None) -> FitResult:
         """Train for protocol.epochs on the labeled indices ([L] int64 on the device).
 
         Fresh optimizers each call (as the reference code does per cycle); the aux head gets its own SGD
@@ -181,13 +181,13 @@ class Trainer:
         model.train()
         net = self._net(model)
         optimizers = [self._optimizer(list(model.parameters()))]
-        if aux is not None:
-            aux.train()
-            optimizers.append(self._optimizer(list(aux.parameters())))
+        if aux_head is not None:
+            aux_head.train()
+            optimizers.append(self._optimizer(list(aux_head.parameters())))
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         n = labeled.numel()
         # batch norm cannot train on one image: such a batch is skipped (its sample comes round next epoch)
-        skip_single = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for net in (model, aux) if net is not None
+        skip_single = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for net in (model, aux_head) if net is not None
                           for m in net.modules())
         epoch_loss = torch.zeros((), device=self.device)
         for epoch in range(p.epochs):
@@ -207,8 +207,8 @@ class Trainer:
                     out = net(x)
                     per_sample = F.cross_entropy(out.logits.float(), y, reduction="none")  # [B]
                     loss = per_sample.mean()
-                    if aux is not None:
-                        loss = loss + aux.training_loss(out, per_sample, y, epoch, aux_generator)
+                    if aux_head is not None:
+                        loss = loss + aux_head.training_loss(out, per_sample, y, epoch, aux_generator)
                 for opt, _ in optimizers:
                     opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -240,35 +240,36 @@ class Trainer:
         return float(correct) / m, float(total_loss) / m
 
     @torch.inference_mode()
-    def infer(self, model: Backbone, idx: torch.Tensor, aux: AuxHead | None = None,
-              features: bool = False) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-        """One batched pass over training images idx ([n] int64): logits, embeddings, pooled stage features
-        (when asked), aux outputs (when an aux head is given). All float32 on the device."""
+    def infer(self, model: Backbone, idx: torch.Tensor, aux_head: AuxHead | None = None,
+              stage_features: bool = False) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """One batched pass over training images idx ([n] int64): "logits" and "embeddings" always,
+        "stage_features" (each stage's map, globally average-pooled) when asked, "aux_output" when an auxiliary
+        head is given. The keys are the strategies' `needs` names. All float32 on the device."""
         model.eval()
         net = self._net(model)
-        if aux is not None:
-            aux.eval()
-            aux_net = self._net(aux)
-        parts: dict[str, list] = {"logits": [], "embeddings": [], "features": [], "aux": []}
+        if aux_head is not None:
+            aux_head.eval()
+            aux_net = self._net(aux_head)
+        parts: dict[str, list] = {"logits": [], "embeddings": [], "stage_features": [], "aux_output": []}
         for first in range(0, idx.numel(), self.protocol.eval_batch_size):
             x = self.prepare(self.data.train_images(idx[first:first + self.protocol.eval_batch_size]))
             with self.autocast():
                 out = net(x)
-                if aux is not None:
-                    parts["aux"].append(aux_net(out).float().reshape(-1))
+                if aux_head is not None:
+                    parts["aux_output"].append(aux_net(out).float().reshape(-1))
             parts["logits"].append(out.logits.float())
             parts["embeddings"].append(out.embedding.float())
-            if features:
-                parts["features"].append([f.float().mean(dim=(2, 3)) for f in out.features])
+            if stage_features:
+                parts["stage_features"].append([f.float().mean(dim=(2, 3)) for f in out.features])
         result: dict[str, torch.Tensor | list[torch.Tensor]] = {
             "logits": torch.cat(parts["logits"]),  # [n, n_classes]
             "embeddings": torch.cat(parts["embeddings"]),  # [n, d]
         }
-        if aux is not None:
-            result["aux"] = torch.cat(parts["aux"])  # [n]
-        if features:
-            stages = zip(*parts["features"], strict=True)
-            result["features"] = [torch.cat(stage) for stage in stages]  # per stage: [n, C_s]
+        if aux_head is not None:
+            result["aux_output"] = torch.cat(parts["aux_output"])  # [n]
+        if stage_features:
+            stages = zip(*parts["stage_features"], strict=True)
+            result["stage_features"] = [torch.cat(stage) for stage in stages]  # per stage: [n, C_s]
         return result
 
 

@@ -20,25 +20,26 @@ from bench.errors import UserError
 from bench.models import AuxHead, Backbone
 from bench.registry import Registry, import_user_file
 
-# What the loop can compute over the candidates, once per cycle, in batched inference mode.
-INPUTS = frozenset({"probs", "logits", "embeddings", "labeled_embeddings", "features", "aux"})
+# What the loop can compute over the candidates, once per cycle, in batched inference mode: a strategy declares
+# in `needs` what it reads, and only that is filled in (the rest of PoolInputs stays None).
+INPUTS = frozenset({"probs", "logits", "embeddings", "labeled_embeddings", "stage_features", "aux_output"})
 
 
 @dataclass
 class PoolInputs:
-    """This cycle's candidates as the model sees them. Only the fields some strategy needs are filled."""
+    """This cycle's candidates as the model sees them. Only the fields the strategy `needs` are filled."""
 
     n: int  # number of candidates
     rng: np.random.Generator  # derived from (seed, cycle, "select"): the strategy's only randomness
-    model: Backbone  # in eval mode (BALD samples its head)
+    model: Backbone  # in eval mode (no dropout is sampled in it: BALD samples its own auxiliary head)
     device: torch.device
-    probs: torch.Tensor | None = None  # [n, n_classes] softmax, float32
+    probs: torch.Tensor | None = None  # [n, n_classes] softmax, float64 (confident top probabilities stay apart)
     logits: torch.Tensor | None = None  # [n, n_classes] float32
     embeddings: torch.Tensor | None = None  # [n, d] penultimate embedding, float32
     labeled_embeddings: torch.Tensor | None = None  # [L, d] the same for the labeled set
-    features: list[torch.Tensor] | None = None  # per stage, globally average-pooled: [n, C_s]
-    aux: torch.Tensor | None = None  # [n] the strategy's auxiliary head's output (when it needs "aux")
-    aux_head: AuxHead | None = None  # the strategy's trained auxiliary head, in eval mode (BALD samples it)
+    stage_features: list[torch.Tensor] | None = None  # per stage, globally average-pooled: [n, C_s]
+    aux_output: torch.Tensor | None = None  # [n] the strategy's auxiliary head's output on the candidates
+    aux_head: AuxHead | None = None  # the strategy's trained auxiliary head (when it has one), in eval mode
 
 
 class StrategyOutputError(RuntimeError):
@@ -64,15 +65,14 @@ class Strategy:
     # (resolved to an epoch before the run starts, so the strategy itself always sees an int)
     epoch_params: ClassVar[frozenset[str]] = frozenset()
     min_batch_size: ClassVar[int] = 1  # smallest training batch it works with (2 for losses over pairs)
-    # reads the backbone's stage feature maps (its aux head does, or it needs "features"): a model without
-    # them (a ViT) is refused before any work
-    stage_features: ClassVar[bool] = False
     # its auxiliary head's loss is meant to shape the backbone (not only to read it): it cannot run on a frozen one
     trains_backbone: ClassVar[bool] = False
 
     @classmethod
     def reads_stages(cls) -> bool:
-        return cls.stage_features or "features" in cls.needs
+        """Whether it reads the backbone's stage feature maps (it, or its auxiliary head, needs "stage_features"):
+        a model without them (a ViT) is refused before any work."""
+        return "stage_features" in cls.needs
 
     @classmethod
     def frozen_refusal(cls) -> str | None:
@@ -87,6 +87,9 @@ class Strategy:
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
             return  # an abstract intermediate class
+        if isinstance(cls.__dict__.get("stage_features"), bool):  # the attribute `needs` replaced: not ignored
+            raise TypeError(f"strategy {cls.name!r} sets stage_features as an attribute; add \"stage_features\" to "
+                            "its needs instead")
         unknown = set(cls.needs) - INPUTS
         if unknown:
             raise TypeError(f"strategy {cls.name!r} needs unknown inputs {sorted(unknown)}; known: {sorted(INPUTS)}")

@@ -86,11 +86,11 @@ class LearningLoss(Strategy):
 
     name = "learning-loss"
     aliases = ("ll",)
-    needs = frozenset({"aux"})
+    # its head pools every stage's map; it scores by the head's output; its diagnostics read the logits
+    needs = frozenset({"aux_output", "stage_features", "logits"})
     params = {"margin": 1.0, "weight": 1.0, "detach_after": 0.6, "loss": "ranking"}
     epoch_params = frozenset({"detach_after"})  # 0.6: the paper's 120 of 200 epochs
     min_batch_size = 2  # the ranking loss learns from pairs within a batch
-    stage_features = True  # the loss-prediction module pools every stage's map
     trains_backbone = True  # its ranking loss reaches the backbone until detach_after
 
     def __init__(self, **params) -> None:
@@ -111,7 +111,7 @@ class LearningLoss(Strategy):
                                     convention=protocol.convention)
 
     def score(self, inputs: PoolInputs) -> torch.Tensor:
-        return inputs.aux  # [n] predicted losses
+        return inputs.aux_output  # [n] predicted losses
 
     def cycle_metrics(self, inputs: PoolInputs, picks: np.ndarray, labels: torch.Tensor) -> dict[str, float]:
         """Spearman correlation of predicted and true loss (the current model's cross-entropy): over the picks
@@ -119,8 +119,8 @@ class LearningLoss(Strategy):
         candidate (`ll_spearman_candidates`: how well the module ranks the pool it chose from)."""
         true = F.cross_entropy(inputs.logits, labels.to(inputs.logits.device), reduction="none")  # [n]
         idx = torch.as_tensor(picks, device=true.device)
-        return {"ll_spearman": spearman(inputs.aux[idx], true[idx]),
-                "ll_spearman_candidates": spearman(inputs.aux, true)}
+        return {"ll_spearman": spearman(inputs.aux_output[idx], true[idx]),
+                "ll_spearman_candidates": spearman(inputs.aux_output, true)}
 
 
 def spearman(x: torch.Tensor, y: torch.Tensor) -> float:

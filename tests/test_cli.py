@@ -7,10 +7,13 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from launch import run_cli
 
+from bench.loop import candidates
 from bench.store import FolderLock
 from conftest import ROOT, TINY
 
@@ -61,6 +64,22 @@ def test_dry_run_prints_the_protocol_and_jobs_and_writes_nothing(cli, tmp_path):
     assert "200 epochs, batch 128, SGD lr 0.1 momentum 0.9 weight decay 0.0005, milestones [160]" in stdout
     assert "job       entropy/seed1" in stdout
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("given", ["all", "0"])
+def test_subset_all_scores_the_whole_pool_and_a_protocol_option_not_given_keeps_the_preset(cli, tmp_path, given):
+    from bench.cli import build_parser
+    from bench.config import preset_protocol
+
+    args = build_parser().parse_args(["--preset", "paper", "--subset", given])
+    assert args.subset is None and not hasattr(args, "epochs")  # one sentinel; what was not given is absent
+    assert preset_protocol("paper", subset=args.subset).subset is None
+    assert preset_protocol("paper").subset == 10000
+    unlabeled = np.setdiff1d(np.arange(50), [3, 7])
+    assert candidates(np.arange(50), np.array([3, 7]), None).tolist() == unlabeled.tolist()
+    status, stdout, _ = cli("--preset", "paper", "--dry-run", "--strategies", "entropy", "--subset", given,
+                            "--out", tmp_path / "x")
+    assert status == 0 and "subset whole pool" in stdout
 
 
 def test_dry_run_checks_the_data_and_the_pool_before_saying_yes(cli, tmp_path, tiny_npz):
@@ -142,8 +161,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(cli, tmp_path, args, me
 
 def test_bad_input_through_the_real_entry_point(tmp_path):
     """The same through run_bench.py in a subprocess: exit status 2, one line, no traceback."""
-    result = subprocess.run([sys.executable, str(ROOT / "run_bench.py"), "--strategies", "nope", "--out",
-                             str(tmp_path / "o")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = run_cli("--strategies", "nope", "--out", tmp_path / "o")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Unknown strategy 'nope'" in result.stderr
     assert not (tmp_path / "o").exists()
@@ -218,6 +236,5 @@ def test_help_imports_no_torch_and_names_what_the_registries_hold():
 
     assert sorted(HELP_DATASETS) == sorted(list_datasets())
     assert set(list_models()) <= set(HELP_MODELS)
-    shown = subprocess.run([sys.executable, "run_bench.py", "--help"], cwd=ROOT, capture_output=True, text=True,
-                           timeout=120)
+    shown = run_cli("--help")
     assert shown.returncode == 0 and "run_bench.py report DIR" in " ".join(shown.stdout.split())

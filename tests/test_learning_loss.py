@@ -146,12 +146,11 @@ def test_gradient_reaches_the_backbone_only_before_detach_after(detach_after, ep
 def pool(aux: list[float], logits: torch.Tensor | None = None) -> PoolInputs:
     n = len(aux)
     return PoolInputs(n=n, rng=np.random.default_rng(0), model=None, device=torch.device("cpu"),
-                      logits=logits if logits is not None else torch.zeros(n, 3), aux=torch.tensor(aux))
+                      logits=logits if logits is not None else torch.zeros(n, 3), aux_output=torch.tensor(aux))
 
 
 def test_selects_the_highest_predicted_losses():
     strategy = create_strategy("learning-loss")
-    assert strategy.needs == {"aux"}
     picks = strategy.select(pool([0.3, 2.0, -1.0, 0.9, 2.0, float("nan"), 1.5]), 4)
     # 2.0 at positions 1 and 4 (tie: lower position first), then 1.5, then 0.9; NaN is never preferred.
     assert picks.tolist() == [1, 4, 6, 3]

@@ -49,7 +49,7 @@ def test_scores_of_a_trained_bf16_model_are_distinct(trained, name):
 def test_logits_and_embeddings_come_out_in_fp32_under_bf16_autocast(trained):
     trainer, model, aux, ll, pool, labeled = trained
     out = trainer.infer(model, pool[:64], aux)
-    assert out["logits"].dtype == out["embeddings"].dtype == out["aux"].dtype == torch.float32
+    assert out["logits"].dtype == out["embeddings"].dtype == out["aux_output"].dtype == torch.float32
     with trainer.autocast():  # the forward pass itself, not a cast afterwards
         raw = model(trainer.data.normalise(trainer.data.train_images(pool[:64])))
     assert raw.features[-1].dtype == torch.bfloat16

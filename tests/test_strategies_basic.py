@@ -165,3 +165,73 @@ def test_a_parameter_type_that_cannot_be_parsed_is_refused_when_the_strategy_reg
         with pytest.raises(TypeError, match="parameter 'weights' has a default of type"):
             type("Weights", (strategies.Strategy,), {"name": "test-weights", "params": {"weights": default}})
         assert "test-weights" not in strategies.STRATEGIES
+
+
+# ---------------------------------------------------------------- what a strategy declares is what it gets
+
+
+@pytest.fixture(scope="module")
+def untrained():
+    """A digits trainer and an untrained CNN: enough for every strategy to score and select."""
+    from bench.config import Protocol
+    from bench.data import load_dataset
+    from bench.trainer import DeviceData, Trainer
+
+    data = load_dataset("digits")
+    protocol = Protocol(precision="fp32")
+    trainer = Trainer(DeviceData.from_images(data, torch.device("cpu")), protocol, torch.device("cpu"))
+    return trainer, create_model("cnn", 1, data.n_classes, 0), protocol
+
+
+@pytest.mark.parametrize("name", sorted(strategies.STRATEGIES.names()))
+def test_each_strategy_scores_and_reports_from_exactly_the_inputs_it_declares(untrained, name):
+    from bench.loop import gather_inputs, make_aux
+    from strategies.base import INPUTS
+
+    trainer, model, protocol = untrained
+    strategy = create_strategy(name)
+    aux_head = make_aux(strategy, model, 0, protocol, trainer.device)
+    cand, labeled = torch.arange(40, 100), torch.arange(40)
+    inputs = gather_inputs(strategy, trainer, model, aux_head, cand, labeled, np.random.default_rng(0))
+    assert {field for field in INPUTS if getattr(inputs, field) is not None} == set(strategy.needs)
+    picks = strategy.select(inputs, 10)  # an undeclared input is None here, and reading it fails
+    metrics = strategy.cycle_metrics(inputs, np.asarray(picks), trainer.data.y_train[cand])
+    assert all(isinstance(v, float) for v in metrics.values())
+
+
+def test_a_strategy_needing_the_aux_output_without_an_aux_head_is_refused_in_one_line(untrained):
+    from bench.loop import make_aux
+
+    trainer, model, protocol = untrained
+
+    class NoHead(strategies.Strategy):
+        name = "test-no-head"
+        needs = frozenset({"aux_output"})
+
+        def score(self, inputs):
+            return inputs.aux_output
+
+    with pytest.raises(strategies.base.StrategyOutputError, match="needs 'aux_output'.*aux_head"):
+        make_aux(NoHead(), model, 0, protocol, trainer.device)
+
+
+def test_the_old_stage_features_attribute_is_refused_not_ignored():
+    with pytest.raises(TypeError, match='add "stage_features" to its needs'):
+        class Old(strategies.Strategy):
+            name = "test-old-stages"
+            stage_features = True
+
+
+def test_registrations_made_in_a_test_end_with_it():
+    from bench.models import MODELS
+    from bench.registry import IMPORTED_CODE
+    from tests.conftest import registries_scoped
+
+    before = (strategies.STRATEGIES.names(), MODELS.names(), dict(IMPORTED_CODE))
+    with registries_scoped():
+        class Leak(strategies.Strategy):
+            name = "test-leak"
+        MODELS.add("test-leak-model", lambda c, n: None)
+        IMPORTED_CODE["/nowhere/leak.py"] = {"/nowhere/leak.py": "0" * 64}
+        assert "test-leak" in strategies.STRATEGIES and "test-leak-model" in MODELS
+    assert (strategies.STRATEGIES.names(), MODELS.names(), dict(IMPORTED_CODE)) == before

@@ -110,7 +110,7 @@ def test_training_learns_digits():
 def test_infer_returns_pool_outputs():
     trainer, n_classes = _trainer()
     model = create_model("cnn", 1, n_classes, 0)
-    out = trainer.infer(model, torch.arange(7), features=True)
+    out = trainer.infer(model, torch.arange(7), stage_features=True)
     assert out["logits"].shape == (7, n_classes)
     assert out["embeddings"].shape == (7, model.embedding_dim)
-    assert [f.shape[1] for f in out["features"]] == model.stage_channels
+    assert [f.shape[1] for f in out["stage_features"]] == model.stage_channels

@@ -2,7 +2,7 @@
 stderr that names the problem and the fix, no traceback, and leaves an existing results folder (and every
 file the case handed to the CLI) byte-for-byte unchanged.
 
-Every case runs in-process through bench.cli.main (fast); the cases marked `real` also run through
+Every case runs in-process (launch.in_process, fast); the cases marked `real` also run through
 run_bench.py in a subprocess, the way a user meets them."""
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from launch import in_process, start_cli
 
 from bench.store import FolderLock
 
-from .support import REFERENCE, one_error_line, snapshot, start_cli
+from .support import REFERENCE, one_error_line, snapshot
 
 Setup = Callable[[Path], Callable[[], None] | None]  # (results folder) -> undo, or None
 
@@ -201,7 +202,7 @@ CASES = [
          "Unknown torchvision classification model 'resnet19'", "did you mean 'resnet18'"),
     Case("image-size-zero", ("--image-size", "0"), "expected a positive integer, got '0'", "see --help"),
     Case("strategy-needs-unknown-input", ("--strategy-file", "{F}/unknown_needs.py"),
-         "needs unknown inputs ['gradients']", "known: ['aux'"),
+         "needs unknown inputs ['gradients']", "known: ['aux_output'"),
     # -- an unwritable output folder ----------------------------------------------------------------------
     Case("out-under-a-regular-file", ("--out", "{F}/a_file/run"), "Cannot write to the output folder",
          "choose another --out", real=True),
@@ -271,13 +272,14 @@ def files(tmp_path_factory) -> Path:
     (f / "truncated_results" / "cycles.parquet").write_bytes(b"PAR1\x00\x00")
     header = "from strategies import Strategy\n\n\n"
     (f / "pairs.py").write_text(header + "class Pairs(Strategy):\n    '''Needs pairs (test only).'''\n\n"
-                                "    name = 'test-pairs'\n    min_batch_size = 4\n\n"
+                                "    name = 'test-pairs'\n    needs = frozenset({'logits'})\n    min_batch_size = 4\n\n"
                                 "    def score(self, inputs):\n        return inputs.logits[:, 0]\n")
     (f / "syntax_error.py").write_text(header.strip() + "\nclass Broken(Strategy:\n    name = 'test-broken'\n")
     (f / "no_strategy.py").write_text("import math\n\nTAU = 2 * math.pi\n")
-    (f / "duplicate.py").write_text(header + "class Mine(Strategy):\n    name = 'entropy'\n\n"
+    logits = "    needs = frozenset({'logits'})\n\n"
+    (f / "duplicate.py").write_text(header + "class Mine(Strategy):\n    name = 'entropy'\n" + logits +
                                     "    def score(self, inputs):\n        return inputs.logits[:, 0]\n")
-    (f / "slash_name.py").write_text(header + "class Slash(Strategy):\n    name = 'mine/v2'\n\n"
+    (f / "slash_name.py").write_text(header + "class Slash(Strategy):\n    name = 'mine/v2'\n" + logits +
                                      "    def score(self, inputs):\n        return inputs.logits[:, 0]\n")
     (f / "import_error.py").write_text("import a_module_that_is_not_there  # noqa: F401\n")
     (f / "strategy.txt").write_text(header + "class Text(Strategy):\n    name = 'test-text'\n")
@@ -313,29 +315,18 @@ def _skip_if_unsupported(case: Case) -> None:
         pytest.skip("this machine has a cuda:7")
 
 
-@pytest.fixture
-def clean_registry():
-    """Strategy files register classes globally: give each in-process case the registry it started with."""
-    from strategies import STRATEGIES
-
-    with STRATEGIES.scoped():
-        yield
-
-
 def test_there_are_enough_distinct_cases():
     assert len({c.id for c in CASES}) == len(CASES) >= 25
     assert len({c.args + (c.setup,) for c in CASES}) == len(CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_in_process(case, files, reference, tmp_path, capsys, clean_registry):
-    from bench.cli import main
-
+def test_bad_input_in_process(case, files, reference, tmp_path, capsys):
     _skip_if_unsupported(case)
     run = tmp_path / "run"
     undo, before = _prepare(case, files, reference, run)
     try:
-        code = main(_argv(case, files, run))
+        code = in_process(*_argv(case, files, run))
     finally:
         if undo:
             undo()
