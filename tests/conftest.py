@@ -1,28 +1,50 @@
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"  # beside the checkout: the CIFAR-10 slice (tests skip without it)
 
 # A protocol small enough that a job takes about a second on one CPU core.
 TINY = ["--initial", "20", "--budget", "20", "--cycles", "3", "--epochs", "3", "--seeds", "1"]
 
 
+@contextlib.contextmanager
+def registries_scoped() -> Iterator[None]:
+    """Strategies and models registered inside the block, and the record of user files imported, are forgotten
+    when it ends: no test sees another's registrations, whatever order they run in."""
+    import strategies  # the built-ins register before the scope opens, so they outlive it
+    from bench.models import MODELS
+    from bench.registry import IMPORTED_CODE
+
+    imported = dict(IMPORTED_CODE)
+    try:
+        with strategies.STRATEGIES.scoped(), MODELS.scoped():
+            yield
+    finally:
+        IMPORTED_CODE.clear()
+        IMPORTED_CODE.update(imported)
+
+
+@pytest.fixture(autouse=True)
+def _scoped_registries() -> Iterator[None]:
+    with registries_scoped():
+        yield
+
+
 @pytest.fixture
 def cli(capsys):
-    """Run the CLI in-process (one worker, in this process, unless --jobs says otherwise): returns (exit status,
-    stdout, stderr)."""
-    from bench.cli import main
+    """Run the CLI in-process (launch.in_process): returns (exit status, stdout, stderr)."""
+    from launch import in_process
 
-    def run(*args: str) -> tuple[int, str, str]:
-        argv = [str(a) for a in args]
-        if argv[:1] != ["report"] and "--jobs" not in argv:  # in this process, where a test's monkeypatches hold
-            argv += ["--jobs", "1"]
-        status = main(argv)
+    def run(*args: object) -> tuple[int, str, str]:
+        status = in_process(*args)
         captured = capsys.readouterr()
         return status, captured.out, captured.err
 

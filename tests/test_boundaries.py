@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from launch import in_process
 from PIL import Image
 
 import strategies
@@ -369,13 +370,11 @@ def _fail_nth(monkeypatch, owner, attribute: str, nth: int, error: Exception) ->
 
 def test_a_full_disk_while_writing_the_report_is_one_line_exit_2_and_keeps_the_previous_report(
         reported, tmp_path, monkeypatch, capsys):
-    from bench.cli import main
-
     folder = tmp_path / "run"
     shutil.copytree(reported, folder)
     before = _tree(folder)
     _fail_nth(monkeypatch, pd.DataFrame, "to_csv", 3, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
-    assert main(["report", str(folder)]) == 2
+    assert in_process("report", folder) == 2
     line = _one_line(capsys.readouterr().err.strip())
     assert "(No space left on device)" in line and f"run_bench.py report {folder}" in line, line
     assert _tree(folder) == before  # the previous report, byte for byte, and no temporary folder left

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import sys
 
 import pandas as pd
 import pytest
+from launch import run_cli
 
 import strategies
 from bench.config import Protocol
@@ -18,7 +18,7 @@ from bench.loop import start_state
 from bench.models import MODELS
 from bench.registry import IMPORTED_CODE, code_digest, import_user_file
 from bench.scheduler import DataSource, execute
-from conftest import ROOT, TINY
+from conftest import TINY
 
 CONFIDENT = '''
 import torch
@@ -41,19 +41,13 @@ def test_an_edited_strategy_file_is_another_configuration(tmp_path):
     runs = []
     for which, sign in (("most", ""), ("least", "-")):
         path.write_text(CONFIDENT.format(which=which, sign=sign))
-        runs.append(subprocess_run("--strategy-file", path, "--strategies", "random", "test-confident", *TINY,
-                                   "--out", out))
+        runs.append(run_cli("--strategy-file", path, "--strategies", "random", "test-confident", *TINY, "--out", out))
     assert runs[0].returncode == 0, runs[0].stderr
     assert runs[1].returncode == 2 and "holds" in runs[1].stderr and "another configuration" in runs[1].stderr
     config = json.loads((out / "config.json").read_text())  # the first run's, untouched
     path.write_text(CONFIDENT.format(which="most", sign=""))
     assert config["strategy_code"] == {"test-confident": hashlib.sha256(path.read_bytes()).hexdigest()}
     assert len(pd.read_parquet(out / "cycles.parquet")) == 2 * 3
-
-
-def subprocess_run(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "run_bench.py"), *map(str, args)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)
 
 
 def test_a_helper_module_of_a_model_file_enters_its_digest(tmp_path, monkeypatch):

@@ -27,9 +27,9 @@ from bench.scheduler import DataSource, execute
 from bench.seeding import derive_seed
 from bench.trainer import DeviceData, Trainer
 from bench.zoo import build_model, check_input_size, load_model_file
-from conftest import TINY
+from conftest import SHARED_DATA, TINY
 
-SLICE = Path("/work/shared/data/cifar10-jpeg-10k.npz")
+SLICE = SHARED_DATA / "cifar10-jpeg-10k.npz"
 RESNET = "torchvision:resnet18"
 ONE_CYCLE = ["--initial", "8", "--budget", "8", "--cycles", "2", "--subset", "16", "--epochs", "1", "--seeds", "1",
              "--batch-size", "8"]

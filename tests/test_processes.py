@@ -13,23 +13,19 @@ import fcntl
 import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from launch import run_cli, start_cli
 from reliability.support import (
-    ENV,
     FAULTS,
     PROTOCOL,
-    ROOT,
-    command,
     one_error_line,
     picks,
     rows,
-    run_cli,
     snapshot,
     temp_files,
 )
@@ -100,11 +96,8 @@ class Run:
     """run_bench.py in the background, its output in files; `seen` collects the processes below it."""
 
     def __init__(self, logs: Path, *args: object, env: dict[str, str] | None = None) -> None:
-        logs.mkdir(parents=True, exist_ok=True)
-        self.out, self.err = logs / "stdout", logs / "stderr"
-        with open(self.out, "w") as out, open(self.err, "w") as err:
-            self.proc = subprocess.Popen(command(*args), stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=ROOT,
-                                         env=ENV | {"PYTHONUNBUFFERED": "1"} | (env or {}), preexec_fn=_default_signals)
+        started = start_cli(logs, *args, env={"PYTHONUNBUFFERED": "1"} | (env or {}), preexec_fn=_default_signals)
+        self.proc, self.out, self.err = started.proc, started.out, started.err
         self.seen: dict[int, str] = {}
 
     def children(self) -> dict[int, str]:

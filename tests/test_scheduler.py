@@ -6,26 +6,21 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from launch import run_cli, start_cli
 from reliability.support import picks, rows
 
 from bench import progress
 from bench.config import Protocol
 from bench.jobs import JobSpec
-from conftest import ROOT
 
-JOBS = ["--strategies", "entropy", "random", "--seeds", "2", "--initial", "20", "--budget", "20", "--cycles", "4",
-        "--epochs", "3"]
-
-
-def _cli(*args, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "run_bench.py"), *map(str, args)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=600, **kwargs)
+# two worker processes: the scheduler's pool, not the driver's own process, runs the jobs
+JOBS = ["--jobs", "2", "--strategies", "entropy", "random", "--seeds", "2", "--initial", "20", "--budget", "20",
+        "--cycles", "4", "--epochs", "3"]
 
 
 def _count_rows(path: Path) -> int:
@@ -36,7 +31,7 @@ def _count_rows(path: Path) -> int:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, request) -> Path:
     folder = tmp_path_factory.mktemp("full") / "run"
-    result = _cli(*JOBS, "--dataset", request.getfixturevalue("module_npz"), "--out", folder)
+    result = run_cli(*JOBS, "--dataset", request.getfixturevalue("module_npz"), "--out", folder)
     assert result.returncode == 0, result.stderr
     return folder
 
@@ -58,8 +53,7 @@ def module_npz(tmp_path_factory) -> str:
 
 def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, module_npz, uninterrupted):
     folder = tmp_path / "run"
-    cmd = [sys.executable, str(ROOT / "run_bench.py"), *JOBS, "--dataset", module_npz, "--out", str(folder)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_cli(tmp_path / "logs", *JOBS, "--dataset", module_npz, "--out", folder).proc
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # wait for a few finished cycles, then kill inside a later one
         if (folder / "cycles.parquet").exists() and _count_rows(folder / "cycles.parquet") >= 5:
@@ -69,7 +63,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, modul
     proc.wait()
     partial = len(pd.read_parquet(folder / "cycles.parquet"))
     assert 5 <= partial < 16, partial  # killed mid-run
-    result = _cli(*JOBS, "--dataset", module_npz, "--out", folder)
+    result = run_cli(*JOBS, "--dataset", module_npz, "--out", folder)
     assert result.returncode == 0, result.stderr
     assert "already finished" in result.stdout
     resumed = rows(folder)
@@ -85,7 +79,7 @@ def test_rerunning_a_finished_run_runs_nothing_and_changes_no_row(tmp_path, modu
     folder = tmp_path / "copy"
     shutil.copytree(uninterrupted, folder)
     before = (folder / "cycles.parquet").read_bytes()
-    result = _cli(*JOBS, "--dataset", module_npz, "--out", folder)
+    result = run_cli(*JOBS, "--dataset", module_npz, "--out", folder)
     assert result.returncode == 0 and "4 of 4 jobs already finished" in result.stdout
     assert " cycle " not in result.stdout  # no progress line: no cycle ran again
     assert (folder / "cycles.parquet").read_bytes() == before
@@ -94,8 +88,8 @@ def test_rerunning_a_finished_run_runs_nothing_and_changes_no_row(tmp_path, modu
 def test_dask_local_cluster_gives_the_same_rows_as_loky(tmp_path, module_npz):
     pytest.importorskip("dask.distributed")
     loky, dask = tmp_path / "loky", tmp_path / "dask"
-    assert _cli(*JOBS, "--dataset", module_npz, "--jobs", "2", "--out", loky).returncode == 0
-    result = _cli(*JOBS, "--dataset", module_npz, "--jobs", "2", "--backend", "dask", "--out", dask)
+    assert run_cli(*JOBS, "--dataset", module_npz, "--out", loky).returncode == 0
+    result = run_cli(*JOBS, "--dataset", module_npz, "--backend", "dask", "--out", dask)
     assert result.returncode == 0, result.stderr
     pd.testing.assert_frame_equal(rows(dask), rows(loky))
     pd.testing.assert_frame_equal(picks(dask), picks(loky))
@@ -116,9 +110,9 @@ def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path, module_npz):
         "    params = {'fail': False}\n"
     )
     folder = tmp_path / "run"
-    result = _cli("--strategy-file", strategy_file, "--strategies", "test-flaky", "random", "--seeds", "1",
-                  "--initial", "20", "--budget", "20", "--cycles", "3", "--epochs", "2", "--dataset", module_npz,
-                  "--strategy-param", "test-flaky.fail=true", "--out", folder)
+    result = run_cli("--jobs", "2", "--strategy-file", strategy_file, "--strategies", "test-flaky", "random",
+                     "--seeds", "1", "--initial", "20", "--budget", "20", "--cycles", "3", "--epochs", "2",
+                     "--dataset", module_npz, "--strategy-param", "test-flaky.fail=true", "--out", folder)
     assert result.returncode == 1
     assert "failed    1 job(s): test-flaky/seed0" in result.stderr
     failures = json.loads((folder / "failures.json").read_text())
@@ -136,7 +130,7 @@ def test_a_second_process_on_the_same_folder_is_refused(tmp_path, module_npz):
     held = FolderLock(folder)
     held.acquire()
     try:
-        result = _cli(*JOBS, "--dataset", module_npz, "--out", folder)
+        result = run_cli(*JOBS, "--dataset", module_npz, "--out", folder)
         assert result.returncode == 2 and "in use by another process" in result.stderr
         with pytest.raises(UserError, match="in use"):
             FolderLock(folder).acquire()
@@ -151,11 +145,11 @@ def test_a_changed_configuration_is_refused_and_force_moves_old_results_aside(tm
     folder = tmp_path / "copy"
     shutil.copytree(uninterrupted, folder)
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
-    result = _cli(*JOBS[:-1], "5", "--dataset", module_npz, "--out", folder)  # epochs 3 -> 5
+    result = run_cli(*JOBS[:-1], "5", "--dataset", module_npz, "--out", folder)  # epochs 3 -> 5
     assert result.returncode == 2
     assert "protocol.epochs 3 -> 5" in result.stderr and "--force" in result.stderr
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
-    result = _cli(*JOBS[:-1], "5", "--dataset", module_npz, "--out", folder, "--force", "--strategies", "random",
+    result = run_cli(*JOBS[:-1], "5", "--dataset", module_npz, "--out", folder, "--force", "--strategies", "random",
                   "--seeds", "1", "--cycles", "2")
     assert result.returncode == 0, result.stderr
     aside = [p for p in folder.iterdir() if p.name.startswith("previous-")]
@@ -167,7 +161,7 @@ def test_fresh_refuses_without_a_terminal(tmp_path, module_npz, uninterrupted):
 
     folder = tmp_path / "copy"
     shutil.copytree(uninterrupted, folder)
-    result = _cli(*JOBS, "--dataset", module_npz, "--out", folder, "--fresh", stdin=subprocess.DEVNULL)
+    result = run_cli(*JOBS, "--dataset", module_npz, "--out", folder, "--fresh", stdin=subprocess.DEVNULL)
     assert result.returncode == 2 and "not a terminal" in result.stderr
     assert (folder / "cycles.parquet").exists()
 

@@ -4,16 +4,14 @@ into a folder runs only the jobs asked, and --seeds auto records its looks and r
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
+from launch import Started, start_cli
 
-from conftest import ROOT, TINY
+from conftest import TINY
 
 AUTO = ["--initial", "20", "--budget", "20", "--cycles", "3", "--epochs", "2", "--seeds", "auto", "--max-seeds", "6"]
 
@@ -75,33 +73,30 @@ def test_bad_margin_and_max_seeds_are_one_line_exit_2(cli):
         assert status == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: "), (args, err)
 
 
-def _auto(out_dir: Path, log: Path) -> subprocess.Popen:
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    with open(log, "w") as handle:
-        return subprocess.Popen([sys.executable, str(ROOT / "run_bench.py"), "--strategies", "random", "entropy",
-                                 *AUTO, "--out", str(out_dir)], stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
-                                env=env, stdin=subprocess.DEVNULL)
+def _auto(out_dir: Path, logs: Path) -> Started:
+    return start_cli(logs, "--strategies", "random", "entropy", *AUTO, "--jobs", "2", "--out", out_dir)
 
 
 def test_seeds_auto_records_its_looks_and_a_killed_run_resumes_to_the_same_decision(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert _auto(whole, tmp_path / "whole.log").wait(timeout=600) == 0, (tmp_path / "whole.log").read_text()
-    run = _auto(killed, tmp_path / "killed.log")
+    first = _auto(whole, tmp_path / "whole")
+    assert first.proc.wait(timeout=600) == 0, first.err.read_text()
+    run = _auto(killed, tmp_path / "killed")
     deadline = time.monotonic() + 600
-    while "look      5 seeds" not in (tmp_path / "killed.log").read_text():  # killed in the second round
-        assert run.poll() is None and time.monotonic() < deadline, (tmp_path / "killed.log").read_text()
+    while "look      5 seeds" not in run.err.read_text() + run.out.read_text():  # killed in the second round
+        assert run.proc.poll() is None and time.monotonic() < deadline, run.err.read_text()
         time.sleep(0.2)
-    run.send_signal(signal.SIGKILL)
-    run.wait(timeout=60)
-    again = _auto(killed, tmp_path / "again.log")
-    assert again.wait(timeout=600) == 0, (tmp_path / "again.log").read_text()
+    run.proc.send_signal(signal.SIGKILL)
+    run.proc.wait(timeout=60)
+    again = _auto(killed, tmp_path / "again")
+    assert again.proc.wait(timeout=600) == 0, again.err.read_text()
     analysis = [json.loads((f / "config.json").read_text())["analysis"] for f in (whole, killed)]
     assert analysis[0] == analysis[1]
     sequential = analysis[0]["sequential"]
     assert analysis[0]["design"] == "sequential" and sequential["looks"] == [5, 6]
     assert [h["seeds"] for h in sequential["history"]] == [5, 6][:len(sequential["history"])]
     assert sequential["stopped"].startswith(("every primary comparison decided", "stopped at --max-seeds 6"))
-    lines = [_primary_lines(p.read_text()) for p in (tmp_path / "whole.log", tmp_path / "again.log")]
+    lines = [_primary_lines(r.out.read_text() + r.err.read_text()) for r in (first, again)]
     assert lines[0] == lines[1] and len(lines[0]) == 1
     tables = [pd.read_csv(f / "report" / "tables" / "primary_digits.csv") for f in (whole, killed)]
     pd.testing.assert_frame_equal(tables[0], tables[1])

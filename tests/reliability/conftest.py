@@ -8,9 +8,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from launch import run_cli
 
 from .scenarios import all_scenarios
-from .support import REFERENCE, run_cli
+from .support import REFERENCE
 
 
 def _reference_run(folder: Path) -> Path:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from launch import run_cli, start_cli
 
-from .support import FAULTS, PROTOCOL, REFERENCE, rows, run_cli, snapshot, start_cli, temp_files, wait_for
+from .support import FAULTS, PROTOCOL, REFERENCE, rows, snapshot, temp_files, wait_for
 
 # Job order of the reference run: random/seed0, entropy/seed0, random/seed1, entropy/seed1, 3 cycles each,
 # one job's cycles in a row. Cycle k of the run (1-based) is its k-th training call and writes the store's

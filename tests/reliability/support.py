@@ -1,18 +1,14 @@
-"""Helpers shared by the reliability tests: the CLI in a subprocess, folder snapshots, result tables."""
+"""Helpers shared by the reliability tests: folder snapshots, result tables, waiting for a fault point; the CLI is
+launched through tests/launch.py."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from launch import WAIT, Started
 
-ROOT = Path(__file__).resolve().parents[2]
-RUN_BENCH = ROOT / "run_bench.py"
 FAULTS = Path(__file__).with_name("fault_injection.py")
 
 # A protocol small enough that a (strategy, seed) job takes well under a second on one core.
@@ -22,50 +18,6 @@ REFERENCE = ["--strategies", "random", "entropy", "--seeds", "2", *PROTOCOL]
 REFERENCE_ROWS = 12
 # the only columns allowed to differ between runs
 TIMING = ["train_seconds", "eval_seconds", "score_seconds", "select_seconds", "finished_at"]
-WAIT = 300  # seconds: generous, the machine may be shared
-
-# One thread per process: runs are compared within one environment, and on a shared 2-core machine several
-# single-threaded runs finish sooner than a few oversubscribed ones.
-ENV = {k: v for k, v in os.environ.items() if not k.startswith("REL_")} | {
-    "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def command(*args: object) -> list[str]:
-    """run_bench.py with these arguments; a run without --jobs gets one worker, in the run's own process, where
-    the injected faults strike (as the cli fixture does)."""
-    argv = [str(a) for a in args]
-    if argv[:1] != ["report"] and "--jobs" not in argv:
-        argv += ["--jobs", "1"]
-    return [sys.executable, str(RUN_BENCH), *argv]
-
-
-def run_cli(*args: object, env: dict[str, str] | None = None, timeout: float = WAIT,
-            **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(command(*args), capture_output=True, text=True, cwd=ROOT, env=ENV | (env or {}),
-                          timeout=timeout, **kwargs)
-
-
-@dataclass
-class Started:
-    """A CLI process running in the background, its output going to files."""
-
-    proc: subprocess.Popen
-    out: Path
-    err: Path
-
-    def finish(self, timeout: float = WAIT) -> tuple[int, str, str]:
-        code = self.proc.wait(timeout=timeout)
-        return code, self.out.read_text(), self.err.read_text()
-
-
-def start_cli(logs: Path, *args: object, env: dict[str, str] | None = None) -> Started:
-    logs.mkdir(parents=True, exist_ok=True)
-    n = len(list(logs.glob("*.out")))
-    out, err = logs / f"{n}.out", logs / f"{n}.err"
-    with open(out, "w") as o, open(err, "w") as e:
-        proc = subprocess.Popen(command(*args), stdout=o, stderr=e, stdin=subprocess.DEVNULL, cwd=ROOT,
-                                env=ENV | (env or {}))
-    return Started(proc, out, err)
 
 
 def wait_for(path: Path, started: Started, timeout: float = WAIT) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from launch import in_process
 
 from .scenarios import INTERRUPTIONS, Observed
 from .support import (
@@ -62,15 +63,13 @@ def test_a_full_disk_is_one_clear_error_and_leaves_the_previous_files(target, nt
                                                                       monkeypatch, reference):
     import torch
 
-    from bench.cli import main
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the subprocess runs (OMP_NUM_THREADS=1), for the same numbers
     try:
         folder, before = tmp_path / "run", {}
         with monkeypatch.context() as patch:
             _fail_writes(patch, target, nth, folder, before)
-            code = main([*REFERENCE, "--jobs", "1", "--out", str(folder)])
+            code = in_process(*REFERENCE, "--jobs", "1", "--out", folder)
         line = one_error_line(capsys.readouterr().err)
         assert code == 2
         assert line.startswith(f"error: Cannot write {folder}") and failed_file in line, line
@@ -78,7 +77,7 @@ def test_a_full_disk_is_one_clear_error_and_leaves_the_previous_files(target, nt
         assert before and snapshot(folder) == before  # the file being replaced is the previous one, byte for byte
         pd.read_parquet(folder / "cycles.parquet")  # and whole
         pd.read_parquet(folder / "selections.parquet")
-        code = main([*REFERENCE, "--jobs", "1", "--out", str(folder)])  # disk space freed: the same command resumes
+        code = in_process(*REFERENCE, "--jobs", "1", "--out", folder)  # disk space freed: the same command resumes
         assert code == 0, capsys.readouterr().err
         assert_same_results(folder, reference)
     finally:
@@ -86,8 +85,6 @@ def test_a_full_disk_is_one_clear_error_and_leaves_the_previous_files(target, nt
 
 
 def test_a_full_disk_while_writing_the_report_is_one_clear_error(reference, tmp_path, capsys, monkeypatch):
-    from bench.cli import main
-
     folder = tmp_path / "run"
     shutil.copytree(reference, folder)
     before = snapshot(folder)
@@ -96,7 +93,7 @@ def test_a_full_disk_while_writing_the_report_is_one_clear_error(reference, tmp_
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr("bench.report.write_analysis", full)
-    assert main([*REFERENCE, "--jobs", "1", "--out", str(folder)]) == 2
+    assert in_process(*REFERENCE, "--jobs", "1", "--out", folder) == 2
     line = one_error_line(capsys.readouterr().err)
     assert "Cannot write the report" in line and "(No space left on device)" in line
     assert f"run `run_bench.py report {folder}`" in line
@@ -118,14 +115,12 @@ def test_results_files_get_the_permissions_of_any_new_file(reference):
 def test_stale_temp_files_of_a_killed_write_are_removed_on_resume(reference, tmp_path, capsys):
     """What a SIGKILL mid-write leaves (a temporary file beside its target) is cleaned by the next run,
     under the lock, once the configuration check passed; the results are untouched."""
-    from bench.cli import main
-
     folder = tmp_path / "run"
     shutil.copytree(reference, folder)
     for stale in (".cycles.parquet.abc123.tmp", "checkpoints/.random__seed0.pt.def456.tmp"):
         (folder / stale).write_bytes(b"half")
     before = (folder / "cycles.parquet").read_bytes(), (folder / "selections.parquet").read_bytes()
-    assert main([*REFERENCE, "--jobs", "1", "--out", str(folder)]) == 0, capsys.readouterr().err
+    assert in_process(*REFERENCE, "--jobs", "1", "--out", folder) == 0, capsys.readouterr().err
     assert "resume    4 of 4 jobs already finished" in capsys.readouterr().out
     assert temp_files(folder) == []
     assert ((folder / "cycles.parquet").read_bytes(), (folder / "selections.parquet").read_bytes()) == before

@@ -6,8 +6,7 @@ import ast
 from pathlib import Path
 
 import pytest
-
-from .support import ROOT
+from launch import ROOT
 
 PICKLE_LOADERS = ("pickle.load", "pickle.loads", "joblib.load", "dill.load", "dill.loads", "cloudpickle.load",
                   "cloudpickle.loads", "pd.read_pickle", "pandas.read_pickle", "torch.serialization.load")
