@@ -7,7 +7,12 @@ figures and writes the folder.
 
 from __future__ import annotations
 
+import contextvars
+import multiprocessing
+import os
 import re
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +24,7 @@ from matplotlib.figure import Figure
 from bench import plots, prose, stats, verdicts
 from bench.analysis import Analysis, analyse, dataset_rows, load_cycles, stored_design
 from bench.errors import UserError
+from bench.lifetime import die_with_parent
 from bench.store import REPORT, atomic_write_folder
 from bench.tables import (
     aulc_display,
@@ -89,11 +95,17 @@ def write_files(result: Analysis, header: list[str], out: Path, unit: str = "dat
         folder.mkdir()
     datasets = sorted(result.cycles["dataset"].unique())
     slugs = _slugs(datasets)
-    lines = header + _primary_section(result, datasets, slugs, out, unit)
-    for dataset in datasets:
-        lines += _dataset_section(result, dataset, slugs[dataset], out, unit)
-    if len(datasets) > 1:
-        lines += _across_settings(result, out, unit)
+    figures: list[tuple[Figure, Path]] = []
+    token = _UNSAVED.set(figures)
+    try:
+        lines = header + _primary_section(result, datasets, slugs, out, unit)
+        for dataset in datasets:
+            lines += _dataset_section(result, dataset, slugs[dataset], out, unit)
+        if len(datasets) > 1:
+            lines += _across_settings(result, out, unit)
+    finally:
+        _UNSAVED.reset(token)
+    _save_figures(figures)
     (out / "report.md").write_text("\n".join(lines).rstrip() + "\n")
 
 
@@ -366,14 +378,76 @@ def _palette(result: Analysis) -> dict[str, plots.Style]:
 def _figure(
     out: Path, stem: str, alt: str, draw: Callable[[Axes], None], size: tuple[float, float] = (6.4, 4.2)
 ) -> list[str]:
-    """Draw on a fresh Agg-backed figure (no pyplot state), save plots/STEM.png, return report.md lines."""
+    """Draw on a fresh Agg-backed figure (no pyplot state) and return report.md lines; plots/STEM.png is saved
+    with the report's other figures when write_files has laid them all out (_save_figures)."""
     with sns.axes_style("whitegrid"):
         figure = Figure(figsize=size, layout="constrained")
         draw(figure.subplots())
+    _UNSAVED.get().append((figure, out / "plots" / f"{stem}.png"))
+    return [f"![{alt}](plots/{stem}.png)", ""]
+
+
+# The figures drawn by the report being written, saved together at its end (a list per write_files call).
+_UNSAVED: contextvars.ContextVar[list[tuple[Figure, Path]]] = contextvars.ContextVar("unsaved")
+CHILD_SECONDS_PER_FIGURE = 60  # a forked saver slower than this is given up, and its figures saved here
+
+
+def _save_figures(figures: list[tuple[Figure, Path]]) -> None:
+    """Render and save the figures: most of a report's time, and each figure independent of the others. Where
+    the machine has a second core, a forked child (it inherits the drawn figures: nothing is passed) saves
+    figures meanwhile, each process taking the next one not yet taken; if the child fails or stalls, what it
+    took is saved here again, where an error is said in one line."""
+    if len(figures) < 2 or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
+        for figure, path in figures:
+            _save(figure, path)
+        return
+    taken, parent = multiprocessing.Value("i", 0), os.getpid()  # the next figure to take, shared by the two
+
+    def take() -> int:
+        with taken.get_lock():
+            index, taken.value = taken.value, taken.value + 1
+        return index
+
+    child = os.fork()
+    if child == 0:  # the child: save what it takes, say how that went by its exit status alone
+        status = 1
+        try:
+            die_with_parent(parent)  # a driver killed meanwhile leaves no saver behind (holding its folder's lock)
+            while (index := take()) < len(figures):
+                figures[index][0].savefig(figures[index][1], dpi=DPI)
+            status = 0
+        finally:
+            os._exit(status)
+    mine = set()
     try:
-        figure.savefig(out / "plots" / f"{stem}.png", dpi=DPI)
+        while (index := take()) < len(figures):
+            mine.add(index)
+            _save(*figures[index])
+    finally:
+        done = _wait(child, CHILD_SECONDS_PER_FIGURE * len(figures))
+    if not done:
+        for index, (figure, path) in enumerate(figures):
+            if index not in mine:
+                _save(figure, path)
+
+
+def _wait(child: int, seconds: float) -> bool:
+    """Whether the child exited 0 within `seconds` (it is killed otherwise)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pid, status = os.waitpid(child, os.WNOHANG)
+        if pid:
+            return os.waitstatus_to_exitcode(status) == 0
+        time.sleep(0.01)
+    os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    return False
+
+
+def _save(figure: Figure, path: Path) -> None:
+    try:
+        figure.savefig(path, dpi=DPI)
     except (ValueError, RuntimeError) as err:  # matplotlib refuses, e.g. an image over 2**16 pixels a side
         reason = (str(err).strip().splitlines() or [""])[0]
-        raise UserError(f"Cannot save the plot plots/{stem}.png ({type(err).__name__}: {reason}); the report was "
+        raise UserError(f"Cannot save the plot plots/{path.name} ({type(err).__name__}: {reason}); the report was "
                         "not written (the previous one is left as it was) and the results are complete.") from None
-    return [f"![{alt}](plots/{stem}.png)", ""]

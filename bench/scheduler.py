@@ -9,13 +9,9 @@ ready cycle goes out, a job's next cycle first (so that jobs finish early and ch
 from __future__ import annotations
 
 import concurrent.futures as cf
-import ctypes
 import multiprocessing
 import os
-import signal
 import sys
-import threading
-import time
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -31,6 +27,7 @@ from bench.data import load_dataset
 from bench.errors import UserError
 from bench.frozen import HeadTrainer, worker_data
 from bench.jobs import CycleResult, JobSpec, JobState
+from bench.lifetime import die_with_parent
 from bench.loop import run_cycle
 from bench.registry import IMPORTED_CODE, code_digest
 from bench.trainer import DeviceData, Trainer
@@ -70,30 +67,6 @@ class Outcome:
 # ---------------------------------------------------------------------------------------------- worker side
 
 _WORKER: dict[str, Any] = {"device": None, "cache": {}, "strategy_files": set()}
-
-
-_PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): the signal this process gets when its parent dies
-
-
-def die_with_parent(parent: int) -> None:
-    """Make this process (a loky worker, the Manager's server) end as soon as its parent, the driver, does.
-    Without it a driver killed by SIGKILL or SIGTERM leaves its workers computing, or idling in loky's timeout,
-    for minutes. On Linux the kernel sends SIGKILL the moment the parent dies; everywhere, a watchdog thread
-    exits once the process has been re-parented. Called first thing in the process (as its initializer)."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        except (OSError, AttributeError):  # no prctl in this libc: the watchdog alone
-            pass
-    if os.getppid() != parent:  # the driver died while this process was starting
-        os._exit(1)
-    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="die-with-parent", daemon=True).start()
-
-
-def _exit_when_orphaned(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(1)
 
 
 def _start_worker(slots: Any, threads: int | None, driver: int) -> None:

@@ -326,3 +326,18 @@ def test_a_dataset_given_by_path_is_labelled_by_its_name(tmp_path: Path):
     two = dataset_labels(["npz:/a/x.npz", "npz:/b/x.npz", "digits", "imagefolder:/data/pets"])
     assert two == {"npz:/a/x.npz": "npz:/a/x.npz", "npz:/b/x.npz": "npz:/b/x.npz", "digits": "digits",
                    "imagefolder:/data/pets": "pets"}
+
+
+def test_figures_saved_on_two_processes_are_the_files_one_process_saves(tmp_path: Path, monkeypatch):
+    import os
+
+    for cores, folder in ((2, tmp_path / "two"), (1, tmp_path / "one")):
+        folder.mkdir()
+        synthetic_cycles().to_parquet(folder / "cycles.parquet", index=False)
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        write_report(folder)
+    plots = sorted((tmp_path / "two" / "report" / "plots").iterdir())
+    assert [p.name for p in plots] == sorted(p.name for p in (tmp_path / "one" / "report" / "plots").iterdir())
+    assert len(plots) >= 4
+    for path in plots:
+        assert path.read_bytes() == (tmp_path / "one" / "report" / "plots" / path.name).read_bytes(), path.name

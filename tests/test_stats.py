@@ -434,3 +434,22 @@ def test_power_is_monotone_on_a_tight_spread():
         by_effect = [stats.paired_t_power(e, sd, n) for e in (0.001, 0.002, 0.005, 0.01, 0.02)]
         assert all(b >= a for a, b in zip(by_effect, by_effect[1:], strict=False))
     assert stats.seeds_needed(0.01, sd) <= stats.seeds_needed(0.005, sd) == 3
+
+
+@pytest.mark.parametrize("missing", [False, True])
+def test_penalty_beats_are_the_pairwise_scipy_t_tests(missing):
+    rng = np.random.default_rng(5)
+    accs = 0.7 + rng.normal(0, 0.01, (6, 5)) + np.array([0.0, 0.02, 0.0, -0.03, 0.001])  # [seeds, strategies]
+    accs[:, 2] = accs[:, 0] + 0.004  # a constant difference: t is infinite, p 0
+    if missing:
+        accs[1, 3] = np.nan
+    expected = np.zeros((5, 5))
+    for i in range(5):
+        for j in range(5):
+            diff = accs[:, i] - accs[:, j]
+            diff = diff[~np.isnan(diff)]
+            with np.errstate(all="ignore"):
+                p = sps.ttest_1samp(diff, 0.0).pvalue
+            expected[i, j] = float(i != j and p < stats.ALPHA and diff.mean() > 0)
+    assert np.array_equal(stats._beats(accs), expected)
+    assert expected[2, 0] == 1 and expected.sum() > 3
