@@ -569,14 +569,20 @@ def _powers(effect: float, sd: float, n: np.ndarray, alpha: float) -> np.ndarray
 
 def seeds_needed(effect: float, sd: float, power: float = POWER, alpha: float = ALPHA) -> float:
     """Smallest number of paired seeds (at least 2) whose paired_t_power reaches `power`; NaN when sd is
-    not finite or more than MAX_PLANNED_SEEDS would be needed. Computed for every n at once."""
+    not finite or more than MAX_PLANNED_SEEDS would be needed. Every n is looked at, in increasing order, in
+    windows of growing size computed at once (most answers lie in the first, and nct's tail costs per n)."""
     if not math.isfinite(sd):
         return math.nan
     if sd == 0:
         return 2.0 if (effect != 0 or alpha >= power) else math.nan
-    n = np.arange(2, MAX_PLANNED_SEEDS + 1)
-    enough = np.flatnonzero(_powers(effect, sd, n, alpha) >= power)
-    return float(n[enough[0]]) if enough.size else math.nan
+    first = 2
+    while first <= MAX_PLANNED_SEEDS:
+        n = np.arange(first, min(4 * first + 24, MAX_PLANNED_SEEDS) + 1)  # 2..32, 33..156, 157..652, ...
+        enough = np.flatnonzero(_powers(effect, sd, n, alpha) >= power)
+        if enough.size:
+            return float(n[enough[0]])
+        first = int(n[-1]) + 1
+    return math.nan
 
 
 def seed_planning(comparisons: pd.DataFrame) -> pd.DataFrame:

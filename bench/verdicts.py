@@ -116,13 +116,18 @@ def tost_p(diff: np.ndarray, margin: float) -> float:
     return float(max(above, below))
 
 
-def paired_differences(aulc_seeds: pd.DataFrame, a: str, b: str) -> pd.Series:
-    """AULC of a minus b, indexed by the seeds both have complete curves for (in seed order)."""
+def aulc_table(aulc_seeds: pd.DataFrame) -> pd.DataFrame:
+    """One dataset's AULCs of complete curves (stats.aulc_per_seed rows) as [seeds, strategies], in seed order;
+    NaN where a seed has no complete curve of the strategy."""
     complete = aulc_seeds[aulc_seeds["complete"].astype(bool)]
-    mine = complete[complete["strategy"] == a].set_index("seed")["aulc"]
-    theirs = complete[complete["strategy"] == b].set_index("seed")["aulc"]
-    common = mine.index.intersection(theirs.index).sort_values()
-    return mine.loc[common] - theirs.loc[common]  # [n_pairs]
+    return complete.pivot(index="seed", columns="strategy", values="aulc").sort_index()
+
+
+def paired_differences(table: pd.DataFrame, a: str, b: str) -> pd.Series:
+    """AULC of a minus b (columns of aulc_table), indexed by the seeds both have complete curves for."""
+    if a not in table or b not in table:
+        return pd.Series([], dtype=float, index=pd.Index([], dtype="int64", name="seed"))
+    return (table[a] - table[b]).dropna()  # [n_pairs]
 
 
 def fixed_verdicts(aulc_seeds: pd.DataFrame, pairs: dict[str, list[tuple[str, str]]], family: str,
@@ -131,9 +136,9 @@ def fixed_verdicts(aulc_seeds: pd.DataFrame, pairs: dict[str, list[tuple[str, st
     (several datasets: one family across them). The interval is at the level Holm decided it at."""
     rows = []
     for dataset, members in pairs.items():
-        per_dataset = aulc_seeds[aulc_seeds["dataset"] == dataset]
+        table = aulc_table(aulc_seeds[aulc_seeds["dataset"] == dataset])
         for a, b in members:
-            diff = paired_differences(per_dataset, a, b).to_numpy(float)
+            diff = paired_differences(table, a, b).to_numpy(float)
             n = diff.size
             rows.append({"dataset": dataset, "family": family, "strategy": a, "other": b, "n_pairs": n,
                          "mean_diff": float(diff.mean()) if n else math.nan,
@@ -254,8 +259,8 @@ def sequential_verdicts(aulc_seeds: pd.DataFrame, pairs: dict[str, list[tuple[st
                         ) -> tuple[pd.DataFrame, list[dict]]:
     """run_looks on the stored AULCs (seeds 0, 1, 2, ... with complete curves on both sides, in order), as rows
     like fixed_verdicts'; a comparison no look has reached shows its seeds so far at the boundary."""
-    diffs = {(d, a, b): _leading_differences(aulc_seeds[aulc_seeds["dataset"] == d], a, b)
-             for d, members in pairs.items() for a, b in members}
+    tables = {d: aulc_table(aulc_seeds[aulc_seeds["dataset"] == d]) for d in pairs}
+    diffs = {(d, a, b): _leading_differences(tables[d], a, b) for d, members in pairs.items() for a, b in members}
     state, history = run_looks(diffs, plan)
     rows = []
     for key, diff in diffs.items():
@@ -271,9 +276,10 @@ def sequential_verdicts(aulc_seeds: pd.DataFrame, pairs: dict[str, list[tuple[st
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS), history
 
 
-def _leading_differences(aulc_seeds: pd.DataFrame, a: str, b: str) -> np.ndarray:
-    """a minus b on seeds 0, 1, 2, ... up to the first seed either lacks: a look at n seeds means seeds 0..n-1."""
-    diff = paired_differences(aulc_seeds, a, b)
+def _leading_differences(table: pd.DataFrame, a: str, b: str) -> np.ndarray:
+    """a minus b (columns of aulc_table) on seeds 0, 1, 2, ... up to the first seed either lacks: a look at n
+    seeds means seeds 0..n-1."""
+    diff = paired_differences(table, a, b)
     leading = int((diff.index.to_numpy() == np.arange(diff.size)).cumprod().sum())
     return diff.to_numpy(float)[:leading]
 

@@ -453,3 +453,11 @@ def test_penalty_beats_are_the_pairwise_scipy_t_tests(missing):
             expected[i, j] = float(i != j and p < stats.ALPHA and diff.mean() > 0)
     assert np.array_equal(stats._beats(accs), expected)
     assert expected[2, 0] == 1 and expected.sum() > 3
+
+
+@pytest.mark.parametrize("sd", [0.004, 0.02, 0.05, 0.09, 0.1, 1.0])  # answers in each window, and none
+def test_seeds_needed_is_the_first_n_of_the_whole_range(sd):
+    n = np.arange(2, stats.MAX_PLANNED_SEEDS + 1)
+    enough = np.flatnonzero(stats._powers(0.01, sd, n, stats.ALPHA) >= stats.POWER)
+    expected = float(n[enough[0]]) if enough.size else math.nan
+    assert stats.seeds_needed(0.01, sd) == pytest.approx(expected, nan_ok=True)
