@@ -298,15 +298,17 @@ def compare_to_baseline(cycles: pd.DataFrame, baseline: str = "random") -> pd.Da
 def _cycle_comparisons(per_dataset: pd.DataFrame, baseline: str) -> list[dict[str, object]]:
     rows = []
     dataset = per_dataset["dataset"].iloc[0]
-    base = per_dataset[per_dataset["strategy"] == baseline]
+    base = dict(tuple(per_dataset[per_dataset["strategy"] == baseline].groupby("cycle")))  # cycle -> rows
     for strategy, own in per_dataset[per_dataset["strategy"] != baseline].groupby("strategy", sort=True):
-        for cycle in sorted(set(own["cycle"]) & set(base["cycle"])):
-            mine, theirs = own[own["cycle"] == cycle], base[base["cycle"] == cycle]
+        for cycle, mine in own.groupby("cycle", sort=True):
+            if cycle not in base:
+                continue
+            theirs = base[cycle]
             a, b, unpaired = _pair(_by_seed(mine, "test_acc"), _by_seed(theirs, "test_acc"))
+            labels = np.concatenate([mine["n_labeled"].to_numpy(float), theirs["n_labeled"].to_numpy(float)])
             rows.append(_comparison_row(
                 paired_test(a, b), unpaired, dataset=dataset, strategy=strategy, baseline=baseline,
-                metric="test_acc", cycle=int(cycle),
-                n_labeled=float(pd.concat([mine, theirs])["n_labeled"].mean()),
+                metric="test_acc", cycle=int(cycle), n_labeled=float(labels.mean()),
             ))
     return rows
 
