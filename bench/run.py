@@ -76,10 +76,10 @@ def build_config(preset: str = "quick", strategies: list[str] | None = None, see
                  name: str | None = None, out: Path | None = None, devices: str = "auto",
                  data_root: Path = Path("data"), download: bool = True, weights: Path | None = None,
                  model_files: tuple[Path, ...] | list[Path] = ()) -> RunConfig:
-    """A checked RunConfig: the preset's protocol with the `protocol` fields given replaced (subset=None: the whole
-    pool),
-    strategies by name or alias (None: every registered one), each strategy's parameters with its defaults
-    recorded and its epoch parameters resolved to epochs; the model files imported, the weights file read."""
+    """A checked RunConfig: the preset's protocol with the `protocol` fields given replaced (subset=None: the
+    whole pool), strategies by name or alias (None: every registered one), each strategy's parameters with its
+    defaults recorded and its epoch parameters resolved to epochs; the model files imported, the weights file
+    read."""
     p = preset_protocol(preset, **(protocol or {}))
     p.validate()
     for path in model_files:

@@ -400,10 +400,10 @@ def _beats(accs: np.ndarray) -> np.ndarray:
     k = accs.shape[1]
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # constant differences: scipy says NaN
+        if accs.shape[0] < 2:
+            return np.zeros((k, k))
         if not np.isnan(accs).any():
             diffs = accs[:, :, None] - accs[:, None, :]  # [n_seeds, k, k]
-            if accs.shape[0] < 2:
-                return np.zeros((k, k))
             p = stats.ttest_1samp(diffs, 0.0, axis=0).pvalue  # [k, k]
             return ((p < ALPHA) & (diffs.mean(axis=0) > 0)).astype(float)
         beats = np.zeros((k, k))

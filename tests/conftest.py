@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from launch import ROOT  # one definition of the checkout's root for every test module
 
-ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"  # beside the checkout: the CIFAR-10 slice (tests skip without it)
 
 # A protocol small enough that a job takes about a second on one CPU core.
