@@ -7,7 +7,7 @@ numbers into sentences and tables, bench.report lays them out with bench.plots' 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,13 +73,18 @@ class Analysis:
     penalties: dict[str, pd.DataFrame]  # dataset -> stats.penalty_matrix
     wins: pd.DataFrame  # stats.win_tie_loss over the settings
     rank_test: stats.RankTest | None  # stats.friedman_nemenyi over the settings
+    near_chance: pd.DataFrame  # stats.near_chance: the budgets where the models barely beat guessing
 
 
 def analyse(cycles: pd.DataFrame, baseline: str = "random", margin: float = verdicts.MARGIN,
-            plan: verdicts.SequentialPlan | None = None) -> Analysis:
+            plan: verdicts.SequentialPlan | None = None, order: Sequence[str] = (),
+            chance: Mapping[str, float] | None = None) -> Analysis:
+    """Every statistic of the report. `order`: the strategies as the user named them (a comparison without the
+    baseline names its pair in that order; others follow, sorted); `chance`: each dataset's chance accuracy (1 /
+    classes), where known, to tell the budgets at which the models barely beat guessing."""
     summary = stats.summarize_cycles(cycles)
     aulc_seeds = stats.aulc_per_seed(cycles)
-    found, history = primary_verdicts(cycles, aulc_seeds, baseline, margin, plan)
+    found, history = primary_verdicts(cycles, aulc_seeds, baseline, margin, plan, order)
     aulc_summary = stats.summarize_aulc(aulc_seeds)
     comparisons = stats.compare_to_baseline(cycles, baseline)
     if cycles["dataset"].nunique() > 1:  # the primary question is asked once per setting and strategy
@@ -96,16 +101,18 @@ def analyse(cycles: pd.DataFrame, baseline: str = "random", margin: float = verd
         comparisons=comparisons, verdicts=found, margin=margin, plan=plan, history=history,
         efficiency=stats.label_efficiency(summary, baseline), planning=stats.seed_planning(comparisons),
         ranks=stats.mean_rank(aulc_summary), penalties=penalties, wins=stats.win_tie_loss(comparisons),
-        rank_test=stats.friedman_nemenyi(aulc_summary),
+        rank_test=stats.friedman_nemenyi(aulc_summary), near_chance=stats.near_chance(cycles, chance or {}),
     )
 
 
 def primary_verdicts(cycles: pd.DataFrame, aulc_seeds: pd.DataFrame, baseline: str, margin: float,
-                     plan: verdicts.SequentialPlan | None) -> tuple[pd.DataFrame, list[dict]]:
+                     plan: verdicts.SequentialPlan | None, order: Sequence[str] = (),
+                     ) -> tuple[pd.DataFrame, list[dict]]:
     """The primary family (against the baseline where a dataset has it, else every pair), by the fixed or the
     sequential design, and beside it the all-pairs family where the baseline is in and 3 or more strategies ran
-    (fixed design, Holm over the pairs: each pair one verdict, whatever the baseline)."""
-    names = {str(d): sorted(set(rows["strategy"])) for d, rows in cycles.groupby("dataset", sort=True)}
+    (fixed design, Holm over the pairs: each pair one verdict, whatever the baseline). Strategies in `order`
+    come first, as named; any others follow, sorted."""
+    names = {str(d): in_order(set(rows["strategy"]), order) for d, rows in cycles.groupby("dataset", sort=True)}
     primary = {d: verdicts.comparison_pairs(s, baseline) for d, s in names.items()}
     history: list[dict] = []
     if plan is None:
@@ -119,12 +126,39 @@ def primary_verdicts(cycles: pd.DataFrame, aulc_seeds: pd.DataFrame, baseline: s
     return found, history
 
 
-def stored_design(run_dir: Path) -> tuple[float, verdicts.SequentialPlan | None]:
-    """The equivalence margin and --seeds auto's plan that RUN_DIR/config.json records ("analysis"); the defaults
-    (margin 1 point, fixed seeds) for a folder without them."""
+def in_order(names: Iterable[str], order: Sequence[str]) -> list[str]:
+    """names, those in `order` first as ordered there, the rest sorted."""
+    names = set(names)
+    return [n for n in dict.fromkeys(order) if n in names] + sorted(names - set(order))
+
+
+@dataclass(frozen=True)
+class Design:
+    """What a run folder's config.json tells the analysis beside the rows."""
+
+    margin: float = verdicts.MARGIN  # the equivalence margin (AULC fraction)
+    plan: verdicts.SequentialPlan | None = None  # --seeds auto's design; None: fixed seeds
+    order: tuple[str, ...] = ()  # the strategies in the order the user named them
+    chance: float | None = None  # 1 / the dataset's classes; None: not recorded
+
+
+def stored_design(run_dir: Path) -> Design:
+    """The equivalence margin and --seeds auto's plan that RUN_DIR/config.json records ("analysis"), the
+    strategies in the order named and the dataset's chance accuracy; the defaults (margin 1 point, fixed seeds,
+    sorted names, no chance level) for what a folder does not record."""
     path = Path(run_dir) / CONFIG
     payload = read_json(path) if path.exists() else None
-    analysis = payload.get("analysis") if isinstance(payload, dict) else None
+    payload = payload if isinstance(payload, dict) else {}
+    strategies = payload.get("strategies")
+    order = tuple(strategies) if isinstance(strategies, list) and all(isinstance(s, str) for s in strategies) else ()
+    dataset = payload.get("dataset")
+    classes = dataset.get("classes") if isinstance(dataset, dict) else None
+    chance = 1 / len(classes) if isinstance(classes, list) and len(classes) > 1 else None
+    margin, plan = _stored_analysis(path, payload.get("analysis"))
+    return Design(margin, plan, order, chance)
+
+
+def _stored_analysis(path: Path, analysis: object) -> tuple[float, verdicts.SequentialPlan | None]:
     if not isinstance(analysis, dict):
         return verdicts.MARGIN, None
     try:

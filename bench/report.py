@@ -50,21 +50,28 @@ def write_report(run_dir: Path, baseline: str = "random", margin: float | None =
     unreadable or malformed, and UserError when the report cannot be written (a full disk, `report` being a
     file, a plot that cannot be saved): the previous report/ is then left as it was.
     """
-    stored_margin, plan = stored_design(run_dir)
-    return write_analysis(analyse(load_cycles(run_dir), baseline, margin or stored_margin, plan), Path(run_dir))
+    return write_analysis(analyse_folder(run_dir, baseline, margin), Path(run_dir))
 
 
 def report_folder(folder: Path, baseline: str, margin: float | None = None) -> tuple[Path, list[str]]:
     """Write FOLDER/report/ with the design config.json records (margin: None takes the recorded one); returns
     report.md's path and the console's verdict lines."""
-    stored_margin, plan = stored_design(folder)
-    result = analyse(load_cycles(folder), baseline, margin or stored_margin, plan)
+    result = analyse_folder(folder, baseline, margin)
     try:
         path = write_analysis(result, folder)
     except OSError as err:  # a full disk: the results are complete, only the report is missing
         raise UserError(f"Cannot write the report in {folder / REPORT} ({err.strerror or err}); the results are "
                         f"complete: free disk space, then run `run_bench.py report {folder}`.") from None
     return path, headline(result)
+
+
+def analyse_folder(folder: Path, baseline: str, margin: float | None = None) -> Analysis:
+    """analyse on a run folder's rows with the design its config.json records (margin: None takes the recorded
+    one)."""
+    cycles = load_cycles(folder)
+    design = stored_design(folder)
+    chance = {} if design.chance is None else dict.fromkeys(cycles["dataset"].unique(), design.chance)
+    return analyse(cycles, baseline, margin or design.margin, design.plan, design.order, chance)
 
 
 def write_analysis(result: Analysis, run_dir: Path) -> Path:
@@ -83,6 +90,8 @@ def headline(result: Analysis) -> list[str]:
     several = result.cycles["dataset"].nunique() > 1
     primary = result.verdicts[result.verdicts["family"] == verdicts.PRIMARY]
     lines = [f"primary   {prose.verdict_sentence(row, result, several)}" for _, row in primary.iterrows()]
+    cautions = {dataset: _chance_sentence(result, dataset) for dataset in sorted(set(primary["dataset"]))}
+    lines += [f"caution   {text}" + (f" ({dataset})" if several else "") for dataset, text in cautions.items() if text]
     if result.plan is not None:
         lines.append(f"seeds     --seeds auto: {verdicts.stop_reason(result.history, result.plan)}")
     return lines
@@ -166,6 +175,8 @@ def _primary_section(result: Analysis, datasets: list[str], slugs: dict[str, str
         if len(datasets) > 1:
             lines += ["", f"### {unit.capitalize()} `{dataset}`", ""]
         lines += [f"- {prose.verdict_sentence(row, result, bold=True)}." for _, row in rows.iterrows()]
+        caution = _chance_sentence(result, dataset)
+        lines += [f"- **Caution.** {caution}."] if caution else []
         comparisons = dataset_rows(result.comparisons, dataset)
         if not comparisons.empty:
             lines += [f"- {prose.secondary_sentence(comparisons, result.baseline, unit, len(datasets) > 1)}"]
@@ -179,6 +190,11 @@ def _primary_section(result: Analysis, datasets: list[str], slugs: dict[str, str
     if result.plan is not None:
         lines += _looks_part(result, out)
     return lines + _all_pairs_part(result, datasets, slugs, out)
+
+
+def _chance_sentence(result: Analysis, dataset: str) -> str:
+    cycles = result.cycles[result.cycles["dataset"] == dataset]
+    return prose.chance_sentence(dataset_rows(result.near_chance, dataset), cycles["cycle"].nunique())
 
 
 def _verdict_caption(result: Analysis, family: str, across: str) -> str:

@@ -365,7 +365,7 @@ def finish(folder: Path, failures: list[str], options: RunOptions) -> RunResult:
 
 def comparison_line(strategies: tuple[str, ...] | list[str], baseline: str, options: RunOptions) -> str:
     """Which comparisons the report will make, said before any work."""
-    names = sorted(set(strategies))
+    names = list(dict.fromkeys(strategies))
     pairs = comparison_pairs(names, baseline)
     margin = f"±{100 * options.margin:g} AULC point{'s' if options.margin != 0.01 else ''}"
     design = (f"seeds in rounds up to {options.max_seeds} (--seeds auto), stopping when every comparison is decided"
@@ -375,7 +375,9 @@ def comparison_line(strategies: tuple[str, ...] | list[str], baseline: str, opti
         return f"compare   one strategy: nothing to compare (add {baseline} or another strategy)"
     if baseline not in names:
         return (f"compare   {baseline} is not in this run: the report compares the {len(names)} strategies with each "
-                f"other ({len(pairs)} comparison{'s' if len(pairs) > 1 else ''}); add {baseline} to compare against "
+                f"other ({len(pairs)} comparison{'s' if len(pairs) > 1 else ''}"
+                + (f": {'; '.join(f'{a} vs {b}' for a, b in pairs)}" if len(pairs) <= 3 else "")
+                + f"); add {baseline} to compare against "
                 f"random sampling; {words}")
     every = f", and every pair ({len(names) * (len(names) - 1) // 2}) as a family of its own" if len(names) > 2 else ""
     count = f"{len(pairs)} comparison{'s' if len(pairs) > 1 else ''}"

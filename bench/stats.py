@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +51,8 @@ EFFICIENCY_COLUMNS = [
 ]
 RANK_COLUMNS = ["strategy", "mean_rank", "n_datasets"]
 WIN_TIE_LOSS_COLUMNS = ["strategy", "baseline", "wins", "ties", "losses", "untested"]
+NEAR_CHANCE_SHARE = 0.1  # a budget is near chance when its accuracy closes less than this share of chance -> 100%
+NEAR_CHANCE_COLUMNS = ["dataset", "cycle", "n_labeled", "mean", "chance"]
 
 
 # ---------------------------------------------------------------- intervals and summaries
@@ -461,6 +464,21 @@ def label_efficiency(summary: pd.DataFrame, baseline: str = "random") -> pd.Data
                 "percent_saved": 100 * (base_labels - needed) / base_labels,
             })
     return pd.DataFrame(rows, columns=EFFICIENCY_COLUMNS)
+
+
+def near_chance(cycles: pd.DataFrame, chance: Mapping[str, float]) -> pd.DataFrame:
+    """The budgets at which the models barely beat guessing: per dataset with a known chance accuracy (1 / its
+    classes) and cycle, the mean test accuracy over every strategy and seed, where it is below chance +
+    NEAR_CHANCE_SHARE * (1 - chance) (10 classes: below 19%). A comparison's AULC there measures an undertrained
+    protocol, not the strategies."""
+    rows = []
+    for (dataset, cycle), group in cycles.groupby(["dataset", "cycle"], sort=True):
+        level = chance.get(str(dataset))
+        mean = float(group["test_acc"].mean())
+        if level is not None and mean < level + NEAR_CHANCE_SHARE * (1 - level):
+            rows.append({"dataset": dataset, "cycle": int(cycle), "n_labeled": float(group["n_labeled"].mean()),
+                         "mean": mean, "chance": level})
+    return _integral_labels(pd.DataFrame(rows, columns=NEAR_CHANCE_COLUMNS))
 
 
 # ---------------------------------------------------------------- across datasets and power

@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -52,10 +53,11 @@ VERDICT_COLUMNS = ["dataset", "family", "strategy", "other", "n_pairs", "mean_di
 # ---------------------------------------------------------------- which comparisons
 
 
-def comparison_pairs(strategies: list[str] | set[str], baseline: str) -> list[tuple[str, str]]:
+def comparison_pairs(strategies: Sequence[str], baseline: str) -> list[tuple[str, str]]:
     """The primary family: (strategy, baseline) for each other strategy when the baseline is present, else every
-    pair of strategies (sorted names, (a, b) with a < b)."""
-    names = sorted(set(strategies))
+    pair of strategies, (a, b) with a named before b. In the order given (the order the user named them), so that
+    `--strategies ll entropy` is answered as "learning-loss vs entropy"."""
+    names = list(dict.fromkeys(strategies))
     if baseline in names:
         return [(s, baseline) for s in names if s != baseline]
     return list(itertools.combinations(names, 2))

@@ -3,6 +3,7 @@ one identical to it, one noisy and missing a seed."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
@@ -16,7 +17,7 @@ from matplotlib.figure import Figure
 from scipy import stats as sps
 
 from bench import plots, stats
-from bench.report import write_report
+from bench.report import report_folder, write_report
 from bench.store import ResultsError
 from bench.tables import latex_table, markdown_table
 
@@ -341,3 +342,44 @@ def test_figures_saved_on_two_processes_are_the_files_one_process_saves(tmp_path
     assert len(plots) >= 4
     for path in plots:
         assert path.read_bytes() == (tmp_path / "one" / "report" / "plots" / path.name).read_bytes(), path.name
+
+
+def _folder(tmp_path: Path, cycles: pd.DataFrame, config: dict) -> Path:
+    tmp_path.mkdir(exist_ok=True)
+    cycles.to_parquet(tmp_path / "cycles.parquet", index=False)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return tmp_path
+
+
+def test_a_pair_without_the_baseline_is_named_as_the_run_named_it(tmp_path: Path):
+    cycles = synthetic_cycles()
+    cycles = cycles[cycles["strategy"].isin(["better", "same"])]
+    for order in (["same", "better"], ["better", "same"]):
+        folder = _folder(tmp_path / "-".join(order), cycles, {"strategies": order})
+        _, lines = report_folder(folder, "random")
+        first, second = order
+        diff = aulc_differences(first) - aulc_differences(second)  # both minus random: first minus second
+        assert len(lines) == 1 and lines[0].startswith(f"primary   {first} vs {second}: {100 * diff.mean():+.1f} ")
+    unnamed = tmp_path / "unnamed"
+    unnamed.mkdir()
+    cycles.to_parquet(unnamed / "cycles.parquet", index=False)
+    assert report_folder(unnamed, "random")[1][0].startswith("primary   better vs same: ")  # no config: sorted
+
+
+@pytest.mark.parametrize("classes", [2, 10])
+def test_budgets_where_the_models_barely_beat_chance_are_said_beside_the_verdicts(tmp_path: Path, classes: int):
+    cycles = synthetic_cycles()  # means from 0.5 at 100 labels up: near chance for 2 classes, not for 10
+    config = {"strategies": ["random", "better", "same", "noisy"], "dataset": {"classes": list(range(classes))}}
+    path, lines = report_folder(_folder(tmp_path, cycles, config), "random")
+    chance = 1 / classes
+    means = cycles.groupby("n_labeled")["test_acc"].mean()
+    near = means[means < chance + 0.1 * (1 - chance)]
+    cautions = [line for line in lines if line.startswith("caution   ")]
+    text = headline(path.read_text())
+    if classes == 10:
+        assert near.empty and not cautions and "Caution" not in text
+        return
+    assert list(near.index) == [100]  # the case is what it is meant to be
+    assert len(cautions) == 1
+    assert says(cautions[0], "At 100 labels (1 of the 4 budgets)", f"{100 * near.iloc[0]:.1f}%", "50.0% by chance")
+    assert says(line_with(text, "**Caution.**"), "At 100 labels", f"{100 * near.iloc[0]:.1f}%", "--epochs")
