@@ -15,7 +15,6 @@ strategies read head(embedding) as logits and the embedding itself.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import hashlib
 import json
@@ -35,7 +34,7 @@ from bench.data import ImageData
 from bench.models import AuxHead, Backbone, ModelOutput
 from bench.seeding import derive_seed, seeded_globals
 from bench.store import EMBEDDINGS, atomic_write
-from bench.trainer import DeviceData, FitResult, Trainer, TrainingDiverged
+from bench.trainer import DeviceData, FitResult, Trainer, TrainingDiverged, learning_rate
 from bench.weights import load_weights, read_weights
 from bench.zoo import build_model
 
@@ -268,13 +267,11 @@ class HeadTrainer(Trainer):
         target = F.one_hot(self.data.y_train[labeled], classifier.out_features).float()  # [n, C]
         weight = torch.cat([classifier.weight.detach(), classifier.bias.detach()[:, None]], dim=1)  # [C, d + 1]
         buffer: torch.Tensor | None = None  # SGD's momentum buffer
-        milestones = sorted(p.milestones)
         epoch_loss = torch.zeros((), device=self.device)
         model.train()
         with torch.no_grad():
             for epoch in range(p.epochs):
-                # MultiStepLR after `epoch` steps (corrected: stepped after each epoch), or one more (reference)
-                lr = p.lr * p.gamma ** bisect.bisect_right(milestones, epoch + (p.convention == "reference"))
+                lr = learning_rate(p, epoch)
                 order = torch.randperm(n, generator=generator, device=self.device)  # the shared trainer's draw
                 xs, ts = x[order], target[order]
                 last = epoch == p.epochs - 1  # the loss is reported for the last epoch only

@@ -25,6 +25,7 @@ from bench.config import Protocol
 from bench.data import ImageData
 from bench.errors import UserError
 from bench.registry import unknown_name
+from bench.trainer import SGD
 from bench.zoo import build_model
 
 MEMORY_SHARE = 0.8  # of the free device memory, the rest left for the allocator's fragmentation and other users
@@ -74,7 +75,7 @@ def job_peak_mib(model: torch.nn.Module, batch: torch.Tensor, n_classes: int, da
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
     model = model.to(device).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    opt = SGD(list(model.parameters()), Protocol())  # the trainer's update: a momentum buffer per parameter
     labels = torch.zeros(batch.shape[0], dtype=torch.long, device=device) % n_classes
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.cuda.is_bf16_supported()):
         loss = F.cross_entropy(model(batch).logits.float(), labels)

@@ -13,13 +13,12 @@ import os
 import shutil
 import subprocess
 import time
-import warnings
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.lr_scheduler import LRScheduler
 
 from bench.config import Protocol
 from bench.data import ImageData
@@ -129,11 +128,57 @@ def resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- trainer
 
 
-def _step_schedules(optimizers: list[tuple[torch.optim.Optimizer, LRScheduler]]) -> None:
-    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": the reference convention's order
-        warnings.simplefilter("ignore", UserWarning)
-        for _, schedule in optimizers:
-            schedule.step()
+def learning_rate(protocol: Protocol, epoch: int) -> float:
+    """The learning rate of an epoch (0-based): what torch.optim.lr_scheduler.MultiStepLR gives after `epoch`
+    schedule steps (corrected convention: stepped after each epoch) or one more (reference: stepped before it),
+    multiplied milestone by milestone as MultiStepLR multiplies, so that the floats are its floats."""
+    steps = epoch + (protocol.convention == "reference")
+    lr = protocol.lr
+    for milestone, count in sorted(Counter(protocol.milestones).items()):
+        if milestone <= steps:
+            lr = lr * protocol.gamma ** count
+    return lr
+
+
+class SGD:
+    """torch.optim.SGD's update (momentum, weight decay; no dampening, no Nesterov), operation for operation as
+    its multi-tensor path computes it (the path torch takes on CUDA; on the CPU its single-tensor path runs the
+    same kernels one tensor at a time), so that the numbers are torch's. torch's optimizer classes import
+    torch._dynamo on first use (2.5 to 4 s in every training process on a 2-core CPU); this does not.
+    `param_groups` is what torch.amp.GradScaler reads to unscale the gradients before `step`."""
+
+    def __init__(self, params: list[nn.Parameter], protocol: Protocol) -> None:
+        self.params, self.momentum, self.weight_decay = params, protocol.momentum, protocol.weight_decay
+        self.param_groups = [{"params": params}]
+        self.buffers: list[torch.Tensor | None] = [None] * len(params)  # the momentum buffers, made at the first step
+        self.lr = protocol.lr
+
+    def zero_grad(self) -> None:
+        for param in self.params:
+            param.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        live = [i for i, param in enumerate(self.params) if param.grad is not None]
+        params = [self.params[i] for i in live]
+        grads = [param.grad for param in params]
+        if self.weight_decay != 0:
+            grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
+        if self.momentum != 0:
+            if all(self.buffers[i] is not None for i in live):
+                buffers = [self.buffers[i] for i in live]
+                torch._foreach_mul_(buffers, self.momentum)
+                torch._foreach_add_(buffers, grads)
+            else:  # the first step (torch: the buffer starts as the gradient)
+                for i, grad in zip(live, grads, strict=True):
+                    buffer = self.buffers[i]
+                    if buffer is None:
+                        self.buffers[i] = torch.clone(grad).detach()
+                    else:
+                        buffer.mul_(self.momentum).add_(grad)
+                buffers = [self.buffers[i] for i in live]
+            grads = buffers
+        torch._foreach_add_(params, grads, alpha=-self.lr)
 
 
 @dataclass
@@ -164,11 +209,6 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def _optimizer(self, params: list[nn.Parameter]) -> tuple[torch.optim.Optimizer, LRScheduler]:
-        p = self.protocol
-        opt = torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
-        return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(p.milestones), gamma=p.gamma)
-
     def fit(self, model: Backbone, labeled: torch.Tensor, generator: torch.Generator,
             aux_head: AuxHead | None = None, aux_generator: torch.Generator | None = None) -> FitResult:
         """Train for protocol.epochs on the labeled indices ([L] int64 on the device).
@@ -180,10 +220,10 @@ class Trainer:
         p, data = self.protocol, self.data
         model.train()
         net = self._net(model)
-        optimizers = [self._optimizer(list(model.parameters()))]
+        optimizers = [SGD(list(model.parameters()), p)]
         if aux_head is not None:
             aux_head.train()
-            optimizers.append(self._optimizer(list(aux_head.parameters())))
+            optimizers.append(SGD(list(aux_head.parameters()), p))
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         n = labeled.numel()
         # batch norm cannot train on one image: such a batch is skipped (its sample comes round next epoch)
@@ -191,8 +231,8 @@ class Trainer:
                           for m in net.modules())
         epoch_loss = torch.zeros((), device=self.device)
         for epoch in range(p.epochs):
-            if p.convention == "reference":  # the reference code steps its schedules before the epoch
-                _step_schedules(optimizers)
+            for opt in optimizers:
+                opt.lr = learning_rate(p, epoch)
             order = labeled[torch.randperm(n, generator=generator, device=self.device)]
             epoch_loss = torch.zeros((), device=self.device)  # summed on the device: no sync per step
             for first in range(0, n, p.batch_size):
@@ -209,15 +249,13 @@ class Trainer:
                     loss = per_sample.mean()
                     if aux_head is not None:
                         loss = loss + aux_head.training_loss(out, per_sample, y, epoch, aux_generator)
-                for opt, _ in optimizers:
-                    opt.zero_grad(set_to_none=True)
+                for opt in optimizers:
+                    opt.zero_grad()
                 scaler.scale(loss).backward()
-                for opt, _ in optimizers:
+                for opt in optimizers:
                     scaler.step(opt)
                 scaler.update()
                 epoch_loss += loss.detach() * idx.numel()
-            if p.convention != "reference":
-                _step_schedules(optimizers)
             if not torch.isfinite(epoch_loss):  # one sync per epoch
                 raise TrainingDiverged(f"training loss became {epoch_loss.item()} at epoch {epoch + 1}")
         return FitResult(time.perf_counter() - start, float(epoch_loss) / max(n, 1))

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +14,26 @@ SHARED_DATA = ROOT.parent / "shared" / "data"  # beside the checkout: the CIFAR-
 
 # A protocol small enough that a job takes about a second on one CPU core.
 TINY = ["--initial", "20", "--budget", "20", "--cycles", "3", "--epochs", "3", "--seeds", "1"]
+
+
+def train_with_torch_sgd(params: Iterable, protocol: Any, epoch_losses: Callable[[], Iterator[Any]]) -> None:
+    """protocol.epochs epochs of plain torch.optim.SGD and MultiStepLR, the schedule stepped in the protocol's
+    convention (reference: before each epoch); epoch_losses() yields one epoch's batch losses, each made after the
+    previous batch's step. The independent side of the tests that check the harness's own SGD."""
+    import torch
+
+    p = protocol
+    opt = torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+    schedule = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(p.milestones), gamma=p.gamma)
+    for _ in range(p.epochs):
+        if p.convention == "reference":
+            schedule.step()
+        for loss in epoch_losses():
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        if p.convention != "reference":
+            schedule.step()
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from bench.jobs import JobSpec
 from bench.loop import gather_inputs, run_cycle, start_state
 from bench.models import create_model
 from bench.seeding import derive_seed, numpy_rng, torch_generator
-from conftest import TINY
+from conftest import TINY, train_with_torch_sgd
 from strategies import create_strategy
 
 FROZEN = [*TINY, "--train-mode", "frozen", "--devices", "cpu", "--lr", "0.5"]
@@ -169,22 +170,17 @@ def _plain_head(p: Protocol, emb: Embeddings, labeled: np.ndarray, seed: int, cy
     head = nn.Linear(emb.train.shape[1], emb.n_classes)
     if start is not None:
         head.load_state_dict({k.removeprefix("classifier."): v for k, v in start.items()})
-    opt = torch.optim.SGD(head.parameters(), lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
-    schedule = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(p.milestones), gamma=p.gamma)
     x, y = torch.from_numpy(emb.train), torch.from_numpy(emb.y_train)
     generator = torch_generator(seed, "train", cycle)
     lab = torch.from_numpy(labeled)
-    for _ in range(p.epochs):
-        if p.convention == "reference":
-            schedule.step()
+
+    def epoch_losses() -> Iterator[torch.Tensor]:
         order = lab[torch.randperm(lab.numel(), generator=generator)]
         for first in range(0, lab.numel(), p.batch_size):
             idx = order[first:first + p.batch_size]
-            opt.zero_grad()
-            F.cross_entropy(head(x[idx]), y[idx]).backward()
-            opt.step()
-        if p.convention != "reference":
-            schedule.step()
+            yield F.cross_entropy(head(x[idx]), y[idx])
+
+    train_with_torch_sgd(head.parameters(), p, epoch_losses)
     return head
 
 

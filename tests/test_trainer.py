@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import torch
+from launch import ENV, ROOT, WAIT
 
 import bench.trainer as trainer_module
 from bench.config import Protocol
 from bench.data import load_dataset
 from bench.models import create_model
 from bench.trainer import DeviceData, Trainer, crop_flip, resolve_precision
+from conftest import train_with_torch_sgd
 
 
 def test_crop_flip_matches_a_per_image_crop_and_flip():
@@ -73,24 +78,71 @@ def test_schedule_order_follows_the_convention(monkeypatch, convention, lrs):
     """Milestone 2, 3 epochs of 2 steps."""
     trainer, n_classes = _trainer(epochs=3, milestones=(2,), lr=0.1, batch_size=10, convention=convention)
     seen: list[float] = []
-    original = torch.optim.SGD.step
+    original = trainer_module.SGD.step
 
     def spy(self, *args, **kwargs):
-        seen.append(self.param_groups[0]["lr"])
+        seen.append(self.lr)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    monkeypatch.setattr(trainer_module.SGD, "step", spy)
     model = create_model("cnn", 1, n_classes, 0)
     trainer.fit(model, torch.arange(20), torch.Generator().manual_seed(0))
     assert seen == pytest.approx(lrs)
+
+
+def _torch_fit(trainer: Trainer, model: torch.nn.Module, labeled: torch.Tensor, generator: torch.Generator) -> None:
+    """Trainer.fit's loop on plain torch.optim.SGD and MultiStepLR."""
+    p, data = trainer.protocol, trainer.data
+    model.train()
+
+    def epoch_losses() -> Iterator[torch.Tensor]:
+        order = labeled[torch.randperm(labeled.numel(), generator=generator)]
+        for first in range(0, labeled.numel(), p.batch_size):
+            idx = order[first:first + p.batch_size]
+            x = data.x_train[idx]
+            x = crop_flip(x, data.pad, data.flip, generator) if data.pad or data.flip else x
+            logits = model(trainer.prepare(x)).logits.float()
+            yield torch.nn.functional.cross_entropy(logits, data.y_train[idx], reduction="none").mean()
+
+    train_with_torch_sgd(model.parameters(), p, epoch_losses)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")  # the reference convention's order
+@pytest.mark.parametrize("convention", ["corrected", "reference"])
+def test_the_trainers_update_is_torch_sgd_with_multisteplr_to_the_bit(convention):
+    # momentum, weight decay, two milestones (one of them twice) and an odd last batch
+    trainer, n_classes = _trainer(epochs=5, milestones=(1, 3, 3), gamma=0.3, lr=0.05, momentum=0.9,
+                                  weight_decay=5e-3, batch_size=16, convention=convention)
+    ours, theirs = create_model("cnn", 1, n_classes, 0), create_model("cnn", 1, n_classes, 0)
+    labeled = torch.arange(40)
+    trainer.fit(ours, labeled, torch.Generator().manual_seed(4))
+    _torch_fit(trainer, theirs, labeled, torch.Generator().manual_seed(4))
+    for (name, a), b in zip(ours.state_dict().items(), theirs.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert [trainer_module.learning_rate(trainer.protocol, e) for e in range(5)] == pytest.approx(
+        [0.05, 0.015, 0.015, 0.00135, 0.00135] if convention == "corrected" else [0.015, 0.015, 0.00135, 0.00135,
+                                                                                   0.00135])
+
+
+def test_a_training_process_never_imports_torch_dynamo():
+    """torch's optimizer classes import torch._dynamo on first use (seconds per worker); the trainer does not."""
+    code = ("import sys, torch; from bench.data import load_dataset; from bench.models import create_model; "
+            "from bench.config import Protocol; from bench.trainer import DeviceData, Trainer; "
+            "data = load_dataset('digits'); cpu = torch.device('cpu'); "
+            "trainer = Trainer(DeviceData.from_images(data, cpu), Protocol(epochs=1, precision='fp32'), cpu); "
+            "trainer.fit(create_model('cnn', 1, 10, 0), torch.arange(20), torch.Generator().manual_seed(0)); "
+            "assert 'torch._dynamo' not in sys.modules, 'imported'")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                            timeout=WAIT)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("model_name", ["cnn", "resnet18"])  # ResNet-18 pools 8x8 digits to 1x1 before its BN
 def test_odd_last_batch_trains_and_a_last_batch_of_one_is_skipped(monkeypatch, model_name):
     trainer, n_classes = _trainer(epochs=1, batch_size=4)
     steps = []
-    original = torch.optim.SGD.step
-    monkeypatch.setattr(torch.optim.SGD, "step", lambda self, *a, **k: steps.append(1) or original(self, *a, **k))
+    original = trainer_module.SGD.step
+    monkeypatch.setattr(trainer_module.SGD, "step", lambda self, *a, **k: steps.append(1) or original(self, *a, **k))
     model = create_model(model_name, 1, n_classes, 0)
     result = trainer.fit(model, torch.arange(9), torch.Generator().manual_seed(0))  # batches 4, 4, (1)
     assert np.isfinite(result.final_loss) and len(steps) == 2
