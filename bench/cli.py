@@ -286,6 +286,13 @@ def report_baseline(folder: Path, name: str) -> str:
     return resolve_baseline(name)
 
 
+def entry() -> None:
+    """The command line (run_bench.py, the al-bench script): main's status as the exit status."""
+    from bench.lifetime import exit_process
+
+    exit_process(main())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
