@@ -33,7 +33,6 @@ from bench.config import Protocol, RunConfig
 from bench.data import ImageData
 from bench.models import AuxHead, Backbone, ModelOutput
 from bench.seeding import derive_seed, seeded_globals
-from bench.store import EMBEDDINGS, atomic_write
 from bench.trainer import DeviceData, FitResult, Trainer, TrainingDiverged, learning_rate
 from bench.weights import load_weights, read_weights
 from bench.zoo import build_model
@@ -125,6 +124,8 @@ def write_embeddings(path: Path, key: str, embeddings: Embeddings) -> None:
                      test=embeddings.test, y_train=embeddings.y_train, y_test=embeddings.y_test,
                      n_classes=np.array(embeddings.n_classes, dtype=np.int64))
 
+    from bench.store import atomic_write  # the driver's: workers, which import this module, never load the store
+
     atomic_write(path, write, then="run the same command again")
 
 
@@ -189,6 +190,8 @@ def cached_embeddings(path: Path, key: str, data: ImageData, protocol: Protocol,
 
 def embeddings_file(config: RunConfig) -> Path:
     """Frozen mode: the folder's cache file of the fixed backbone's embeddings (named by what decides them)."""
+    from bench.store import EMBEDDINGS
+
     p = config.protocol
     key = embeddings_key(p.model, config.model_fingerprint, p.image_size, config.dataset_fingerprint)
     return config.out / EMBEDDINGS / f"{key}.npz"

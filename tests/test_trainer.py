@@ -124,14 +124,17 @@ def test_the_trainers_update_is_torch_sgd_with_multisteplr_to_the_bit(convention
                                                                                    0.00135])
 
 
-def test_a_training_process_never_imports_torch_dynamo():
-    """torch's optimizer classes import torch._dynamo on first use (seconds per worker); the trainer does not."""
-    code = ("import sys, torch; from bench.data import load_dataset; from bench.models import create_model; "
-            "from bench.config import Protocol; from bench.trainer import DeviceData, Trainer; "
-            "data = load_dataset('digits'); cpu = torch.device('cpu'); "
+def test_a_worker_loads_neither_torch_dynamo_nor_the_drivers_stack():
+    """What a worker imports (bench.scheduler) and a training step load no torch._dynamo (torch's optimizer
+    classes import it on first use), and none of pandas, scipy or matplotlib (the driver's store and report):
+    seconds in every worker process."""
+    code = ("import sys, torch, bench.scheduler; from bench.data import load_dataset; "
+            "from bench.models import create_model; from bench.config import Protocol; "
+            "from bench.trainer import DeviceData, Trainer; data = load_dataset('digits'); cpu = torch.device('cpu'); "
             "trainer = Trainer(DeviceData.from_images(data, cpu), Protocol(epochs=1, precision='fp32'), cpu); "
             "trainer.fit(create_model('cnn', 1, 10, 0), torch.arange(20), torch.Generator().manual_seed(0)); "
-            "assert 'torch._dynamo' not in sys.modules, 'imported'")
+            "loaded = [m for m in ('torch._dynamo', 'pandas', 'scipy', 'matplotlib') if m in sys.modules]; "
+            "assert not loaded, loaded")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True,
                             timeout=WAIT)
     assert result.returncode == 0, result.stderr
