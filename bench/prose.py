@@ -242,9 +242,9 @@ def chance_sentence(near: pd.DataFrame, n_cycles: int) -> str:
     if near.empty:
         return ""
     share = "every budget" if len(near) == n_cycles else f"{len(near)} of the {n_cycles} budgets"
-    accuracies, chance = ", ".join(map(percent, near["mean"])), percent(near["chance"].iloc[0])
+    accuracies, chance = ", ".join(f"{percent(m)}%" for m in near["mean"]), percent(near["chance"].iloc[0])
     return (f"At {label_list(near['n_labeled'])} labels ({share}) the models barely beat guessing: mean test "
-            f"accuracy {accuracies}% over every strategy and seed, against {chance}% by chance. The AULC there "
+            f"accuracy {accuracies} over every strategy and seed, against {chance}% by chance. The AULC there "
             "measures an undertrained protocol, not the strategies: train longer (--epochs) or start from more labels "
             "(--initial) before reading these verdicts")
 
