@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.analysis import analyse, load_cycles
+from bench.analysis import analyse, load_cycles, stored_design
 from bench.errors import UserError
 from bench.report import header_lines, headline, write_files
 from bench.store import CONFIG, CYCLES, RunStore, atomic_write_folder, write_json
@@ -85,7 +85,8 @@ def write_suite(folders: list[Path], baseline: str, out: Path) -> tuple[Path, li
     check_out(out, folders)
     names = setting_names(folders)
     cycles = suite_cycles(folders, names, baseline)
-    result = analyse(cycles, baseline)
+    levels = {name: stored_design(folder).chance for folder, name in zip(folders, names, strict=True)}
+    result = analyse(cycles, baseline, chance={name: level for name, level in levels.items() if level is not None})
     settings = _settings_table(folders, names, cycles)
     header = header_lines(result, names, f"the `cycles.parquet` of {len(folders)} run folders", unit="setting")
     header += ["## Settings", "", markdown_table(settings), ""]

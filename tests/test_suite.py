@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -171,3 +172,16 @@ def test_suite_refusals_are_one_line_and_change_nothing(cli, two_settings, tmp_p
                 "out-not-a-suite": "is not a suite report"}[case]
     assert expected in lines[0]
     assert {f: snapshot(f) for f in (a, b, tmp_path)} == before
+
+
+def test_a_setting_near_chance_is_said_for_that_setting_alone(cli, two_settings, tmp_path):
+    # curves start at 50%: chance for 2 classes (caution), far above it for 10
+    for folder, classes in zip(two_settings, (2, 10), strict=True):
+        (folder / "config.json").write_text(json.dumps({"dataset": {"classes": [str(c) for c in range(classes)]}}))
+    status, out, err = cli("report", *two_settings, "--out", tmp_path / "suite")
+    assert status == 0, err
+    cautions = [line for line in out.splitlines() if line.startswith("caution   ")]
+    means = pd.read_parquet(two_settings[0] / "cycles.parquet").groupby("n_labeled")["test_acc"].mean()
+    near = ", ".join(f"{n:,.0f}" for n, acc in means.items() if acc < 0.5 + 0.1 * 0.5)  # chance + a tenth of the rest
+    assert near and len(cautions) == 1, cautions
+    assert cautions[0].startswith(f"caution   At {near} labels ") and cautions[0].endswith("(quick-digits)")
