@@ -124,6 +124,35 @@ def test_the_trainers_update_is_torch_sgd_with_multisteplr_to_the_bit(convention
                                                                                    0.00135])
 
 
+def test_the_update_goes_through_the_fp16_gradscaler_as_torch_sgd_does():
+    """--precision fp16 scales the loss (torch.amp.GradScaler): the scaler unscales the trainer's SGD through
+    param_groups and skips the step whose gradients overflow, as it does for torch.optim.SGD."""
+    protocol = dataclasses.replace(Protocol(), lr=0.05, momentum=0.9, weight_decay=5e-3)
+    torch.manual_seed(0)
+    ours, theirs = torch.nn.Linear(6, 3), torch.nn.Linear(6, 3)
+    theirs.load_state_dict(ours.state_dict())
+    start = {k: v.clone() for k, v in ours.state_dict().items()}
+    optimizers = [(ours, trainer_module.SGD(list(ours.parameters()), protocol)),
+                  (theirs, torch.optim.SGD(theirs.parameters(), lr=protocol.lr, momentum=protocol.momentum,
+                                           weight_decay=protocol.weight_decay))]
+    skipped = []
+    for model, opt in optimizers:
+        scaler, generator = torch.amp.GradScaler("cpu"), torch.Generator().manual_seed(1)
+        for step in range(4):
+            x, y = torch.randn(8, 6, generator=generator), torch.randint(0, 3, (8,), generator=generator)
+            with torch.autocast("cpu", dtype=torch.float16):
+                loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+            opt.zero_grad()
+            scaler.scale(loss * (1e35 if step == 1 else 1.0)).backward()  # step 1 overflows: skipped
+            before = scaler.get_scale()
+            scaler.step(opt)
+            scaler.update()
+            skipped.append(scaler.get_scale() < before)
+    assert skipped == [False, True, False, False] * 2
+    for (name, a), b in zip(ours.state_dict().items(), theirs.state_dict().values(), strict=True):
+        assert torch.equal(a, b) and not torch.equal(a, start[name]), name
+
+
 def test_a_worker_loads_neither_torch_dynamo_nor_the_drivers_stack():
     """What a worker imports (bench.scheduler) and a training step load no torch._dynamo (torch's optimizer
     classes import it on first use), and none of pandas, scipy or matplotlib (the driver's store and report):
