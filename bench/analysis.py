@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bench import stats, verdicts
+from bench.config import comparison_pairs
 from bench.store import CONFIG, CYCLE_TYPES, CYCLES, ResultsError, read_cycles, read_json
 
 
@@ -113,13 +114,13 @@ def primary_verdicts(cycles: pd.DataFrame, aulc_seeds: pd.DataFrame, baseline: s
     (fixed design, Holm over the pairs: each pair one verdict, whatever the baseline). Strategies in `order`
     come first, as named; any others follow, sorted."""
     names = {str(d): in_order(set(rows["strategy"]), order) for d, rows in cycles.groupby("dataset", sort=True)}
-    primary = {d: verdicts.comparison_pairs(s, baseline) for d, s in names.items()}
+    primary = {d: comparison_pairs(s, baseline) for d, s in names.items()}
     history: list[dict] = []
     if plan is None:
         found = verdicts.fixed_verdicts(aulc_seeds, primary, verdicts.PRIMARY, margin)
     else:
         found, history = verdicts.sequential_verdicts(aulc_seeds, primary, plan)
-    every = {d: verdicts.comparison_pairs(s, "") for d, s in names.items() if baseline in s and len(s) > 2}
+    every = {d: comparison_pairs(s, "") for d, s in names.items() if baseline in s and len(s) > 2}
     if every:
         found = pd.concat([found, verdicts.fixed_verdicts(aulc_seeds, every, verdicts.ALL_PAIRS, margin)],
                           ignore_index=True)

@@ -185,8 +185,7 @@ def confirm_fresh(folder: Path) -> None:
 
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from bench.rounds import check_rounds, run_in_rounds  # the harness, now that there is a run to make
-    from bench.run import (
+    from bench.run import (  # the harness, now that there is a run to make
         RunOptions,
         build_config,
         check_options,
@@ -219,13 +218,15 @@ def run(argv: list[str]) -> int:
                          command=tuple(argv), margin=args.margin / 100, max_seeds=args.max_seeds if auto else None)
     check_options(options)
     if auto:
-        check_rounds(config)
+        from bench import rounds  # --seeds auto's design (scipy): only a run that asks for it loads it
+
+        rounds.check_rounds(config)
     if args.dry_run:
         print(dry_run(config, options))
         return 0
     if args.fresh and not args.force:
         confirm_fresh(config.out)
-    result = run_in_rounds(config, options) if auto else run_benchmark(config, options)
+    result = rounds.run_in_rounds(config, options) if auto else run_benchmark(config, options)
     return 1 if result.failed else 0
 
 

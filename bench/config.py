@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,16 @@ HELP_DATASETS = ("cifar10", "cifar100", "digits", "fashion-mnist", "mnist", "svh
 HELP_MODELS = ("cnn", "resnet18", "torchvision:NAME", "a --model-file's NAME")
 
 EpochPoint = int | float  # an epoch (int), or a fraction of the epochs (float in (0, 1])
+
+
+def comparison_pairs(strategies: Sequence[str], baseline: str) -> list[tuple[str, str]]:
+    """The verdicts' primary family: (strategy, baseline) for each other strategy when the baseline is present,
+    else every pair of strategies, (a, b) with a named before b. In the order given (the order the user named
+    them), so that `--strategies ll entropy` is answered as "learning-loss vs entropy"."""
+    names = list(dict.fromkeys(strategies))
+    if baseline in names:
+        return [(s, baseline) for s in names if s != baseline]
+    return list(itertools.combinations(names, 2))
 
 
 def resolve_epoch(value: EpochPoint, epochs: int, name: str) -> int:

@@ -12,21 +12,21 @@ import dataclasses
 from typing import Any
 
 from bench import stats, verdicts
-from bench.config import RunConfig
+from bench.config import RunConfig, comparison_pairs
 from bench.errors import UserError
 from bench.run import RunOptions, RunResult, finish, resolve_baseline, run_jobs
 from bench.store import FolderLock, RunStore
 
 
 def plan_for(config: RunConfig, options: RunOptions) -> verdicts.SequentialPlan:
-    pairs = verdicts.comparison_pairs(config.strategies, resolve_baseline(options.baseline))
+    pairs = comparison_pairs(config.strategies, resolve_baseline(options.baseline))
     return verdicts.make_plan(options.max_seeds or verdicts.MAX_SEEDS, len(pairs), stats.ALPHA, options.margin)
 
 
 def look(config: RunConfig, options: RunOptions, plan: verdicts.SequentialPlan) -> tuple[Any, list[dict]]:
     """The verdicts and looks so far, from the folder's rows of the strategies named (the folder may hold more)."""
     rows = RunStore(config.out).cycles() if config.out.exists() else None
-    pairs = verdicts.comparison_pairs(config.strategies, resolve_baseline(options.baseline))
+    pairs = comparison_pairs(config.strategies, resolve_baseline(options.baseline))
     if rows is None or rows.empty:
         return None, []
     rows = rows[rows["strategy"].isin(config.strategies)]

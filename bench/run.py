@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from bench import frozen, provenance
-from bench.config import PRESETS, RunConfig, preset_protocol, proportions, resolve_epoch
+from bench.config import MARGIN, PRESETS, RunConfig, comparison_pairs, preset_protocol, proportions, resolve_epoch
 from bench.data import DATASETS, ImageData, check_dataset, dataset_fingerprint, load_dataset
 from bench.errors import UserError
 from bench.folder import folder_line, open_store, pending_work
@@ -29,7 +29,6 @@ from bench.registry import IMPORTED_CODE, code_digest, unknown_name
 from bench.scheduler import DataSource, Driver, Outcome, make_pool
 from bench.store import CYCLES, FAILURES, FolderLock, RunStore, check_writable
 from bench.trainer import compile_works, resolve_precision
-from bench.verdicts import MARGIN, comparison_pairs
 from bench.zoo import check_model, check_setup, load_model_file, model_fingerprint
 from strategies import STRATEGIES, create_strategy, load_strategy_file
 

@@ -2,7 +2,8 @@
 four words: better, worse, equivalent within +-margin, or undecided (with the interval and the seeds needed).
 
 Which comparisons: with the baseline in the run, each strategy against it (the primary family), and every pair
-of strategies as a family of its own; without the baseline, every pair is the primary family.
+of strategies as a family of its own; without the baseline, every pair is the primary family
+(bench.config.comparison_pairs, which the dry run imports without the statistics).
 
 Every verdict is read from one interval, so a sentence never contradicts itself: better when the interval lies
 above 0, worse when below, equivalent when it lies inside (-margin, +margin), undecided otherwise. The interval
@@ -26,9 +27,7 @@ Pure functions on DataFrames, as bench.stats: AULCs are fractions (0.01 = 1 poin
 from __future__ import annotations
 
 import functools
-import itertools
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -50,17 +49,7 @@ VERDICT_COLUMNS = ["dataset", "family", "strategy", "other", "n_pairs", "mean_di
                    "level", "ci_low", "ci_high", "tost_p", "verdict", "seeds_needed", "look", "note"]
 
 
-# ---------------------------------------------------------------- which comparisons
-
-
-def comparison_pairs(strategies: Sequence[str], baseline: str) -> list[tuple[str, str]]:
-    """The primary family: (strategy, baseline) for each other strategy when the baseline is present, else every
-    pair of strategies, (a, b) with a named before b. In the order given (the order the user named them), so that
-    `--strategies ll entropy` is answered as "learning-loss vs entropy"."""
-    names = list(dict.fromkeys(strategies))
-    if baseline in names:
-        return [(s, baseline) for s in names if s != baseline]
-    return list(itertools.combinations(names, 2))
+# ---------------------------------------------------------------- the verdict of an interval
 
 
 def decide(low: float, high: float, margin: float) -> str:

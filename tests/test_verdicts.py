@@ -12,6 +12,7 @@ from scipy import stats
 from statsmodels.stats.weightstats import ttost_paired
 
 from bench import verdicts as v
+from bench.config import comparison_pairs
 from bench.stats import ALPHA, holm
 
 SEQUENCES = 2000
@@ -75,7 +76,7 @@ def test_fixed_verdicts_by_hand():
     b = [0.80, 0.82, 0.79, 0.81, 0.80]
     a = [x + 0.03 + e for x, e in zip(b, [0.005, -0.005, 0.0, 0.002, -0.002], strict=True)]
     c = [x + e for x, e in zip(b, [0.001, -0.001, 0.0005, -0.0005, 0.0], strict=True)]
-    pairs = {"d": v.comparison_pairs(["a", "b", "c"], "random")}
+    pairs = {"d": comparison_pairs(["a", "b", "c"], "random")}
     assert pairs["d"] == [("a", "b"), ("a", "c"), ("b", "c")]
     frame = v.fixed_verdicts(_aulc_frame({"a": a, "b": b, "c": c}), pairs, v.PRIMARY).set_index(["strategy", "other"])
     assert frame.loc[("a", "b"), "verdict"] == "better"
@@ -92,10 +93,10 @@ def test_fixed_verdicts_by_hand():
 
 
 def test_the_baseline_makes_the_primary_family_one_comparison_per_strategy():
-    assert v.comparison_pairs(["ll", "entropy", "random"], "random") == [("ll", "random"), ("entropy", "random")]
+    assert comparison_pairs(["ll", "entropy", "random"], "random") == [("ll", "random"), ("entropy", "random")]
     # without it, every pair, each named in the order given (a run passes the order the user named them)
-    assert v.comparison_pairs(["ll", "entropy"], "random") == [("ll", "entropy")]
-    assert v.comparison_pairs(["c", "a", "b", "a"], "random") == [("c", "a"), ("c", "b"), ("a", "b")]
+    assert comparison_pairs(["ll", "entropy"], "random") == [("ll", "entropy")]
+    assert comparison_pairs(["c", "a", "b", "a"], "random") == [("c", "a"), ("c", "b"), ("a", "b")]
 
 
 def test_plan_looks():
@@ -126,7 +127,7 @@ def _simulate(plan: v.SequentialPlan, truth: np.ndarray, design: str, rng: np.ra
     k = truth.size
     names = [f"s{i}" for i in range(k)]
     aulc = 0.8 + rng.normal(0, 0.02, size=(n_max, 1)) + truth + rng.normal(0, SD / math.sqrt(2), (n_max, k))
-    pairs = v.comparison_pairs(names, "s0" if design == "baseline" else "random")
+    pairs = comparison_pairs(names, "s0" if design == "baseline" else "random")
     index = {name: i for i, name in enumerate(names)}
     diffs = {("d", a, b): aulc[:, index[a]] - aulc[:, index[b]] for a, b in pairs}
     state, _ = v.run_looks(diffs, plan)
