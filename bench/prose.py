@@ -46,6 +46,8 @@ def _outcome(row: pd.Series, result: Analysis, sequential: bool) -> str:
         return f"{row['other']} better"
     if verdict == verdicts.EQUIVALENT:
         return f"equivalent within ±{margin} point{'s' if margin != '1' else ''}"
+    if not dataset_rows(result.near_chance, row["dataset"]).empty:  # more seeds would not answer the question
+        return "undecided (more seeds would measure the protocol, which barely beats chance; see the caution)"
     if sequential:
         plan = result.plan
         if result.history and result.history[-1]["seeds"] == plan.looks[-1]:

@@ -48,6 +48,8 @@ def test_two_strategies_without_the_baseline_get_a_verdict_between_them(cli, tmp
     if near:
         assert len(cautions) == 1 and cautions[0].startswith(f"caution   At {', '.join(near)} labels ")
         assert "**Caution.** At " in first_section
+        if outcome.startswith("undecided"):  # no advice to run more seeds of a protocol that barely learns
+            assert outcome.endswith("see the caution)") and "seeds would tell" not in verdict
     else:
         assert not cautions and "Caution" not in report
     assert "random's mean" not in report  # no sentence names a baseline the run lacks as if it were there
