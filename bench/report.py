@@ -14,6 +14,7 @@ import re
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -104,7 +105,7 @@ def write_files(result: Analysis, header: list[str], out: Path, unit: str = "dat
         folder.mkdir()
     datasets = sorted(result.cycles["dataset"].unique())
     slugs = _slugs(datasets)
-    figures: list[tuple[Figure, Path]] = []
+    figures: list[_Plot] = []
     token = _UNSAVED.set(figures)
     try:
         lines = header + _primary_section(result, datasets, slugs, out, unit)
@@ -394,28 +395,41 @@ def _palette(result: Analysis) -> dict[str, plots.Style]:
 def _figure(
     out: Path, stem: str, alt: str, draw: Callable[[Axes], None], size: tuple[float, float] = (6.4, 4.2)
 ) -> list[str]:
-    """Draw on a fresh Agg-backed figure (no pyplot state) and return report.md lines; plots/STEM.png is saved
-    with the report's other figures when write_files has laid them all out (_save_figures)."""
-    with sns.axes_style("whitegrid"):
-        figure = Figure(figsize=size, layout="constrained")
-        draw(figure.subplots())
-    _UNSAVED.get().append((figure, out / "plots" / f"{stem}.png"))
+    """Return report.md lines for plots/STEM.png; the figure is drawn and saved with the report's other figures
+    once write_files has laid them all out (_save_figures)."""
+    _UNSAVED.get().append(_Plot(draw, size, out / "plots" / f"{stem}.png"))
     return [f"![{alt}](plots/{stem}.png)", ""]
 
 
-# The figures drawn by the report being written, saved together at its end (a list per write_files call).
-_UNSAVED: contextvars.ContextVar[list[tuple[Figure, Path]]] = contextvars.ContextVar("unsaved")
+@dataclass(frozen=True)
+class _Plot:
+    """A figure still to draw: a drawing function of bench.plots bound to its numbers, and where it goes."""
+
+    draw: Callable[[Axes], None]
+    size: tuple[float, float]
+    path: Path
+
+    def figure(self) -> Figure:
+        """Drawn on a fresh Agg-backed figure (no pyplot state)."""
+        with sns.axes_style("whitegrid"):
+            figure = Figure(figsize=self.size, layout="constrained")
+            self.draw(figure.subplots())
+        return figure
+
+
+# The figures of the report being written, drawn and saved together at its end (a list per write_files call).
+_UNSAVED: contextvars.ContextVar[list[_Plot]] = contextvars.ContextVar("unsaved")
 CHILD_SECONDS_PER_FIGURE = 60  # a forked saver slower than this is given up, and its figures saved here
 
 
-def _save_figures(figures: list[tuple[Figure, Path]]) -> None:
-    """Render and save the figures: most of a report's time, and each figure independent of the others. Where
-    the machine has a second core, a forked child (it inherits the drawn figures: nothing is passed) saves
-    figures meanwhile, each process taking the next one not yet taken; if the child fails or stalls, what it
-    took is saved here again, where an error is said in one line."""
-    if len(figures) < 2 or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
-        for figure, path in figures:
-            _save(figure, path)
+def _save_figures(pending: list[_Plot]) -> None:
+    """Draw, render and save the figures: most of a report's time, and each figure independent of the others.
+    Where the machine has a second core, a forked child (it inherits the numbers and the drawing functions:
+    nothing is passed) draws and saves figures meanwhile, each process taking the next one not yet taken; if the
+    child fails or stalls, what it took is done here again, where an error is said in one line."""
+    if len(pending) < 2 or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
+        for plot in pending:
+            _save(plot.figure(), plot.path)
         return
     taken, parent = multiprocessing.Value("i", 0), os.getpid()  # the next figure to take, shared by the two
 
@@ -429,22 +443,22 @@ def _save_figures(figures: list[tuple[Figure, Path]]) -> None:
         status = 1
         try:
             die_with_parent(parent)  # a driver killed meanwhile leaves no saver behind (holding its folder's lock)
-            while (index := take()) < len(figures):
-                figures[index][0].savefig(figures[index][1], dpi=DPI)
+            while (index := take()) < len(pending):
+                pending[index].figure().savefig(pending[index].path, dpi=DPI)
             status = 0
         finally:
             os._exit(status)
     mine = set()
     try:
-        while (index := take()) < len(figures):
+        while (index := take()) < len(pending):
             mine.add(index)
-            _save(*figures[index])
+            _save(pending[index].figure(), pending[index].path)
     finally:
-        done = _wait(child, CHILD_SECONDS_PER_FIGURE * len(figures))
+        done = _wait(child, CHILD_SECONDS_PER_FIGURE * len(pending))
     if not done:
-        for index, (figure, path) in enumerate(figures):
+        for index, plot in enumerate(pending):
             if index not in mine:
-                _save(figure, path)
+                _save(plot.figure(), plot.path)
 
 
 def _wait(child: int, seconds: float) -> bool:
