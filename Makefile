@@ -18,8 +18,10 @@ BENCH_ARGS ?= --strategies random entropy learning-loss core-set --seeds 3
 bench: $(STAMP)
 	$(PY) run_bench.py $(BENCH_ARGS)
 
+# Tests in parallel, a process per core (at most 4), each torch in it on one thread: two workers of two threads
+# on two cores each wait for the other (see docs/performance.md).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n auto --maxprocesses 4
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
