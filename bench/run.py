@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from bench import frozen, provenance
+from bench.ahead import ReportProcess, report_ahead
 from bench.config import MARGIN, PRESETS, RunConfig, comparison_pairs, preset_protocol, proportions, resolve_epoch
 from bench.data import DATASETS, ImageData, check_dataset, dataset_fingerprint, load_dataset
 from bench.errors import UserError
@@ -290,8 +291,9 @@ def accuracy_table(store: RunStore) -> None:
 
 def run_benchmark(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
     """Run every pending (strategy, seed) job of `config` into config.out, then write the report."""
-    failures = run_jobs(config, options)
-    return finish(config.out, failures, options)
+    with report_ahead() as ahead:
+        failures = run_jobs(config, options)
+        return finish(config.out, failures, options, ahead)
 
 
 def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | None = None,
@@ -347,14 +349,15 @@ def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | 
     return failures
 
 
-def finish(folder: Path, failures: list[str], options: RunOptions) -> RunResult:
-    """The accuracy table, the report and its verdicts on the console, and the failed jobs named."""
+def finish(folder: Path, failures: list[str], options: RunOptions, ahead: ReportProcess | None = None) -> RunResult:
+    """The accuracy table, the report and its verdicts on the console, and the failed jobs named. ahead: the
+    report's process started with the run (bench.ahead), if any."""
     store = RunStore(folder)
     report = None
     if not store.cycles().empty:  # every job may have failed before its first row: then there is nothing to show
         accuracy_table(store)
         print(f"results   {folder / CYCLES}")
-        report = write_report_or_explain(folder, resolve_baseline(options.baseline), options.margin)
+        report = write_report_or_explain(folder, resolve_baseline(options.baseline), options.margin, ahead)
         print(f"report    {report}")
     if failures:
         print(f"failed    {len(failures)} job(s): {', '.join(failures)}; details in {folder / FAILURES}",
@@ -416,13 +419,17 @@ def check_model_setup(config: RunConfig, data: ImageData) -> str:
                        config.model_fingerprint.get("weights"), frozen=p.train_mode == "frozen")
 
 
-def write_report_or_explain(folder: Path, baseline: str, margin: float | None = None) -> Path:
-    """Write FOLDER/report/, print its primary verdicts, return report.md's path. margin: None takes the one
-    config.json records."""
-    # seaborn and scipy: imported when a report is written, not by every run_bench.py --help or dry run
-    from bench.report import report_folder
+def write_report_or_explain(folder: Path, baseline: str, margin: float | None = None,
+                            ahead: ReportProcess | None = None) -> Path:
+    """Write FOLDER/report/ (in the report's process started ahead, if there is one and it can), print its
+    primary verdicts, return report.md's path. margin: None takes the one config.json records."""
+    written = ahead.write(folder, baseline, margin) if ahead else None
+    if written is None:
+        # seaborn and scipy: imported when a report is written, not by every run_bench.py --help or dry run
+        from bench.report import report_folder
 
-    path, lines = report_folder(folder, baseline, margin)
+        written = report_folder(folder, baseline, margin)
+    path, lines = written
     print("\n".join(lines))
     return path
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 from pathlib import Path
@@ -383,3 +384,60 @@ def test_budgets_where_the_models_barely_beat_chance_are_said_beside_the_verdict
     assert len(cautions) == 1
     assert says(cautions[0], "At 100 labels (1 of the 4 budgets)", f"{100 * near.iloc[0]:.1f}%", "50.0% by chance")
     assert says(line_with(text, "**Caution.**"), "At 100 labels", f"{100 * near.iloc[0]:.1f}%", "--epochs")
+
+
+# ---------------------------------------------------------------- the report's process, started ahead
+
+
+def _report_files(folder: Path) -> dict[str, bytes]:
+    root = folder / "report"
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_the_report_process_writes_the_report_this_process_writes(tmp_path: Path):
+    from bench.ahead import ReportProcess
+
+    here, ahead = tmp_path / "here", tmp_path / "ahead"
+    for folder in (here, ahead):
+        _folder(folder, synthetic_cycles(), {"strategies": ["random", "better", "same", "noisy"]})
+    expected = report_folder(here, "random")
+    process = ReportProcess()
+    pid = process.pid
+    assert process.write(ahead, "random", None) == (ahead / "report" / "report.md", expected[1])
+    assert expected[1] and all(line.startswith(("primary", "caution")) for line in expected[1])
+    files = _report_files(here)
+    assert len([name for name in files if name.endswith(".png")]) >= 4
+    assert _report_files(ahead) == files  # report.md, every table and every figure, byte for byte
+    with pytest.raises(ChildProcessError):  # reaped: no process left behind
+        os.waitpid(pid, os.WNOHANG)
+
+
+def test_a_refusal_in_the_report_process_is_the_refusal_this_process_gives(tmp_path: Path):
+    from bench.ahead import ReportProcess
+    from bench.errors import UserError
+
+    with pytest.raises(UserError) as here:
+        report_folder(tmp_path, "random")  # no cycles.parquet
+    with pytest.raises(UserError) as ahead:
+        ReportProcess().write(tmp_path, "random", None)
+    assert str(ahead.value) == str(here.value) and "cycles.parquet" in str(here.value)
+    assert not (tmp_path / "report").exists()
+
+
+def test_a_dead_report_process_leaves_the_report_to_the_run(tmp_path: Path, capsys):
+    import signal
+
+    from bench.ahead import ReportProcess
+    from bench.run import write_report_or_explain
+
+    _folder(tmp_path, synthetic_cycles(), {"strategies": ["random", "better", "same", "noisy"]})
+    process = ReportProcess()
+    os.kill(process.pid, signal.SIGKILL)
+    assert process.write(tmp_path, "random", None) is None and not (tmp_path / "report").exists()
+    assert write_report_or_explain(tmp_path, "random", None, ReportProcess()) == tmp_path / "report" / "report.md"
+    dead = ReportProcess()
+    os.kill(dead.pid, signal.SIGKILL)
+    shutil.rmtree(tmp_path / "report")
+    capsys.readouterr()
+    assert write_report_or_explain(tmp_path, "random", None, dead) == tmp_path / "report" / "report.md"
+    assert "primary   better vs random" in capsys.readouterr().out

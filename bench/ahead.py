@@ -1,0 +1,122 @@
+"""The report's process, started ahead. Importing the report's stack (pandas, scipy.stats, matplotlib, seaborn)
+takes seconds; a run forks, before its jobs, a process that imports it meanwhile on a core the jobs leave free,
+then waits. At the run's end it is asked for the report (bench.report.report_folder) and answers in one line
+of JSON: the path and the console lines, or a refusal's message. Whatever goes wrong with it (it died, stalled, or
+never got ready), the report is written in the run's own process instead, as it would be without it.
+
+A thread cannot do this: the import holds the interpreter's lock, which a lone job training in the run's process
+needs (measured: tiny runs took 10 to 13 s with a background import thread against 10 s without).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench.errors import UserError
+from bench.lifetime import die_with_parent
+
+READY_S = 120  # seconds the process may take to import the report's stack before the run writes the report itself
+
+
+class ReportProcess:
+    """A forked process holding the report's stack, asked for one report (`write`) or told to go (`close`)."""
+
+    def __init__(self) -> None:
+        to_child, from_parent = os.pipe()
+        to_parent, from_child = os.pipe()
+        parent = os.getpid()
+        for stream in (sys.stdout, sys.stderr):  # nothing buffered here is the child's to say again
+            with contextlib.suppress(Exception):
+                stream.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            os.close(from_parent)
+            os.close(to_parent)
+            _serve(to_child, from_child, parent)
+        os.close(to_child)
+        os.close(from_child)
+        self.pid: int | None = pid
+        self._request = os.fdopen(from_parent, "w")
+        self._answers = os.fdopen(to_parent, "r")
+
+    def write(self, folder: Path, baseline: str, margin: float | None) -> tuple[Path, list[str]] | None:
+        """The report of `folder` as bench.report.report_folder writes it (raising UserError with its message);
+        None when this process could not write it (then nothing was written: write it here)."""
+        try:
+            if self._wait_readable(READY_S) and self._answers.readline().strip() == "ready":
+                self._request.write(json.dumps({"folder": str(folder), "baseline": baseline, "margin": margin}) + "\n")
+                self._request.flush()
+                answer = self._answers.readline()  # as long as the report takes, as it would here
+                if answer:
+                    reply = json.loads(answer)
+                    if "error" in reply:
+                        raise UserError(reply["error"])
+                    return Path(reply["path"]), list(reply["lines"])
+        except (OSError, ValueError):  # a closed pipe or a torn line: the child is gone
+            pass
+        finally:
+            self.close()
+        return None
+
+    def _wait_readable(self, seconds: float) -> bool:
+        return bool(select.select([self._answers], [], [], seconds)[0])
+
+    def close(self) -> None:
+        """Stop the process (if it still runs) and reap it."""
+        for stream in (self._request, self._answers):
+            with contextlib.suppress(OSError):
+                stream.close()
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.kill(self.pid, signal.SIGKILL)  # an exited child is a zombie until reaped: never another's pid
+                os.waitpid(self.pid, 0)
+            self.pid = None
+
+
+def _serve(requests: int, answers: int, parent: int) -> None:
+    """The child: import the report's stack, say ready, write the one report asked (if any), exit."""
+    status = 1
+    try:
+        die_with_parent(parent)  # a run killed meanwhile leaves no process behind
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the run's stop is the run's to handle
+            signal.signal(signum, signal.SIG_IGN)
+        from bench.report import report_folder
+
+        with os.fdopen(requests, "r") as incoming, os.fdopen(answers, "w") as outgoing:
+            outgoing.write("ready\n")
+            outgoing.flush()
+            line = incoming.readline()
+            if line:
+                asked = json.loads(line)
+                try:
+                    path, lines = report_folder(Path(asked["folder"]), asked["baseline"], asked["margin"])
+                    reply = {"path": str(path), "lines": lines}
+                except UserError as err:
+                    reply = {"error": str(err)}
+                outgoing.write(json.dumps(reply) + "\n")
+                outgoing.flush()
+        status = 0
+    finally:
+        os._exit(status)
+
+
+@contextlib.contextmanager
+def report_ahead() -> Iterator[ReportProcess | None]:
+    """A ReportProcess while the run lasts, where one can be forked safely and the jobs leave a core for it:
+    on a POSIX system, from a process with no other Python thread (a fork copies only the thread that calls it),
+    with a second core. None elsewhere: the report is then written in this process, as before."""
+    usable = hasattr(os, "fork") and (os.cpu_count() or 1) >= 2 and threading.active_count() == 1
+    process = ReportProcess() if usable else None
+    try:
+        yield process
+    finally:
+        if process is not None:
+            process.close()
