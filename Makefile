@@ -19,9 +19,10 @@ bench: $(STAMP)
 	$(PY) run_bench.py $(BENCH_ARGS)
 
 # Tests in parallel, a process per core (at most 4), each torch in it on one thread: two workers of two threads
-# on two cores each wait for the other (see docs/performance.md).
+# on two cores each wait for the other (see docs/performance.md). The reliability tests share background runs,
+# so they go to one worker together (their conftest groups them).
 test: $(STAMP)
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n auto --maxprocesses 4
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadgroup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

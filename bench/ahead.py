@@ -1,11 +1,11 @@
 """The report's process, started ahead. Importing the report's stack (pandas, scipy.stats, matplotlib, seaborn)
 takes seconds; a run forks, before its jobs, a process that imports it meanwhile on a core the jobs leave free,
 then waits. At the run's end it is asked for the report (bench.report.report_folder) and answers in one line
-of JSON: the path and the console lines, or a refusal's message. Whatever goes wrong with it (it died, stalled, or
-never got ready), the report is written in the run's own process instead, as it would be without it.
+of JSON: the path and the console lines, or a refusal's message. If it died, or was not ready within READY_S,
+the report is written in the run's own process instead, as it would be without it.
 
 A thread cannot do this: the import holds the interpreter's lock, which a lone job training in the run's process
-needs (measured: tiny runs took 10 to 13 s with a background import thread against 10 s without).
+needs (measured on 2 cores: tiny runs took 11.0 to 12.8 s with an importing thread, 9.9 to 10.2 s without).
 """
 
 from __future__ import annotations
@@ -110,10 +110,11 @@ def _serve(requests: int, answers: int, parent: int) -> None:
 
 @contextlib.contextmanager
 def report_ahead() -> Iterator[ReportProcess | None]:
-    """A ReportProcess while the run lasts, where one can be forked safely and the jobs leave a core for it:
-    on a POSIX system, from a process with no other Python thread (a fork copies only the thread that calls it),
-    with a second core. None elsewhere: the report is then written in this process, as before."""
-    usable = hasattr(os, "fork") and (os.cpu_count() or 1) >= 2 and threading.active_count() == 1
+    """A ReportProcess while the run lasts, where one can be forked safely and the jobs leave a core for it: on
+    Linux (where the run forks its other helpers too), from a process with no other Python thread (a fork copies
+    only the thread that calls it), with a second core. None elsewhere: the report is then written in this
+    process."""
+    usable = sys.platform.startswith("linux") and (os.cpu_count() or 1) >= 2 and threading.active_count() == 1
     process = ReportProcess() if usable else None
     try:
         yield process

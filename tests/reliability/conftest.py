@@ -24,6 +24,15 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "scenario(name): the background fault scenario (scenarios.py) a test judges")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist with --dist loadgroup (make test), every test here runs in one worker: the background
+    runs start once per worker that runs a test of this folder, and each worker sees every collected test."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.xdist_group("reliability"))
+
+
 def _wanted(session: pytest.Session, fixture: str) -> bool:
     return any(fixture in getattr(item, "fixturenames", ()) for item in session.items)
 
