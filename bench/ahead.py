@@ -1,8 +1,8 @@
 """The report's process, started ahead. Importing the report's stack (pandas, scipy.stats, matplotlib, seaborn)
 takes seconds; a run forks, before its jobs, a process that imports it meanwhile on a core the jobs leave free,
 then waits. At the run's end it is asked for the report (bench.report.report_folder) and answers in one line
-of JSON: the path and the console lines, or a refusal's message. If it died, or was not ready within READY_S,
-the report is written in the run's own process instead, as it would be without it.
+of JSON: the path and the console lines, or a refusal's message. If it died, was not ready within READY_S or
+gave no answer within ANSWER_S, the report is written in the run's own process instead, as without it.
 
 A thread cannot do this: the import holds the interpreter's lock, which a lone job training in the run's process
 needs (measured on 2 cores: tiny runs took 11.0 to 12.8 s with an importing thread, 9.9 to 10.2 s without).
@@ -24,6 +24,9 @@ from bench.errors import UserError
 from bench.lifetime import die_with_parent
 
 READY_S = 120  # seconds the process may take to import the report's stack before the run writes the report itself
+# Seconds it may take to write the report: a run's report takes seconds, so past this the process is taken to be
+# stuck and the run writes the report itself.
+ANSWER_S = 900
 
 
 class ReportProcess:
@@ -49,12 +52,13 @@ class ReportProcess:
 
     def write(self, folder: Path, baseline: str, margin: float | None) -> tuple[Path, list[str]] | None:
         """The report of `folder` as bench.report.report_folder writes it (raising UserError with its message);
-        None when this process could not write it (then nothing was written: write it here)."""
+        None when that process could not (it died or was stuck, and is killed): then report/ is as it was, and
+        the report is this process's to write."""
         try:
             if self._wait_readable(READY_S) and self._answers.readline().strip() == "ready":
                 self._request.write(json.dumps({"folder": str(folder), "baseline": baseline, "margin": margin}) + "\n")
                 self._request.flush()
-                answer = self._answers.readline()  # as long as the report takes, as it would here
+                answer = self._answers.readline() if self._wait_readable(ANSWER_S) else ""
                 if answer:
                     reply = json.loads(answer)
                     if "error" in reply:

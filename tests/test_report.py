@@ -441,3 +441,20 @@ def test_a_dead_report_process_leaves_the_report_to_the_run(tmp_path: Path, caps
     capsys.readouterr()
     assert write_report_or_explain(tmp_path, "random", None, dead) == tmp_path / "report" / "report.md"
     assert "primary   better vs random" in capsys.readouterr().out
+
+
+def test_a_stuck_report_process_is_killed_and_leaves_the_report_to_the_run(tmp_path: Path, monkeypatch):
+    import time
+
+    import bench.ahead
+    import bench.report
+
+    _folder(tmp_path, synthetic_cycles(), {"strategies": ["random", "better", "same", "noisy"]})
+    monkeypatch.setattr(bench.report, "report_folder", lambda *args: time.sleep(3600))  # the child inherits it
+    monkeypatch.setattr(bench.ahead, "ANSWER_S", 1.0)
+    process = bench.ahead.ReportProcess()
+    pid, start = process.pid, time.monotonic()
+    assert process.write(tmp_path, "random", None) is None
+    assert time.monotonic() - start < 60 and not (tmp_path / "report").exists()
+    with pytest.raises(ChildProcessError):  # killed and reaped
+        os.waitpid(pid, os.WNOHANG)
