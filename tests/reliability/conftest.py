@@ -24,6 +24,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "scenario(name): the background fault scenario (scenarios.py) a test judges")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the marks into the tests' ids
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist with --dist loadgroup (make test), every test here runs in one worker: the background
     runs start once per worker that runs a test of this folder, and each worker sees every collected test."""
