@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from torchvision import transforms
 
 from bench.data import ImageData
 from bench.jobs import JobSpec
@@ -68,7 +67,9 @@ class PILImages(torch.utils.data.Dataset):
 
 def reference_transforms(data: ImageData, train: bool) -> Callable:
     """The reference code's transforms: flip and crop with zero padding for training, then ToTensor and
-    Normalize."""
+    Normalize. torchvision is imported here: it loads torch._dynamo, seconds that only the reference loop needs."""
+    from torchvision import transforms
+
     augment = [transforms.RandomHorizontalFlip(), transforms.RandomCrop(32, padding=data.pad)] if train else []
     return transforms.Compose([*augment, transforms.ToTensor(), transforms.Normalize(data.mean, data.std)])
 

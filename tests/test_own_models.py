@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torchvision
 from PIL import Image
 
 from bench.config import Protocol, RunConfig
@@ -28,6 +27,15 @@ from bench.seeding import derive_seed
 from bench.trainer import DeviceData, Trainer
 from bench.zoo import build_model, check_input_size, load_model_file
 from conftest import SHARED_DATA, TINY
+
+
+def _torchvision():
+    """torchvision, imported by the tests that build its models rather than at collection (with torch._dynamo,
+    which it loads, it costs seconds in every test process)."""
+    import torchvision
+
+    return torchvision
+
 
 SLICE = SHARED_DATA / "cifar10-jpeg-10k.npz"
 RESNET = "torchvision:resnet18"
@@ -50,7 +58,7 @@ def _one_line(err: str) -> str:
 
 def _resnet_weights(path: Path, n_classes: int, seed: int = 123) -> dict[str, torch.Tensor]:
     torch.manual_seed(seed)
-    state = torchvision.models.resnet18(num_classes=n_classes).state_dict()
+    state = _torchvision().models.resnet18(num_classes=n_classes).state_dict()
     torch.save(state, path)
     return state
 
@@ -61,7 +69,7 @@ def _resnet_weights(path: Path, n_classes: int, seed: int = 123) -> dict[str, to
 def test_adapter_gives_the_torchvision_models_logits_embedding_and_layer_maps():
     model = build_model(RESNET, 3, 10, generator_seed=7, input_size=(32, 32)).eval()
     torch.manual_seed(7)  # the same seed builds the same network through torchvision itself
-    reference = torchvision.models.resnet18(num_classes=10).eval()
+    reference = _torchvision().models.resnet18(num_classes=10).eval()
     maps = {}
     for name in ("layer1", "layer2", "layer3", "layer4", "avgpool"):
         getattr(reference, name).register_forward_hook(lambda m, i, o, name=name: maps.__setitem__(name, o))
@@ -98,7 +106,7 @@ def test_stages_are_the_last_map_at_each_resolution():
 
 # torchvision's Swin at a size a test can afford: its stages output [B, H, W, C] maps
 def tiny_swin(n_classes: int) -> torch.nn.Module:
-    return torchvision.models.SwinTransformer(patch_size=[2, 2], embed_dim=8, depths=[1, 1], num_heads=[1, 2],
+    return _torchvision().models.SwinTransformer(patch_size=[2, 2], embed_dim=8, depths=[1, 1], num_heads=[1, 2],
                                               window_size=[2, 2], num_classes=n_classes)
 
 
@@ -264,11 +272,11 @@ class _Marker:
 
 def _bad_weights(folder: Path) -> dict[str, tuple[Path, str]]:
     torch.save(build_model("cnn", 3, 4, 0).state_dict(), folder / "cnn.pt")
-    torch.save({"state_dict": torchvision.models.resnet18(num_classes=4).state_dict()}, folder / "nested.pt")
+    torch.save({"state_dict": _torchvision().models.resnet18(num_classes=4).state_dict()}, folder / "nested.pt")
     torch.save([torch.zeros(2)], folder / "list.pt")
     with open(folder / "object.pt", "wb") as f:
         pickle.dump(_Marker(folder / "unpickled"), f)
-    torch.save(torchvision.models.resnet34(num_classes=4).state_dict(), folder / "resnet34.pt")
+    torch.save(_torchvision().models.resnet34(num_classes=4).state_dict(), folder / "resnet34.pt")
     return {
         "wrong-keys": (folder / "cnn.pt", "missing keys conv1.weight, bn1.weight, bn1.bias (+"),
         "nested": (folder / "nested.pt", "entry 'state_dict' holds a dict"),

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from statsmodels.stats.weightstats import ttost_paired
 
 from bench import verdicts as v
 from bench.config import comparison_pairs
@@ -40,6 +39,8 @@ def test_holm_level_intervals_exclude_zero_exactly_when_holm_rejects():
 
 
 def test_equivalence_from_the_interval_is_statsmodels_tost_at_half_the_level():
+    from statsmodels.stats.weightstats import ttost_paired  # seconds to import: here, not in every test process
+
     rng = np.random.default_rng(1)
     checked = 0
     for _ in range(300):
