@@ -35,7 +35,7 @@ import pandas as pd
 from scipy import stats as sp
 
 from bench.config import FIRST_LOOK, MARGIN, MAX_SEEDS_AUTO
-from bench.stats import ALPHA, EQUAL_ATOL, POWER, holm, paired_t_p, seeds_needed
+from bench.stats import ALPHA, EQUAL_ATOL, POWER, holm, paired_t_p, seeds_needed, t_quantile, t_test_p
 
 BETTER, WORSE, EQUIVALENT, UNDECIDED = "better", "worse", "equivalent", "undecided"
 PRIMARY, ALL_PAIRS = "primary", "all pairs"
@@ -93,7 +93,7 @@ def holm_levels(pvalues: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
 
 def t_half_width(sd: float, n: int, level: float) -> float:
     """Half-width of the two-sided (1 - level) t-interval of a mean of n values with spread sd."""
-    return float(sp.t.ppf(1 - level / 2, n - 1) * sd / math.sqrt(n))
+    return t_quantile(1 - level / 2, n - 1) * sd / math.sqrt(n)
 
 
 def tost_p(diff: np.ndarray, margin: float) -> float:
@@ -102,9 +102,7 @@ def tost_p(diff: np.ndarray, margin: float) -> float:
         return math.nan
     if np.ptp(diff) <= EQUAL_ATOL:  # no spread: the monotone rule of bench.stats
         return 0.0 if abs(diff[0]) < margin else 1.0
-    above = sp.ttest_1samp(diff, -margin, alternative="greater").pvalue
-    below = sp.ttest_1samp(diff, margin, alternative="less").pvalue
-    return float(max(above, below))
+    return max(t_test_p(diff, -margin, "greater"), t_test_p(diff, margin, "less"))
 
 
 def aulc_table(aulc_seeds: pd.DataFrame) -> pd.DataFrame:
@@ -173,7 +171,7 @@ class SequentialPlan:
 
     def critical(self, n: int) -> float:
         """The t quantile of the interval at a look with n seeds."""
-        return float(sp.t.ppf(1 - self.nominal / 2, n - 1))
+        return t_quantile(1 - self.nominal / 2, n - 1)
 
     def to_json(self) -> dict:
         return {**asdict(self), "looks": list(self.looks), "method": SEQUENTIAL_METHOD}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -461,3 +462,20 @@ def test_seeds_needed_is_the_first_n_of_the_whole_range(sd):
     enough = np.flatnonzero(stats._powers(0.01, sd, n, stats.ALPHA) >= stats.POWER)
     expected = float(n[enough[0]]) if enough.size else math.nan
     assert stats.seeds_needed(0.01, sd) == pytest.approx(expected, nan_ok=True)
+
+
+def test_the_direct_t_test_and_quantile_are_scipys():
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        n = int(rng.integers(2, 40))
+        x = rng.normal(rng.normal(0, 0.02), rng.uniform(1e-4, 0.05), n)
+        mu = float(rng.choice([0.0, -0.01, 0.01]))
+        for alternative in ("two-sided", "greater", "less"):
+            expected = sps.ttest_1samp(x, mu, alternative=alternative).pvalue
+            assert math.isclose(stats.t_test_p(x, mu, alternative), expected, rel_tol=1e-9, abs_tol=1e-300)
+        q = float(rng.uniform(0.5, 0.9999))
+        assert math.isclose(stats.t_quantile(q, n - 1), sps.t.ppf(q, n - 1), rel_tol=1e-10)
+    with np.errstate(all="ignore"), warnings.catch_warnings():  # a NaN value; equal values, which may not cancel
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for x in ([0.1, np.nan, 0.2], [0.3, 0.3, 0.3], [0.1, 0.1, 0.1], [0.0, 0.0]):
+            assert np.isclose(stats.t_test_p(np.array(x)), sps.ttest_1samp(x, 0.0).pvalue, equal_nan=True), x
