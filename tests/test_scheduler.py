@@ -85,10 +85,9 @@ def test_rerunning_a_finished_run_runs_nothing_and_changes_no_row(tmp_path, modu
     assert (folder / "cycles.parquet").read_bytes() == before
 
 
-def test_dask_local_cluster_gives_the_same_rows_as_loky(tmp_path, module_npz):
+def test_dask_local_cluster_gives_the_same_rows_as_loky(tmp_path, module_npz, uninterrupted):
     pytest.importorskip("dask.distributed")
-    loky, dask = tmp_path / "loky", tmp_path / "dask"
-    assert run_cli(*JOBS, "--dataset", module_npz, "--out", loky).returncode == 0
+    loky, dask = uninterrupted, tmp_path / "dask"  # the same command on the default backend (loky)
     result = run_cli(*JOBS, "--dataset", module_npz, "--backend", "dask", "--out", dask)
     assert result.returncode == 0, result.stderr
     pd.testing.assert_frame_equal(rows(dask), rows(loky))
