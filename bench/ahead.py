@@ -1,5 +1,5 @@
 """The report's process, started ahead. Importing the report's stack (pandas, scipy.stats, matplotlib, seaborn)
-takes seconds; a run forks, before its jobs, a process that imports it meanwhile on a core the jobs leave free,
+takes seconds; a run forks, as its jobs start, a process that imports it meanwhile on a core the jobs leave free,
 then waits. At the run's end it is asked for the report (bench.report.report_folder) and answers in one line
 of JSON: the path and the console lines, or a refusal's message. If it died, was not ready within READY_S or
 gave no answer within ANSWER_S, the report is written in the run's own process instead, as without it.
@@ -17,7 +17,6 @@ import select
 import signal
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 from bench.errors import UserError
@@ -112,16 +111,31 @@ def _serve(requests: int, answers: int, parent: int) -> None:
         os._exit(status)
 
 
-@contextlib.contextmanager
-def report_ahead() -> Iterator[ReportProcess | None]:
-    """A ReportProcess while the run lasts, where one can be forked safely and the jobs leave a core for it: on
-    Linux (where the run forks its other helpers too), from a process with no other Python thread (a fork copies
-    only the thread that calls it), with a second core. None elsewhere: the report is then written in this
-    process."""
-    usable = sys.platform.startswith("linux") and (os.cpu_count() or 1) >= 2 and threading.active_count() == 1
-    process = ReportProcess() if usable else None
-    try:
-        yield process
-    finally:
-        if process is not None:
-            process.close()
+class ReportAhead:
+    """The report's process of one run (a context manager that stops it at the end). The run starts it (`start`)
+    when its jobs are about to start, so that a run refused before them forks nothing; and only where it can be
+    forked safely and the jobs leave a core for it: on Linux (where the run forks its other helpers too), from a
+    process with no other Python thread (a fork copies only the thread that calls it), with a second core.
+    Without it, `write` answers None and the report is written in the run's own process."""
+
+    def __init__(self) -> None:
+        self.process: ReportProcess | None = None
+
+    def __enter__(self) -> ReportAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        usable = sys.platform.startswith("linux") and (os.cpu_count() or 1) >= 2 and threading.active_count() == 1
+        if self.process is None and usable:
+            self.process = ReportProcess()
+
+    def write(self, folder: Path, baseline: str, margin: float | None) -> tuple[Path, list[str]] | None:
+        """ReportProcess.write, or None when none was started."""
+        return None if self.process is None else self.process.write(folder, baseline, margin)
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.close()

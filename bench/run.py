@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from bench import frozen, provenance
-from bench.ahead import ReportProcess, report_ahead
+from bench.ahead import ReportAhead, ReportProcess
 from bench.config import MARGIN, PRESETS, RunConfig, comparison_pairs, preset_protocol, proportions, resolve_epoch
 from bench.data import DATASETS, ImageData, check_dataset, dataset_fingerprint, load_dataset
 from bench.errors import UserError
@@ -291,17 +291,18 @@ def accuracy_table(store: RunStore) -> None:
 
 def run_benchmark(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
     """Run every pending (strategy, seed) job of `config` into config.out, then write the report."""
-    with report_ahead() as ahead:
-        failures = run_jobs(config, options)
+    with ReportAhead() as ahead:
+        failures = run_jobs(config, options, ahead=ahead)
         return finish(config.out, failures, options, ahead)
 
 
 def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | None = None,
-             quiet: bool = False) -> list[str]:
+             quiet: bool = False, ahead: ReportAhead | None = None) -> list[str]:
     """Run the pending jobs of config's strategies and seeds, and those only: a folder that holds other strategies
     or seeds keeps them, and config.json records the union. analysis: what config.json records of the verdicts'
     design (default: the fixed design with options' baseline and margin). quiet: no description (a later round
-    of --seeds auto). Returns the keys of the failed jobs."""
+    of --seeds auto). ahead: the report's process, started here once nothing can refuse the run and the jobs are
+    about to start. Returns the keys of the failed jobs."""
     check_options(options)
     baseline = resolve_baseline(options.baseline)
     devices = resolve_devices(config.devices)
@@ -328,6 +329,8 @@ def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | 
         # the pool before config.json: an unreachable cluster leaves the folder as it was
         run_as = execution(options, config, data, devices) if ready else {}
         workers = min(options.jobs, len(ready))  # a second worker for one job would only cost its start
+        if ready and ahead is not None:  # past every refusal, before the pool's threads
+            ahead.start()
         pool, threads = (make_pool(options.backend, devices, workers, run_as["jobs_per_device"],
                                    options.scheduler_address) if ready else (None, None))
         if ready:
@@ -349,7 +352,8 @@ def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | 
     return failures
 
 
-def finish(folder: Path, failures: list[str], options: RunOptions, ahead: ReportProcess | None = None) -> RunResult:
+def finish(folder: Path, failures: list[str], options: RunOptions,
+           ahead: ReportAhead | ReportProcess | None = None) -> RunResult:
     """The accuracy table, the report and its verdicts on the console, and the failed jobs named. ahead: the
     report's process started with the run (bench.ahead), if any."""
     store = RunStore(folder)
@@ -420,7 +424,7 @@ def check_model_setup(config: RunConfig, data: ImageData) -> str:
 
 
 def write_report_or_explain(folder: Path, baseline: str, margin: float | None = None,
-                            ahead: ReportProcess | None = None) -> Path:
+                            ahead: ReportAhead | ReportProcess | None = None) -> Path:
     """Write FOLDER/report/ (in the report's process started ahead, if there is one and it can), print its
     primary verdicts, return report.md's path. margin: None takes the one config.json records."""
     written = ahead.write(folder, baseline, margin) if ahead else None

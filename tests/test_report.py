@@ -458,3 +458,18 @@ def test_a_stuck_report_process_is_killed_and_leaves_the_report_to_the_run(tmp_p
     assert time.monotonic() - start < 60 and not (tmp_path / "report").exists()
     with pytest.raises(ChildProcessError):  # killed and reaped
         os.waitpid(pid, os.WNOHANG)
+
+
+def test_the_report_process_is_started_only_when_jobs_are_about_to_run(cli, tmp_path: Path, monkeypatch):
+    import bench.ahead
+    from conftest import TINY
+
+    starts = []
+    monkeypatch.setattr(bench.ahead.ReportAhead, "start", lambda self: starts.append(self))
+    folder = tmp_path / "run"
+    status, _, err = cli("--strategies", "random", *TINY, "--out", folder)
+    assert status == 0 and len(starts) == 1, err
+    status, _, err = cli("--strategies", "random", *TINY, "--epochs", "4", "--out", folder)
+    assert status == 2 and "configuration" in err and len(starts) == 1  # refused: no process forked for it
+    status, out, _ = cli("--strategies", "random", *TINY, "--out", folder)
+    assert status == 0 and "already finished" in out and len(starts) == 1  # nothing to run: the report is written here
