@@ -355,7 +355,7 @@ def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | 
 def finish(folder: Path, failures: list[str], options: RunOptions,
            ahead: ReportAhead | ReportProcess | None = None) -> RunResult:
     """The accuracy table, the report and its verdicts on the console, and the failed jobs named. ahead: the
-    report's process started with the run (bench.ahead), if any."""
+    report's process started as the jobs started (bench.ahead), if any."""
     store = RunStore(folder)
     report = None
     if not store.cycles().empty:  # every job may have failed before its first row: then there is nothing to show
