@@ -33,7 +33,9 @@ class Plan:
     channels_last: tuple[bool, ...]  # per stage: its output is [B, H, W, C] (permuted to [B, C, H, W])
 
 
-_PLANS: dict[tuple, Plan] = {}  # per process: tracing a large model takes a second, and every cycle builds one
+# Per process: tracing a large model takes a second, and every cycle builds one. Keyed by the module's class
+# itself, not its name: two model files may register one name with classes of one name and other structures.
+_PLANS: dict[tuple, Plan] = {}
 
 
 class AdaptedBackbone(Backbone):
@@ -46,7 +48,7 @@ class AdaptedBackbone(Backbone):
                  repeat: int = 0) -> None:
         super().__init__()
         self.name, self.repeat = name, repeat  # repeat: 3 = grayscale repeated to 3 channels for the module
-        key = (name, type(module).__qualname__, in_channels, tuple(input_size), repeat)
+        key = (name, type(module), in_channels, tuple(input_size), repeat)
         if key not in _PLANS:
             _PLANS[key] = plan(module, name, (1, repeat or in_channels, *input_size))
         self.plan = _PLANS[key]
@@ -123,8 +125,9 @@ def _check_output(module: nn.Module, found: Plan, name: str, probe_shape: tuple[
         return  # the input is too small or of the wrong size: check_input_size says so in one line
     finally:
         module.train(was_training)
-    if not isinstance(whole, torch.Tensor) or whole.shape != logits.shape or not torch.allclose(whole, logits,
-                                                                                               atol=1e-5):
+    # NaN where the classifier gives NaN too is the classifier's output: non-finite weights are refused on their own
+    if not isinstance(whole, torch.Tensor) or whole.shape != logits.shape or not torch.allclose(
+            whole, logits, atol=1e-5, equal_nan=True):
         raise UserError(f"Model {name!r}'s forward does not return its last nn.Linear's output "
                         f"({found.classifier}): return the logits from the last nn.Linear, or return a "
                         "bench.models.Backbone from the factory.")

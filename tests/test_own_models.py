@@ -104,6 +104,31 @@ def test_stages_are_the_last_map_at_each_resolution():
     assert out.embedding.shape == (2, model.embedding_dim) and out.logits.shape == (2, 5)
 
 
+def test_two_models_of_one_name_and_one_class_name_get_their_own_plans():
+    """Two model files may register one name with classes of one name: each network is traced for itself (a plan
+    kept from the first would name a classifier the second does not have)."""
+
+    def net_class(head: str) -> type[torch.nn.Module]:
+        class Net(torch.nn.Module):
+            def __init__(self, c: int, n: int) -> None:
+                super().__init__()
+                self.conv = torch.nn.Conv2d(c, 4, 3)
+                setattr(self, head, torch.nn.Linear(4, n))
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return getattr(self, head)(self.conv(x).mean(dim=(2, 3)))
+
+        return Net
+
+    classifiers = []
+    for head in ("fc", "head"):
+        net = net_class(head)
+        with MODELS.scoped():
+            MODELS.register("test-same-name")(lambda c, n, net=net: net(c, n))
+            classifiers.append(build_model("test-same-name", 3, 4, 0, (12, 12)).plan.classifier)
+    assert classifiers == ["fc", "head"]
+
+
 # torchvision's Swin at a size a test can afford: its stages output [B, H, W, C] maps
 def tiny_swin(n_classes: int) -> torch.nn.Module:
     return _torchvision().models.SwinTransformer(patch_size=[2, 2], embed_dim=8, depths=[1, 1], num_heads=[1, 2],
