@@ -382,6 +382,12 @@ def load_cifar100(data_root: Path, download: bool) -> ImageData:
                        pad=4, flip=True)
 
 
+def _refuse_absent(name: str, root: Path, needed: str, download: bool, where: str) -> None:
+    """Offline, with root/needed absent: refused at once, before torchvision (seconds to import) is loaded."""
+    if not download and not (root / needed).exists():
+        raise _missing(name, root, where, None)
+
+
 def _torchvision(name: str, make: Callable[[bool, bool], object], root: Path, download: bool, where: str):
     """Build a torchvision dataset's train and test splits, offline first."""
     try:
@@ -397,19 +403,22 @@ def _torchvision(name: str, make: Callable[[bool, bool], object], root: Path, do
 
 @register_dataset("mnist")
 def load_mnist(data_root: Path, download: bool) -> ImageData:
+    where = "MNIST/raw/ with the four idx files (train-images-idx3-ubyte, ...)"
+    _refuse_absent("mnist", data_root, "MNIST/raw", download, where)
     from torchvision.datasets import MNIST
 
     tr, te = _torchvision("mnist", lambda train, dl: MNIST(str(data_root), train=train, download=dl), data_root,
-                          download, "MNIST/raw/ with the four idx files (train-images-idx3-ubyte, ...)")
+                          download, where)
     return from_arrays("mnist", tr.data.numpy()[:, None], tr.targets.numpy(), te.data.numpy()[:, None],
                        te.targets.numpy(), [str(i) for i in range(10)], pad=2, flip=False)
 
 
 @register_dataset("fashion-mnist")
 def load_fashion_mnist(data_root: Path, download: bool) -> ImageData:
+    where = "FashionMNIST/raw/ with the four idx files (train-images-idx3-ubyte, ...)"
+    _refuse_absent("fashion-mnist", data_root, "FashionMNIST/raw", download, where)
     from torchvision.datasets import FashionMNIST
 
-    where = "FashionMNIST/raw/ with the four idx files (train-images-idx3-ubyte, ...)"
     tr, te = _torchvision("fashion-mnist", lambda train, dl: FashionMNIST(str(data_root), train=train, download=dl),
                           data_root, download, where)
     return from_arrays("fashion-mnist", tr.data.numpy()[:, None], tr.targets.numpy(), te.data.numpy()[:, None],
@@ -418,11 +427,13 @@ def load_fashion_mnist(data_root: Path, download: bool) -> ImageData:
 
 @register_dataset("svhn")
 def load_svhn(data_root: Path, download: bool) -> ImageData:
+    where = "train_32x32.mat and test_32x32.mat"
+    _refuse_absent("svhn", data_root, "train_32x32.mat", download, where)
     from torchvision.datasets import SVHN
 
     tr, te = _torchvision("svhn", lambda train, dl: SVHN(str(data_root), split="train" if train else "test",
                                                          download=dl),
-                          data_root, download, "train_32x32.mat and test_32x32.mat")
+                          data_root, download, where)
     # Digits again: translations but no flips.
     return from_arrays("svhn", tr.data, tr.labels.astype(np.int64), te.data, te.labels.astype(np.int64),
                        [str(i) for i in range(10)], pad=4, flip=False)
