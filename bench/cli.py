@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--force", action="store_true", help="the folder holds another configuration: move its results into "
         "previous-<time>/ inside it and start afresh")
     add("--fresh", action="store_true", help="discard the folder's results (asks on a terminal)")
-    add("--name", help="run name (default: PRESET-DATASET)")
+    add("--name", help="run name: its folder under results/ (default: PRESET-DATASET)")
     add("--out", type=Path, help="results folder (default results/NAME)")
     add("--baseline", default="random", help="strategy the report compares against (default random)")
     add("--list-strategies", action="store_true", help="list the registered strategies and exit")

@@ -113,6 +113,10 @@ def build_config(preset: str = "quick", strategies: list[str] | None = None, see
             for key in strategy.epoch_params:  # fractions of the epochs, resolved: the config holds epochs
                 params[strategy_name][key] = resolve_epoch(params[strategy_name][key], p.epochs,
                                                            f"{strategy_name}.{key}")
+    if name is not None and (name.strip() in ("", ".", "..") or "/" in name or "\\" in name):
+        # results/NAME is a folder of its own: "." would be results/ itself, ".." or "a/b" somewhere else
+        raise UserError(f"--name {name!r} is not a folder name: give a name without '/' or '\\' (not '.' or "
+                        "'..'), or the folder's path with --out.")
     kind, is_path, where = p.dataset.partition(":")  # npz:PATH and imagefolder:PATH by their file or folder stem
     name = name or f"{preset}-{(Path(where).stem if kind == 'npz' else Path(where).name) if is_path else p.dataset}"
     return RunConfig(protocol=p, strategies=tuple(names), seeds=tuple(range(seeds)), name=name,

@@ -118,6 +118,7 @@ CASES = [
     Case("negative-momentum", ("--momentum", "-0.5"), "'momentum'", "must be a number in [0, 1)"),
     Case("zero-milestone", ("--milestones", "0"), "'milestones'", "must list positive epochs"),
     Case("zero-jobs", ("--jobs", "0"), "--jobs", "expected a positive integer, got '0'"),
+    Case("name-is-a-path", ("--name", ".."), "--name '..' is not a folder name", "the folder's path with --out"),
     Case("warm-and-cold-start", ("--warm-start", "--cold-start"), "--cold-start: not allowed with",
          "see --help"),
     Case("batch-too-small-for-a-strategy", ("--strategy-file", "{F}/pairs.py", "--strategies", "test-pairs",
