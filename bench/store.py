@@ -167,7 +167,12 @@ def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
 def read_cycles(folder: Path) -> pd.DataFrame:
     """FOLDER/cycles.parquet as stored, checked: every column of CYCLE_TYPES present and convertible, one row
     per (dataset, strategy, seed, cycle). Raises ResultsError."""
-    path = Path(folder) / CYCLES
+    given = Path(folder)
+    path = given / CYCLES
+    if given.is_file():
+        itself = given.name == CYCLES
+        raise ResultsError(f"{given} is the results file itself: pass its folder, {given.parent}." if itself
+                           else f"{given} is a file: pass the folder of a run (the one that holds cycles.parquet).")
     if not path.is_file():
         raise ResultsError(f"No results to report in {folder}: {path} does not exist. Pass the folder of a run "
                            "(the one that holds cycles.parquet).")

@@ -214,6 +214,8 @@ CASES = [
     Case("report-without-results", ("report", "{F}/no_data"), "No results to report",
          "Pass the folder of a run"),
     Case("report-of-truncated-results", ("report", "{F}/truncated_results"), "Cannot read", "as parquet"),
+    Case("report-of-the-results-file", ("report", "{F}/truncated_results/cycles.parquet"),
+         "cycles.parquet is the results file itself", "pass its folder, "),
 ]
 
 
