@@ -146,8 +146,8 @@ def folder_line(store: RunStore, asked: RunConfig, specs: list[JobSpec], ready: 
     held = sorted(set(rows["strategy"])) if not rows.empty else []
     seeds = sorted(set(int(s) for s in rows["seed"])) if not rows.empty else []
     holds = (f"{', '.join(held)} (seeds {_span(seeds)})" if held else "no finished cycle")
-    others = sorted(set(held) - set(asked.strategies))
-    report = f"; the report covers {', '.join(held)} and what this run adds" if others else ""
+    more = set(held) - set(asked.strategies) or set(seeds) - set(asked.seeds)  # the report covers the folder
+    report = f"; the report covers {holds} and what this run adds" if more else ""
     return (f"resume    {len(specs) - len(ready)} of {len(specs)} jobs already finished in {store.folder}, which "
             f"holds {holds}; this run asks {', '.join(asked.strategies)} for seeds {_span(list(asked.seeds))} and "
             f"runs {len(ready)} job{'s' if len(ready) != 1 else ''}, no others{report}")

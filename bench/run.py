@@ -321,7 +321,6 @@ def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | 
     try:
         if not quiet:
             print(describe_run(config, data, devices, model_note), flush=True)
-            print(comparison_line(config.strategies, baseline, options), flush=True)
         asked = config
         store, config, resumed = open_store(config, options.on_existing)
         store.remove_stale_temp_files()
@@ -329,6 +328,9 @@ def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | 
         ready, done = pending_work(specs, store, int(data.x_train.shape[0]))
         if resumed:
             print(folder_line(store, asked, specs, ready), flush=True)
+        if not quiet:  # what the report compares: the strategies named, then those the folder already holds
+            covered = list(dict.fromkeys([*asked.strategies, *config.strategies]))
+            print(comparison_line(covered, baseline, options), flush=True)
         embeddings = frozen.prepare_embeddings(config, data, devices[0]) if ready else None  # frozen mode only
         # the pool before config.json: an unreachable cluster leaves the folder as it was
         run_as = execution(options, config, data, devices) if ready else {}

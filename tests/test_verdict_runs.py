@@ -68,7 +68,16 @@ def test_a_run_into_a_folder_with_other_strategies_runs_only_the_jobs_asked(cli,
     assert jobs == {("random", 0), ("entropy", 0), ("entropy", 1), ("margin", 0), ("margin", 1)}  # no random seed 1
     line = next(x for x in out.splitlines() if x.startswith("resume    "))
     assert "holds entropy, random (seeds 0)" in line and "asks entropy, margin for seeds 0, 1 and runs 3 jobs" in line
-    assert "the report covers entropy, random and what this run adds" in line
+    assert "the report covers entropy, random (seeds 0) and what this run adds" in line
+    # the comparisons said before any work are those of the report: the folder's random among them
+    assert ("compare   each strategy against random (2 comparisons), and every pair (3) as a family of its own"
+            in out.splitlines()[out.splitlines().index(line) + 1])
+    status, out, err = cli("--strategies", "random", *TINY[:-2], "--seeds", "1", "--out", out_dir)
+    assert status == 0, err
+    line = next(x for x in out.splitlines() if x.startswith("resume    "))
+    assert "runs 0 jobs, no others; the report covers entropy, margin, random (seeds 0, 1) and what" in line
+    assert "nothing to compare" not in out  # random alone was named; the report compares three
+    assert "compare   each strategy against random (2 comparisons)" in out
     config = json.loads((out_dir / "config.json").read_text())
     assert sorted(config["strategies"]) == ["entropy", "margin", "random"]
 
