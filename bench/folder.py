@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,21 @@ def open_store(config: RunConfig, on_existing: str) -> tuple[RunStore, RunConfig
     return store, config, stored is not None or not store.cycles().empty
 
 
+
+
+def preview(config: RunConfig, specs_of: Callable[[RunConfig], list[JobSpec]]) -> tuple[RunConfig, str | None]:
+    """What a run into config.out would find, read and not written (a dry run): the configuration widened to
+    the folder's jobs, and the line the run would print about them (None where the folder holds no results).
+    The run's refusals of the folder are raised as the run raises them. specs_of: the jobs of a configuration."""
+    if not (config.out / CYCLES).is_file() and not (config.out / CONFIG).is_file():
+        return config, None
+    store = RunStore(config.out)  # the folder exists: reading it creates and changes nothing
+    stored = store.read_config()
+    widened = widen(config, stored, config.out) if stored is not None else config
+    check_identity(store, widened)
+    specs = specs_of(dataclasses.replace(widened, strategies=config.strategies, seeds=config.seeds))
+    ready = [s for s in specs if not store.done_cycles(s.strategy, s.seed) >= set(range(s.protocol.cycles))]
+    return widened, folder_line(store, config, specs, ready)
 
 
 def folder_line(store: RunStore, asked: RunConfig, specs: list[JobSpec], ready: list) -> str:

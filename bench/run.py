@@ -22,7 +22,7 @@ from bench.ahead import ReportAhead, ReportProcess
 from bench.config import MARGIN, PRESETS, RunConfig, comparison_pairs, preset_protocol, proportions, resolve_epoch
 from bench.data import DATASETS, ImageData, check_dataset, dataset_fingerprint, load_dataset
 from bench.errors import UserError
-from bench.folder import folder_line, open_store, pending_work
+from bench.folder import folder_line, open_store, pending_work, preview
 from bench.jobs import JobSpec
 from bench.packing import jobs_per_device, resolve_devices
 from bench.progress import Progress
@@ -407,16 +407,21 @@ def dry_run(config: RunConfig, options: RunOptions = RunOptions()) -> str:
         if not (config.download and config.protocol.dataset in DATASETS):  # a file, or a set a run cannot fetch
             raise
         data = f"not loaded ({str(err).partition(':')[0]}); a run downloads it"
-    model_note = ""
+    model_note, covered, resume = "", config, None
     if not isinstance(data, str):
         config.protocol.validate_pool(int(data.x_train.shape[0]))
         model_note = check_model_setup(config, data)
+        if options.on_existing == "resume":  # what the folder holds, as the run will find it (--force/--fresh: none)
+            fingerprinted = dataclasses.replace(config, dataset_fingerprint=dataset_fingerprint(data))
+            covered, resume = preview(fingerprinted, job_specs)
     jobs = [f"job       {spec.key}" for spec in job_specs(config)]
     if options.max_seeds:
         jobs.append(f"rounds    --seeds auto: the jobs above first, then more seeds for the strategies still "
                     f"undecided, up to {options.max_seeds}")
-    comparisons = comparison_line(config.strategies, resolve_baseline(options.baseline), options)
-    return "\n".join([describe_run(config, data, devices, model_note), comparisons, *jobs])
+    names = list(dict.fromkeys([*config.strategies, *covered.strategies]))
+    comparisons = comparison_line(names, resolve_baseline(options.baseline), options)
+    return "\n".join([describe_run(config, data, devices, model_note), *([resume] if resume else []), comparisons,
+                      *jobs])
 
 
 def check_model_setup(config: RunConfig, data: ImageData) -> str:

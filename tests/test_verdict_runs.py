@@ -72,8 +72,15 @@ def test_a_run_into_a_folder_with_other_strategies_runs_only_the_jobs_asked(cli,
     # the comparisons said before any work are those of the report: the folder's random among them
     assert ("compare   each strategy against random (2 comparisons), and every pair (3) as a family of its own"
             in out.splitlines()[out.splitlines().index(line) + 1])
+    # the dry run of the next command says what that run then does, and reads the folder without touching it
+    before = {p: p.stat().st_mtime_ns for p in out_dir.rglob("*")}
+    status, planned, err = cli("--strategies", "random", *TINY[:-2], "--seeds", "1", "--out", out_dir, "--dry-run")
+    assert status == 0, err
+    assert {p: p.stat().st_mtime_ns for p in out_dir.rglob("*")} == before
     status, out, err = cli("--strategies", "random", *TINY[:-2], "--seeds", "1", "--out", out_dir)
     assert status == 0, err
+    said = [x for x in out.splitlines() if x.startswith(("resume    ", "compare   "))]
+    assert len(said) == 2 and said == [x for x in planned.splitlines() if x.startswith(("resume    ", "compare   "))]
     line = next(x for x in out.splitlines() if x.startswith("resume    "))
     assert "runs 0 jobs, no others; the report covers entropy, margin, random (seeds 0, 1) and what" in line
     assert "nothing to compare" not in out  # random alone was named; the report compares three
