@@ -24,7 +24,8 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
 def unknown_name(kind: str, name: str, known: Sequence[str]) -> UserError:
-    close = difflib.get_close_matches(name, list(known), n=1)
+    by_case = {k.lower(): k for k in known}  # 'ENTROPY' or 'Core-Set' is the name in other letters
+    close = [by_case[name.lower()]] if name.lower() in by_case else difflib.get_close_matches(name, list(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return UserError(f"Unknown {kind} {name!r}{hint}: choose one of {', '.join(known)}.")
 

@@ -132,6 +132,7 @@ def test_list_strategies(cli):
 
 BAD_INPUTS = [
     (["--strategies", "entrpy"], "Unknown strategy 'entrpy' (did you mean 'entropy'?)"),
+    (["--strategies", "ENTROPY"], "Unknown strategy 'ENTROPY' (did you mean 'entropy'?)"),  # letters' case
     (["--dataset", "cifar-10"], "Unknown dataset 'cifar-10'"),
     (["--model", "resnet19"], "Unknown model 'resnet19'"),
     (["--preset", "papr"], "Unknown preset 'papr'"),
