@@ -411,9 +411,13 @@ def dry_run(config: RunConfig, options: RunOptions = RunOptions()) -> str:
     if not isinstance(data, str):
         config.protocol.validate_pool(int(data.x_train.shape[0]))
         model_note = check_model_setup(config, data)
-        if options.on_existing == "resume":  # what the folder holds, as the run will find it (--force/--fresh: none)
+        if options.on_existing == "resume":  # what the folder holds, as the run will find it
             fingerprinted = dataclasses.replace(config, dataset_fingerprint=dataset_fingerprint(data))
             covered, resume = preview(fingerprinted, job_specs)
+        elif present := RunStore.results_present(config.out):
+            fate = ("moved into previous-<time>/ inside it" if options.on_existing == "force"
+                    else "deleted, once you confirm on a terminal")
+            resume = f"{options.on_existing:<9} {', '.join(present)} in {config.out} would be {fate}"
     jobs = [f"job       {spec.key}" for spec in job_specs(config)]
     if options.max_seeds:
         jobs.append(f"rounds    --seeds auto: the jobs above first, then more seeds for the strategies still "

@@ -138,16 +138,25 @@ def test_a_second_process_on_the_same_folder_is_refused(tmp_path, module_npz):
     assert not (folder / "cycles.parquet").exists()
 
 
-def test_a_changed_configuration_is_refused_and_force_moves_old_results_aside(tmp_path, module_npz, uninterrupted):
+def test_a_changed_configuration_is_refused_and_force_moves_old_results_aside(tmp_path, module_npz, uninterrupted,
+                                                                               cli):
     import shutil
 
     folder = tmp_path / "copy"
     shutil.copytree(uninterrupted, folder)
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    listing = sorted(p.name for p in folder.iterdir())
     result = run_cli(*JOBS[:-1], "5", "--dataset", module_npz, "--out", folder)  # epochs 3 -> 5
     assert result.returncode == 2
     assert "protocol.epochs 3 -> 5" in result.stderr and "--force" in result.stderr
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    # the dry runs of both commands say what the runs do: the refusal, then what --force would move
+    status, _, err = cli(*JOBS[:-1], "5", "--dataset", module_npz, "--out", folder, "--dry-run")
+    assert status == 2 and "protocol.epochs 3 -> 5" in err
+    status, planned, _ = cli(*JOBS[:-1], "5", "--dataset", module_npz, "--out", folder, "--force", "--dry-run")
+    assert status == 0 and "force     cycles.parquet, selections.parquet, config.json" in planned
+    assert f"in {folder} would be moved into previous-<time>/ inside it" in planned
+    assert sorted(p.name for p in folder.iterdir()) == listing  # nothing moved
     result = run_cli(*JOBS[:-1], "5", "--dataset", module_npz, "--out", folder, "--force", "--strategies", "random",
                   "--seeds", "1", "--cycles", "2")
     assert result.returncode == 0, result.stderr
