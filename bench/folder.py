@@ -45,13 +45,18 @@ def config_differences(stored: dict[str, Any], config: RunConfig) -> list[str]:
     return [f"{shown[k]} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(shown) if old.get(k) != new.get(k)]
 
 
+def finished(spec: JobSpec, cycles: set[int]) -> bool:
+    """Whether a job with these finished cycles (RunStore.done_cycles) is done."""
+    return cycles >= set(range(spec.protocol.cycles))
+
+
 def pending_work(specs: list[JobSpec], store: RunStore, n_pool: int) -> tuple[list[tuple[JobSpec, JobState]], dict]:
     """What is left to run: each unfinished job from its checkpoint (or its start), finished jobs skipped.
     A checkpoint of another configuration (or of none) restarts its job."""
     ready, done = [], {}
     for spec in specs:
         cycles = store.done_cycles(spec.strategy, spec.seed)
-        if cycles >= set(range(spec.protocol.cycles)):
+        if finished(spec, cycles):
             store.remove_checkpoint(spec.strategy, spec.seed)
             done[spec.key] = spec.protocol.cycles
             continue
@@ -140,7 +145,6 @@ def open_store(config: RunConfig, on_existing: str) -> tuple[RunStore, RunConfig
 
 
 
-
 def preview(config: RunConfig, specs_of: Callable[[RunConfig], list[JobSpec]]) -> tuple[RunConfig, str | None]:
     """What a run into config.out would find, read and not written (a dry run): the configuration widened to
     the folder's jobs, and the line the run would print about them (None where the folder holds no results).
@@ -152,7 +156,7 @@ def preview(config: RunConfig, specs_of: Callable[[RunConfig], list[JobSpec]]) -
     widened = widen(config, stored, config.out) if stored is not None else config
     check_identity(store, widened)
     specs = specs_of(dataclasses.replace(widened, strategies=config.strategies, seeds=config.seeds))
-    ready = [s for s in specs if not store.done_cycles(s.strategy, s.seed) >= set(range(s.protocol.cycles))]
+    ready = [s for s in specs if not finished(s, store.done_cycles(s.strategy, s.seed))]
     return widened, folder_line(store, config, specs, ready)
 
 
