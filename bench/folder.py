@@ -128,8 +128,8 @@ def check_identity(store: RunStore, config: RunConfig) -> None:
 
 
 def open_store(config: RunConfig, on_existing: str) -> tuple[RunStore, RunConfig, bool]:
-    """The folder's store (resuming what it holds) and the run's config widened to the stored jobs; refuses
-    a folder whose configuration or rows are of another configuration."""
+    """The folder's store (resuming what it holds), the run's config widened to the stored jobs, and whether the
+    folder held anything; refuses a folder whose configuration or rows are of another configuration."""
     if on_existing == "force":
         aside = RunStore.move_results_aside(config.out)
         if aside is not None:
@@ -137,27 +137,36 @@ def open_store(config: RunConfig, on_existing: str) -> tuple[RunStore, RunConfig
     elif on_existing == "fresh":
         RunStore.delete_results(config.out)
     store = RunStore(config.out)
-    stored = store.read_config()
-    if stored is not None:
-        config = widen(config, stored, config.out)
-    check_identity(store, config)
-    return store, config, stored is not None or not store.cycles().empty
+    return store, *_identify(store, config)
 
+
+def _identify(store: RunStore, config: RunConfig) -> tuple[RunConfig, bool]:
+    """config widened to the jobs the store holds, every stored row checked against it; and whether it holds
+    anything. Reads only."""
+    stored = store.read_config()
+    widened = widen(config, stored, store.folder) if stored is not None else config
+    check_identity(store, widened)
+    return widened, stored is not None or not store.cycles().empty
 
 
 def preview(config: RunConfig, specs_of: Callable[[RunConfig], list[JobSpec]]) -> tuple[RunConfig, str | None]:
     """What a run into config.out would find, read and not written (a dry run): the configuration widened to
-    the folder's jobs, and the line the run would print about them (None where the folder holds no results).
+    the folder's jobs, and the line the run would print about them (None where the folder holds nothing).
     The run's refusals of the folder are raised as the run raises them. specs_of: the jobs of a configuration."""
-    if not (config.out / CYCLES).is_file() and not (config.out / CONFIG).is_file():
+    if not config.out.is_dir():
         return config, None
     store = RunStore(config.out)  # the folder exists: reading it creates and changes nothing
-    stored = store.read_config()
-    widened = widen(config, stored, config.out) if stored is not None else config
-    check_identity(store, widened)
+    widened, held = _identify(store, config)
+    if not held:
+        return widened, None
     specs = specs_of(dataclasses.replace(widened, strategies=config.strategies, seeds=config.seeds))
     ready = [s for s in specs if not finished(s, store.done_cycles(s.strategy, s.seed))]
     return widened, folder_line(store, config, specs, ready)
+
+
+def covered(asked: RunConfig, widened: RunConfig) -> list[str]:
+    """The strategies a run's report covers: those it names, then those its folder already holds."""
+    return list(dict.fromkeys([*asked.strategies, *widened.strategies]))
 
 
 def folder_line(store: RunStore, asked: RunConfig, specs: list[JobSpec], ready: list) -> str:

@@ -22,7 +22,7 @@ from bench.ahead import ReportAhead, ReportProcess
 from bench.config import MARGIN, PRESETS, RunConfig, comparison_pairs, preset_protocol, proportions, resolve_epoch
 from bench.data import DATASETS, ImageData, check_dataset, dataset_fingerprint, load_dataset
 from bench.errors import UserError
-from bench.folder import folder_line, open_store, pending_work, preview
+from bench.folder import covered, folder_line, open_store, pending_work, preview
 from bench.jobs import JobSpec
 from bench.packing import jobs_per_device, resolve_devices
 from bench.progress import Progress
@@ -328,9 +328,8 @@ def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | 
         ready, done = pending_work(specs, store, int(data.x_train.shape[0]))
         if resumed:
             print(folder_line(store, asked, specs, ready), flush=True)
-        if not quiet:  # what the report compares: the strategies named, then those the folder already holds
-            covered = list(dict.fromkeys([*asked.strategies, *config.strategies]))
-            print(comparison_line(covered, baseline, options), flush=True)
+        if not quiet:  # what the report compares
+            print(comparison_line(covered(asked, config), baseline, options), flush=True)
         embeddings = frozen.prepare_embeddings(config, data, devices[0]) if ready else None  # frozen mode only
         # the pool before config.json: an unreachable cluster leaves the folder as it was
         run_as = execution(options, config, data, devices) if ready else {}
@@ -407,13 +406,13 @@ def dry_run(config: RunConfig, options: RunOptions = RunOptions()) -> str:
         if not (config.download and config.protocol.dataset in DATASETS):  # a file, or a set a run cannot fetch
             raise
         data = f"not loaded ({str(err).partition(':')[0]}); a run downloads it"
-    model_note, covered, resume = "", config, None
+    model_note, widened, resume = "", config, None
     if not isinstance(data, str):
         config.protocol.validate_pool(int(data.x_train.shape[0]))
         model_note = check_model_setup(config, data)
         if options.on_existing == "resume":  # what the folder holds, as the run will find it
             fingerprinted = dataclasses.replace(config, dataset_fingerprint=dataset_fingerprint(data))
-            covered, resume = preview(fingerprinted, job_specs)
+            widened, resume = preview(fingerprinted, job_specs)
         elif present := RunStore.results_present(config.out):
             fate = ("moved into previous-<time>/ inside it" if options.on_existing == "force"
                     else "deleted, once you confirm on a terminal")
@@ -422,8 +421,7 @@ def dry_run(config: RunConfig, options: RunOptions = RunOptions()) -> str:
     if options.max_seeds:
         jobs.append(f"rounds    --seeds auto: the jobs above first, then more seeds for the strategies still "
                     f"undecided, up to {options.max_seeds}")
-    names = list(dict.fromkeys([*config.strategies, *covered.strategies]))
-    comparisons = comparison_line(names, resolve_baseline(options.baseline), options)
+    comparisons = comparison_line(covered(config, widened), resolve_baseline(options.baseline), options)
     return "\n".join([describe_run(config, data, devices, model_note), *([resume] if resume else []), comparisons,
                       *jobs])
 
