@@ -1,6 +1,7 @@
 """The one way tests launch the command line: in this process (`in_process`; the `cli` fixture wraps it) or as
 run_bench.py in a subprocess (`command`, `run_cli`, `start_cli`). A run not given --jobs gets one worker, in the
-run's own process, where a test's monkeypatches and injected faults hold."""
+run's own process, where a test's monkeypatches and injected faults hold. `read_table` reads what a run still
+running writes."""
 
 from __future__ import annotations
 
@@ -68,3 +69,12 @@ def start_cli(logs: Path, *args: object, env: dict[str, str] | None = None, **po
         proc = subprocess.Popen(command(*args), stdout=o, stderr=e, stdin=subprocess.DEVNULL, cwd=ROOT,
                                 env=ENV | (env or {}), **popen)
     return Started(proc, out, err)
+
+
+def read_table(path: Path):
+    """A parquet file that a running run may replace meanwhile, read through one open file: the writer's rename
+    cannot swap it between pandas' reads of its footer and of its pages (a path is opened more than once)."""
+    import pandas as pd
+
+    with open(path, "rb") as handle:
+        return pd.read_parquet(handle)

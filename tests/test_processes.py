@@ -19,9 +19,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pandas as pd
 import pytest
-from launch import ENV, ROOT, run_cli, start_cli
+from launch import ENV, ROOT, read_table, run_cli, start_cli
 from reliability.support import (
     FAULTS,
     PROTOCOL,
@@ -153,7 +152,7 @@ def _pause_at(point: str, tmp_path: Path) -> dict[str, str]:
 
 def _rows(folder: Path) -> int:
     path = folder / "cycles.parquet"
-    return len(pd.read_parquet(path)) if path.exists() else 0
+    return len(read_table(path)) if path.exists() else 0
 
 
 def _open_by(pid: int, path: Path) -> bool:

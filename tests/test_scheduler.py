@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from launch import run_cli, start_cli
+from launch import read_table, run_cli, start_cli
 from reliability.support import picks, rows
 
 from bench import progress
@@ -21,11 +21,6 @@ from bench.jobs import JobSpec
 # two worker processes: the scheduler's pool, not the driver's own process, runs the jobs
 JOBS = ["--jobs", "2", "--strategies", "entropy", "random", "--seeds", "2", "--initial", "20", "--budget", "20",
         "--cycles", "4", "--epochs", "3"]
-
-
-def _count_rows(path: Path) -> int:
-    with open(path, "rb") as handle:  # one open file: the writer's rename cannot swap it mid-read
-        return len(pd.read_parquet(handle))
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +51,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, modul
     proc = start_cli(tmp_path / "logs", *JOBS, "--dataset", module_npz, "--out", folder).proc
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # wait for a few finished cycles, then kill inside a later one
-        if (folder / "cycles.parquet").exists() and _count_rows(folder / "cycles.parquet") >= 5:
+        if (folder / "cycles.parquet").exists() and len(read_table(folder / "cycles.parquet")) >= 5:
             break
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)

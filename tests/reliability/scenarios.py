@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from launch import run_cli, start_cli
+from launch import read_table, run_cli, start_cli
 
 from .support import FAULTS, PROTOCOL, REFERENCE, rows, snapshot, temp_files, wait_for
 
@@ -64,8 +64,8 @@ class Observed:
 
 def _table_sizes(folder: Path) -> tuple[int, int]:
     """(rows of cycles.parquet, cycle groups of selections.parquet); reading them proves they are whole."""
-    cycles = pd.read_parquet(folder / "cycles.parquet") if (folder / "cycles.parquet").exists() else pd.DataFrame()
-    sel = pd.read_parquet(folder / "selections.parquet") if (folder / "selections.parquet").exists() else None
+    cycles = read_table(folder / "cycles.parquet") if (folder / "cycles.parquet").exists() else pd.DataFrame()
+    sel = read_table(folder / "selections.parquet") if (folder / "selections.parquet").exists() else None
     groups = 0 if sel is None else sel.groupby(["strategy", "seed", "cycle"]).ngroups
     return len(cycles), groups
 
