@@ -49,24 +49,27 @@ def kmeans_pp(a: torch.Tensor, h: torch.Tensor, k: int, rng: np.random.Generator
         raise ValueError(f"cannot pick {k} of {n} points")
     a, h = a.to(EXACT), h.to(EXACT)  # [n, C], [n, d]: cast once here, not at every pick
     sq_norm = sq_norms(a) * sq_norms(h)  # [n]: ||g||^2
-    picks = torch.empty(k, dtype=torch.long, device=a.device)  # stays on the device: no sync per pick
+    # The picks stay on the device, each a [1] index tensor used through index_select / index_fill_: indexing
+    # with a 0-d tensor would call .item(), a host sync per use. The one sync is the .cpu() at the end.
+    picks = torch.empty(k, dtype=torch.long, device=a.device)
     unpicked = torch.ones(n, dtype=EXACT, device=a.device)  # [n]
     min_d = torch.full((n,), torch.inf, dtype=EXACT, device=a.device)  # [n] D^2 to the nearest centre
     for i in range(k):
         if i == 0:
-            pick = torch.argmax(sq_norm)
+            pick = torch.argmax(sq_norm).reshape(1)  # [1]
         else:
             weight = torch.where(min_d.sum() > 0, min_d, unpicked)  # [n]; 0 at picked points either way
             cum = weight.cumsum(dim=0)  # [n]
-            u = cum[-1] * rng.random()
+            total = cum[-1:]  # [1]
+            u = total * rng.random()  # [1]
             # first position whose cumulative weight exceeds u (its weight is > 0); u == total after rounding
             # would fall past the end, so cap at the last position with weight
-            pick = torch.minimum(torch.searchsorted(cum, u, right=True), torch.searchsorted(cum, cum[-1]))
-        picks[i] = pick
-        dist = gradient_embedding_sq_dist(a, h, a[pick, None], h[pick, None], sq_norm)[:, 0]  # [n]
+            pick = torch.minimum(torch.searchsorted(cum, u, right=True), torch.searchsorted(cum, total))  # [1]
+        picks[i:i + 1] = pick
+        dist = gradient_embedding_sq_dist(a, h, a.index_select(0, pick), h.index_select(0, pick), sq_norm)[:, 0]
         min_d = torch.minimum(min_d, dist, out=min_d)
-        min_d[pick] = 0.0  # exactly: weight 0, never drawn again (minimum keeps it at 0)
-        unpicked[pick] = 0.0
+        min_d.index_fill_(0, pick, 0.0)  # exactly: weight 0, never drawn again (minimum keeps it at 0)
+        unpicked.index_fill_(0, pick, 0.0)
     return picks.cpu().numpy()
 
 

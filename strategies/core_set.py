@@ -61,13 +61,15 @@ def k_center_greedy(pool: torch.Tensor, centers: torch.Tensor, k: int,
     else:  # distance to the mean: it picks the first point only and is not a centre afterwards
         mean = pool.mean(dim=0)  # [d], about 0 after centring
         min_d = sq_dist(sq_norm, sq_norms(mean[None]), torch.mv(pool, mean))
-    picks = torch.empty(k, dtype=torch.long, device=pool.device)  # stays on the device: no sync per pick
+    # The picks stay on the device, each a [1] index tensor used through index_select / index_fill_: indexing
+    # with a 0-d tensor would call .item(), a host sync per use. The one sync is the .cpu() at the end.
+    picks = torch.empty(k, dtype=torch.long, device=pool.device)
     for i in range(k):
-        pick = torch.argmax(min_d)  # first maximal position
-        picks[i] = pick
-        dist = sq_dist(sq_norm, sq_norm[pick], torch.mv(pool, pool[pick]))  # [N]
+        pick = torch.argmax(min_d).reshape(1)  # [1]: the first maximal position
+        picks[i:i + 1] = pick
+        dist = sq_dist(sq_norm, sq_norm.index_select(0, pick), torch.mv(pool, pool.index_select(0, pick)[0]))  # [N]
         min_d = dist if i == 0 and centers.shape[0] == 0 else torch.minimum(min_d, dist, out=min_d)
-        min_d[pick] = -1.0  # never picked again, even among exact duplicates (minimum keeps it at -1)
+        min_d.index_fill_(0, pick, -1.0)  # never picked again, even among exact duplicates (minimum keeps -1)
     return picks.cpu().numpy()
 
 
