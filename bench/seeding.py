@@ -29,8 +29,9 @@ def torch_generator(seed: int, *purpose: object, device: torch.device | str = "c
 
 def seeded_globals(seed: int, *purpose: object, device: torch.device | str = "cpu",
                    ) -> contextlib.AbstractContextManager:
-    """Seed torch's, numpy's and Python's global generators from (seed, purpose) for the block, and restore them
-    after it. Code we do not own draws from them: torchvision's dropout and stochastic depth, a user's model or
+    """Seed torch's CPU generator, the generator of `device` when it is a CUDA device, numpy's and Python's global
+    generators from (seed, purpose) for the block, and restore them after it; no other CUDA device's generator is
+    touched. Code we do not own draws from them: torchvision's dropout and stochastic depth, a user's model or
     strategy file. Seeded per phase, those draws depend on neither the jobs that ran before in the process nor
     on which other strategies run beside: a dropout model stays paired and reproducible."""
     return globals_seeded_with(derive_seed(seed, *purpose), device)
@@ -42,8 +43,12 @@ def globals_seeded_with(value: int, device: torch.device | str = "cpu") -> Itera
     device = torch.device(device)
     cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     numpy_state, python_state = np.random.get_state(), random.getstate()
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(value)  # the CPU generator and every CUDA device's
+    # torch.manual_seed would seed every CUDA device's generator (and, before CUDA starts, queue that for its start),
+    # where fork_rng restores only the devices listed: the CPU generator and this device's, seeded one by one.
+    with torch.random.fork_rng(devices=cuda, device_type="cuda"):
+        torch.random.default_generator.manual_seed(value)
+        for index in cuda:  # fork_rng has started CUDA on it: its generator exists
+            torch.cuda.default_generators[index].manual_seed(value)
         np.random.seed(value % 2**32)  # the legacy global stream, for code that uses it
         random.seed(value)
         try:
