@@ -33,7 +33,7 @@ from bench.config import Protocol, RunConfig
 from bench.data import ImageData
 from bench.models import AuxHead, Backbone, ModelOutput
 from bench.seeding import derive_seed, seeded_globals
-from bench.trainer import DeviceData, FitResult, Trainer, TrainingDiverged, learning_rate
+from bench.trainer import DeviceData, FitResult, Trainer, TrainingDiverged, learning_rate, synced_clock
 from bench.weights import load_weights, read_weights
 from bench.zoo import build_model
 
@@ -263,7 +263,7 @@ class HeadTrainer(Trainer):
             aux: AuxHead | None = None, aux_generator: torch.Generator | None = None) -> FitResult:
         if aux is not None or not isinstance(model, LinearHead):
             return super().fit(model, labeled, generator, aux, aux_generator)
-        start = time.perf_counter()
+        start = synced_clock(self.device)
         p, classifier, n = self.protocol, model.classifier, labeled.numel()
         ones = torch.ones(n, 1, device=self.device)
         x = torch.cat([self.data.x_train[labeled], ones], dim=1)  # [n, d + 1]: the bias as one more weight
@@ -295,7 +295,7 @@ class HeadTrainer(Trainer):
                     raise TrainingDiverged(f"the head's weights became non-finite at epoch {epoch + 1}")
             classifier.weight.copy_(weight[:, :-1])
             classifier.bias.copy_(weight[:, -1])
-        return FitResult(time.perf_counter() - start, float(epoch_loss) / max(n, 1))
+        return FitResult(synced_clock(self.device) - start, float(epoch_loss) / max(n, 1))
 
 
 class LinearHead(Backbone):

@@ -216,7 +216,7 @@ class Trainer:
         Fresh optimizers each call (as the reference code does per cycle); the aux head gets its own SGD
         with the backbone's settings and its own random stream (aux_generator), so that a head which draws
         (BALD's dropout) leaves the backbone's augmentation draws as they are for every other strategy."""
-        start = time.perf_counter()
+        start = synced_clock(self.device)
         p, data = self.protocol, self.data
         model.train()
         net = self._net(model)
@@ -258,7 +258,7 @@ class Trainer:
                 epoch_loss += loss.detach() * idx.numel()
             if not torch.isfinite(epoch_loss):  # one sync per epoch
                 raise TrainingDiverged(f"training loss became {epoch_loss.item()} at epoch {epoch + 1}")
-        return FitResult(time.perf_counter() - start, float(epoch_loss) / max(n, 1))
+        return FitResult(synced_clock(self.device) - start, float(epoch_loss) / max(n, 1))
 
     @torch.inference_mode()
     def evaluate(self, model: Backbone) -> tuple[float, float]:
@@ -309,6 +309,14 @@ class Trainer:
             stages = zip(*parts["stage_features"], strict=True)
             result["stage_features"] = [torch.cat(stage) for stage in stages]  # per stage: [n, C_s]
         return result
+
+
+def synced_clock(device: torch.device) -> float:
+    """time.perf_counter() once the device has run what was queued on it: on CUDA the host only queues kernels,
+    so an unsynchronised read times their launches and leaves their work to whichever phase syncs next."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def compile_works(device: torch.device) -> str | None:
