@@ -70,14 +70,21 @@ def make_aux(strategy: Strategy, model: Backbone, seed: int, protocol: Protocol,
     return None if aux_head is None else aux_head.to(device)
 
 
+# the needs that take a model pass over the candidates (labeled_embeddings takes one over the labeled set)
+CANDIDATE_OUTPUTS = frozenset({"logits", "embeddings", "probs", "stage_features", "aux_output"})
+
+
 def gather_inputs(strategy: Strategy, trainer: Trainer, model: Backbone, aux_head: AuxHead | None,
                   cand: torch.Tensor, labeled: torch.Tensor, rng: np.random.Generator) -> PoolInputs:
     """Compute once, in batched inference mode, what the strategy needs over the candidates; what it does not
     declare in `needs` stays None, so that a strategy reading an undeclared input fails in its own tests."""
     needs = strategy.needs
-    out = trainer.infer(model, cand, aux_head if "aux_output" in needs else None,
-                        stage_features="stage_features" in needs)
     inputs = PoolInputs(n=cand.numel(), rng=rng, model=model, device=trainer.device, aux_head=aux_head)
+    if not needs & CANDIDATE_OUTPUTS:  # random needs none: no pass over the candidates at all
+        out: dict = {}
+    else:
+        out = trainer.infer(model, cand, aux_head if "aux_output" in needs else None,
+                            stage_features="stage_features" in needs)
     for name in ("logits", "embeddings", "stage_features", "aux_output"):
         if name in needs:
             setattr(inputs, name, out[name])

@@ -11,14 +11,18 @@ from __future__ import annotations
 import dataclasses
 import types
 
+import numpy as np
+import pytest
 import torch
 
 import bench.loop as loop
 import bench.trainer as trainer_module
 from bench.config import Protocol
 from bench.data import load_dataset
-from bench.loop import JobSpec, run_cycle, start_state
+from bench.loop import JobSpec, candidates, pool_order, run_cycle, start_state
+from bench.seeding import numpy_rng
 from bench.trainer import DeviceData, Trainer, synced_clock
+from strategies import Strategy, top_k
 
 
 def test_synced_clock_synchronises_a_cuda_device_before_it_reads_the_time(monkeypatch):
@@ -68,3 +72,50 @@ def test_the_cycle_reads_a_synced_clock_between_scoring_and_selection(monkeypatc
     assert row["eval_seconds"] == 103 ** 2 - 102 ** 2
     assert row["score_seconds"] == 105 ** 2 - 104 ** 2  # the scoring pass, synchronised before selection
     assert row["select_seconds"] == 106 ** 2 - 104 ** 2  # scoring and selection, as the column always held
+
+
+def test_a_strategy_that_needs_nothing_runs_a_cycle_without_a_model_pass(monkeypatch):
+    class Blind(Strategy):
+        name = "blind-test"
+
+        def score(self, inputs):
+            assert inputs.logits is None and inputs.embeddings is None and inputs.probs is None
+            return -np.arange(inputs.n, dtype=float)  # the first candidates
+
+    def no_inference(*args, **kwargs):
+        raise AssertionError("Trainer.infer called for a strategy that needs no model output")
+
+    spec, trainer, n_classes = _tiny("blind-test")
+    monkeypatch.setattr(Trainer, "infer", no_inference)
+    state = start_state(spec, trainer.data.n_train)
+    _, after = run_cycle(spec, trainer, n_classes, state)
+    cand = candidates(pool_order(0, 0, trainer.data.n_train), state.labeled, 60)
+    assert after.added.tolist() == cand[:10].tolist()
+
+
+def test_random_picks_from_its_stream_alone_without_a_model_pass(monkeypatch):
+    spec, trainer, n_classes = _tiny("random")
+    monkeypatch.setattr(Trainer, "infer", lambda *a, **k: pytest.fail("random needs no model output"))
+    state = start_state(spec, trainer.data.n_train)
+    _, after = run_cycle(spec, trainer, n_classes, state)
+    cand = candidates(pool_order(0, 0, trainer.data.n_train), state.labeled, 60)
+    expected = cand[top_k(numpy_rng(0, "select", "random", 0).random(cand.size), 10)]
+    assert after.added.tolist() == expected.tolist()
+
+
+def test_only_the_labeled_pass_runs_for_a_strategy_that_needs_only_labeled_embeddings(monkeypatch):
+    class LabeledOnly(Strategy):
+        name = "labeled-only-test"
+        needs = frozenset({"labeled_embeddings"})
+
+        def score(self, inputs):
+            assert inputs.embeddings is None and inputs.labeled_embeddings.shape[0] == 20
+            return np.zeros(inputs.n)
+
+    spec, trainer, n_classes = _tiny("labeled-only-test")
+    passes = []
+    infer = Trainer.infer
+    monkeypatch.setattr(Trainer, "infer", lambda self, model, idx, *a, **k: passes.append(idx.numel())
+                        or infer(self, model, idx, *a, **k))
+    run_cycle(spec, trainer, n_classes, start_state(spec, trainer.data.n_train))
+    assert passes == [20]  # the labeled set, not the 60 candidates
