@@ -12,6 +12,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sysconfig
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -321,19 +322,42 @@ def synced_clock(device: torch.device) -> float:
 
 def compile_works(device: torch.device) -> str | None:
     """None when torch.compile can work here, else why not, in one line: inductor needs a working C++ compiler for
-    the CPU and triton for CUDA. Checked by the driver before a --compile run (a probe compilation of the model
-    would cost tens of seconds; a one-line C++ program costs a fraction of one), which otherwise runs uncompiled
-    with a warning."""
+    the CPU; for CUDA, triton and what triton builds its kernel launchers with. Checked by the driver before a
+    --compile run (a probe compilation of the model would cost tens of seconds; a one-line program costs a
+    fraction of one), which otherwise runs uncompiled with a warning."""
     if device.type == "cuda":
-        return None if importlib.util.find_spec("triton") else "triton is not installed"
+        return _triton_problem()
     compiler = os.environ.get("CXX", "g++")
     if not shutil.which(compiler):
         return f"no C++ compiler {compiler!r} on PATH"
-    try:  # present is not working: a broken compiler would fail every job with InvalidCxxCompiler
-        probe = subprocess.run([compiler, "-x", "c++", "-c", "-", "-o", os.devnull], input="int main() { return 0; }\n",
-                               capture_output=True, text=True, timeout=60)
+    return _compiler_problem(compiler, "C++")
+
+
+def _triton_problem() -> str | None:
+    """Why triton cannot launch a kernel here, or None. Importing is not enough: at its first launch triton
+    compiles the kernel's launcher as a C extension, with CC, else gcc, else clang (as triton picks), and against
+    Python.h; without them every compiled job fails at its first step."""
+    if not importlib.util.find_spec("triton"):
+        return "triton is not installed"
+    include = sysconfig.get_paths()["include"]
+    if not os.path.exists(os.path.join(include, "Python.h")):
+        return (f"no Python.h in {include} (triton compiles its kernel launchers against it): install Python's "
+                "development headers (python3-dev, or python3-devel)")
+    named = os.environ.get("CC")
+    compiler = shutil.which(named) if named else shutil.which("gcc") or shutil.which("clang")
+    if compiler is None:
+        which = f"{named!r}" if named else "(gcc or clang, or one named by CC)"
+        return f"no C compiler {which} on PATH (triton builds its kernel launchers with one)"
+    return _compiler_problem(compiler, "C")
+
+
+def _compiler_problem(compiler: str, language: str) -> str | None:
+    """Why the compiler cannot build a one-line program in language ("C" or "C++"), or None."""
+    try:  # present is not working: a broken compiler would fail every job
+        probe = subprocess.run([compiler, "-x", language.lower(), "-c", "-", "-o", os.devnull],
+                               input="int main() { return 0; }\n", capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as err:
-        return f"the C++ compiler {compiler!r} cannot run ({type(err).__name__})"
+        return f"the {language} compiler {compiler!r} cannot run ({type(err).__name__})"
     if probe.returncode != 0:
-        return f"the C++ compiler {compiler!r} fails on a one-line program (exit {probe.returncode})"
+        return f"the {language} compiler {compiler!r} fails on a one-line program (exit {probe.returncode})"
     return None
