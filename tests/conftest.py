@@ -59,6 +59,13 @@ def _scoped_registries() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def _own_working_folder(tmp_path_factory, monkeypatch) -> None:
+    """Every test runs in an empty folder of its own (and so do the runs launch.py starts): a run given no --out
+    writes results/NAME there, never into the checkout's results/, which `make bench` fills."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture
 def cli(capsys):
     """Run the CLI in-process (launch.in_process): returns (exit status, stdout, stderr)."""

@@ -1,7 +1,8 @@
 """The one way tests launch the command line: in this process (`in_process`; the `cli` fixture wraps it) or as
 run_bench.py in a subprocess (`command`, `run_cli`, `start_cli`). A run not given --jobs gets one worker, in the
 run's own process, where a test's monkeypatches and injected faults hold. `read_table` reads what a run still
-running writes."""
+running writes. A subprocess runs in the test's working folder (conftest gives each test an empty one), so a run
+given no --out never touches the checkout's results/."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def command(*args: object) -> list[str]:
 def run_cli(*args: object, env: dict[str, str] | None = None, timeout: float = WAIT,
             **kwargs) -> subprocess.CompletedProcess:
     """run_bench.py in a subprocess, to its end: returncode, stdout and stderr as text."""
-    return subprocess.run(command(*args), capture_output=True, text=True, cwd=ROOT, env=ENV | (env or {}),
+    return subprocess.run(command(*args), capture_output=True, text=True, cwd=Path.cwd(), env=ENV | (env or {}),
                           timeout=timeout, **kwargs)
 
 
@@ -66,7 +67,7 @@ def start_cli(logs: Path, *args: object, env: dict[str, str] | None = None, **po
     n = len(list(logs.glob("*.out")))
     out, err = logs / f"{n}.out", logs / f"{n}.err"
     with open(out, "w") as o, open(err, "w") as e:
-        proc = subprocess.Popen(command(*args), stdout=o, stderr=e, stdin=subprocess.DEVNULL, cwd=ROOT,
+        proc = subprocess.Popen(command(*args), stdout=o, stderr=e, stdin=subprocess.DEVNULL, cwd=Path.cwd(),
                                 env=ENV | (env or {}), **popen)
     return Started(proc, out, err)
 

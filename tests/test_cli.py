@@ -241,11 +241,12 @@ def test_help_imports_no_torch_and_names_what_the_registries_hold():
     assert shown.returncode == 0 and "run_bench.py report DIR" in " ".join(shown.stdout.split())
 
 
-def test_a_dry_run_loads_no_statistics_or_plotting():
+def test_a_dry_run_loads_no_statistics_or_plotting(tmp_path):
     # a dry run checks the data and the model (torch), and says which comparisons the report makes, without
     # the report's stack (scipy, matplotlib, seaborn); --seeds auto's plan is made by the run, not the dry run
     probe = ("import sys\nfrom bench.cli import main\n"
-             "status = main(['--strategies', 'random', 'entropy', '--seeds', '2', '--dry-run'])\n"
+             "status = main(['--strategies', 'random', 'entropy', '--seeds', '2', '--dry-run', '--out', "
+             f"{str(tmp_path / 'run')!r}])\n"
              "heavy = sorted(m for m in ('scipy', 'matplotlib', 'seaborn') if m in sys.modules)\n"
              "assert status == 0 and not heavy, (status, heavy)\n")
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)

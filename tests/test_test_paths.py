@@ -32,3 +32,22 @@ def test_no_test_names_a_path_of_this_machine_outside_the_checkout():
 def test_the_check_sees_a_machine_path_and_lets_a_made_up_one_pass():
     machine = str(Path(tempfile.gettempdir(), "data.npz"))
     assert absolute_paths(f'SLICE = "{machine}"\nLABEL = "/a/made/up/path"\nPID = "/proc/1/stat"\n') == [machine]
+
+
+def _output_folder(stdout: str) -> Path:
+    """The folder a dry run names on its 'output' line."""
+    line = next(line for line in stdout.splitlines() if line.startswith("output "))
+    return Path(line.split(maxsplit=1)[1]).resolve()
+
+
+def test_a_run_given_no_out_writes_outside_the_checkouts_results(cli):
+    # `make bench` fills results/quick-digits; a test's run without --out must neither read nor write it
+    from launch import run_cli
+
+    status, stdout, _ = cli("--strategies", "random", "entropy", "--dry-run")
+    assert status == 0
+    in_process = _output_folder(stdout)
+    done = run_cli("--strategies", "random", "entropy", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    for folder in (in_process, _output_folder(done.stdout)):
+        assert folder.name == "quick-digits" and not folder.is_relative_to(ROOT), folder
