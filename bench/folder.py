@@ -172,14 +172,24 @@ def covered(asked: RunConfig, widened: RunConfig) -> list[str]:
 def folder_line(store: RunStore, asked: RunConfig, specs: list[JobSpec], ready: list) -> str:
     """What a resumed folder holds and what this run adds, in one line."""
     rows = store.cycles()
-    held = sorted(set(rows["strategy"])) if not rows.empty else []
-    seeds = sorted(set(int(s) for s in rows["seed"])) if not rows.empty else []
-    holds = (f"{', '.join(held)} (seeds {_span(seeds)})" if held else "no finished cycle")
+    seeds_of = ({str(name): sorted({int(s) for s in group["seed"]}) for name, group in rows.groupby("strategy")}
+                if not rows.empty else {})
+    held, seeds = sorted(seeds_of), sorted({s for held_seeds in seeds_of.values() for s in held_seeds})
+    holds = _holdings(seeds_of) if held else "no finished cycle"
     more = set(held) - set(asked.strategies) or set(seeds) - set(asked.seeds)  # the report covers the folder
     report = f"; the report covers {holds} and what this run adds" if more else ""
     return (f"resume    {len(specs) - len(ready)} of {len(specs)} jobs already finished in {store.folder}, which "
             f"holds {holds}; this run asks {', '.join(asked.strategies)} for seeds {_span(list(asked.seeds))} and "
             f"runs {len(ready)} job{'s' if len(ready) != 1 else ''}, no others{report}")
+
+
+def _holdings(seeds_of: dict[str, list[int]]) -> str:
+    """'entropy, random (seeds 0-4)' where every strategy holds the same seeds, else each strategy with its own:
+    'entropy (seeds 0-4), margin (seeds 0-2)' (one span for all would claim seeds a strategy lacks)."""
+    names = sorted(seeds_of)
+    if len({tuple(seeds) for seeds in seeds_of.values()}) == 1:
+        return f"{', '.join(names)} (seeds {_span(seeds_of[names[0]])})"
+    return ", ".join(f"{name} (seeds {_span(seeds_of[name])})" for name in names)
 
 
 def _span(seeds: list[int]) -> str:

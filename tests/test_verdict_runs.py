@@ -82,7 +82,10 @@ def test_a_run_into_a_folder_with_other_strategies_runs_only_the_jobs_asked(cli,
     said = [x for x in out.splitlines() if x.startswith(("resume    ", "compare   "))]
     assert len(said) == 2 and said == [x for x in planned.splitlines() if x.startswith(("resume    ", "compare   "))]
     line = next(x for x in out.splitlines() if x.startswith("resume    "))
-    assert "runs 0 jobs, no others; the report covers entropy, margin, random (seeds 0, 1) and what" in line
+    # each strategy's own seeds: random holds seed 0 only, though the folder holds seeds 0 and 1
+    assert ("holds entropy (seeds 0, 1), margin (seeds 0, 1), random (seeds 0); this run asks random for seeds 0 "
+            "and runs 0 jobs, no others; the report covers entropy (seeds 0, 1), margin (seeds 0, 1), random "
+            "(seeds 0) and what") in line
     assert "nothing to compare" not in out  # random alone was named; the report compares three
     assert "compare   each strategy against random (2 comparisons)" in out
     config = json.loads((out_dir / "config.json").read_text())
