@@ -26,7 +26,7 @@ from bench.trainer import Trainer, synced_clock
 from bench.weights import load_weights, read_weights
 from bench.zoo import build_model
 from strategies import PoolInputs, Strategy, create_strategy
-from strategies.base import StrategyOutputError
+from strategies.base import INPUTS, StrategyOutputError
 
 
 def initial_set(seed: int, n_pool: int, size: int) -> np.ndarray:
@@ -71,7 +71,7 @@ def make_aux(strategy: Strategy, model: Backbone, seed: int, protocol: Protocol,
 
 
 # the needs that take a model pass over the candidates (labeled_embeddings takes one over the labeled set)
-CANDIDATE_OUTPUTS = frozenset({"logits", "embeddings", "probs", "stage_features", "aux_output"})
+CANDIDATE_OUTPUTS = INPUTS - {"labeled_embeddings"}
 
 
 def gather_inputs(strategy: Strategy, trainer: Trainer, model: Backbone, aux_head: AuxHead | None,
