@@ -5,6 +5,7 @@ bench.report. The numbers arrive already computed (bench.stats, bench.verdicts' 
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -23,6 +24,12 @@ MARKERS = ("o", "s", "^", "v", "P", "X", "d", "<", ">", "p", "h")
 # seaborn's first dash patterns (on, off, ... in line widths); "" is solid. 11 markers and 5 patterns: the first
 # 55 strategies have distinct (marker, dashes) pairs, so any two are told apart without colour.
 DASHES: tuple[tuple[float, ...] | str, ...] = ("", (4, 1.5), (1, 1), (3, 1.25, 1.5, 1.25), (5, 1, 1, 1))
+# A style is a slot: slot i takes colour i % 20, marker i % 11 and dashes i % 5, so any 20 slots differ in colour
+# (seaborn's colorblind palette first, then husl hues) and any 55 in (marker, dashes). The shipped strategies own
+# the first slots, baseline first; any other name hashes to a slot of its own (see strategy_styles).
+PALETTE: tuple[Color, ...] = tuple(tuple(float(c) for c in color) for color in
+                                   [*sns.color_palette("colorblind", 10), *sns.color_palette("husl", 10)])
+SHIPPED = ("random", "entropy", "margin", "least-confidence", "learning-loss", "core-set", "badge", "bald")
 LINE_WIDTH = 1.6  # wide enough that the dash patterns survive printing
 MARKER_SIZE = 5.5
 SEED_LINE = {"color": "0.55", "linewidth": 0.8, "alpha": 0.8}  # the thin grey line joining one seed's AULCs
@@ -43,13 +50,27 @@ class Style:
 
 
 def strategy_styles(strategies: Iterable[object]) -> dict[str, Style]:
-    """A fixed style per strategy, by sorted name: seaborn's colorblind palette (husl beyond 10 strategies),
-    a marker and a dash pattern each."""
+    """A style per strategy that is the same in every report and suite, whichever strategies share it: a
+    shipped strategy's slot is its place in SHIPPED; any other name's is a hash of the name (crc32, the same in
+    every process), moved on to the next slot free in this report only where two names would share a colour
+    (among 20 strategies) or a (marker, dashes) pair (among 55). Keys in sorted order."""
     names = sorted({str(s) for s in strategies})
-    colors = sns.color_palette("colorblind" if len(names) <= 10 else "husl", len(names))
-    return {name: Style(color=tuple(float(c) for c in color), marker=MARKERS[i % len(MARKERS)],
-                        dashes=DASHES[i % len(DASHES)])
-            for i, (name, color) in enumerate(zip(names, colors, strict=True))}
+    slots = {name: SHIPPED.index(name) for name in names if name in SHIPPED}
+    for name in (n for n in names if n not in SHIPPED):
+        slot = len(SHIPPED) + zlib.crc32(name.encode()) % (len(MARKERS) * len(DASHES) - len(SHIPPED))
+        while not _free(slot, slots.values()):
+            slot += 1
+        slots[name] = slot
+    return {name: Style(color=PALETTE[slots[name] % len(PALETTE)], marker=MARKERS[slots[name] % len(MARKERS)],
+                        dashes=DASHES[slots[name] % len(DASHES)]) for name in names}
+
+
+def _free(slot: int, taken: Iterable[int]) -> bool:
+    """Whether slot differs from every taken one in colour (while colours last) and in (marker, dashes)."""
+    taken = list(taken)
+    pairs = len(MARKERS) * len(DASHES)
+    colour_free = len(taken) >= len(PALETTE) or all((slot - t) % len(PALETTE) for t in taken)
+    return colour_free and (len(taken) >= pairs or all((slot - t) % pairs for t in taken))
 
 
 def _line(ax: Axes, x: np.ndarray, y: np.ndarray, style: Style, label: str) -> None:

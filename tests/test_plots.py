@@ -36,6 +36,30 @@ def test_styles_are_fixed_by_sorted_names():
     assert one == other and list(one) == ["entropy", "ll", "random"]
 
 
+def _curves(names: list[str]) -> pd.DataFrame:
+    return pd.DataFrame([{"strategy": name, "n_labeled": n, "mean": 0.5, "ci_low": 0.4, "ci_high": 0.6}
+                         for name in names for n in (100, 200)])
+
+
+def test_a_strategy_keeps_its_style_whichever_strategies_share_the_report():
+    # entropy was orange in a report of random and entropy and blue in one of entropy and margin (sorted position)
+    subsets = [["random", "entropy"], ["entropy", "margin"], ["badge", "core-set", "entropy", "my-idea"],
+               ["my-idea", "entropy", "zz-other"]]
+    for name in ("entropy", "my-idea"):
+        styles = [plots.strategy_styles(subset)[name] for subset in subsets if name in subset]
+        assert len(styles) >= 2 and all(style == styles[0] for style in styles), (name, styles)
+    drawn = []
+    for subset in subsets[:2]:
+        ax = new_axes()
+        plots.learning_curves(ax, _curves(subset), plots.strategy_styles(subset), "digits")
+        line = next(line for line in ax.get_lines() if line.get_label() == "entropy")
+        drawn.append((to_rgb(line.get_color()), line.get_marker()))
+    assert drawn[0] == drawn[1]
+    styles = plots.strategy_styles(["random", "entropy", "margin", "my-idea", "zz-other"])
+    assert len({s.color for s in styles.values()}) == 5  # still one colour each within a report
+    assert len({(s.marker, s.dashes) for s in styles.values()}) == 5
+
+
 def test_twelve_strategies_have_distinct_styles_and_the_first_ten_differ_without_colour():
     names = [f"strategy{i:02d}" for i in range(12)]
     styles = plots.strategy_styles(reversed(names))
@@ -206,3 +230,9 @@ def test_pairwise_refuses_an_unknown_verdict():
     bad = PAIRS.assign(verdict=["better", "worse", "equivalent", "undecided", "maybe"])
     with pytest.raises(ValueError, match="Unknown verdict 'maybe'"):
         plots.pairwise(new_axes(), bad, "digits")
+
+
+def test_the_shipped_slots_name_registered_strategies():
+    import strategies
+
+    assert set(plots.SHIPPED) <= set(strategies.STRATEGIES.names()) and plots.SHIPPED[0] == "random"
