@@ -136,7 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--cold-start", dest="warm_start", action="store_false",
                        help="restart every cycle from the seed's initial weights")
     add("--no-augment", dest="augment", action="store_false", default=None, help="train without augmentation")
-    add("--precision", choices=PRECISIONS, help="auto (bf16 where native), fp32, bf16 or fp16")
+    add("--precision", choices=PRECISIONS, help="auto (bf16 where native), fp32, tf32 (fp32 with TF32 matmuls and "
+        "convolutions on CUDA), bf16 or fp16")
+    add("--nondeterministic", dest="deterministic", action="store_false", help="turn CUDA's deterministic mode off "
+        "(faster kernels; seeds then pair statistically, not bit for bit)")
     add("--strategy-file", type=Path, action="append", default=[], metavar="PATH",
         help="a .py file defining more strategies (repeatable)")
     add("--strategy-param", action="append", default=[], metavar="STRATEGY.KEY=VALUE",

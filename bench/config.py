@@ -14,7 +14,8 @@ from typing import Any
 
 from bench.errors import UserError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# tf32: fp32 tensors whose CUDA matmuls and convolutions round their inputs to TF32; fp32 is IEEE fp32 (bench.trainer)
+PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
 # corrected: the LR schedule steps after each epoch's optimizer steps, and learning loss detaches its module from
 # 0-based epoch `detach_after` on. reference: the reference code's order as it runs on PyTorch >= 1.1 (the schedule
 # steps before the epoch, so each decay comes one epoch early) and its `epoch > detach_after` test.
@@ -86,7 +87,7 @@ class Protocol:
     gamma: float = 0.1  # learning-rate decay factor at each milestone
     warm_start: bool = True  # keep weights across cycles (True) or restart from the initial weights (False)
     augment: bool = True  # the dataset's training augmentation (random crop, flips where they make sense)
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: bf16 autocast where the hardware has it)
+    precision: str = "auto"  # auto | fp32 | tf32 | bf16 | fp16 (auto: bf16 autocast where the hardware has it)
     eval_batch_size: int = 512  # examples per step when evaluating and scoring (no effect on results)
     convention: str = "corrected"  # corrected | reference (the reference code's schedule order and detach test)
     image_size: int | None = None  # side in pixels the images are resized to on the device (None: as stored)
@@ -124,6 +125,7 @@ class Protocol:
             )
         if self.image_size is not None:
             _positive_int("image_size", self.image_size)
+    deterministic: bool = True  # CUDA's deterministic mode (bench.seeding.use_deterministic); False: faster kernels
             if self.image_size > MAX_IMAGE_SIZE:  # one evaluation batch of such images would not fit in memory
                 raise UserError(f"The 'image_size' parameter must be at most {MAX_IMAGE_SIZE} pixels: a batch of "
                                 f"{self.image_size}x{self.image_size} images needs more memory than a machine has. "
@@ -167,6 +169,8 @@ def _positive_int(name: str, value: Any) -> None:
 
 
 # Every preset keeps the paper's proportions (Yoo & Kweon, CVPR 2019, Sec. 4.1: 200 epochs, the learning rate
+        if not isinstance(self.deterministic, bool):
+            raise UserError(f"The 'deterministic' parameter must be True or False. Got {self.deterministic!r} instead.")
 # x0.1 after epoch 160, the learning-loss module's gradient to the backbone stopped after epoch 120): milestones
 # and detach_after are fractions of the epochs, resolved to whole epochs when the protocol is built, so that
 # `--epochs` keeps them. Learning loss: margin 1, weight 1 (its defaults), detach at 0.6 of the epochs.
@@ -248,7 +252,7 @@ class RunConfig:
 
 
 # Optional protocol fields enter a job's identity only when set: a protocol without them hashes as it always has.
-OPTIONAL_FIELDS = {"image_size": None, "train_mode": "finetune"}
+OPTIONAL_FIELDS = {"image_size": None, "train_mode": "finetune", "deterministic": True}
 
 
 def protocol_identity(protocol: Protocol) -> dict[str, Any]:
@@ -256,6 +260,14 @@ def protocol_identity(protocol: Protocol) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(protocol).items() if OPTIONAL_FIELDS.get(k, ...) != v}
 
 
+    device_type: str = "cpu"  # cpu | cuda: where the jobs run, resolved from devices
+    precision_used: str = ""  # float32 | tf32 | bfloat16 | float16, resolved on the device ("": as on a plain CPU)
+
+    def numerics(self) -> dict[str, str]:
+        """Where and in which precision the numbers are computed: a CPU and a GPU, or fp32 and bf16, give other
+        numbers from one protocol, so a folder never pairs their rows."""
+        return {"device_type": self.device_type,
+                "precision": self.precision_used or CPU_PRECISION[self.protocol.precision]}
 def preset_protocol(preset: str, **overrides: Any) -> Protocol:
     """The preset's protocol with the fields given replaced (each one given, None too: subset=None is the whole
     pool)."""
@@ -264,6 +276,7 @@ def preset_protocol(preset: str, **overrides: Any) -> Protocol:
     fields = {**DEFAULT_PROTOCOL, **PRESETS[preset]["protocol"]}
     fields.update(overrides)
     epochs = fields["epochs"]
+            **self.numerics(),
     _positive_int("epochs", epochs)
     fields["milestones"] = tuple(resolve_epoch(m, epochs, "milestones") for m in fields["milestones"])
     for given, epoch in zip(overrides.get("milestones") or (), fields["milestones"], strict=False):
@@ -272,14 +285,19 @@ def preset_protocol(preset: str, **overrides: Any) -> Protocol:
                             f"epochs, which rounds to epoch 0: give a fraction of at least {1 / epochs:.3g}, or "
                             "whole epochs.")
     if fields["train_mode"] == "frozen":  # fixed embeddings: nothing to augment; the head trains in fp32
-        if overrides.get("precision") in ("bf16", "fp16"):
+        if overrides.get("precision") in ("tf32", "bf16", "fp16"):
             raise UserError(f"--precision {overrides['precision']} has no effect with --train-mode frozen: the "
                             "embeddings and the head are computed in fp32; drop --precision.")
         fields.update(augment=False, precision="fp32")
+        if self.device_type != "cpu":  # only off the CPU: every earlier (CPU) run keeps its identity; a CPU
+            identity["numerics"] = self.numerics()  # folder's precision is held by its config.json (bench.folder)
     return Protocol(**fields)
 
 
 def proportions(epochs: int, points: dict[str, Any]) -> dict[str, Any]:
+# The precision each setting computes in on a CPU without native bf16: what a folder whose config.json predates the
+# resolved precision is taken to have run in (bench.folder), and a configuration's before it is resolved.
+CPU_PRECISION = {"auto": "float32", "fp32": "float32", "tf32": "tf32", "bf16": "bfloat16", "fp16": "float16"}
     """Epoch settings as fractions of the epochs (what a preset states), for display and provenance."""
     def fraction(e: int) -> float:
         return round(e / epochs, 4)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.config import OPTIONAL_FIELDS, RunConfig
+from bench.config import CPU_PRECISION, OPTIONAL_FIELDS, RunConfig
 from bench.errors import UserError
 from bench.jobs import JobSpec, JobState
 from bench.loop import start_state
@@ -37,12 +37,26 @@ def config_differences(stored: dict[str, Any], config: RunConfig) -> list[str]:
     stored_protocol = {**OPTIONAL_FIELDS, **stored_protocol} if isinstance(stored_protocol, dict) else stored_protocol
     old = _flatten({"protocol": stored_protocol, "dataset_fingerprint": stored.get("dataset_fingerprint"),
                     "model_fingerprint": stored.get("model_fingerprint") or {},
-                    "strategy_params": {k: v for k, v in stored.get("strategy_params", {}).items() if k in common}})
+                    "strategy_params": {k: v for k, v in stored.get("strategy_params", {}).items() if k in common},
+                    **stored_numerics(stored)})
     new = _flatten({"protocol": now["protocol"], "dataset_fingerprint": now["dataset_fingerprint"],
                     "model_fingerprint": now["model_fingerprint"],
-                    "strategy_params": {k: v for k, v in now["strategy_params"].items() if k in common}})
+                    "strategy_params": {k: v for k, v in now["strategy_params"].items() if k in common},
+                    "device_type": now["device_type"], "precision": now["precision"]})
     shown = {k: k.encode("unicode_escape").decode() for k in set(old) | set(new)}  # a hand-edited key stays one line
     return [f"{shown[k]} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(shown) if old.get(k) != new.get(k)]
+
+
+def stored_numerics(stored: dict[str, Any]) -> dict[str, Any]:
+    """The device type and precision a folder's config.json records. A folder written before the device type was
+    recorded ran on the CPU, in the precision it records as a torch dtype ("torch.float32"), or failing that the
+    one its protocol's precision gives on a CPU without native bf16."""
+    protocol = stored.get("protocol") if isinstance(stored.get("protocol"), dict) else {}
+    precision = stored.get("precision")
+    if not isinstance(precision, str):
+        precision = CPU_PRECISION.get(protocol.get("precision", "auto"), precision)
+    return {"device_type": stored.get("device_type", "cpu"),
+            "precision": precision.removeprefix("torch.") if isinstance(precision, str) else precision}
 
 
 def finished(spec: JobSpec, cycles: set[int]) -> bool:
@@ -123,8 +137,8 @@ def check_identity(store: RunStore, config: RunConfig) -> None:
            f"{first['config_hash']}, this run is {expected[wrong.index[0]]}" if known else
            f"it holds rows of strategy {first['strategy']!r}, whose parameters are unknown without its config.json")
     raise UserError(f"{store.folder} holds {len(wrong)} row(s) of another configuration ({why}; the protocol, "
-                    "the dataset's content or a strategy's parameters differ): use --name for a new folder, or "
-                    "--force to move the old results aside.")
+                    "the device type or precision, the dataset's content or a strategy's parameters differ): use "
+                    "--name for a new folder, or --force to move the old results aside.")
 
 
 def open_store(config: RunConfig, on_existing: str) -> tuple[RunStore, RunConfig, bool]:

@@ -1,5 +1,6 @@
 """Live progress: a rich table (one line per job, an overall bar with ETA) on a terminal, plain lines
-otherwise (CI, log files)."""
+otherwise (CI, log files). A cycle is named by its number in cycles.parquet, from 0 ("cycle 0 of 0-5 done");
+counts of cycles done say so ("1/6 cycles done")."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ HEARTBEAT_S = 60.0  # in a log, a line at least this often, even while one long 
 @dataclass
 class _Job:
     cycles: int
-    done: int = 0
+    done: int = 0  # cycles finished; the last one is cycle done - 1 (cycles.parquet counts from 0)
     acc: float | None = None
     state: str = "waiting"
 
@@ -74,7 +75,8 @@ class Progress:
         if self._live is not None:
             self._live.update(self._render())
         else:
-            self._print(f"[{spec.key}] cycle {job.done}/{job.cycles}  labels {record['n_labeled']:>6}  "
+            self._print(f"[{spec.key}] cycle {record['cycle']} of 0-{job.cycles - 1} done  "
+                        f"labels {record['n_labeled']:>6}  "
                         f"acc {100 * record['test_acc']:5.1f}%  train {record['train_seconds']:.1f}s  "
                         f"select {record['select_seconds']:.2f}s  | {self._overall()}")
 
@@ -95,7 +97,7 @@ class Progress:
     def _overall(self) -> str:
         done = sum(j.done for j in self.jobs.values())
         eta = self.eta_seconds()
-        return f"{done}/{self.total} cycles, ETA " + ("?" if eta is None else f"{eta / 60:.1f} min")
+        return f"{done}/{self.total} cycles done, ETA " + ("?" if eta is None else f"{eta / 60:.1f} min")
 
     def _render(self):
         from rich.console import Group
@@ -103,10 +105,11 @@ class Progress:
         from rich.table import Table
 
         table = Table(box=None, pad_edge=False)
-        for column in ("job", "cycle", "accuracy", "state"):
+        for column in ("job", "cycles done", "last cycle", "accuracy", "state"):
             table.add_column(column)
         for key, job in self.jobs.items():
             acc = "" if job.acc is None else f"{100 * job.acc:.1f}%"
-            table.add_row(key, f"{job.done}/{job.cycles}", acc, job.state)
+            last = "" if job.done == 0 else str(job.done - 1)  # its number in cycles.parquet
+            table.add_row(key, f"{job.done}/{job.cycles}", last, acc, job.state)
         done = sum(j.done for j in self.jobs.values())
         return Group(table, ProgressBar(total=self.total, completed=done, width=50), self._overall())

@@ -29,8 +29,8 @@ from bench.progress import Progress
 from bench.registry import IMPORTED_CODE, code_digest, unknown_name
 from bench.scheduler import DataSource, Driver, Outcome, make_pool
 from bench.store import CYCLES, FAILURES, FolderLock, RunStore, check_writable
-from bench.trainer import compile_works, resolve_precision
-from bench.zoo import check_model, check_setup, load_model_file, model_fingerprint
+from bench.trainer import compile_works, precision_name
+from bench.zoo import check_deterministic, check_model, check_setup, load_model_file, model_fingerprint
 from strategies import STRATEGIES, create_strategy, load_strategy_file
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +40,7 @@ MAX_SEEDS = 10_000  # seeds 0..N-1 of one run
 
 
 @dataclass(frozen=True)
+from bench.seeding import use_deterministic
 class RunOptions:
     """How a benchmark runs and reports; nothing here changes its numbers."""
 
@@ -197,6 +198,15 @@ def job_specs(config: RunConfig) -> list[JobSpec]:
 
 
 def epoch_proportions(config: RunConfig) -> dict[str, Any]:
+def resolve_numerics(config: RunConfig, devices: list[str]) -> RunConfig:
+    """config with the device type its jobs run on and the precision they compute in (part of their identity),
+    after refusing a model that deterministic mode cannot train there."""
+    device = torch.device(devices[0])
+    check_deterministic(config.protocol.model, device.type, config.protocol.deterministic)
+    return dataclasses.replace(config, device_type=device.type,
+                               precision_used=precision_name(config.protocol.precision, device))
+
+
     """The protocol's epoch settings (milestones, strategies' epoch parameters) as fractions of the epochs."""
     p = config.protocol
     points: dict[str, Any] = {"milestones": list(p.milestones)}
@@ -229,7 +239,7 @@ def describe_run(config: RunConfig, data: ImageData | str, devices: list[str], m
         f"training  {p.epochs} epochs, batch {p.batch_size}, SGD lr {p.lr} momentum {p.momentum} "
         f"weight decay {p.weight_decay}, milestones {list(p.milestones) or 'none'} (x{p.gamma}), "
         f"{'warm' if p.warm_start else 'cold'} start, {p.convention} convention, precision {p.precision} -> "
-        f"{str(resolve_precision(p.precision, torch.device(devices[0]))).removeprefix('torch.')}",
+        f"{config.numerics()['precision']}" + ("" if p.deterministic else ", nondeterministic"),
     ]
     for name, params in sorted(config.strategy_params.items()):
         lines.append(f"params    {name}: " + ", ".join(f"{k}={v}" for k, v in sorted(params.items())))
@@ -264,7 +274,6 @@ def config_payload(config: RunConfig, data: ImageData, devices: list[str], comma
                     "n_test": int(data.x_test.shape[0]), "shape": list(data.x_train.shape[1:]),
                     "classes": data.classes, "mean": data.mean, "std": data.std},
         "devices": {d: provenance.device_name(d) for d in devices},
-        "precision": str(resolve_precision(config.protocol.precision, torch.device(devices[0]))),
         "versions": provenance.versions(), "git_commit": provenance.git_commit(PROJECT_ROOT),
         "command": list(command), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -322,6 +331,9 @@ def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | 
         if not quiet:
             print(describe_run(config, data, devices, model_note), flush=True)
         asked = config
+    config = resolve_numerics(config, devices)
+    # before anything starts CUDA here or in a worker (they inherit the environment): CUBLAS_WORKSPACE_CONFIG
+    use_deterministic(config.protocol.deterministic and config.device_type == "cuda")
         store, config, resumed = open_store(config, options.on_existing)
         store.remove_stale_temp_files()
         specs = job_specs(dataclasses.replace(config, strategies=asked.strategies, seeds=asked.seeds))
@@ -421,6 +433,7 @@ def dry_run(config: RunConfig, options: RunOptions = RunOptions()) -> str:
     if options.max_seeds:
         jobs.append(f"rounds    --seeds auto: the jobs above first, then more seeds for the strategies still "
                     f"undecided, up to {options.max_seeds}")
+    config = resolve_numerics(config, devices)
     comparisons = comparison_line(covered(config, widened), resolve_baseline(options.baseline), options)
     return "\n".join([describe_run(config, data, devices, model_note), *([resume] if resume else []), comparisons,
                       *jobs])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import random
 from collections.abc import Iterator
 
@@ -56,3 +57,20 @@ def globals_seeded_with(value: int, device: torch.device | str = "cpu") -> Itera
         finally:
             np.random.set_state(numpy_state)
             random.setstate(python_state)
+
+
+# cuBLAS's matmuls are deterministic with this workspace (NVIDIA's cuBLAS docs, "Results reproducibility").
+CUBLAS_WORKSPACE_CONFIG = ":4096:8"
+
+
+def use_deterministic(enabled: bool) -> None:
+    """CUDA's deterministic mode, on by default (--nondeterministic turns it off, for speed): cuDNN's deterministic
+    convolutions without autotuning, torch's deterministic algorithms (an op that has none raises rather than
+    unpairing the seeds), and the cuBLAS workspace that makes its matmuls deterministic. Global settings of this
+    process. cuBLAS reads CUBLAS_WORKSPACE_CONFIG when it starts, so the driver sets it before any worker starts
+    (they inherit it) and each trainer before its first CUDA kernel; a value the user set is kept."""
+    torch.backends.cudnn.deterministic = enabled
+    torch.backends.cudnn.benchmark = False  # torch's default either way: autotuning picks kernels by timing
+    torch.use_deterministic_algorithms(enabled)
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)

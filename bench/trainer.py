@@ -24,6 +24,7 @@ from torch import nn
 from bench.config import Protocol
 from bench.data import ImageData
 from bench.models import AuxHead, Backbone
+from bench.seeding import use_deterministic
 
 
 class TrainingDiverged(RuntimeError):
@@ -42,12 +43,31 @@ def cpu_has_bf16() -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """auto: bf16 autocast on CUDA devices that support it and on CPUs with native bf16, else fp32."""
+    """auto: bf16 autocast on CUDA devices that support it natively (compute capability 8.0 on: Ampere and later)
+    and on CPUs with native bf16, else fp32. tf32 computes in fp32 tensors (use_tf32 lets their matmuls round)."""
     if precision == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        if device.type == "cuda":  # torch.cuda.is_bf16_supported() counts emulation: slower than fp32 before 8.0
+            native = bool(torch.version.hip) or torch.cuda.get_device_capability(device) >= (8, 0)
+            return torch.bfloat16 if native else torch.float32
         return torch.bfloat16 if cpu_has_bf16() else torch.float32
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def precision_name(precision: str, device: torch.device) -> str:
+    """The precision a run computes in, by name: float32, tf32, bfloat16 or float16 (what config.json records and
+    what a job's identity holds)."""
+    return "tf32" if precision == "tf32" else str(resolve_precision(precision, device)).removeprefix("torch.")
+
+
+def use_tf32(enabled: bool) -> None:
+    """fp32 matmuls and convolutions on CUDA in IEEE fp32, or in TF32 (inputs rounded to 10 bits of mantissa) when
+    enabled. torch 2.14 runs cuDNN's fp32 convolutions in TF32 by default, so "fp32" would not be fp32. Global
+    settings, set by every trainer (the ops autocast keeps in fp32 follow them too); through the fp32_precision
+    API only, as torch refuses a mix of it and the older allow_tf32 flags."""
+    mode = "tf32" if enabled else "ieee"
+    torch.backends.cuda.matmul.fp32_precision = mode
+    torch.backends.cudnn.conv.fp32_precision = mode
+    torch.backends.cudnn.rnn.fp32_precision = mode
 
 
 # ---------------------------------------------------------------------------------------------- data on device
@@ -194,6 +214,9 @@ class Trainer:
         self.protocol = protocol
         self.device = device
         self.dtype = resolve_precision(protocol.precision, device)
+        # Every worker builds its trainer before its first CUDA kernel: the process's numerics are set here.
+        use_deterministic(protocol.deterministic and device.type == "cuda")  # the CPU keeps torch's defaults
+        use_tf32(protocol.precision == "tf32")
         self.compile = compile  # torch.compile the model's and the aux head's forward (see compile_works)
 
     def _net(self, module: nn.Module) -> nn.Module:

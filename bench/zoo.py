@@ -201,6 +201,20 @@ def model_fingerprint(name: str, weights: Path | None) -> dict[str, str]:
     return found
 
 
+# torchvision models whose adaptive average pooling to 7x7 (VGG) or 6x6 (AlexNet) has no deterministic CUDA backward
+NONDETERMINISTIC_ON_CUDA = {f"{TORCHVISION}vgg": "7x7", f"{TORCHVISION}alexnet": "6x6"}
+
+
+def check_deterministic(name: str, device_type: str, deterministic: bool) -> None:
+    """Refuse, before any work, a model that cannot train in CUDA's deterministic mode (torch would raise at its
+    first backward pass, in every job)."""
+    pool = next((size for prefix, size in NONDETERMINISTIC_ON_CUDA.items() if name.startswith(prefix)), None)
+    if pool is not None and device_type == "cuda" and deterministic:
+        raise UserError(f"Model {name!r} cannot train deterministically on CUDA: its adaptive average pooling to "
+                        f"{pool} has no deterministic CUDA backward. Pass --nondeterministic (seeds then pair "
+                        "statistically, not exactly), run on the CPU (--devices cpu), or use another --model.")
+
+
 def check_setup(name: str, channels: int, height: int, width: int, n_classes: int, stage_users: Sequence[str] = (),
                 weights: Path | None = None, weights_sha256: str | None = None, frozen: bool = False) -> str:
     """Every check of the model a run makes before any work (input size, stage features for the strategies that

@@ -4,9 +4,23 @@ the device type and resolved precision in a folder's identity. torch.cuda is pat
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
+import types
+
+import pytest
 import torch
 
 from bench import seeding
+from bench.config import Protocol, protocol_identity
+from bench.errors import UserError
+from bench.folder import config_differences
+from bench.run import RunOptions, build_config, dry_run, run_jobs
+from bench.zoo import check_deterministic
+from conftest import TINY
+from bench.trainer import Trainer, precision_name, resolve_precision
 
 
 class FakeCudaGenerators:
@@ -49,3 +63,163 @@ def test_seeded_globals_on_the_cpu_touches_no_cuda_generator(monkeypatch):
         assert torch.rand(1).item() == torch.rand(1, generator=torch.Generator().manual_seed(
             seeding.derive_seed(3, "init"))).item()
     assert fake.draws() == before and torch.equal(torch.get_rng_state(), cpu_before)
+
+
+# ---------------------------------------------------------------------------------------------- global torch settings
+
+
+@pytest.fixture
+def torch_settings():
+    """The global settings the trainer sets, restored after the test."""
+    saved = (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision,
+             torch.backends.cudnn.rnn.fp32_precision, torch.backends.cudnn.deterministic,
+             torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled(),
+             os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    yield
+    (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision,
+     torch.backends.cudnn.rnn.fp32_precision, torch.backends.cudnn.deterministic,
+     torch.backends.cudnn.benchmark) = saved[:5]
+    torch.use_deterministic_algorithms(saved[5])
+    if saved[6] is None:
+        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    else:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = saved[6]
+
+
+def tf32_flags() -> tuple[str, str, str]:
+    return (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision,
+            torch.backends.cudnn.rnn.fp32_precision)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "auto"])
+def test_fp32_is_ieee_fp32_whatever_the_precision_unless_tf32_is_asked(torch_settings, precision):
+    # torch 2.14's default: cuDNN convolutions in TF32 (10 bits of mantissa), so "fp32" on CUDA would not be fp32
+    torch.backends.cudnn.conv.fp32_precision = torch.backends.cudnn.rnn.fp32_precision = "tf32"
+    Trainer(None, Protocol(precision=precision), torch.device("cpu"))
+    assert tf32_flags() == ("ieee", "ieee", "ieee")
+    trainer = Trainer(None, Protocol(precision="tf32"), torch.device("cpu"))
+    assert tf32_flags() == ("tf32", "tf32", "tf32") and trainer.dtype == torch.float32
+
+
+def test_tf32_resolves_and_is_described_as_tf32():
+    assert precision_name("tf32", torch.device("cpu")) == "tf32"
+    assert resolve_precision("tf32", torch.device("cpu")) == torch.float32  # fp32 tensors; the matmuls round
+    assert precision_name("fp32", torch.device("cpu")) == "float32"
+    assert precision_name("bf16", torch.device("cpu")) == "bfloat16"
+    Protocol(precision="tf32").validate()
+
+
+def test_deterministic_mode_sets_cudnn_torch_and_cublas(torch_settings, monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    torch.backends.cudnn.benchmark = True
+    seeding.use_deterministic(True)
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert torch.are_deterministic_algorithms_enabled()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    seeding.use_deterministic(False)
+    assert not torch.backends.cudnn.deterministic and not torch.are_deterministic_algorithms_enabled()
+
+
+def gpu(monkeypatch, major: int, emulated_bf16: bool = True) -> None:
+    """torch.cuda reporting one GPU of compute capability major.0 (bf16 emulated below 8.0 when emulated_bf16)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device=None: types.SimpleNamespace(major=major, minor=0, name=f"GPU sm_{major}0"))
+    monkeypatch.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda device: emulated_bf16)
+
+
+@pytest.mark.parametrize(("major", "expected"), [(7, torch.float32), (8, torch.bfloat16), (9, torch.bfloat16)])
+def test_auto_precision_takes_bf16_only_where_the_gpu_has_it_natively(monkeypatch, major, expected):
+    gpu(monkeypatch, major)  # a V100 or T4 (7.x) emulates bf16: slower than fp32
+    assert resolve_precision("auto", torch.device("cuda:0")) == expected
+
+
+def test_the_trainer_turns_deterministic_mode_on_for_cuda_unless_asked_not_to(torch_settings, monkeypatch):
+    gpu(monkeypatch, 8)
+    Trainer(None, Protocol(precision="fp32"), torch.device("cuda:0"))
+    assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+    Trainer(None, Protocol(precision="fp32", deterministic=False), torch.device("cuda:0"))
+    assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
+    seeding.use_deterministic(True)
+    Trainer(None, Protocol(precision="fp32"), torch.device("cpu"))  # the CPU keeps torch's defaults
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+# ---------------------------------------------------------------------------------------------- a job's identity
+
+
+def identity_hash(config, strategy: str, **extra) -> str:
+    """The job hash as it was computed before the device type and precision entered it, plus `extra`."""
+    identity = {"protocol": protocol_identity(config.protocol), "dataset": config.dataset_fingerprint,
+                "strategy": strategy, "params": dict(sorted(config.strategy_params.get(strategy, {}).items())),
+                **extra}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def test_the_device_type_resolved_precision_and_mode_enter_the_job_identity_and_a_cpu_run_keeps_its_own():
+    config = build_config(strategies=["random"], seeds=1)
+    cpu = dataclasses.replace(config, device_type="cpu", precision_used="float32")
+    assert cpu.job_hash("random") == config.job_hash("random") == identity_hash(config, "random")
+    gpu_bf16 = dataclasses.replace(config, device_type="cuda", precision_used="bfloat16")
+    gpu_fp32 = dataclasses.replace(config, device_type="cuda", precision_used="float32")
+    assert gpu_bf16.job_hash("random") == identity_hash(
+        config, "random", numerics={"device_type": "cuda", "precision": "bfloat16"})
+    nondeterministic = build_config(strategies=["random"], seeds=1, protocol={"deterministic": False})
+    tf32 = build_config(strategies=["random"], seeds=1, protocol={"precision": "tf32"})
+    hashes = {c.job_hash("random") for c in (cpu, gpu_bf16, gpu_fp32, nondeterministic, tf32)}
+    assert len(hashes) == 5
+    # auto on a CPU with native bf16: the rows keep the CPU identity they always had; config.json tells them apart
+    cpu_bf16 = dataclasses.replace(config, precision_used="bfloat16")
+    assert cpu_bf16.job_hash("random") == cpu.job_hash("random")
+    stored = json.loads(json.dumps(cpu.result_defining(), default=str))
+    assert config_differences(stored, cpu_bf16) == ["precision 'float32' -> 'bfloat16'"]
+    assert gpu_bf16.result_defining()["device_type"] == "cuda" and gpu_bf16.result_defining()["precision"] == "bfloat16"
+
+
+def test_a_folder_written_before_the_device_type_was_recorded_is_a_cpu_folder_in_its_recorded_precision():
+    config = dataclasses.replace(build_config(strategies=["random"], seeds=1), precision_used="float32")
+    old = {k: v for k, v in json.loads(json.dumps(config.result_defining(), default=str)).items()
+           if k not in ("device_type", "precision")}
+    assert config_differences({**old, "precision": "torch.float32"}, config) == []
+    assert config_differences(old, config) == []  # no precision recorded: as its protocol's precision on a CPU
+    on_gpu = dataclasses.replace(config, device_type="cuda", precision_used="bfloat16")
+    assert config_differences({**old, "precision": "torch.float32"}, on_gpu) == [
+        "device_type 'cpu' -> 'cuda'", "precision 'float32' -> 'bfloat16'"]
+
+
+def test_a_cpu_folder_refuses_to_resume_on_a_gpu_in_one_line(cli, tmp_path, tiny_npz, monkeypatch, torch_settings):
+    out = tmp_path / "run"
+    args = ["--strategies", "random", "--dataset", f"npz:{tiny_npz}", *TINY, "--seeds", "1", "--out", out]
+    assert cli(*args, "--devices", "cpu", "--precision", "fp32")[0] == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["device_type"], config["precision"], config["protocol"]["deterministic"]) == (
+        "cpu", "float32", True)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    gpu(monkeypatch, 8)
+    status, _, err = cli(*args, "--devices", "cuda:0", "--precision", "fp32")
+    assert status == 2 and err.count("\n") == 1 and "device_type 'cpu' -> 'cuda'" in err, err
+    status, _, err = cli(*args, "--devices", "cpu", "--precision", "fp32", "--nondeterministic")
+    assert status == 2 and "protocol.deterministic True -> False" in err, err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("model", ["torchvision:vgg11", "torchvision:alexnet"])
+def test_a_model_deterministic_mode_cannot_train_on_cuda_is_refused_unless_nondeterministic(monkeypatch, model):
+    gpu(monkeypatch, 8)
+    config = build_config(strategies=["random"], seeds=1, protocol={"model": model}, devices="cuda:0")
+    with pytest.raises(UserError, match="cannot train deterministically on CUDA.*--nondeterministic"):
+        dry_run(config)
+    with pytest.raises(UserError, match="cannot train deterministically"):
+        run_jobs(config, RunOptions())
+    check_deterministic(model, "cuda", False)  # asked for: allowed
+    check_deterministic(model, "cpu", True)  # the CPU's kernels are deterministic
+    check_deterministic("torchvision:resnet18", "cuda", True)  # its pooling to 1x1 is a mean
+
+
+def test_describe_run_and_config_json_name_tf32(monkeypatch):
+    config = build_config(strategies=["random"], seeds=1, protocol={"precision": "tf32"}, devices="cpu")
+    assert "precision tf32 -> tf32" in dry_run(config)
+    with pytest.raises(UserError, match="--precision tf32 has no effect with --train-mode frozen"):
+        build_config(strategies=["random"], protocol={"precision": "tf32", "train_mode": "frozen"})
