@@ -92,6 +92,7 @@ class Protocol:
     convention: str = "corrected"  # corrected | reference (the reference code's schedule order and detach test)
     image_size: int | None = None  # side in pixels the images are resized to on the device (None: as stored)
     train_mode: str = "finetune"  # finetune | frozen (a linear head on a fixed backbone's embeddings)
+    deterministic: bool = True  # CUDA's deterministic mode (bench.seeding.use_deterministic); False: faster kernels
 
     def validate(self) -> None:
         """Turn a bad value into one clear sentence (raises UserError)."""
@@ -125,7 +126,6 @@ class Protocol:
             )
         if self.image_size is not None:
             _positive_int("image_size", self.image_size)
-    deterministic: bool = True  # CUDA's deterministic mode (bench.seeding.use_deterministic); False: faster kernels
             if self.image_size > MAX_IMAGE_SIZE:  # one evaluation batch of such images would not fit in memory
                 raise UserError(f"The 'image_size' parameter must be at most {MAX_IMAGE_SIZE} pixels: a batch of "
                                 f"{self.image_size}x{self.image_size} images needs more memory than a machine has. "
@@ -136,6 +136,8 @@ class Protocol:
         if self.train_mode not in TRAIN_MODES:
             raise UserError(f"The 'train_mode' parameter must be one of {', '.join(TRAIN_MODES)}. "
                             f"Got {self.train_mode!r} instead.")
+        if not isinstance(self.deterministic, bool):
+            raise UserError(f"The 'deterministic' parameter must be True or False. Got {self.deterministic!r} instead.")
         if self.precision not in PRECISIONS:
             raise UserError(
                 f"The 'precision' parameter must be one of {', '.join(PRECISIONS)}. Got {self.precision!r} instead."
@@ -169,8 +171,6 @@ def _positive_int(name: str, value: Any) -> None:
 
 
 # Every preset keeps the paper's proportions (Yoo & Kweon, CVPR 2019, Sec. 4.1: 200 epochs, the learning rate
-        if not isinstance(self.deterministic, bool):
-            raise UserError(f"The 'deterministic' parameter must be True or False. Got {self.deterministic!r} instead.")
 # x0.1 after epoch 160, the learning-loss module's gradient to the backbone stopped after epoch 120): milestones
 # and detach_after are fractions of the epochs, resolved to whole epochs when the protocol is built, so that
 # `--epochs` keeps them. Learning loss: margin 1, weight 1 (its defaults), detach at 0.6 of the epochs.
@@ -227,6 +227,14 @@ class RunConfig:
     model_files: tuple[Path, ...] = ()  # --model-file: files registering models (the workers import them too)
     model_fingerprint: dict[str, str] = field(default_factory=dict)  # sha256 of the weights and of the model's file
     strategy_code: dict[str, str] = field(default_factory=dict)  # {user strategy: digest of the code its file ran}
+    device_type: str = "cpu"  # cpu | cuda: where the jobs run, resolved from devices
+    precision_used: str = ""  # float32 | tf32 | bfloat16 | float16, resolved on the device ("": as on a plain CPU)
+
+    def numerics(self) -> dict[str, str]:
+        """Where and in which precision the numbers are computed: a CPU and a GPU, or fp32 and bf16, give other
+        numbers from one protocol, so a folder never pairs their rows."""
+        return {"device_type": self.device_type,
+                "precision": self.precision_used or CPU_PRECISION[self.protocol.precision]}
 
     def result_defining(self) -> dict[str, Any]:
         """The settings that decide the numbers (a folder holding other settings is not the same run)."""
@@ -235,6 +243,7 @@ class RunConfig:
             "dataset_fingerprint": self.dataset_fingerprint,
             "model_fingerprint": dict(sorted(self.model_fingerprint.items())),
             "strategy_params": {k: dict(sorted(v.items())) for k, v in sorted(self.strategy_params.items())},
+            **self.numerics(),
         }
 
     def job_hash(self, strategy: str) -> str:
@@ -247,10 +256,15 @@ class RunConfig:
             identity["model"] = dict(sorted(self.model_fingerprint.items()))
         if strategy in self.strategy_code:  # a user's strategy: the code it runs (an edited file is another job)
             identity["code"] = self.strategy_code[strategy]
+        if self.device_type != "cpu":  # only off the CPU: every earlier (CPU) run keeps its identity; a CPU
+            identity["numerics"] = self.numerics()  # folder's precision is held by its config.json (bench.folder)
         text = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+# The precision each setting computes in on a CPU without native bf16: what a folder whose config.json predates the
+# resolved precision is taken to have run in (bench.folder), and a configuration's before it is resolved.
+CPU_PRECISION = {"auto": "float32", "fp32": "float32", "tf32": "tf32", "bf16": "bfloat16", "fp16": "float16"}
 # Optional protocol fields enter a job's identity only when set: a protocol without them hashes as it always has.
 OPTIONAL_FIELDS = {"image_size": None, "train_mode": "finetune", "deterministic": True}
 
@@ -260,14 +274,6 @@ def protocol_identity(protocol: Protocol) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(protocol).items() if OPTIONAL_FIELDS.get(k, ...) != v}
 
 
-    device_type: str = "cpu"  # cpu | cuda: where the jobs run, resolved from devices
-    precision_used: str = ""  # float32 | tf32 | bfloat16 | float16, resolved on the device ("": as on a plain CPU)
-
-    def numerics(self) -> dict[str, str]:
-        """Where and in which precision the numbers are computed: a CPU and a GPU, or fp32 and bf16, give other
-        numbers from one protocol, so a folder never pairs their rows."""
-        return {"device_type": self.device_type,
-                "precision": self.precision_used or CPU_PRECISION[self.protocol.precision]}
 def preset_protocol(preset: str, **overrides: Any) -> Protocol:
     """The preset's protocol with the fields given replaced (each one given, None too: subset=None is the whole
     pool)."""
@@ -276,7 +282,6 @@ def preset_protocol(preset: str, **overrides: Any) -> Protocol:
     fields = {**DEFAULT_PROTOCOL, **PRESETS[preset]["protocol"]}
     fields.update(overrides)
     epochs = fields["epochs"]
-            **self.numerics(),
     _positive_int("epochs", epochs)
     fields["milestones"] = tuple(resolve_epoch(m, epochs, "milestones") for m in fields["milestones"])
     for given, epoch in zip(overrides.get("milestones") or (), fields["milestones"], strict=False):
@@ -289,15 +294,10 @@ def preset_protocol(preset: str, **overrides: Any) -> Protocol:
             raise UserError(f"--precision {overrides['precision']} has no effect with --train-mode frozen: the "
                             "embeddings and the head are computed in fp32; drop --precision.")
         fields.update(augment=False, precision="fp32")
-        if self.device_type != "cpu":  # only off the CPU: every earlier (CPU) run keeps its identity; a CPU
-            identity["numerics"] = self.numerics()  # folder's precision is held by its config.json (bench.folder)
     return Protocol(**fields)
 
 
 def proportions(epochs: int, points: dict[str, Any]) -> dict[str, Any]:
-# The precision each setting computes in on a CPU without native bf16: what a folder whose config.json predates the
-# resolved precision is taken to have run in (bench.folder), and a configuration's before it is resolved.
-CPU_PRECISION = {"auto": "float32", "fp32": "float32", "tf32": "tf32", "bf16": "bfloat16", "fp16": "float16"}
     """Epoch settings as fractions of the epochs (what a preset states), for display and provenance."""
     def fraction(e: int) -> float:
         return round(e / epochs, 4)

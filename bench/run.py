@@ -28,6 +28,7 @@ from bench.packing import jobs_per_device, resolve_devices
 from bench.progress import Progress
 from bench.registry import IMPORTED_CODE, code_digest, unknown_name
 from bench.scheduler import DataSource, Driver, Outcome, make_pool
+from bench.seeding import use_deterministic
 from bench.store import CYCLES, FAILURES, FolderLock, RunStore, check_writable
 from bench.trainer import compile_works, precision_name
 from bench.zoo import check_deterministic, check_model, check_setup, load_model_file, model_fingerprint
@@ -40,7 +41,6 @@ MAX_SEEDS = 10_000  # seeds 0..N-1 of one run
 
 
 @dataclass(frozen=True)
-from bench.seeding import use_deterministic
 class RunOptions:
     """How a benchmark runs and reports; nothing here changes its numbers."""
 
@@ -186,6 +186,15 @@ def execution(options: RunOptions, config: RunConfig, data: ImageData, devices: 
     return {"jobs_per_device": k, "packing": packing, "compile": compiled}
 
 
+def resolve_numerics(config: RunConfig, devices: list[str]) -> RunConfig:
+    """config with the device type its jobs run on and the precision they compute in (part of their identity),
+    after refusing a model that deterministic mode cannot train there."""
+    device = torch.device(devices[0])
+    check_deterministic(config.protocol.model, device.type, config.protocol.deterministic)
+    return dataclasses.replace(config, device_type=device.type,
+                               precision_used=precision_name(config.protocol.precision, device))
+
+
 def job_specs(config: RunConfig) -> list[JobSpec]:
     return [JobSpec(run=config.name, dataset=config.protocol.dataset, strategy=s, seed=seed,
                     protocol=config.protocol, params=config.strategy_params.get(s, {}),
@@ -198,15 +207,6 @@ def job_specs(config: RunConfig) -> list[JobSpec]:
 
 
 def epoch_proportions(config: RunConfig) -> dict[str, Any]:
-def resolve_numerics(config: RunConfig, devices: list[str]) -> RunConfig:
-    """config with the device type its jobs run on and the precision they compute in (part of their identity),
-    after refusing a model that deterministic mode cannot train there."""
-    device = torch.device(devices[0])
-    check_deterministic(config.protocol.model, device.type, config.protocol.deterministic)
-    return dataclasses.replace(config, device_type=device.type,
-                               precision_used=precision_name(config.protocol.precision, device))
-
-
     """The protocol's epoch settings (milestones, strategies' epoch parameters) as fractions of the epochs."""
     p = config.protocol
     points: dict[str, Any] = {"milestones": list(p.milestones)}
@@ -319,6 +319,9 @@ def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | 
     check_options(options)
     baseline = resolve_baseline(options.baseline)
     devices = resolve_devices(config.devices)
+    config = resolve_numerics(config, devices)
+    # before anything starts CUDA here or in a worker (they inherit the environment): CUBLAS_WORKSPACE_CONFIG
+    use_deterministic(config.protocol.deterministic and config.device_type == "cuda")
     data = load_dataset(config.protocol.dataset, config.data_root, config.download)
     config.protocol.validate_pool(int(data.x_train.shape[0]))
     model_note = check_model_setup(config, data)
@@ -331,9 +334,6 @@ def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | 
         if not quiet:
             print(describe_run(config, data, devices, model_note), flush=True)
         asked = config
-    config = resolve_numerics(config, devices)
-    # before anything starts CUDA here or in a worker (they inherit the environment): CUBLAS_WORKSPACE_CONFIG
-    use_deterministic(config.protocol.deterministic and config.device_type == "cuda")
         store, config, resumed = open_store(config, options.on_existing)
         store.remove_stale_temp_files()
         specs = job_specs(dataclasses.replace(config, strategies=asked.strategies, seeds=asked.seeds))
@@ -411,6 +411,7 @@ def dry_run(config: RunConfig, options: RunOptions = RunOptions()) -> str:
     """What a run would do, after the checks a run makes before any work: devices, the dataset loaded (never
     downloaded), the pool large enough for the protocol, the images large enough for the model."""
     devices = resolve_devices(config.devices)
+    config = resolve_numerics(config, devices)
     data: ImageData | str
     try:
         data = load_dataset(config.protocol.dataset, config.data_root, download=False)
@@ -433,8 +434,9 @@ def dry_run(config: RunConfig, options: RunOptions = RunOptions()) -> str:
     if options.max_seeds:
         jobs.append(f"rounds    --seeds auto: the jobs above first, then more seeds for the strategies still "
                     f"undecided, up to {options.max_seeds}")
-    config = resolve_numerics(config, devices)
-    comparisons = comparison_line(covered(config, widened), resolve_baseline(options.baseline), options)
+    recorded = RunStore(config.out).read_config() if config.out.is_dir() and resume else None
+    named = fixed_analysis(config.strategies, (recorded or {}).get("analysis"), "", 0)["strategies"]
+    comparisons = comparison_line(named, covered(config, widened), resolve_baseline(options.baseline), options)
     return "\n".join([describe_run(config, data, devices, model_note), *([resume] if resume else []), comparisons,
                       *jobs])
 
