@@ -203,13 +203,16 @@ def _coerce(strategy: str, key: str, value: Any, default: Any) -> Any:
 
 
 def list_strategies() -> list[str]:
-    """Registered names, with aliases in parentheses, each with its docstring's first line and its parameters."""
+    """Registered names, with aliases in parentheses, each with the first line of its docstring (else of its
+    module's) and its parameters."""
     lines = []
     for name in STRATEGIES.names():
         cls = STRATEGIES.get(name)
         aliases = STRATEGIES.aliases_of(name)
         head = name + (f" ({', '.join(aliases)})" if aliases else "")
-        about = ((cls.__doc__ or "").strip().splitlines() or [""])[0]
+        # a one-file strategy often says what it is at the top of its module: the class's own docstring first
+        doc = cls.__doc__ or getattr(sys.modules.get(cls.__module__), "__doc__", None) or ""
+        about = (doc.strip().splitlines() or [""])[0]
         params = ", ".join(f"{k}={v}" for k, v in cls.params.items())
         lines.append(f"{head:<26} {about}" + (f" [{params}]" if params else ""))
     return lines

@@ -130,6 +130,20 @@ def test_list_strategies(cli):
     assert status == 0 and "least-confidence (lc)" in stdout and "random" in stdout
 
 
+def test_list_strategies_describes_a_strategy_by_its_class_docstring_else_its_modules(cli, tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text('"""Lowest positions first (a module docstring).\n\nMore words."""\n'
+                    "from strategies import Strategy\n\n"
+                    "class Lowest(Strategy):\n    name = 'test-lowest'\n\n"
+                    "    def score(self, inputs):\n        return -__import__('numpy').arange(inputs.n)\n\n"
+                    "class Own(Lowest):\n    '''Its own words (a class docstring).'''\n    name = 'test-own'\n")
+    status, stdout, _ = cli("--strategy-file", path, "--list-strategies")
+    lines = {line.split()[0]: " ".join(line.split()[1:]) for line in stdout.splitlines()}
+    assert status == 0
+    assert lines["test-lowest"] == "Lowest positions first (a module docstring)."
+    assert lines["test-own"] == "Its own words (a class docstring)."
+
+
 BAD_INPUTS = [
     (["--strategies", "entrpy"], "Unknown strategy 'entrpy' (did you mean 'entropy'?)"),
     (["--strategies", "ENTROPY"], "Unknown strategy 'ENTROPY' (did you mean 'entropy'?)"),  # letters' case
