@@ -434,9 +434,7 @@ def dry_run(config: RunConfig, options: RunOptions = RunOptions()) -> str:
     if options.max_seeds:
         jobs.append(f"rounds    --seeds auto: the jobs above first, then more seeds for the strategies still "
                     f"undecided, up to {options.max_seeds}")
-    recorded = RunStore(config.out).read_config() if config.out.is_dir() and resume else None
-    named = fixed_analysis(config.strategies, (recorded or {}).get("analysis"), "", 0)["strategies"]
-    comparisons = comparison_line(named, covered(config, widened), resolve_baseline(options.baseline), options)
+    comparisons = comparison_line(covered(config, widened), resolve_baseline(options.baseline), options)
     return "\n".join([describe_run(config, data, devices, model_note), *([resume] if resume else []), comparisons,
                       *jobs])
 
