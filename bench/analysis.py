@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bench import stats, verdicts
-from bench.config import comparison_pairs
+from bench.config import ALL_PAIRS, CONTEXT, PRIMARY, families
 from bench.store import CONFIG, CYCLE_TYPES, CYCLES, ResultsError, read_cycles, read_json
 
 
@@ -79,17 +79,20 @@ class Analysis:
 
 def analyse(cycles: pd.DataFrame, baseline: str = "random", margin: float = verdicts.MARGIN,
             plan: verdicts.SequentialPlan | None = None, order: Sequence[str] = (),
-            chance: Mapping[str, float] | None = None) -> Analysis:
-    """Every statistic of the report. `order`: the strategies as the user named them (a comparison without the
-    baseline names its pair in that order; others follow, sorted); `chance`: each dataset's chance accuracy (1 /
+            chance: Mapping[str, float] | None = None, asked: Sequence[str] = ()) -> Analysis:
+    """Every statistic of the report. `order`: the strategies in the order the folder records them (a pair
+    reads in that order; others follow, sorted); `asked`: the strategies whose comparisons the run asked, in
+    the order typed (bench.config.question; empty: every strategy); `chance`: each dataset's chance accuracy (1 /
     classes), where known, to tell the budgets at which the models barely beat guessing."""
     summary = stats.summarize_cycles(cycles)
     aulc_seeds = stats.aulc_per_seed(cycles)
-    found, history = primary_verdicts(cycles, aulc_seeds, baseline, margin, plan, order)
+    found, history = primary_verdicts(cycles, aulc_seeds, baseline, margin, plan, order, asked)
     aulc_summary = stats.summarize_aulc(aulc_seeds)
     comparisons = stats.compare_to_baseline(cycles, baseline)
     if cycles["dataset"].nunique() > 1:  # the primary question is asked once per setting and strategy
         comparisons = stats.holm_across_datasets(comparisons)
+    near = stats.near_chance(cycles, chance or {})
+    found = at_chance_undecided(found, near, cycles)
     penalties = {  # only where some pair of strategies could be tested
         str(dataset): matrix
         for dataset, rows in cycles.groupby("dataset", sort=True)
@@ -102,29 +105,53 @@ def analyse(cycles: pd.DataFrame, baseline: str = "random", margin: float = verd
         comparisons=comparisons, verdicts=found, margin=margin, plan=plan, history=history,
         efficiency=stats.label_efficiency(summary, baseline), planning=stats.seed_planning(comparisons),
         ranks=stats.mean_rank(aulc_summary), penalties=penalties, wins=stats.win_tie_loss(comparisons),
-        rank_test=stats.friedman_nemenyi(aulc_summary), near_chance=stats.near_chance(cycles, chance or {}),
+        rank_test=stats.friedman_nemenyi(aulc_summary), near_chance=near,
     )
 
 
 def primary_verdicts(cycles: pd.DataFrame, aulc_seeds: pd.DataFrame, baseline: str, margin: float,
-                     plan: verdicts.SequentialPlan | None, order: Sequence[str] = (),
+                     plan: verdicts.SequentialPlan | None, order: Sequence[str] = (), asked: Sequence[str] = (),
                      ) -> tuple[pd.DataFrame, list[dict]]:
-    """The primary family (against the baseline where a dataset has it, else every pair), by the fixed or the
-    sequential design, and beside it the all-pairs family where the baseline is in and 3 or more strategies ran
-    (fixed design, Holm over the pairs: each pair one verdict, whatever the baseline). Strategies in `order`
-    come first, as named; any others follow, sorted."""
-    names = {str(d): in_order(set(rows["strategy"]), order) for d, rows in cycles.groupby("dataset", sort=True)}
-    primary = {d: comparison_pairs(s, baseline) for d, s in names.items()}
+    """The families of bench.config.families per dataset: the primary one (the strategies `asked`, in the order
+    typed; none asked: every strategy) by the fixed or the sequential design, then the context or all-pairs
+    family (fixed design, Holm over its pairs). Strategies in `order` come first, as named; others follow,
+    sorted. A plan made for another number of primary comparisons than the report's is refused."""
+    names = {str(d): in_order(set(rows["strategy"]), [*asked, *order])
+             for d, rows in cycles.groupby("dataset", sort=True)}
+    found = {d: families(asked, s, baseline) for d, s in names.items()}
+    primary = {d: f[PRIMARY] for d, f in found.items()}
     history: list[dict] = []
     if plan is None:
-        found = verdicts.fixed_verdicts(aulc_seeds, primary, verdicts.PRIMARY, margin)
+        frame = verdicts.fixed_verdicts(aulc_seeds, primary, PRIMARY, margin)
     else:
-        found, history = verdicts.sequential_verdicts(aulc_seeds, primary, plan)
-    every = {d: comparison_pairs(s, "") for d, s in names.items() if baseline in s and len(s) > 2}
-    if every:
-        found = pd.concat([found, verdicts.fixed_verdicts(aulc_seeds, every, verdicts.ALL_PAIRS, margin)],
-                          ignore_index=True)
-    return found, history
+        wrong = {len(pairs) for pairs in primary.values()} - {plan.comparisons}
+        if wrong:
+            raise ResultsError(f"The recorded --seeds auto plan was made for {plan.comparisons} comparison(s), and "
+                               f"the report's primary family against {baseline} has {wrong.pop()}: report with the "
+                               "run's own --baseline, or delete config.json's analysis section to report with the "
+                               "fixed design.")
+        frame, history = verdicts.sequential_verdicts(aulc_seeds, primary, plan)
+    for family in (CONTEXT, ALL_PAIRS):
+        others = {d: f[family] for d, f in found.items() if f.get(family)}
+        if others:
+            frame = pd.concat([frame, verdicts.fixed_verdicts(aulc_seeds, others, family, margin)], ignore_index=True)
+    return frame, history
+
+
+def at_chance_undecided(found: pd.DataFrame, near: pd.DataFrame, cycles: pd.DataFrame) -> pd.DataFrame:
+    """Where the models barely beat guessing at every budget (stats.near_chance), two strategies are alike
+    because neither learned: an interval inside the margin says nothing about them, so no comparison there is
+    called equivalent (noted "at chance")."""
+    budgets = cycles.groupby("dataset")["cycle"].nunique()
+    at_chance = {d for d, rows in near.groupby("dataset") if rows["cycle"].nunique() >= budgets.get(d, math.inf)}
+    hit = found["dataset"].isin(at_chance) & (found["verdict"] == verdicts.EQUIVALENT)
+    found = found.copy()
+    found.loc[hit, "verdict"] = verdicts.UNDECIDED
+    found.loc[hit, "note"] = AT_CHANCE
+    return found
+
+
+AT_CHANCE = "at chance at every budget"
 
 
 def in_order(names: Iterable[str], order: Sequence[str]) -> list[str]:
@@ -139,14 +166,17 @@ class Design:
 
     margin: float = verdicts.MARGIN  # the equivalence margin (AULC fraction)
     plan: verdicts.SequentialPlan | None = None  # --seeds auto's design; None: fixed seeds
-    order: tuple[str, ...] = ()  # the strategies in the order the user named them
+    order: tuple[str, ...] = ()  # the strategies in the order the folder records them
     chance: float | None = None  # 1 / the dataset's classes; None: not recorded
+    asked: tuple[str, ...] = ()  # the strategies the run's question names, in the order typed; (): every one
+    baseline: str | None = None  # the baseline the run compared against; None: not recorded
 
 
 def stored_design(run_dir: Path) -> Design:
     """The equivalence margin and --seeds auto's plan that RUN_DIR/config.json records ("analysis"), the
-    strategies in the order named and the dataset's chance accuracy; the defaults (margin 1 point, fixed seeds,
-    sorted names, no chance level) for what a folder does not record."""
+    strategies in the order recorded and asked, and the dataset's chance accuracy; the defaults (margin 1 point,
+    fixed seeds, sorted names, every strategy asked, no chance level) for what a folder does not record. A value
+    no run writes raises ResultsError."""
     path = Path(run_dir) / CONFIG
     payload = read_json(path) if path.exists() else None
     payload = payload if isinstance(payload, dict) else {}
@@ -155,8 +185,13 @@ def stored_design(run_dir: Path) -> Design:
     dataset = payload.get("dataset")
     classes = dataset.get("classes") if isinstance(dataset, dict) else None
     chance = 1 / len(classes) if isinstance(classes, list) and len(classes) > 1 else None
-    margin, plan = _stored_analysis(path, payload.get("analysis"))
-    return Design(margin, plan, order, chance)
+    analysis = payload.get("analysis")
+    margin, plan = _stored_analysis(path, analysis)
+    asked, baseline = _stored_question(path, analysis) if isinstance(analysis, dict) else ((), None)
+    return Design(margin, plan, order, chance, asked, baseline)
+
+
+DESIGNS = ("fixed", "sequential")  # analysis.design as a run writes it
 
 
 def _stored_analysis(path: Path, analysis: object) -> tuple[float, verdicts.SequentialPlan | None]:
@@ -164,13 +199,29 @@ def _stored_analysis(path: Path, analysis: object) -> tuple[float, verdicts.Sequ
         return verdicts.MARGIN, None
     try:
         margin = float(analysis.get("margin", verdicts.MARGIN))
+        if analysis.get("design", "fixed") not in DESIGNS:
+            raise ValueError(f"design {analysis['design']!r} is none of {', '.join(DESIGNS)}")
         plan = verdicts.SequentialPlan.from_json(analysis["sequential"]) if analysis.get("sequential") else None
+        if (plan is not None) != (analysis.get("design") == "sequential"):
+            raise ValueError(f"design {analysis.get('design')!r} does not match the plan recorded beside it")
+        if plan is not None and plan.margin != margin:
+            raise ValueError(f"margin {margin:g} is not the plan's {plan.margin:g}")
     except (KeyError, TypeError, ValueError) as err:
         raise ResultsError(f"{path}'s analysis section is not one this harness wrote ({type(err).__name__}: {err}): "
                            "restore it, or delete the section to report with the fixed design.") from None
     if not (math.isfinite(margin) and margin > 0):
         raise ResultsError(f"{path}'s analysis margin must be a positive number. Got {margin!r} instead.")
     return margin, plan
+
+
+def _stored_question(path: Path, analysis: dict) -> tuple[tuple[str, ...], str | None]:
+    asked, baseline = analysis.get("strategies", []), analysis.get("baseline")
+    if not (isinstance(asked, list) and all(isinstance(s, str) for s in asked)) or not (
+            baseline is None or isinstance(baseline, str)):
+        raise ResultsError(f"{path}'s analysis section is not one this harness wrote (its strategies must be a list "
+                           "of names and its baseline a name): restore it, or delete the section to report with the "
+                           "fixed design.")
+    return tuple(asked), baseline
 
 
 def dataset_rows(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:

@@ -264,7 +264,7 @@ def report(argv: list[str]) -> int:
     else:
         from bench.suite import write_suite  # the report stack only when a report is written
 
-        path, lines = write_suite(args.folders, baseline, args.out)
+        path, lines = write_suite(args.folders, baseline, args.out, args.margin / 100 if args.margin else None)
         print("\n".join([*lines, f"report    {path}"]))
     return 0
 

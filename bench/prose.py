@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bench import stats, verdicts
-from bench.analysis import Analysis, dataset_rows
+from bench.analysis import AT_CHANCE, Analysis, dataset_rows
 
 DASH = "–"  # shown for a value that does not exist (too few seeds, not reached)
 
@@ -46,12 +46,18 @@ def _outcome(row: pd.Series, result: Analysis, sequential: bool) -> str:
         return f"{row['other']} better"
     if verdict == verdicts.EQUIVALENT:
         return f"equivalent within ±{margin} point{'s' if margin != '1' else ''}"
+    if row["note"] == AT_CHANCE:  # alike because neither learned: no interval says anything of the strategies
+        return ("undecided: the protocol cannot tell, as the models barely beat chance at every budget (see the "
+                "caution)")
     if not dataset_rows(result.near_chance, row["dataset"]).empty:  # more seeds would not answer the question
         return "undecided (more seeds would measure the protocol, which barely beats chance; see the caution)"
     if sequential:
         plan = result.plan
         if result.history and result.history[-1]["seeds"] == plan.looks[-1]:
-            return f"undecided at --max-seeds {plan.looks[-1]}; raise --max-seeds to go on"
+            # A larger maximum chosen after this look would change the level of the looks already taken.
+            return (f"undecided at --max-seeds {plan.looks[-1]}, the design's last look: report it as undecided "
+                    "(a larger maximum chosen now would look at the same seeds again and void the design's error "
+                    "bound, in this folder or a new one)")
         return "undecided so far; run the same command to go on"
     needed = row["seeds_needed"]
     more = (f"about {int(needed)} seeds would tell a {margin}-point difference from none at this spread"

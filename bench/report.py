@@ -71,8 +71,13 @@ def analyse_folder(folder: Path, baseline: str, margin: float | None = None) -> 
     one)."""
     cycles = load_cycles(folder)
     design = stored_design(folder)
+    if design.plan is not None and margin is not None and margin != design.margin:
+        raise UserError(f"{folder}'s verdicts come from --seeds auto's rounds, which tested every look within "
+                        f"±{prose.margin_text(design.margin)} and stopped by it: a report within ±"
+                        f"{prose.margin_text(margin)} would read those intervals against a margin they were not "
+                        "tested for; report without --margin, or run a new study with that margin.")
     chance = {} if design.chance is None else dict.fromkeys(cycles["dataset"].unique(), design.chance)
-    return analyse(cycles, baseline, margin or design.margin, design.plan, design.order, chance)
+    return analyse(cycles, baseline, margin or design.margin, design.plan, design.order, chance, design.asked)
 
 
 def write_analysis(result: Analysis, run_dir: Path) -> Path:
@@ -202,7 +207,8 @@ def _verdict_caption(result: Analysis, family: str, across: str) -> str:
     if family == verdicts.PRIMARY and result.plan is not None:
         return ("Primary endpoint: AULC of the strategy minus the other's, paired by seed (percentage points), with "
                 "the repeated confidence interval of the look that decided it (or of the last look).")
-    return (f"{'Primary endpoint' if family == verdicts.PRIMARY else 'Every pair'}: AULC of the strategy minus the "
+    name = {verdicts.PRIMARY: "Primary endpoint", verdicts.CONTEXT: "Context"}.get(family, "Every pair")
+    return (f"{name}: AULC of the strategy minus the "
             f"other's, paired by seed (percentage points); Holm over the family{across}; the interval is at the "
             "level Holm tests the comparison at; TOST p: the two one-sided tests of a difference of at least "
             f"±{100 * result.margin:g} points (before correction).")
@@ -220,14 +226,20 @@ def _looks_part(result: Analysis, out: Path) -> list[str]:
 
 
 def _all_pairs_part(result: Analysis, datasets: list[str], slugs: dict[str, str], out: Path) -> list[str]:
-    pairs = result.verdicts[result.verdicts["family"] == verdicts.ALL_PAIRS]
+    family = verdicts.CONTEXT if (result.verdicts["family"] == verdicts.CONTEXT).any() else verdicts.ALL_PAIRS
+    pairs = result.verdicts[result.verdicts["family"] == family]
     if pairs.empty:
         return []
-    lines = ["## Every pair of strategies", "",
-             f"- A family of its own beside the primary one: every pair of strategies on the AULC, paired by seed, "
-             f"Holm over the {prose.count(len(pairs), 'pair')}, so each pair has one verdict whatever the baseline"
-             + ("; with `--seeds auto` it is the fixed design on the seeds the rounds ran, so read it as "
-                "exploratory." if result.plan is not None else "."), ""]
+    rounds = ("; with `--seeds auto` it is the fixed design on the seeds the rounds ran, so read it as "
+              "exploratory." if result.plan is not None else ".")
+    lines = (["## Every pair of strategies", "",
+              f"- A family of its own beside the primary one: every pair of strategies on the AULC, paired by seed, "
+              f"Holm over the {prose.count(len(pairs), 'pair')}, so each pair has one verdict whatever the baseline"
+              + rounds, ""] if family == verdicts.ALL_PAIRS else
+             ["## Context: the folder's other comparisons", "",
+              "- The run asked only the primary family's comparisons; the folder's other strategies are context: "
+              f"every other pair on the AULC, paired by seed, Holm over the {prose.count(len(pairs), 'pair')} as a "
+              "family of its own" + rounds, ""])
     for dataset in datasets:
         rows = dataset_rows(pairs, dataset)
         if rows.empty:
@@ -237,11 +249,12 @@ def _all_pairs_part(result: Analysis, datasets: list[str], slugs: dict[str, str]
         decided = rows[rows["verdict"] != verdicts.UNDECIDED]
         lines += [f"- {prose.verdict_sentence(row, result)}." for _, row in decided.iterrows()]
         lines += [f"- Undecided: {prose.count(len(rows) - len(decided), 'pair')} of {len(rows)}.", ""]
-        lines += _figure(out, f"pairwise_{slugs[dataset]}", "Pairwise AULC differences",
+        stem = "pairwise" if family == verdicts.ALL_PAIRS else "context"  # beside the primary family's pairwise_
+        lines += _figure(out, f"{stem}_{slugs[dataset]}", "Pairwise AULC differences",
                          lambda ax, rows=rows, dataset=dataset: plots.pairwise(ax, rows, dataset),
                          size=_matrix_size(rows))
         lines += write_table(out, f"pairs_{slugs[dataset]}", rows, verdict_display(rows, result),
-                             _verdict_caption(result, verdicts.ALL_PAIRS, ""))
+                             _verdict_caption(result, family, ""))
     return lines
 
 

@@ -12,21 +12,27 @@ import dataclasses
 from typing import Any
 
 from bench import stats, verdicts
-from bench.config import RunConfig, comparison_pairs
+from bench.config import PRIMARY, RunConfig, families
 from bench.errors import UserError
 from bench.run import RunOptions, RunResult, finish, resolve_baseline, run_jobs
 from bench.store import FolderLock, RunStore
 
 
+def primary_pairs(config: RunConfig, options: RunOptions) -> list[tuple[str, str]]:
+    """The comparisons the rounds look at: bench.config.families' primary family of the strategies named, the one
+    the report and the console's compare line answer."""
+    return families(config.strategies, config.strategies, resolve_baseline(options.baseline))[PRIMARY]
+
+
 def plan_for(config: RunConfig, options: RunOptions) -> verdicts.SequentialPlan:
-    pairs = comparison_pairs(config.strategies, resolve_baseline(options.baseline))
+    pairs = primary_pairs(config, options)
     return verdicts.make_plan(options.max_seeds or verdicts.MAX_SEEDS, len(pairs), stats.ALPHA, options.margin)
 
 
 def look(config: RunConfig, options: RunOptions, plan: verdicts.SequentialPlan) -> tuple[Any, list[dict]]:
     """The verdicts and looks so far, from the folder's rows of the strategies named (the folder may hold more)."""
     rows = RunStore(config.out).cycles() if config.out.exists() else None
-    pairs = comparison_pairs(config.strategies, resolve_baseline(options.baseline))
+    pairs = primary_pairs(config, options)
     if rows is None or rows.empty:
         return None, []
     rows = rows[rows["strategy"].isin(config.strategies)]
@@ -34,9 +40,12 @@ def look(config: RunConfig, options: RunOptions, plan: verdicts.SequentialPlan) 
     return verdicts.sequential_verdicts(aulc, {str(d): pairs for d in aulc["dataset"].unique()}, plan)
 
 
-def analysis_record(options: RunOptions, plan: verdicts.SequentialPlan, history: list[dict]) -> dict[str, Any]:
-    """What config.json records of the design: the plan, each look, and where it stands."""
+def analysis_record(config: RunConfig, options: RunOptions, plan: verdicts.SequentialPlan,
+                    history: list[dict]) -> dict[str, Any]:
+    """What config.json records of the design: the question (the strategies named, in the order typed), the plan,
+    each look, and where it stands."""
     return {"baseline": resolve_baseline(options.baseline), "margin": options.margin, "design": "sequential",
+            "strategies": list(config.strategies),
             "sequential": {**plan.to_json(), "max_seeds": plan.looks[-1], "history": history,
                            "stopped": verdicts.stop_reason(history, plan)}}
 
@@ -66,7 +75,7 @@ def run_in_rounds(config: RunConfig, options: RunOptions) -> RunResult:
         active = config.strategies if found is None else tuple(
             s for s in config.strategies if s in verdicts.strategies_to_run(found))
         round_config = dataclasses.replace(config, strategies=active, seeds=tuple(range(n)))
-        failures = run_jobs(round_config, options, analysis_record(options, plan, history), quiet=not first)
+        failures = run_jobs(round_config, options, analysis_record(config, options, plan, history), quiet=not first)
         first = False
         if failures:  # the look cannot be reached without them
             break
@@ -76,7 +85,7 @@ def run_in_rounds(config: RunConfig, options: RunOptions) -> RunResult:
             print(f"look      {latest['seeds']} seeds: decided {'; '.join(latest['decided']) or 'nothing new'}; "
                   f"undecided {', '.join(latest['undecided']) or 'none'}", flush=True)
     _, history = look(config, options, plan)
-    _record(config, analysis_record(options, plan, history))
+    _record(config, analysis_record(config, options, plan, history))
     return finish(config.out, failures, options)
 
 

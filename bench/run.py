@@ -19,8 +19,20 @@ import torch
 
 from bench import frozen, provenance
 from bench.ahead import ReportAhead, ReportProcess
-from bench.config import MARGIN, PRESETS, RunConfig, comparison_pairs, preset_protocol, proportions, resolve_epoch
+from bench.config import (
+    ALL_PAIRS,
+    CONTEXT,
+    MARGIN,
+    PRESETS,
+    PRIMARY,
+    RunConfig,
+    families,
+    preset_protocol,
+    proportions,
+    resolve_epoch,
+)
 from bench.data import DATASETS, ImageData, check_dataset, dataset_fingerprint, load_dataset
+from bench.design import check_design, fixed_analysis
 from bench.errors import UserError
 from bench.folder import covered, folder_line, open_store, pending_work, preview
 from bench.jobs import JobSpec
@@ -340,8 +352,11 @@ def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | 
         ready, done = pending_work(specs, store, int(data.x_train.shape[0]))
         if resumed:
             print(folder_line(store, asked, specs, ready), flush=True)
+        prior = (store.read_config() or {}).get("analysis")
+        analysis = analysis or fixed_analysis(asked.strategies, prior, baseline, options.margin)
+        check_design(prior, analysis, folder)  # a design that has looked at data is not replaced
         if not quiet:  # what the report compares
-            print(comparison_line(covered(asked, config), baseline, options), flush=True)
+            print(comparison_line(analysis["strategies"], covered(asked, config), baseline, options), flush=True)
         embeddings = frozen.prepare_embeddings(config, data, devices[0]) if ready else None  # frozen mode only
         # the pool before config.json: an unreachable cluster leaves the folder as it was
         run_as = execution(options, config, data, devices) if ready else {}
@@ -349,11 +364,12 @@ def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | 
         if ready and ahead is not None:  # past every refusal, before the pool's threads
             ahead.start()
         pool, threads = (make_pool(options.backend, devices, workers, run_as["jobs_per_device"],
-                                   options.scheduler_address) if ready else (None, None))
+                                   options.scheduler_address, isolate=bool(options.strategy_files or
+                                                                           config.model_files))
+                         if ready else (None, None))
         if ready:
             run_as["threads_per_worker"] = threads  # fixed on CPU: numbers that do not depend on --jobs
         try:
-            analysis = analysis or {"baseline": baseline, "margin": options.margin, "design": "fixed"}
             payload = config_payload(config, data, devices, options.command)
             if embeddings:  # frozen mode: the digest of the embeddings the workers read and check
                 payload["frozen"]["embeddings_sha256"] = embeddings[1]
@@ -386,24 +402,32 @@ def finish(folder: Path, failures: list[str], options: RunOptions,
     return RunResult(folder, tuple(failures), report)
 
 
-def comparison_line(strategies: tuple[str, ...] | list[str], baseline: str, options: RunOptions) -> str:
-    """Which comparisons the report will make, said before any work."""
-    names = list(dict.fromkeys(strategies))
-    pairs = comparison_pairs(names, baseline)
+def comparison_line(asked: tuple[str, ...] | list[str], held: tuple[str, ...] | list[str], baseline: str,
+                    options: RunOptions) -> str:
+    """Which comparisons the report will make, said before any work: bench.config.families of the strategies
+    the run asks about (its question) and those the folder holds, pairs in the report's order."""
+    names = list(dict.fromkeys([*asked, *held]))
+    found = families(asked, names, baseline)
+    pairs = found[PRIMARY]
     margin = f"±{100 * options.margin:g} AULC point{'s' if options.margin != 0.01 else ''}"
     design = (f"seeds in rounds up to {options.max_seeds} (--seeds auto), stopping when every comparison is decided"
               if options.max_seeds else "fixed seeds, Holm over the comparisons")
     words = f"verdicts better, worse, equivalent within {margin} or undecided; {design}"
     if len(names) < 2:
         return f"compare   one strategy: nothing to compare (add {baseline} or another strategy)"
+    count = f"{len(pairs)} comparison{'s' if len(pairs) > 1 else ''}"
+    listed = f": {'; '.join(f'{a} vs {b}' for a, b in pairs)}" if len(pairs) <= 3 else ""
+    asks = {s for pair in pairs for s in pair}
+    if CONTEXT in found:
+        others = ", ".join(s for s in names if s not in asks)
+        against = f"each strategy against {baseline} " if baseline in asks else ""
+        return (f"compare   this run asks {against}({count}{listed}), the primary family; the folder's other "
+                f"strategies ({others}) are context, {len(found[CONTEXT])} comparisons in a family of their own; "
+                f"{words}")
     if baseline not in names:
         return (f"compare   {baseline} is not in this run: the report compares the {len(names)} strategies with each "
-                f"other ({len(pairs)} comparison{'s' if len(pairs) > 1 else ''}"
-                + (f": {'; '.join(f'{a} vs {b}' for a, b in pairs)}" if len(pairs) <= 3 else "")
-                + f"); add {baseline} to compare against "
-                f"random sampling; {words}")
-    every = f", and every pair ({len(names) * (len(names) - 1) // 2}) as a family of its own" if len(names) > 2 else ""
-    count = f"{len(pairs)} comparison{'s' if len(pairs) > 1 else ''}"
+                f"other ({count}{listed}); add {baseline} to compare against random sampling; {words}")
+    every = f", and every pair ({len(found[ALL_PAIRS])}) as a family of its own" if ALL_PAIRS in found else ""
     return f"compare   each strategy against {baseline} ({count}){every}; {words}"
 
 
@@ -434,7 +458,9 @@ def dry_run(config: RunConfig, options: RunOptions = RunOptions()) -> str:
     if options.max_seeds:
         jobs.append(f"rounds    --seeds auto: the jobs above first, then more seeds for the strategies still "
                     f"undecided, up to {options.max_seeds}")
-    comparisons = comparison_line(covered(config, widened), resolve_baseline(options.baseline), options)
+    recorded = RunStore(config.out).read_config() if config.out.is_dir() and resume else None
+    named = fixed_analysis(config.strategies, (recorded or {}).get("analysis"), "", 0)["strategies"]
+    comparisons = comparison_line(named, covered(config, widened), resolve_baseline(options.baseline), options)
     return "\n".join([describe_run(config, data, devices, model_note), *([resume] if resume else []), comparisons,
                       *jobs])
 

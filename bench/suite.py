@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.analysis import analyse, load_cycles, stored_design
+from bench.analysis import Design, analyse, load_cycles, stored_design
 from bench.errors import UserError
 from bench.report import header_lines, headline, write_files
 from bench.store import CONFIG, CYCLES, RunStore, atomic_write_folder, write_json
@@ -78,15 +78,36 @@ def check_out(out: Path, folders: list[Path]) -> None:
         raise UserError(f"--out {out} lies inside the run folder {run}; choose a folder outside every run's.")
 
 
-def write_suite(folders: list[Path], baseline: str, out: Path) -> tuple[Path, list[str]]:
+def suite_margin(folders: list[Path], designs: list[Design], margin: float | None) -> float:
+    """The one margin of a suite's verdicts: the one given, else the folders' own where they agree. A folder
+    whose verdicts come from --seeds auto's rounds is refused: the suite's fixed test across the settings would
+    re-test its seeds with no word of its looks."""
+    for folder, design in zip(folders, designs, strict=True):
+        if design.plan is not None:
+            raise UserError(f"{folder}'s verdicts come from --seeds auto's rounds (a sequential design), which a "
+                            "suite's fixed test across settings would replace with no word of its looks: report it "
+                            "on its own, or make the suite of folders run with fixed seeds (--seeds N).")
+    margins = {design.margin for design in designs}
+    if margin is None and len(margins) > 1:
+        shown = ", ".join(f"{folder} ±{100 * d.margin:g}" for folder, d in zip(folders, designs, strict=True))
+        raise UserError(f"The folders were run with different margins ({shown} AULC points): give --margin POINTS "
+                        "for the suite's verdicts.")
+    return margin if margin is not None else margins.pop()
+
+
+def write_suite(folders: list[Path], baseline: str, out: Path, margin: float | None = None) -> tuple[Path, list[str]]:
     """Write the suite report of `folders` into `out` (report.md, tables/, plots/, suite.json); returns
-    report.md's path and the headline (primary verdicts, seed planning) for the console."""
+    report.md's path and the headline (primary verdicts, seed planning) for the console. margin: the verdicts'
+    (None: the folders' own, where they agree)."""
     folders = [Path(f) for f in folders]
     check_out(out, folders)
     names = setting_names(folders)
+    designs = [stored_design(folder) for folder in folders]
+    margin = suite_margin(folders, designs, margin)
     cycles = suite_cycles(folders, names, baseline)
-    levels = {name: stored_design(folder).chance for folder, name in zip(folders, names, strict=True)}
-    result = analyse(cycles, baseline, chance={name: level for name, level in levels.items() if level is not None})
+    levels = {name: design.chance for design, name in zip(designs, names, strict=True)}
+    result = analyse(cycles, baseline, margin,
+                     chance={name: level for name, level in levels.items() if level is not None})
     settings = _settings_table(folders, names, cycles)
     header = header_lines(result, names, f"the `cycles.parquet` of {len(folders)} run folders", unit="setting")
     header += ["## Settings", "", markdown_table(settings), ""]
@@ -94,7 +115,7 @@ def write_suite(folders: list[Path], baseline: str, out: Path) -> tuple[Path, li
     def write(tmp: Path) -> None:
         write_files(result, header, tmp, unit="setting")
         settings.to_csv(tmp / "tables" / "settings.csv", index=False)
-        write_json(tmp / MARKER, {"baseline": baseline, "folders": [str(f) for f in folders],
+        write_json(tmp / MARKER, {"baseline": baseline, "margin": margin, "folders": [str(f) for f in folders],
                                   "settings": names})
 
     out.parent.mkdir(parents=True, exist_ok=True)

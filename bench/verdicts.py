@@ -34,11 +34,11 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from bench.config import FIRST_LOOK, MARGIN, MAX_SEEDS_AUTO
+from bench.config import ALL_PAIRS, CONTEXT, FIRST_LOOK, MARGIN, MAX_SEEDS_AUTO, PRIMARY
 from bench.stats import ALPHA, EQUAL_ATOL, POWER, holm, paired_t_p, seeds_needed, t_quantile, t_test_p
 
 BETTER, WORSE, EQUIVALENT, UNDECIDED = "better", "worse", "equivalent", "undecided"
-PRIMARY, ALL_PAIRS = "primary", "all pairs"
+FAMILIES = (PRIMARY, CONTEXT, ALL_PAIRS)  # bench.config.families
 MAX_SEEDS = MAX_SEEDS_AUTO
 CALIBRATION_SIMULATIONS = 200_000  # sequences drawn to calibrate the boundary
 CALIBRATION_SEED = 1977  # the calibration's own fixed stream: the same boundary in every run and report
@@ -178,8 +178,32 @@ class SequentialPlan:
 
     @classmethod
     def from_json(cls, payload: dict) -> SequentialPlan:
-        return cls(tuple(int(n) for n in payload["looks"]), int(payload["comparisons"]), float(payload["alpha"]),
-                   float(payload["margin"]), float(payload["nominal"]))
+        """The plan a run recorded, checked: anything a run never writes raises ValueError saying what."""
+        if not isinstance(payload, dict):
+            raise ValueError("the plan is not a JSON object")
+        looks, comparisons = payload.get("looks"), payload.get("comparisons")
+        if not (isinstance(looks, list) and looks and all(_whole(n) and n >= 2 for n in looks)
+                and looks == sorted(set(looks))):
+            raise ValueError(f"looks must be increasing seed counts of 2 or more, got {looks!r}")
+        if not (_whole(comparisons) and comparisons >= 1):
+            raise ValueError(f"comparisons must be a positive integer, got {comparisons!r}")
+        numbers = {key: payload.get(key) for key in ("alpha", "margin", "nominal")}
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                   for x in numbers.values()):
+            raise ValueError(f"alpha, margin and nominal must be numbers, got {numbers!r}")
+        plan = cls(tuple(looks), comparisons, float(numbers["alpha"]), float(numbers["margin"]),
+                   float(numbers["nominal"]))
+        expected = make_plan(looks[-1], comparisons, ALPHA, plan.margin) if plan.margin > 0 else None
+        if expected is None or (plan.looks, plan.alpha) != (expected.looks, expected.alpha) or not math.isclose(
+                plan.nominal, expected.nominal, rel_tol=1e-9):
+            raise ValueError(f"the plan (looks {list(plan.looks)}, alpha {plan.alpha:g}, margin {plan.margin:g}, "
+                             f"nominal level {plan.nominal:g}) is not the one --seeds auto makes for "
+                             f"--max-seeds {looks[-1]} and {comparisons} comparison(s)")
+        return plan
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def make_plan(max_seeds: int, comparisons: int, alpha: float = ALPHA, margin: float = MARGIN) -> SequentialPlan:

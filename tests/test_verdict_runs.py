@@ -54,7 +54,7 @@ def test_two_strategies_without_the_baseline_get_a_verdict_between_them(cli, tmp
         assert not cautions and "Caution" not in report
     assert "random's mean" not in report  # no sentence names a baseline the run lacks as if it were there
     assert json.loads((out_dir / "config.json").read_text())["analysis"] == {
-        "baseline": "random", "margin": 0.01, "design": "fixed"}
+        "baseline": "random", "margin": 0.01, "design": "fixed", "strategies": ["learning-loss", "entropy"]}
 
 
 def test_a_run_into_a_folder_with_other_strategies_runs_only_the_jobs_asked(cli, tmp_path):
@@ -69,9 +69,12 @@ def test_a_run_into_a_folder_with_other_strategies_runs_only_the_jobs_asked(cli,
     line = next(x for x in out.splitlines() if x.startswith("resume    "))
     assert "holds entropy, random (seeds 0)" in line and "asks entropy, margin for seeds 0, 1 and runs 3 jobs" in line
     assert "the report covers entropy, random (seeds 0) and what this run adds" in line
-    # the comparisons said before any work are those of the report: the folder's random among them
-    assert ("compare   each strategy against random (2 comparisons), and every pair (3) as a family of its own"
+    # the comparisons said before any work are those of the report: the run's own question first, the folder's
+    # random as context
+    assert ("compare   this run asks (1 comparison: entropy vs margin), the primary family; the folder's other "
+            "strategies (random) are context, 2 comparisons in a family of their own"
             in out.splitlines()[out.splitlines().index(line) + 1])
+    assert [x for x in out.splitlines() if x.startswith("primary   ")][0].startswith("primary   entropy vs margin: ")
     # the dry run of the next command says what that run then does, and reads the folder without touching it
     before = {p: p.stat().st_mtime_ns for p in out_dir.rglob("*")}
     status, planned, err = cli("--strategies", "random", *TINY[:-2], "--seeds", "1", "--out", out_dir, "--dry-run")
@@ -86,8 +89,8 @@ def test_a_run_into_a_folder_with_other_strategies_runs_only_the_jobs_asked(cli,
     assert ("holds entropy (seeds 0, 1), margin (seeds 0, 1), random (seeds 0); this run asks random for seeds 0 "
             "and runs 0 jobs, no others; the report covers entropy (seeds 0, 1), margin (seeds 0, 1), random "
             "(seeds 0) and what") in line
-    assert "nothing to compare" not in out  # random alone was named; the report compares three
-    assert "compare   each strategy against random (2 comparisons)" in out
+    assert "nothing to compare" not in out  # random alone was named: the folder's question stands
+    assert "compare   this run asks (1 comparison: entropy vs margin)" in out
     config = json.loads((out_dir / "config.json").read_text())
     assert sorted(config["strategies"]) == ["entropy", "margin", "random"]
 
