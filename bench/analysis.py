@@ -75,11 +75,12 @@ class Analysis:
     wins: pd.DataFrame  # stats.win_tie_loss over the settings
     rank_test: stats.RankTest | None  # stats.friedman_nemenyi over the settings
     near_chance: pd.DataFrame  # stats.near_chance: the budgets where the models barely beat guessing
+    tolerance: float = 0.0  # Design.tolerance: > 0 where the pairing is statistical (--nondeterministic)
 
 
 def analyse(cycles: pd.DataFrame, baseline: str = "random", margin: float = verdicts.MARGIN,
             plan: verdicts.SequentialPlan | None = None, order: Sequence[str] = (),
-            chance: Mapping[str, float] | None = None, asked: Sequence[str] = ()) -> Analysis:
+            chance: Mapping[str, float] | None = None, asked: Sequence[str] = (), tolerance: float = 0.0) -> Analysis:
     """Every statistic of the report. `order`: the strategies in the order the folder records them (a pair
     reads in that order; others follow, sorted); `asked`: the strategies whose comparisons the run asked, in
     the order typed (bench.config.question; empty: every strategy); `chance`: each dataset's chance accuracy (1 /
@@ -88,7 +89,7 @@ def analyse(cycles: pd.DataFrame, baseline: str = "random", margin: float = verd
     aulc_seeds = stats.aulc_per_seed(cycles)
     found, history = primary_verdicts(cycles, aulc_seeds, baseline, margin, plan, order, asked)
     aulc_summary = stats.summarize_aulc(aulc_seeds)
-    comparisons = stats.compare_to_baseline(cycles, baseline)
+    comparisons = stats.compare_to_baseline(cycles, baseline, tolerance)  # tolerance: stored_design's
     if cycles["dataset"].nunique() > 1:  # the primary question is asked once per setting and strategy
         comparisons = stats.holm_across_datasets(comparisons)
     near = stats.near_chance(cycles, chance or {})
@@ -105,7 +106,7 @@ def analyse(cycles: pd.DataFrame, baseline: str = "random", margin: float = verd
         comparisons=comparisons, verdicts=found, margin=margin, plan=plan, history=history,
         efficiency=stats.label_efficiency(summary, baseline), planning=stats.seed_planning(comparisons),
         ranks=stats.mean_rank(aulc_summary), penalties=penalties, wins=stats.win_tie_loss(comparisons),
-        rank_test=stats.friedman_nemenyi(aulc_summary), near_chance=near,
+        rank_test=stats.friedman_nemenyi(aulc_summary), near_chance=near, tolerance=tolerance,
     )
 
 
@@ -170,6 +171,7 @@ class Design:
     chance: float | None = None  # 1 / the dataset's classes; None: not recorded
     asked: tuple[str, ...] = ()  # the strategies the run's question names, in the order typed; (): every one
     baseline: str | None = None  # the baseline the run compared against; None: not recorded
+    tolerance: float = 0.0  # accuracy within which a budget counts as identical (pairing_tolerance); 0: exactly
 
 
 def stored_design(run_dir: Path) -> Design:
@@ -188,7 +190,19 @@ def stored_design(run_dir: Path) -> Design:
     analysis = payload.get("analysis")
     margin, plan = _stored_analysis(path, analysis)
     asked, baseline = _stored_question(path, analysis) if isinstance(analysis, dict) else ((), None)
-    return Design(margin, plan, order, chance, asked, baseline)
+    return Design(margin, plan, order, chance, asked, baseline, pairing_tolerance(payload))
+
+
+def pairing_tolerance(payload: dict) -> float:
+    """0 where seeds pair exactly (the CPU; CUDA in deterministic mode, which a folder that records no switch ran
+    in). On CUDA after --nondeterministic, one seed's strategies differ by noise where they are identical by design
+    (cycle 0), so a budget counts as identical when every paired difference is within one test example (1 / n_test
+    accuracy): the resolution of the accuracy itself, not a tuned threshold."""
+    protocol, dataset = payload.get("protocol"), payload.get("dataset")
+    n_test = dataset.get("n_test") if isinstance(dataset, dict) else None
+    if payload.get("device_type") != "cuda" or not isinstance(protocol, dict) or protocol.get("deterministic", True):
+        return 0.0
+    return 1 / n_test if isinstance(n_test, int) and n_test > 0 else 0.0
 
 
 DESIGNS = ("fixed", "sequential")  # analysis.design as a run writes it

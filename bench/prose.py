@@ -98,8 +98,9 @@ def margin_text(margin: float) -> str:
     return f"{100 * margin:g} AULC point{'' if round(100 * margin, 9) == 1 else 's'}"
 
 
-def secondary_sentence(comparisons: pd.DataFrame, baseline: str, unit: str, several: bool) -> str:
-    """The secondary family in one sentence."""
+def secondary_sentence(comparisons: pd.DataFrame, baseline: str, unit: str, several: bool,
+                       tolerance: float = 0.0) -> str:
+    """The secondary family in one sentence (tolerance: stats.compare_to_baseline's, > 0 for statistical pairing)."""
     within = f" of this {unit}" if several else ""
     secondary = comparisons[(comparisons["family"] == stats.SECONDARY) & comparisons["t_p"].notna()]
     left_out = comparisons[comparisons["family"] == stats.LEFT_OUT]
@@ -108,6 +109,9 @@ def secondary_sentence(comparisons: pd.DataFrame, baseline: str, unit: str, seve
     if left_out.empty:
         return text + f"; no budget left out (every budget has some strategy that differs from {baseline})."
     labels = label_list(left_out.groupby("cycle")["n_labeled"].mean())
+    if tolerance:
+        return (text + f"; budgets of {labels} labels left out because every strategy is within one test example "
+                f"of {baseline} there on every seed (the same initial set and weights, up to the kernels' noise).")
     return (text + f"; budgets of {labels} labels left out because every strategy equals {baseline} there on "
             "every seed (same initial set and weights), so they cannot differ.")
 

@@ -77,7 +77,8 @@ def analyse_folder(folder: Path, baseline: str, margin: float | None = None) -> 
                         f"{prose.margin_text(margin)} would read those intervals against a margin they were not "
                         "tested for; report without --margin, or run a new study with that margin.")
     chance = {} if design.chance is None else dict.fromkeys(cycles["dataset"].unique(), design.chance)
-    return analyse(cycles, baseline, margin or design.margin, design.plan, design.order, chance, design.asked)
+    return analyse(cycles, baseline, margin or design.margin, design.plan, design.order, chance, design.asked,
+                   design.tolerance)
 
 
 def write_analysis(result: Analysis, run_dir: Path) -> Path:
@@ -155,7 +156,10 @@ def header_lines(result: Analysis, runs: list[str], source: str, unit: str = "da
         f"correction (one family over every strategy{per_setting} compared). Per-budget tests are a secondary, "
         "exploratory family (paired t-test, Holm); other intervals are 95% Student-t intervals over seeds. "
         "Accuracies are in percent, differences in percentage points. Tables are also in `tables/` as CSV "
-        "(full precision), Markdown and LaTeX.",
+        "(full precision), Markdown and LaTeX." + (" The pairing is statistical, not exact: the run used CUDA's "
+                                                  "nondeterministic kernels (--nondeterministic), so strategies that "
+                                                  "are identical by design at a seed differ by noise."
+                                                  if result.tolerance else ""),
         "",
     ]
 
@@ -185,7 +189,8 @@ def _primary_section(result: Analysis, datasets: list[str], slugs: dict[str, str
         lines += [f"- **Caution.** {caution}."] if caution else []
         comparisons = dataset_rows(result.comparisons, dataset)
         if not comparisons.empty:
-            lines += [f"- {prose.secondary_sentence(comparisons, result.baseline, unit, len(datasets) > 1)}"]
+            several = len(datasets) > 1
+            lines += [f"- {prose.secondary_sentence(comparisons, result.baseline, unit, several, result.tolerance)}"]
         lines += [""]
         if not against and len(set(rows["strategy"]) | set(rows["other"])) > 2:  # every pair: the matrix, at a glance
             lines += _figure(out, f"pairwise_{slugs[dataset]}", "Pairwise AULC differences",

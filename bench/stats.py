@@ -280,14 +280,16 @@ def _comparison_row(test: PairedTest, unpaired: list[int], **keys: object) -> di
             "identical": test.n_pairs > 0 and test.t_note.startswith("all differences zero")}
 
 
-def compare_to_baseline(cycles: pd.DataFrame, baseline: str = "random") -> pd.DataFrame:
+def compare_to_baseline(cycles: pd.DataFrame, baseline: str = "random", tolerance: float = 0.0) -> pd.DataFrame:
     """Paired comparison of every strategy against `baseline`, per cycle (metric "test_acc") and on the
     AULC (metric "aulc", complete curves only), per dataset. Differences are strategy - baseline.
 
     Two Holm families per dataset (the "family" column). PRIMARY: the AULC rows, Holm over the strategies
     compared. SECONDARY (exploratory): the per-budget rows, Holm over strategies x budgets, except the
     budgets at which every paired difference of every strategy is exactly zero (cycle 0 when no strategy
-    touches the backbone: same initial set and weights per seed); those are LEFT_OUT with p_holm NaN.
+    touches the backbone: same initial set and weights per seed); those are LEFT_OUT with p_holm NaN. tolerance: a
+    run whose pairing is statistical (CUDA's nondeterministic kernels) leaves out the budgets at which every paired
+    difference is at most this (bench.analysis.pairing_tolerance: one test example), not exactly zero.
     `significant` is p_holm < ALPHA within the row's family. Datasets without the baseline are left out.
     """
     aulc_seeds = aulc_per_seed(cycles)
@@ -296,7 +298,7 @@ def compare_to_baseline(cycles: pd.DataFrame, baseline: str = "random") -> pd.Da
     for dataset, per_dataset in cycles.groupby("dataset", sort=True):
         if baseline not in set(per_dataset["strategy"]):
             continue
-        rows = _cycle_comparisons(per_dataset, baseline) + _aulc_comparisons(
+        rows = _cycle_comparisons(per_dataset, baseline, tolerance) + _aulc_comparisons(
             aulc_seeds[aulc_seeds["dataset"] == dataset], baseline
         )
         frame = pd.DataFrame(rows, columns=[*COMPARISON_COLUMNS, "identical"])
@@ -315,7 +317,7 @@ def compare_to_baseline(cycles: pd.DataFrame, baseline: str = "random") -> pd.Da
     return _typed_comparisons(pd.concat(frames, ignore_index=True))
 
 
-def _cycle_comparisons(per_dataset: pd.DataFrame, baseline: str) -> list[dict[str, object]]:
+def _cycle_comparisons(per_dataset: pd.DataFrame, baseline: str, tolerance: float = 0.0) -> list[dict[str, object]]:
     rows = []
     dataset = per_dataset["dataset"].iloc[0]
     base = dict(tuple(per_dataset[per_dataset["strategy"] == baseline].groupby("cycle")))  # cycle -> rows
@@ -330,6 +332,9 @@ def _cycle_comparisons(per_dataset: pd.DataFrame, baseline: str) -> list[dict[st
                 paired_test(a, b), unpaired, dataset=dataset, strategy=strategy, baseline=baseline,
                 metric="test_acc", cycle=int(cycle), n_labeled=float(labels.mean()),
             ))
+            if tolerance > 0 and a.size:
+                # 1e-12: k / n - j / n is not exactly (k - j) / n in floats
+                rows[-1]["identical"] = bool(np.all(np.abs(a - b) <= tolerance + 1e-12))
     return rows
 
 

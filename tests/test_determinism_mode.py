@@ -7,17 +7,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import types
 
+import pandas as pd
 import pytest
 import torch
 
 from bench import seeding
+from bench.analysis import stored_design
 from bench.config import Protocol, protocol_identity
 from bench.errors import UserError
 from bench.folder import config_differences
 from bench.run import RunOptions, build_config, dry_run, run_jobs
+from bench.stats import compare_to_baseline
 from bench.zoo import check_deterministic
 from conftest import TINY
 from bench.trainer import Trainer, precision_name, resolve_precision
@@ -223,3 +227,67 @@ def test_describe_run_and_config_json_name_tf32(monkeypatch):
     assert "precision tf32 -> tf32" in dry_run(config)
     with pytest.raises(UserError, match="--precision tf32 has no effect with --train-mode frozen"):
         build_config(strategies=["random"], protocol={"precision": "tf32", "train_mode": "frozen"})
+
+
+# ---------------------------------------------------------------------------------------------- statistical pairing
+
+
+def cycles_with_noisy_cycle_0(n_test: int) -> pd.DataFrame:
+    """random and entropy, 4 seeds, 3 budgets; at cycle 0 the two differ by at most one test example (the
+    noise of nondeterministic kernels), afterwards by 3 to 6 examples."""
+    noise = [1, -1, 0, 1]  # test examples, per seed, at cycle 0
+    gain = [[3, 5], [4, 6], [5, 3], [6, 4]]
+    rows = []
+    for seed in range(4):
+        base = [40 + seed, 55 + seed, 62 + seed]  # correct test examples of random
+        other = [base[0] + noise[seed], base[1] + gain[seed][0], base[2] + gain[seed][1]]
+        for strategy, correct in (("random", base), ("entropy", other)):
+            rows += [{"run": "r", "dataset": "d", "model": "m", "strategy": strategy, "seed": seed, "cycle": c,
+                      "n_labeled": 20 + 10 * c, "test_acc": k / n_test, "ll_spearman": math.nan}
+                     for c, k in enumerate(correct)]
+    return pd.DataFrame(rows)
+
+
+def test_nondeterministic_pairing_leaves_out_budgets_within_one_test_example():
+    cycles = cycles_with_noisy_cycle_0(n_test=100)
+    exact = compare_to_baseline(cycles, "random")  # deterministic: only differences of exactly zero are left out
+    per_budget = exact[exact["metric"] == "test_acc"].set_index("cycle")["family"]
+    assert per_budget.to_dict() == {0: "secondary", 1: "secondary", 2: "secondary"}
+    noisy = compare_to_baseline(cycles, "random", tolerance=1 / 100)
+    per_budget = noisy[noisy["metric"] == "test_acc"].set_index("cycle")
+    assert per_budget["family"].to_dict() == {0: "left out", 1: "secondary", 2: "secondary"}
+    # Holm over the two budgets left: the smaller p times 2, the larger times 1 (step-down, monotone)
+    p = sorted(per_budget.loc[[1, 2], "t_p"])
+    assert sorted(per_budget.loc[[1, 2], "p_holm"]) == pytest.approx([min(1, 2 * p[0]), max(2 * p[0], p[1])])
+    assert math.isnan(per_budget.loc[0, "p_holm"])
+
+
+def write_config(folder, deterministic: bool | None, device_type: str | None = "cuda", n_test: int = 100) -> None:
+    protocol = {} if deterministic is None else {"deterministic": deterministic}
+    folder.mkdir(exist_ok=True)
+    where = {} if device_type is None else {"device_type": device_type}
+    (folder / "config.json").write_text(json.dumps({"protocol": protocol, "dataset": {"n_test": n_test}, **where}))
+
+
+def test_the_pairing_tolerance_is_one_test_example_only_where_the_run_was_nondeterministic_on_cuda(tmp_path):
+    write_config(tmp_path / "a", False, n_test=250)
+    write_config(tmp_path / "b", True)
+    write_config(tmp_path / "c", None)  # a folder written before the switch existed: deterministic
+    write_config(tmp_path / "d", False, "cpu")  # the CPU's kernels are deterministic whatever the switch
+    write_config(tmp_path / "e", False, None)  # a folder written before the device type was: the CPU
+    assert stored_design(tmp_path / "a").tolerance == pytest.approx(1 / 250)
+    assert {stored_design(tmp_path / name).tolerance for name in "bcde"} == {0}
+
+
+def test_a_nondeterministic_cuda_run_reports_statistical_pairing(cli, tmp_path, tiny_npz):
+    out = tmp_path / "run"
+    assert cli("--strategies", "random", "entropy", "--dataset", f"npz:{tiny_npz}", *TINY, "--seeds", "2",
+               "--devices", "cpu", "--out", out)[0] == 0
+    assert "pairing is statistical" not in (out / "report" / "report.md").read_text()
+    config = json.loads((out / "config.json").read_text())
+    config["device_type"], config["protocol"]["deterministic"] = "cuda", False  # as a GPU run would record it
+    (out / "config.json").write_text(json.dumps(config))
+    assert cli("report", out)[0] == 0
+    report = (out / "report" / "report.md").read_text()
+    assert "pairing is statistical, not exact" in report
+    assert "within one test example of random" in report  # cycle 0: identical here, and so within one
