@@ -67,12 +67,14 @@ class Embeddings:
 
 
 def embeddings_key(model: str, model_fingerprint: dict[str, str], image_size: int | None,
-                   dataset_fingerprint: str) -> str:
+                   dataset_fingerprint: str, device_type: str = "cpu") -> str:
     """The cache key: sha256 over what decides the embeddings (model name, weights and model file content, image
     size, dataset content, the backbone's seed and how it is run)."""
     identity = {"model": model, "weights": model_fingerprint.get("weights", ""),
                 "model_file": model_fingerprint.get("model_file", ""), "image_size": image_size,
                 "dataset": dataset_fingerprint, "backbone_seed": BACKBONE_SEED, "method": METHOD}
+    if device_type != "cpu":  # a GPU's kernels round otherwise; the CPU's cache files keep their names
+        identity["device_type"] = device_type
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -193,7 +195,8 @@ def embeddings_file(config: RunConfig) -> Path:
     from bench.store import EMBEDDINGS
 
     p = config.protocol
-    key = embeddings_key(p.model, config.model_fingerprint, p.image_size, config.dataset_fingerprint)
+    key = embeddings_key(p.model, config.model_fingerprint, p.image_size, config.dataset_fingerprint,
+                         config.device_type)
     return config.out / EMBEDDINGS / f"{key}.npz"
 
 

@@ -20,11 +20,12 @@ from bench.analysis import stored_design
 from bench.config import Protocol, protocol_identity
 from bench.errors import UserError
 from bench.folder import config_differences
+from bench.frozen import embeddings_file
 from bench.run import RunOptions, build_config, dry_run, run_jobs
 from bench.stats import compare_to_baseline
+from bench.trainer import Trainer, precision_name, resolve_precision
 from bench.zoo import check_deterministic
 from conftest import TINY
-from bench.trainer import Trainer, precision_name, resolve_precision
 
 
 class FakeCudaGenerators:
@@ -291,3 +292,10 @@ def test_a_nondeterministic_cuda_run_reports_statistical_pairing(cli, tmp_path, 
     report = (out / "report" / "report.md").read_text()
     assert "pairing is statistical, not exact" in report
     assert "within one test example of random" in report  # cycle 0: identical here, and so within one
+
+
+def test_frozen_embeddings_computed_on_a_gpu_are_cached_apart_from_the_cpus(tmp_path):
+    config = build_config(strategies=["random"], seeds=1, protocol={"train_mode": "frozen"}, out=tmp_path)
+    cpu = embeddings_file(dataclasses.replace(config, precision_used="float32"))
+    assert cpu == embeddings_file(config)  # the CPU's cache keeps its name
+    assert embeddings_file(dataclasses.replace(config, device_type="cuda", precision_used="float32")) != cpu
