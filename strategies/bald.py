@@ -12,6 +12,8 @@ p_t = softmax(head(dropout_t(embedding))).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -75,19 +77,25 @@ class Bald(Strategy):
     def __init__(self, **params) -> None:
         super().__init__(**params)
         if self.samples < 1:
-            raise UserError(f"The 'bald.samples' parameter must be a positive integer. Got {self.samples} instead.")
+            raise UserError(f"The '{self.name}.samples' parameter must be a positive integer. "
+                            f"Got {self.samples} instead.")
         if not 0.0 < self.dropout < 1.0:
-            raise UserError(f"The 'bald.dropout' parameter must be in (0, 1). Got {self.dropout} instead.")
+            raise UserError(f"The '{self.name}.dropout' parameter must be in (0, 1). Got {self.dropout} instead.")
 
     def aux_head(self, model: Backbone, protocol: Protocol) -> AuxHead:
         return DropoutHead(model.embedding_dim, model.classifier.out_features, self.dropout)
 
     def score(self, inputs: PoolInputs) -> torch.Tensor:
+        return self.mc_scores(inputs, bald_score)
+
+    def mc_scores(self, inputs: PoolInputs, reduce: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """[n] reduce([T, chunk, C] MC-dropout probabilities of the head) chunk by chunk over the candidates: the
+        other scores over these samples (variation ratio, mean STD) subclass BALD and pass their own reduce."""
         classifier, emb = inputs.aux_head.classifier, inputs.embeddings  # emb: [n, d]
         generator = torch.Generator(emb.device)
         generator.manual_seed(int(inputs.rng.integers(2**63 - 1)))
         with torch.no_grad():
             return torch.cat([
-                bald_score(mc_dropout_probs(classifier, emb[r:r + CHUNK_ROWS], self.samples, self.dropout, generator))
+                reduce(mc_dropout_probs(classifier, emb[r:r + CHUNK_ROWS], self.samples, self.dropout, generator))
                 for r in range(0, inputs.n, CHUNK_ROWS)
             ])  # [n]

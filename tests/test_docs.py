@@ -25,10 +25,10 @@ def test_the_readmes_strategy_example_works_as_shown(tmp_path):
     from strategies.base import PoolInputs
 
     section = (ROOT / "README.md").read_text().split("## Adding a strategy", 1)[1]
-    path = tmp_path / "variation_ratio.py"
+    path = tmp_path / "my_variation_ratio.py"
     path.write_text(section.split("```python\n", 1)[1].split("```", 1)[0])
-    assert load_strategy_file(path) == ["variation-ratio"]
-    strategy = create_strategy("vr")
+    assert load_strategy_file(path) == ["my-variation-ratio"]
+    strategy = create_strategy("my-vr")
     assert strategy.needs == {"probs"}
     probs = torch.tensor([[0.5, 0.3, 0.2], [0.9, 0.05, 0.05], [0.34, 0.33, 0.33]], dtype=torch.float64)
     inputs = PoolInputs(n=3, rng=np.random.default_rng(0), model=None, device=torch.device("cpu"), probs=probs)
