@@ -1,0 +1,50 @@
+"""k-means sampling: the candidate nearest each of k k-means centroids of the candidates' embeddings (the baseline
+of Zhan, Wang, Chen & Chan's DeepAL+ survey, arXiv 2022).
+
+Held to DeepAL+ (SineZHAN/deepALplus, query_strategies/kmeans_sampling.py, KMeansSampling.query): scikit-learn's
+KMeans with k = the budget on the candidates' embeddings, then in each cluster, by cluster number, the member of
+least squared distance to its centre. The seed comes from inputs.rng and n_init is given explicitly (DeepAL+ leaves
+both to scikit-learn's defaults: a random state per call, and n_init "auto", one k-means++ start since 1.4).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.cluster import KMeans
+
+from bench.errors import UserError
+from strategies.base import PoolInputs, Strategy
+
+
+def kmeans_picks(emb: np.ndarray, k: int, seed: int, n_init: int = 1) -> np.ndarray:
+    """[k] positions: the nearest member of each of k k-means clusters of emb ([n, d]), by cluster number. A cluster
+    left empty (fewer distinct points than k) gives its pick to the next-nearest member of any cluster."""
+    if k > emb.shape[0]:
+        raise UserError(f"k-means needs at most one cluster per candidate: {k} clusters for {emb.shape[0]} candidates; "
+                        "lower the budget or raise --subset.")
+    km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(emb)
+    diff = emb.astype(np.float64) - km.cluster_centers_[km.labels_]  # [n, d]
+    dist = (diff * diff).sum(axis=1)  # [n] squared distance to the member's own centre
+    order = np.lexsort((np.arange(dist.size), dist, km.labels_))  # by cluster, then distance, then position
+    first = np.r_[True, km.labels_[order][1:] != km.labels_[order][:-1]]  # each cluster's nearest member
+    rest = order[~first][np.lexsort((order[~first], dist[order[~first]]))]  # next-nearest, for empty clusters
+    return np.concatenate([order[first], rest])[:k]
+
+
+class KMeansSampling(Strategy):
+    """The candidate nearest each k-means centroid of the embeddings (DeepAL+'s KMeansSampling; Zhan et al., 2022).
+
+    Parameter: `n_init` (k-means restarts, the lowest inertia kept)."""
+
+    name = "kmeans"
+    needs = frozenset({"embeddings"})
+    params = {"n_init": 1}
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        if self.n_init < 1:
+            raise UserError(f"The 'kmeans.n_init' parameter must be a positive integer. Got {self.n_init} instead.")
+
+    def select(self, inputs: PoolInputs, k: int) -> np.ndarray:
+        emb = inputs.embeddings.detach().float().cpu().numpy()  # [n, d] float32, as DeepAL+ clusters them
+        return kmeans_picks(emb, k, int(inputs.rng.integers(2**31 - 1)), self.n_init)
