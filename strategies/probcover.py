@@ -6,7 +6,8 @@ L2-normalised pool (labeled rows first, then the candidates) an edge x -> y join
 delta (a point covers itself); what the labeled rows cover is removed; each pick is the row covering the most
 points not yet covered (the lowest row on ties), whose newly covered points then leave the graph.
 
-Memory is O(N * d + E): the graph's E edges are found in row blocks of at most BLOCK_ELEMENTS distances, kept as
+Memory is O(N * d + E): the graph's E edges are found in row blocks of at most BLOCK_ELEMENTS distances (screened
+in float32, decided in float64 near delta: the edges of a float64 computation), kept as
 two int64 index arrays, and the greedy keeps one out-degree vector, lowered through the in-edges of each newly
 covered point, so the whole selection touches each edge a bounded number of times.
 
@@ -35,7 +36,7 @@ from strategies.base import PoolInputs, Strategy, StrategyOutputError
 from strategies.geometry import EXACT, sq_dist, sq_norms
 from strategies.typiclust import normalised
 
-BLOCK_ELEMENTS = 2**22  # distances in one [rows, N] block: 32 MiB in float64
+BLOCK_ELEMENTS = 2**22  # distances in one [rows, N] block: 16 MiB in float32, 32 MiB in float64
 DELTA_GRID = np.round(np.arange(1, 41) * 0.05, 2)  # unit vectors lie at most 2 apart
 PURITY = 0.95  # the paper's alpha
 WHEN_COVERED = ("next", "reference")
@@ -52,13 +53,27 @@ def _blocks(features: torch.Tensor):
 
 def delta_graph(features: torch.Tensor, delta: float, closed: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The edges (x, y) [E] each, sorted by x then y, of the pool features [N, d] (float64): x -> y when
-    |x - y| < delta (<= when closed). Squared distances are compared with delta ** 2: no square root to round."""
+    |x - y| < delta (<= when closed). Squared distances are compared with delta ** 2: no square root to round.
+
+    Screened in float32, decided in float64: a pair whose float32 squared distance lies within `band` of delta ** 2
+    (far wider than float32's error, about d * 2**-24 of the largest squared norm) is recomputed from float64
+    products, so the edges are those of a float64 computation at float32's speed."""
+    n, d = features.shape
+    limit, norms = delta * delta, sq_norms(features)  # [N] float64
+    band = float(norms.max()) * max(1e-3, 16 * d * 2.0**-24)
+    low, norms32 = features.float(), norms.float()
+    rows = max(1, BLOCK_ELEMENTS // max(1, n))
     xs, ys = [], []
-    limit = delta * delta
-    for r, block in _blocks(features):
-        x, y = (block <= limit if closed else block < limit).nonzero(as_tuple=True)
-        xs.append((x + r).numpy())
-        ys.append(y.numpy())
+    for r in range(0, n, rows):
+        block = sq_dist(norms32[r:r + rows, None], norms32, low[r:r + rows] @ low.T)  # [rows, N] float32
+        x, y = (block < limit + band).nonzero(as_tuple=True)
+        near = block[x, y] > limit - band  # undecided in float32
+        xn, yn = x[near] + r, y[near]
+        exact = norms[xn] + norms[yn] - 2.0 * (features[xn] * features[yn]).sum(1)  # float64
+        keep = ~near
+        keep[near] = exact <= limit if closed else exact < limit
+        xs.append((x[keep] + r).numpy())
+        ys.append(y[keep].numpy())
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -114,7 +129,7 @@ def pseudo_labels(features: torch.Tensor, n_classes: int, rng: np.random.Generat
 
 
 class ProbCover(Strategy):
-    """ProbCover, greedy coverage of delta-balls (Yehuda, Dekel, Hacohen & Weinshall, NeurIPS 2022).
+    """Greedy coverage of delta-balls on the run's embeddings (Yehuda, Dekel, Hacohen & Weinshall, NeurIPS 2022).
 
     Runs on the run's penultimate embeddings (the paper used self-supervised features: --train-mode frozen with
     pretrained --weights gives that setting). Parameters: `delta` (a ball radius on unit-normalised embeddings,

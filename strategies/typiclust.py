@@ -107,7 +107,7 @@ def typiclust_picks(features: torch.Tensor, clusters: np.ndarray, n_labeled: int
 
 
 class TypiClust(Strategy):
-    """TypiClust, the most typical point of each k-means cluster (Hacohen, Dekel & Weinshall, ICML 2022).
+    """Most typical point of each k-means cluster of the run's embeddings (Hacohen, Dekel & Weinshall, ICML 2022).
 
     Runs on the run's penultimate embeddings (the paper used self-supervised features: --train-mode frozen with
     pretrained --weights gives that setting). Parameter `distance`: "squared" (the authors' code) or "l2" (the

@@ -120,3 +120,12 @@ def test_bad_delta_on_the_command_line_exits_2(cli, tmp_path):
 def test_bad_when_covered_is_one_line():
     with pytest.raises(UserError, match="'probcover.when_covered' parameter must be one of next, reference"):
         create_strategy("probcover", when_covered="row0")
+
+
+def test_edges_are_decided_in_float64_beside_delta():
+    """Two points at delta * (1 -+ 1e-9) from a third: float32 cannot tell the distances apart, float64 can."""
+    delta = 0.5
+    angles = [0.0, 2 * np.arcsin(delta * (1 - 1e-9) / 2), -2 * np.arcsin(delta * (1 + 1e-9) / 2)]
+    x = torch.tensor([[np.cos(a), np.sin(a)] for a in angles], dtype=torch.float64)
+    xs, ys = delta_graph(x, delta)
+    assert ys[xs == 0].tolist() == [0, 1]
