@@ -31,6 +31,7 @@ from torch import nn
 
 from bench.config import Protocol, RunConfig
 from bench.data import ImageData
+from bench.errors import regular_file
 from bench.models import AuxHead, Backbone, ModelOutput
 from bench.seeding import derive_seed, seeded_globals
 from bench.trainer import DeviceData, FitResult, Trainer, TrainingDiverged, learning_rate, synced_clock
@@ -134,7 +135,9 @@ def write_embeddings(path: Path, key: str, embeddings: Embeddings) -> None:
 def read_embeddings(path: Path, key: str | None = None, sha256: str | None = None) -> Embeddings:
     """Read a cache file (allow_pickle=False) and check it whole: its members, their types and shapes, finite
     values, the key (when given) and the digest of its content, stored in it and (when given) expected.
-    Raises DamagedCache with the reason; FileNotFoundError when there is no file."""
+    Raises DamagedCache with the reason; FileNotFoundError when there is no file; UserError for a FIFO, a socket
+    or a device in its place (reading one would never end)."""
+    regular_file(path, "the cache of the frozen backbone's embeddings (.npz)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
@@ -215,6 +218,7 @@ def prepare_embeddings(config: RunConfig, data: ImageData, device: str) -> tuple
     path = embeddings_file(config)
     found, note = cached_embeddings(path, path.stem, data, config.protocol, torch.device(device),
                                     config.weights, config.model_fingerprint.get("weights"))
+    torch.cuda.empty_cache()  # the backbone is gone: its cached blocks go back to the device, for the workers
     print(f"embedding {found.train.shape[1]} dimensions, {note}", flush=True)
     return path, found.sha256
 

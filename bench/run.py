@@ -8,7 +8,10 @@ these calls and maps errors to exit codes; tests and notebooks call them directl
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
+import os
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,6 +28,7 @@ from bench.config import (
     MARGIN,
     PRESETS,
     PRIMARY,
+    Protocol,
     RunConfig,
     families,
     preset_protocol,
@@ -39,12 +43,12 @@ from bench.jobs import JobSpec
 from bench.packing import jobs_per_device, resolve_devices
 from bench.progress import Progress
 from bench.registry import IMPORTED_CODE, code_digest, unknown_name
-from bench.scheduler import DataSource, Driver, Outcome, make_pool
+from bench.scheduler import DataSource, Driver, InlinePool, Outcome, make_pool
 from bench.seeding import use_deterministic
-from bench.store import CYCLES, FAILURES, FolderLock, RunStore, check_writable
+from bench.store import CYCLES, FAILURES, FolderLock, RunStore, check_place, check_writable
 from bench.trainer import compile_works, precision_name
 from bench.zoo import check_deterministic, check_model, check_setup, load_model_file, model_fingerprint
-from strategies import STRATEGIES, create_strategy, load_strategy_file
+from strategies import STRATEGIES, check_importable, create_strategy, load_strategy_file
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("loky", "dask")  # this machine's processes; a dask.distributed cluster
@@ -67,6 +71,40 @@ class RunOptions:
     max_seeds: int | None = None  # --seeds auto: seeds in rounds up to this many; None: the config's fixed seeds
     on_existing: str = "resume"  # resume | force (move old results aside) | fresh (delete them)
     command: tuple[str, ...] = ()  # the command line, recorded in config.json
+
+    def validate(self) -> None:
+        """Every field checked as the command line checks its flag: one UserError, before any work."""
+        if self.backend not in BACKENDS:
+            raise unknown_name("backend", self.backend, BACKENDS)
+        if self.on_existing not in ON_EXISTING:
+            raise unknown_name("on_existing choice", self.on_existing, ON_EXISTING)
+        if not _whole(self.jobs, 1):
+            raise UserError(f"The 'jobs' parameter (--jobs) must be a positive integer. Got {self.jobs!r} instead.")
+        k = self.jobs_per_device
+        if k != "auto" and not _whole(k, 1):
+            raise UserError(f"--jobs-per-device must be a positive integer or auto. Got {k!r} instead.")
+        m = self.margin
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not (math.isfinite(m) and m > 0):
+            raise UserError(f"The 'margin' parameter (--margin) must be a positive number (an AULC fraction: 0.01 is "
+                            f"1 point). Got {m!r} instead.")
+        if self.max_seeds is not None and not _whole(self.max_seeds, 3):
+            raise UserError("The 'max_seeds' parameter (--max-seeds) must be an integer of at least 3 (a paired "
+                            f"interval needs 3 seeds to decide anything), or None. Got {self.max_seeds!r} instead.")
+        if not isinstance(self.baseline, str):
+            raise UserError(f"The 'baseline' parameter must be a strategy name. Got {self.baseline!r} instead.")
+        if self.scheduler_address is not None and not isinstance(self.scheduler_address, str):
+            raise UserError("The 'scheduler_address' parameter must be tcp://HOST:PORT or None. Got "
+                            f"{self.scheduler_address!r} instead.")
+        for name in ("strategy_files", "command"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes, os.PathLike)) or not isinstance(value, (tuple, list)):
+                raise UserError(f"The {name!r} parameter must be a tuple (of paths, of words). Got {value!r} "
+                                "instead.")
+
+
+def _whole(value: object, low: int) -> bool:
+    """Whether value is an int (not a bool) of at least low."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 @dataclass(frozen=True)
@@ -93,6 +131,7 @@ def build_config(preset: str = "quick", strategies: list[str] | None = None, see
     whole pool), strategies by name or alias (None: every registered one), each strategy's parameters with its
     defaults recorded and its epoch parameters resolved to epochs; the model files imported, the weights file
     read."""
+    _check_arguments(strategies, protocol, strategy_params, name, out)
     p = preset_protocol(preset, **(protocol or {}))
     p.validate()
     for path in model_files:
@@ -130,6 +169,9 @@ def build_config(preset: str = "quick", strategies: list[str] | None = None, see
         # results/NAME is a folder of its own: "." would be results/ itself, ".." or "a/b" somewhere else
         raise UserError(f"--name {name!r} is not a folder name: give a name without '/' or '\\' (not '.' or "
                         "'..'), or the folder's path with --out.")
+    if name is not None and len(name.encode()) > (most := _name_max(Path("results"))):
+        raise UserError(f"--name is {len(name.encode())} bytes long, longer than a file name may be here: give a name "
+                        f"of at most {most} bytes (or the folder's path with --out).")
     kind, is_path, where = p.dataset.partition(":")  # npz:PATH and imagefolder:PATH by their file or folder stem
     name = name or f"{preset}-{(Path(where).stem if kind == 'npz' else Path(where).name) if is_path else p.dataset}"
     return RunConfig(protocol=p, strategies=tuple(names), seeds=tuple(range(seeds)), name=name,
@@ -138,6 +180,40 @@ def build_config(preset: str = "quick", strategies: list[str] | None = None, see
                      strategy_params={k: v for k, v in params.items() if k in names}, weights=weights,
                      model_files=tuple(Path(f) for f in model_files),
                      model_fingerprint=model_fingerprint(p.model, weights), strategy_code=strategy_code(names))
+
+
+def _check_arguments(strategies: Any, protocol: Any, strategy_params: Any, name: Any, out: Any) -> None:
+    """build_config's arguments of the wrong kind, each one line (the command line cannot give them)."""
+    if strategies is not None and (isinstance(strategies, str) or not all(isinstance(s, str) for s in strategies)):
+        raise UserError(f"The 'strategies' parameter must be a list of strategy names. Got {strategies!r} instead.")
+    if protocol is not None and not isinstance(protocol, dict):
+        raise UserError(f"The 'protocol' parameter must be a dict of Protocol fields. Got {protocol!r} instead.")
+    fields = list(Protocol.__dataclass_fields__)
+    for key in protocol or {}:
+        if key not in fields:
+            raise unknown_name("protocol field", str(key), fields)
+    if strategy_params is not None and not (isinstance(strategy_params, dict)
+                                            and all(isinstance(v, dict) for v in strategy_params.values())):
+        raise UserError("The 'strategy_params' parameter must be a dict of {strategy: {parameter: value}}. Got "
+                        f"{strategy_params!r} instead.")
+    if name is not None and not isinstance(name, str):
+        raise UserError(f"The 'name' parameter (--name) must be a string. Got {name!r} instead.")
+    if out is not None:
+        if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
+            raise UserError(f"--out {str(out)!r} names no folder: give the results folder's path (or leave it out "
+                            "for results/NAME).")
+        check_place(Path(out))
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name, in bytes, that the file system under folder (or its nearest existing parent) takes."""
+    for place in (folder, *Path(os.path.abspath(folder)).parents):
+        if place.is_dir():
+            try:
+                return int(os.pathconf(place, "PC_NAME_MAX"))
+            except (OSError, ValueError):
+                break
+    return 255
 
 
 def user_files(options: RunOptions, config: RunConfig) -> list[str]:
@@ -177,13 +253,8 @@ def resolve_baseline(name: str) -> str:
 
 
 def check_options(options: RunOptions) -> None:
-    if options.backend not in BACKENDS:
-        raise unknown_name("backend", options.backend, BACKENDS)
-    if options.on_existing not in ON_EXISTING:
-        raise unknown_name("on_existing choice", options.on_existing, ON_EXISTING)
-    k = options.jobs_per_device
-    if k != "auto" and not (isinstance(k, int) and not isinstance(k, bool) and k > 0):
-        raise UserError(f"--jobs-per-device must be a positive integer or auto. Got {k!r} instead.")
+    """RunOptions.validate (kept for callers of this name)."""
+    options.validate()
 
 
 def execution(options: RunOptions, config: RunConfig, data: ImageData, devices: list[str]) -> dict[str, Any]:
@@ -194,7 +265,8 @@ def execution(options: RunOptions, config: RunConfig, data: ImageData, devices: 
     if compiled and (reason := compile_works(torch.device(devices[0]))) is not None:
         print(f"warning   --compile: torch.compile does not work here ({reason}); running uncompiled", file=sys.stderr)
         compiled = False
-    k, packing = jobs_per_device(options.jobs_per_device, config.protocol, data, devices)
+    k, packing = jobs_per_device(options.jobs_per_device, config.protocol, data, devices,
+                                 [create_strategy(s, **config.strategy_params.get(s, {})) for s in config.strategies])
     return {"jobs_per_device": k, "packing": packing, "compile": compiled}
 
 
@@ -316,19 +388,27 @@ def accuracy_table(store: RunStore) -> None:
 
 def run_benchmark(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
     """Run every pending (strategy, seed) job of `config` into config.out, then write the report."""
-    with ReportAhead() as ahead:
-        failures = run_jobs(config, options, ahead=ahead)
+    options.validate()
+    if options.max_seeds is not None:  # the rounds are bench.rounds' (which calls this module): not silently fixed
+        raise UserError(f"RunOptions(max_seeds={options.max_seeds}) asks for seeds in rounds (--seeds auto), which "
+                        "run_benchmark does not run: call bench.rounds.run_in_rounds(config, options), or leave "
+                        "max_seeds None for the config's fixed seeds.")
+    # one hold of the folder's lock from the first write to the report's last: no report or run in between
+    with ReportAhead() as ahead, contextlib.ExitStack() as held:
+        failures = run_jobs(config, options, ahead=ahead, held=held)
         return finish(config.out, failures, options, ahead)
 
 
 def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | None = None,
-             quiet: bool = False, ahead: ReportAhead | None = None) -> list[str]:
+             quiet: bool = False, ahead: ReportAhead | None = None,
+             held: contextlib.ExitStack | None = None) -> list[str]:
     """Run the pending jobs of config's strategies and seeds, and those only: a folder that holds other strategies
     or seeds keeps them, and config.json records the union. analysis: what config.json records of the verdicts'
     design (default: the fixed design with options' baseline and margin). quiet: no description (a later round
     of --seeds auto). ahead: the report's process, started here once nothing can refuse the run and the jobs are
-    about to start. Returns the keys of the failed jobs."""
-    check_options(options)
+    about to start. held: where the folder's lock goes, to be held beyond this call (by run_benchmark and
+    bench.rounds, until their report is written); None: released on return. Returns the keys of the failed jobs."""
+    options.validate()
     baseline = resolve_baseline(options.baseline)
     devices = resolve_devices(config.devices)
     config = resolve_numerics(config, devices)
@@ -340,9 +420,10 @@ def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | 
     config = dataclasses.replace(config, dataset_fingerprint=dataset_fingerprint(data))
     folder = config.out
     check_writable(folder)
-    lock = FolderLock(folder)
-    lock.acquire()  # before the plan is shown: a folder in use is refused first
-    try:
+    own = contextlib.ExitStack()
+    # before the plan is shown: a folder in use is refused first
+    (own if held is None else held).enter_context(FolderLock(folder).holding())
+    with own:
         if not quiet:
             print(describe_run(config, data, devices, model_note), flush=True)
         asked = config
@@ -370,6 +451,8 @@ def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | 
         if ready:
             run_as["threads_per_worker"] = threads  # fixed on CPU: numbers that do not depend on --jobs
         try:
+            if pool is not None and not isinstance(pool, InlinePool):  # a fresh process finds only what it imports
+                check_importable(config.strategies, options.strategy_files)
             payload = config_payload(config, data, devices, options.command)
             if embeddings:  # frozen mode: the digest of the embeddings the workers read and check
                 payload["frozen"]["embeddings_sha256"] = embeddings[1]
@@ -380,8 +463,6 @@ def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | 
         finally:
             if pool is not None:
                 pool.close()
-    finally:
-        lock.release()
     return failures
 
 
@@ -434,6 +515,10 @@ def comparison_line(asked: tuple[str, ...] | list[str], held: tuple[str, ...] | 
 def dry_run(config: RunConfig, options: RunOptions = RunOptions()) -> str:
     """What a run would do, after the checks a run makes before any work: devices, the dataset loaded (never
     downloaded), the pool large enough for the protocol, the images large enough for the model."""
+    options.validate()
+    if config.out.is_dir():  # a folder in use is refused, as the run refuses it, before any plan is promised
+        with FolderLock(config.out).holding():
+            pass
     devices = resolve_devices(config.devices)
     config = resolve_numerics(config, devices)
     data: ImageData | str

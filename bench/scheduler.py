@@ -4,11 +4,19 @@ The unit of work is one cycle of one job. A worker gets the job's state (weights
 cycle and sends back the row and the new state; the driver alone writes the store and the checkpoints,
 so workers need no shared filesystem. It is a work queue, not waves: whenever a worker finishes, the next
 ready cycle goes out, a job's next cycle first (so that jobs finish early and checkpoints stay few).
+
+Every worker runs on the device it was given: the inline pool's (one CPU slot, built-in code only), a loky
+worker's slot (claimed at its start; a worker that replaces one takes the slot it leaves), a local dask worker's
+(set in its environment, BENCH_WORKER_DEVICE); only a worker of a remote dask cluster started without one picks
+its best device. User code (strategy and model files) always runs in a worker process, so that a job whose code
+ends its process fails alone. A CUDA error that poisons a worker's context fails its job, and the pool is
+restarted once the other cycles in flight are back, so that no later cycle runs in that process.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import multiprocessing
 import os
 import sys
@@ -62,26 +70,57 @@ class Outcome:
     error: str | None = None  # one line
     traceback: str | None = None
     lost: bool = False  # the worker process died (its other in-flight cycles may have died with it)
+    poisoned: bool = False  # a CUDA error left the worker's context unusable: the pool must restart
 
 
 # ---------------------------------------------------------------------------------------------- worker side
 
-_WORKER: dict[str, Any] = {"device": None, "cache": {}, "strategy_files": set()}
+_WORKER: dict[str, Any] = {"device": None, "cache": {}, "strategy_files": set(), "poisoned": False}
+DEVICE_ENV = "BENCH_WORKER_DEVICE"  # a dask worker's device, set in its environment when it starts
 
 
-def _start_worker(slots: Any, threads: int | None, driver: int) -> None:
-    """loky initializer: die with the driver, and take this worker's device from the shared queue of slots."""
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process now holds the number: ours is gone
+        return False
+    return True
+
+
+def claim_slot(slots: list[str], holders: Any, lock: Any, pid: int) -> str:
+    """The device of the first slot no live worker holds, now held by `pid`. loky replaces a worker that exits
+    (its memory grew, or it died with the pool) by starting a new one: that one takes the slot left free, so the
+    workers stay spread over the devices as asked."""
+    with lock:
+        for i, device in enumerate(slots):
+            if i not in holders or not _alive(holders[i]):
+                holders[i] = pid
+                return device
+    raise RuntimeError(f"no free device slot among {slots}: more workers than slots")
+
+
+def _start_worker(slots: list[str], holders: Any, lock: Any, threads: int | None, driver: int) -> None:
+    """loky initializer: die with the driver, and take a free device slot."""
     die_with_parent(driver)
-    _WORKER["device"] = slots.get()
+    _WORKER["device"] = claim_slot(slots, holders, lock, os.getpid())
     if threads:
         torch.set_num_threads(threads)
 
 
-def _worker_device() -> str:
-    device = _WORKER["device"]
-    if device is None:  # dask workers and the in-process runner: the best device this process sees
+def _worker_device(device: str | None = None) -> str:
+    """The device given (the inline pool's), this worker's slot or environment's, else the best one here (a
+    worker of a remote dask cluster started without BENCH_WORKER_DEVICE)."""
+    device = device or _WORKER["device"] or os.environ.get(DEVICE_ENV)
+    if device is None:
         device = "cuda:0" if torch.cuda.is_available() else "cpu"
     return device
+
+
+def _poisons_context(err: BaseException) -> bool:
+    """A CUDA error after which every kernel of this process fails (a device-side assert, an illegal address)."""
+    return isinstance(err, RuntimeError) and ("CUDA error" in str(err) or "device-side assert" in str(err))
 
 
 def _trainer(source: DataSource, protocol: Protocol, device: str) -> tuple[Trainer, int]:
@@ -115,8 +154,12 @@ def _check_code(source: DataSource) -> None:
                             "other code than the job's identity records; run the same command again")
 
 
-def execute(spec: JobSpec, state: JobState, source: DataSource, threads: int | None = None) -> Outcome:
-    """Run one cycle of one job in whatever process this is. Errors come back as data, with the traceback."""
+def execute(spec: JobSpec, state: JobState, source: DataSource, threads: int | None = None,
+            device: str | None = None) -> Outcome:
+    """Run one cycle of one job in whatever process this is, on `device` (None: this worker's, see _worker_device).
+    Errors come back as data, with the traceback."""
+    if _WORKER["poisoned"]:  # sent here before the pool restarts: it runs on a fresh worker instead
+        return Outcome(spec, error="worker lost: its CUDA context was poisoned by an earlier cycle", lost=True)
     if threads and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     try:
@@ -124,11 +167,13 @@ def execute(spec: JobSpec, state: JobState, source: DataSource, threads: int | N
         for path in source.model_files:  # each imported once per process
             load_model_file(path)
         _check_code(source)
-        trainer, n_classes = _trainer(source, spec.protocol, _worker_device())
+        trainer, n_classes = _trainer(source, spec.protocol, _worker_device(device))
         result, after = run_cycle(spec, trainer, n_classes, state)
         return Outcome(spec, result, after)
     except Exception as err:  # isolated: the other jobs go on
-        return Outcome(spec, error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+        _WORKER["poisoned"] = _poisons_context(err)
+        return Outcome(spec, error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(),
+                       poisoned=_WORKER["poisoned"])
     except SystemExit as stop:  # sys.exit() in a strategy or model file ends this job, never the run (or its status)
         return Outcome(spec, error=f"SystemExit: the job's code called sys.exit({stop.code!r}), which ends a job, "
                        "not the run", traceback=traceback.format_exc())
@@ -138,9 +183,12 @@ def execute(spec: JobSpec, state: JobState, source: DataSource, threads: int | N
 
 
 class InlinePool:
-    """One job at a time in this process (one CPU worker, or one device with one job on it)."""
+    """One job at a time in this process, on the CPU: one CPU worker running built-in code only."""
 
     capacity = 1
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
 
     def submit(self, fn: Callable[..., Outcome], *args: Any) -> cf.Future:
         future: cf.Future = cf.Future()
@@ -155,6 +203,9 @@ class InlinePool:
     def wait_first(self, futures: list) -> set:
         return {f for f in futures if f.done()}
 
+    def restart(self) -> None:
+        _WORKER["poisoned"] = False  # this process cannot be replaced; a CPU job leaves no CUDA context behind
+
     def close(self) -> None:
         pass
 
@@ -162,21 +213,23 @@ class InlinePool:
 class LokyPool:
     """joblib's loky processes, each bound to one device slot (CUDA is initialised in workers only)."""
 
+    device = None  # each worker's is its slot
+
     def __init__(self, slots: list[str], threads: int | None) -> None:
         from joblib.externals.loky import get_reusable_executor
 
-        # The Manager's server process holds the queue of device slots. Forked where fork is the norm (it starts
-        # in milliseconds; the folder lock closes itself in forked children, see store.FolderLock), spawned
+        # The Manager's server process holds which worker holds which slot. Forked where fork is the norm (it
+        # starts in milliseconds; the folder lock closes itself in forked children, see store.FolderLock), spawned
         # elsewhere; either way a child of this process, so that it can die with it.
         self._manager = SyncManager(ctx=multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn"))
         self._manager.start(die_with_parent, (os.getpid(),))
-        queue = self._manager.Queue()
-        for _ in range(64):  # spare rounds: a worker that dies is replaced and takes a slot again
-            for slot in slots:
-                queue.put(slot)
+        lock = self._manager.Lock()
         self.capacity = len(slots)
-        self._start = lambda: get_reusable_executor(max_workers=len(slots), initializer=_start_worker,
-                                                    initargs=(queue, threads, os.getpid()), reuse=False, timeout=60)
+        # No idle timeout: a worker keeps its dataset and device for the run. A restarted pool's workers claim
+        # from an empty table (the old ones may not be reaped yet).
+        self._start = lambda: get_reusable_executor(
+            max_workers=len(slots), initializer=_start_worker, reuse=False, timeout=None,
+            initargs=(slots, self._manager.dict(), lock, threads, os.getpid()))
         self._executor = self._start()
 
     def submit(self, fn: Callable[..., Outcome], *args: Any) -> cf.Future:
@@ -189,6 +242,10 @@ class LokyPool:
     def wait_first(self, futures: list) -> set:
         return cf.wait(futures, return_when=cf.FIRST_COMPLETED).done
 
+    def restart(self) -> None:
+        self._executor.shutdown(wait=True, kill_workers=True)
+        self._executor = self._start()
+
     def close(self) -> None:
         try:
             self._executor.shutdown(wait=True, kill_workers=True)
@@ -200,18 +257,23 @@ DASK_CONNECT_TIMEOUT_S = 30  # a scheduler that does not answer by then is repor
 
 
 class DaskPool:
-    """A dask.distributed cluster: the given scheduler, or a local cluster of `workers` processes."""
+    """A dask.distributed cluster: the given scheduler, or a local cluster of one single-threaded worker process
+    per slot, each on its slot's device."""
 
-    def __init__(self, address: str | None, workers: int) -> None:
+    device = None  # each worker's is its own (see _worker_device)
+
+    def __init__(self, address: str | None, slots: list[str]) -> None:
         try:
-            from dask.distributed import Client, LocalCluster
+            from dask.distributed import Client, Nanny, Scheduler, SpecCluster
         except ImportError:
             raise UserError("--backend dask needs dask.distributed: pip install 'al-bench[dask]' "
                             "(or pip install 'dask[distributed]').") from None
         self._cluster = None
-        if address is None:
-            self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=None)
+        if address is None:  # the nanny keeps a worker's environment across its restarts, and so its device
+            workers = {i: {"cls": Nanny, "options": {"nthreads": 1, "env": {DEVICE_ENV: slot}}}
+                       for i, slot in enumerate(slots)}
+            self._cluster = SpecCluster(workers, scheduler={"cls": Scheduler, "options": {"dashboard_address": None}},
+                                        silence_logs=logging.WARNING)
             address = self._cluster.scheduler_address
         try:
             self._client = Client(address, timeout=DASK_CONNECT_TIMEOUT_S)
@@ -228,6 +290,9 @@ class DaskPool:
 
         return set(wait(futures, return_when="FIRST_COMPLETED").done)
 
+    def restart(self) -> None:
+        self._client.restart()  # every worker, through its nanny (`dask worker` starts one by default)
+
     def close(self) -> None:
         self._client.close()
         if self._cluster is not None:
@@ -240,14 +305,18 @@ class DaskPool:
 CPU_THREADS_PER_WORKER = 1
 
 
-def make_pool(backend: str, devices: list[str], jobs: int, jobs_per_device: int, address: str | None):
-    """The pool for this run, and the torch thread count each worker should use (None: leave as is)."""
-    if backend == "dask":
-        threads = CPU_THREADS_PER_WORKER if address is None else None
-        return DaskPool(address, jobs), threads
+def make_pool(backend: str, devices: list[str], jobs: int, jobs_per_device: int, address: str | None,
+              isolate: bool = False):
+    """The pool for this run, and the torch thread count each worker should use (None: leave as is). One CPU slot
+    runs in this process unless `isolate` (the run imports user code, which may end the process it runs in); a
+    CUDA slot always runs in a worker of its own, whose context dies with it."""
     slots = ["cpu"] * jobs if devices == ["cpu"] else [d for d in devices for _ in range(jobs_per_device)]
-    threads = CPU_THREADS_PER_WORKER if devices == ["cpu"] else None
-    if len(slots) == 1:
+    # CUDA workers launch kernels and gather batches on the CPU: a fair share of the cores each (a CPU worker
+    # keeps one thread, see above)
+    threads = CPU_THREADS_PER_WORKER if devices == ["cpu"] else max(1, (os.cpu_count() or 1) // len(slots))
+    if backend == "dask":
+        return DaskPool(address, slots), (threads if address is None else None)
+    if slots == ["cpu"] and not isolate:
         return InlinePool(), threads
     return LokyPool(slots, threads), threads
 
@@ -269,18 +338,24 @@ class Driver:
         # each is retried alone; the one that dies alone is the culprit and fails, the others go on.
         suspects: deque[tuple[JobSpec, JobState]] = deque()
         in_flight: dict[Any, tuple[JobSpec, JobState, bool]] = {}
+        restart = False  # a worker's CUDA context is poisoned: nothing more goes out until the pool restarts
+
+        def submit(spec: JobSpec, state: JobState, alone: bool) -> None:
+            future = self.pool.submit(execute, spec, state, self.source, self.threads, self.pool.device)
+            in_flight[future] = (spec, state, alone)
+
         while queue or suspects or in_flight:
-            if suspects:
-                if not in_flight:
-                    spec, state = suspects.popleft()
-                    in_flight[self.pool.submit(execute, spec, state, self.source, self.threads)] = (spec, state, True)
-            else:
-                while queue and len(in_flight) < self.pool.capacity:
-                    spec, state = queue.popleft()
-                    in_flight[self.pool.submit(execute, spec, state, self.source, self.threads)] = (spec, state, False)
+            if restart and not in_flight:
+                self.pool.restart()
+                restart = False
+            if not restart and suspects and not in_flight:  # while restarting, the cycles in flight come back first
+                submit(*suspects.popleft(), True)
+            while not restart and not suspects and queue and len(in_flight) < self.pool.capacity:
+                submit(*queue.popleft(), False)
             for future in self.pool.wait_first(list(in_flight)):
                 spec, state, alone = in_flight.pop(future)
                 outcome = self._outcome(future, spec)
+                restart = restart or outcome.poisoned
                 if outcome.lost and not alone:
                     suspects.append((spec, state))
                     continue

@@ -60,62 +60,31 @@ def test_compile_falls_back_with_one_warning_and_the_same_numbers(cli, tmp_path,
     assert set(rows[0]["config_hash"]) == set(rows[1]["config_hash"])
 
 
-# The CUDA side of --jobs-per-device auto, run on the CPU with torch.cuda's memory statistics faked: the glue
-# between the measurement and the rule (CI has no GPU; benchmarks/gpu_check.sh runs the real thing).
+# The CUDA side of --jobs-per-device auto, run on the CPU: the glue between the run and the measurement (the
+# measurement itself, with torch.cuda's statistics faked: tests/test_devices.py; benchmarks/gpu_check.sh runs it).
 MIB = 2**20
-
-
-@pytest.fixture
-def fake_cuda_memory(monkeypatch):
-    """torch.cuda's memory statistics as a device with 100 MiB allocated before the step and a 400 MiB peak."""
-    import torch
-
-    for name in ("synchronize", "reset_peak_memory_stats"):
-        monkeypatch.setattr(torch.cuda, name, lambda device=None: None)
-    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 100 * MIB)
-    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 400 * MIB)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (3000 * MIB, 8000 * MIB))
-
-
-def test_auto_packing_measures_one_training_step_and_applies_the_rule(fake_cuda_memory, monkeypatch):
-    import torch
-
-    from bench import packing
-    from bench.models import create_model
-
-    monkeypatch.setattr(packing.os, "cpu_count", lambda: 16)
-    model = create_model("cnn", 3, 10, 0)
-    before = [p.detach().clone() for p in model.parameters()]
-    found = packing.auto_packing("cpu", model, (8, 3, 12, 12), 10, data_mib=12.0, devices=1)
-    # the step's peak beyond what was allocated (300 MiB) + the dataset + one CUDA context
-    assert found.job_mib == pytest.approx(300 + 12 + packing.CUDA_CONTEXT_MIB)
-    assert found.free_mib == pytest.approx(3000)
-    # 80% of 3000 MiB holds two jobs of 824 MiB; 16 cores and the cap of 4 allow more: memory decides
-    assert (found.jobs_per_device, found.limit) == (int(0.8 * 3000 // 824), "memory") == (2, "memory")
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))  # it trained a step
 
 
 def test_auto_on_a_cuda_device_measures_the_runs_model_at_its_batch_and_records_the_choice(monkeypatch):
     from bench import packing, run
     from bench.data import load_dataset
-    from bench.packing import Packing, device_data_bytes
+    from bench.packing import Packing
 
     seen = {}
 
-    def measured(device, model, batch_shape, n_classes, data_mib, devices):
-        seen.update(device=device, model=type(model).__name__, batch_shape=batch_shape, n_classes=n_classes,
-                    data_mib=data_mib, devices=devices)
+    def measured(device, protocol, data, strategies, devices):
+        seen.update(device=device, protocol=protocol, n_train=int(data.x_train.shape[0]),
+                    strategies=[s.name for s in strategies], devices=devices)
         return Packing(3, 824.0, 3000.0, "memory")
 
     monkeypatch.setattr(packing, "auto_packing", measured)
-    config = run.build_config("quick", ["random"], seeds=1, devices="cpu", protocol={"image_size": 16})
+    config = run.build_config("quick", ["random", "ll"], seeds=1, devices="cpu", protocol={"image_size": 16})
     data = load_dataset("digits")
     done = run.execution(run.RunOptions(jobs_per_device="auto"), config, data, ["cuda:0", "cuda:1"])
     assert done == {"jobs_per_device": 3, "compile": False,
                     "packing": {"jobs_per_device": 3, "job_mib": 824.0, "free_mib": 3000.0, "limit": "memory"}}
-    assert seen == {"device": "cuda:0", "model": "SmallCNN", "batch_shape": (config.protocol.batch_size, 1, 16, 16),
-                    "n_classes": 10, "data_mib": device_data_bytes(data, config.protocol) / MIB, "devices": 2}
+    assert seen == {"device": "cuda:0", "protocol": config.protocol, "n_train": int(data.x_train.shape[0]),
+                    "strategies": ["random", "learning-loss"], "devices": 2}
 
 
 @pytest.mark.parametrize("augment", [True, False])
