@@ -82,9 +82,7 @@ DEVICE_ENV = "BENCH_WORKER_DEVICE"  # a dask worker's device, set in its environ
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process now holds the number: ours is gone
+    except (ProcessLookupError, PermissionError):  # gone (the number may now be another user's process)
         return False
     return True
 

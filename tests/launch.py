@@ -1,6 +1,7 @@
 """The one way tests launch the command line: in this process (`in_process`; the `cli` fixture wraps it) or as
 run_bench.py in a subprocess (`command`, `run_cli`, `start_cli`). A run not given --jobs gets one worker, in the
-run's own process, where a test's monkeypatches and injected faults hold. `read_table` reads what a run still
+run's own process, where a test's monkeypatches and injected faults hold, unless it imports a --strategy-file or
+--model-file (user code runs in a worker process). `read_table` reads what a run still
 running writes. A subprocess runs in the test's working folder (conftest gives each test an empty one), so a run
 given no --out never touches the checkout's results/."""
 
