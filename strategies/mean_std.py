@@ -15,7 +15,10 @@ from strategies.base import PoolInputs
 
 def mean_std(prob_samples: torch.Tensor) -> torch.Tensor:
     """[n] mean over classes of the standard deviation over samples (ddof = 0), from [T, n, C], in float64."""
-    return prob_samples.double().std(dim=0, correction=0).mean(dim=1)
+    # two passes in place on one copy: torch's std over the leading axis is about 4x slower on CPU
+    dev = prob_samples.to(torch.float64, copy=True)  # [T, n, C]
+    dev.sub_(dev.mean(dim=0))
+    return dev.mul_(dev).mean(dim=0).sqrt_().mean(dim=1)
 
 
 class MeanStd(Bald):

@@ -12,7 +12,7 @@ import torch
 from bench.errors import UserError
 from conftest import ROOT
 from strategies import PoolInputs, create_strategy
-from strategies.kmeans import kmeans_picks
+from strategies.kmeans import kmeans_picks, nearest_members
 
 FIXTURE = ROOT / "tests" / "fixtures" / "kmeans.npz"
 
@@ -22,6 +22,21 @@ def test_picks_equal_deepals_kmeans_sampling():
     for seed, theirs in zip(ref["seeds"], ref["picks"], strict=True):
         assert kmeans_picks(ref["embeddings"], int(ref["k"]), int(seed)).tolist() == theirs.tolist()
     assert len({tuple(p) for p in ref["picks"]}) > 1  # the seed matters: the test is not vacuous
+
+
+def test_deepals_float32_distances_are_the_reference_convention():
+    # case b: every member of a cluster lies at one distance from its mean in real arithmetic, so that rounding
+    # decides; the clusters are given (DeepAL+ got them through a KMeans stand-in), so only the distance rule differs
+    ref = np.load(FIXTURE, allow_pickle=False)
+    emb, centres, labels, theirs = ref["b_embeddings"], ref["b_centres"], ref["b_labels"], ref["b_picks"]
+    assert nearest_members(emb, centres, labels, convention="reference").tolist() == theirs.tolist()
+    assert kmeans_picks(ref["embeddings"], int(ref["k"]), int(ref["seeds"][0]), convention="reference").tolist() \
+        == ref["picks"][0].tolist()
+    exact = nearest_members(emb, centres, labels)
+    dist = ((emb.astype(np.float64) - centres[labels].astype(np.float64)) ** 2).sum(axis=1)  # [n], independently
+    assert labels[exact].tolist() == labels[theirs].tolist() == list(range(6))
+    assert (dist[exact] < dist[theirs]).sum() == (exact != theirs).sum() >= 2  # the truly nearest, where they differ
+    assert (dist[exact] <= dist[theirs]).all()
 
 
 def test_each_pick_is_its_clusters_nearest_member():
@@ -49,7 +64,7 @@ def test_the_strategy_clusters_the_embeddings_from_inputs_rng(cli, tmp_path):
                           embeddings=emb)
 
     strategy = create_strategy("kmeans")
-    assert strategy.needs == {"embeddings"} and strategy.n_init == 1
+    assert strategy.needs == {"embeddings"} and strategy.params == {"n_init": 1, "convention": "exact"}
     picks = strategy.select(inputs(1), 10)
     expected = kmeans_picks(emb.numpy(), 10, int(np.random.default_rng(1).integers(2**31 - 1)))
     assert picks.tolist() == expected.tolist() == strategy.select(inputs(1), 10).tolist()
@@ -57,3 +72,5 @@ def test_the_strategy_clusters_the_embeddings_from_inputs_rng(cli, tmp_path):
     status, _, stderr = cli("--strategies", "kmeans", "--strategy-param", "kmeans.n_init=0", "--epochs", "1",
                             "--out", tmp_path / "out")
     assert status == 2 and stderr.count("\n") == 1 and "The 'kmeans.n_init' parameter must be" in stderr, stderr
+    with pytest.raises(UserError, match="'kmeans.convention' parameter must be 'exact' or 'reference'"):
+        create_strategy("kmeans", convention="float32")
