@@ -8,6 +8,7 @@ The shared chores live here once: deterministic tie-breaking, non-finite scores,
 from __future__ import annotations
 
 import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,13 +43,17 @@ class PoolInputs:
     aux_head: AuxHead | None = None  # the strategy's trained auxiliary head (when it has one), in eval mode
 
 
+class ContractError(UserError, TypeError):
+    """A strategy class whose declarations break the contract (one line; exit status 2 from the CLI)."""
+
+
 class StrategyOutputError(RuntimeError):
     """A strategy returned scores or picks that the loop cannot use. Its job fails with this one line (the
     scheduler records it in failures.json); the other jobs go on."""
 
 
 def _where(cls: type) -> str:
-    return f"{cls.__name__} in {sys.modules[cls.__module__].__file__}"
+    return f"{cls.__name__} in {getattr(sys.modules.get(cls.__module__), '__file__', None) or cls.__module__}"
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy", describe=_where)
@@ -87,16 +92,9 @@ class Strategy:
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
             return  # an abstract intermediate class
-        if isinstance(cls.__dict__.get("stage_features"), bool):  # the attribute `needs` replaced: not ignored
-            raise TypeError(f"strategy {cls.name!r} sets stage_features as an attribute; add \"stage_features\" to "
-                            "its needs instead")
-        unknown = set(cls.needs) - INPUTS
-        if unknown:
-            raise TypeError(f"strategy {cls.name!r} needs unknown inputs {sorted(unknown)}; known: {sorted(INPUTS)}")
-        for key, default in cls.params.items():  # a list or dict could neither be parsed nor kept apart per job
-            if default is not None and type(default) not in PARAM_TYPES:
-                raise TypeError(f"strategy {cls.name!r} parameter {key!r} has a default of type "
-                                f"{type(default).__name__}; parameters must be bool, int, float, str or None")
+        problem = _contract_problem(cls)
+        if problem:  # refused as it is defined: every job would fail on it later, one by one
+            raise ContractError(f"Strategy {cls.__dict__['name']!r} ({_where(cls)}) {problem}.")
         # a subclass gets its own aliases only: its parent's already point at the parent
         STRATEGIES.add(cls.name, cls, cls.__dict__.get("aliases", ()))
 
@@ -135,6 +133,50 @@ class Strategy:
         """Diagnostics stored as extra columns of this cycle's row, computed after selection from the
         candidates' true labels ([n] int64; the picks are inputs' positions picks)."""
         return {}
+
+
+def _reserved(cls: type) -> set[str]:
+    """The names a parameter may not take: each parameter becomes an attribute of the instance (self.<key>), which
+    would hide what Strategy declares under that name (select, needs, name, ...) or a method of the class's own."""
+    behaviour = (types.FunctionType, classmethod, staticmethod, property)
+    own = {n for klass in cls.__mro__ if klass not in (Strategy, object)
+           for n, v in vars(klass).items() if isinstance(v, behaviour)}
+    return {n for n in (*vars(Strategy), *Strategy.__annotations__, *own) if not n.startswith("__")}
+
+
+def _contract_problem(cls: type[Strategy]) -> str:
+    """What in a strategy class's declarations the loop could not honour, or ''."""
+    if isinstance(cls.__dict__.get("stage_features"), bool):  # the attribute `needs` replaced: not ignored
+        return 'sets stage_features as an attribute; add "stage_features" to its needs instead'
+    needs = cls.needs
+    if isinstance(needs, str) or not all(isinstance(n, str) for n in needs):
+        return f"declares needs {needs!r}: needs is a frozenset of input names, e.g. frozenset({{'logits'}})"
+    unknown = set(needs) - INPUTS
+    if unknown:
+        return f"needs unknown inputs {sorted(unknown)}; known: {sorted(INPUTS)}"
+    if not isinstance(cls.params, dict):
+        return f"declares params {cls.params!r}: params is a dict of parameter defaults"
+    for key, default in cls.params.items():  # a list or dict could neither be parsed nor kept apart per job
+        if not isinstance(key, str) or not key.isidentifier():
+            return f"has a parameter named {key!r}: a parameter's name must be a Python identifier"
+        if default is not None and type(default) not in PARAM_TYPES:
+            return (f"parameter {key!r} has a default of type {type(default).__name__}; parameters must be bool, int, "
+                    "float, str or None")
+    taken = sorted(set(cls.params) & _reserved(cls))
+    if taken:
+        return (f"has a parameter named {taken[0]!r}, which is a method or attribute of the strategy: rename the "
+                "parameter")
+    epoch = cls.epoch_params
+    if isinstance(epoch, str) or not all(isinstance(k, str) for k in epoch):
+        return f"declares epoch_params {epoch!r}: epoch_params is a frozenset of parameter names"
+    missing = sorted(set(epoch) - set(cls.params))
+    if missing:
+        known = ", ".join(cls.params) or "none"
+        return f"names {missing[0]!r} in epoch_params, which is not one of its params ({known})"
+    size = cls.min_batch_size
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        return f"declares min_batch_size {size!r}: it must be a positive integer (2 for losses over pairs)"
+    return ""
 
 
 def top_k(scores: torch.Tensor | np.ndarray, k: int, n: int | None = None) -> np.ndarray:
