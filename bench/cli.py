@@ -82,6 +82,13 @@ def _points(text: str) -> float:
     return value
 
 
+def _folder(text: str) -> Path:
+    if not text.strip():  # Path("") is ".": the current folder, which nobody means by an empty --out
+        raise UserError(f"--out {text!r} names no folder: give the results folder's path (or leave --out out for "
+                        "results/NAME).")
+    return Path(text)
+
+
 def _subset(text: str) -> int | None:
     return None if text.lower() in ("all", "none", "0") else _positive(text)  # None: the whole pool
 
@@ -97,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--strategies", nargs="+", metavar="NAME", help="strategy names or aliases (default: every registered one)")
     add("--seeds", type=_seeds, default=3, metavar="N|auto", help="run seeds 0..N-1 (default 3), or auto: seeds in "
         "rounds (5, 10, 15, 20, 30, ...) until every comparison is decided, at most --max-seeds")
-    add("--max-seeds", type=_positive, default=MAX_SEEDS_AUTO, metavar="N",
+    add("--max-seeds", type=_positive, metavar="N",
         help=f"with --seeds auto: the most seeds a strategy runs (default {MAX_SEEDS_AUTO})")
     add("--margin", type=_points, default=100 * MARGIN, metavar="POINTS",
         help="equivalence margin of the verdicts in AULC points: a difference within +-POINTS is 'equivalent' "
@@ -158,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         "previous-<time>/ inside it and start afresh")
     add("--fresh", action="store_true", help="discard the folder's results (asks on a terminal)")
     add("--name", help="run name: its folder under results/ (default: PRESET-DATASET)")
-    add("--out", type=Path, help="results folder (default results/NAME)")
+    add("--out", type=_folder, help="results folder (default results/NAME)")
     add("--baseline", default="random", help="strategy the report compares against (default random)")
     add("--list-strategies", action="store_true", help="list the registered strategies and exit")
     add("--dry-run", action="store_true", help="print the resolved protocol and the jobs; run nothing")
@@ -207,6 +214,11 @@ def run(argv: list[str]) -> int:
     given = {name: getattr(args, name) for name in Protocol.__dataclass_fields__ if hasattr(args, name)}
     protocol = {name: tuple(v) if isinstance(v, list) else v for name, v in given.items()}
     auto = args.seeds == "auto"
+    if args.max_seeds is not None and not auto:  # it would change nothing: said, not ignored
+        raise UserError(f"--max-seeds {args.max_seeds} is for --seeds auto (seeds in rounds, at most N): add "
+                        f"--seeds auto, or drop --max-seeds to run --seeds {args.seeds}.")
+    if args.max_seeds is None:
+        args.max_seeds = MAX_SEEDS_AUTO
     if auto and args.max_seeds < 3:
         raise UserError(f"--max-seeds must be at least 3 for --seeds auto (a paired interval needs 3 seeds to "
                         f"decide anything). Got {args.max_seeds} instead.")
@@ -237,7 +249,7 @@ def report(argv: list[str]) -> int:
     parser = _Parser(prog="run_bench.py report", description="Re-write DIR/report/ from DIR/cycles.parquet, or "
                      "with several folders and --out, a suite report comparing the strategies across them.")
     parser.add_argument("folders", type=Path, nargs="+", metavar="DIR", help="results folders (with cycles.parquet)")
-    parser.add_argument("--out", type=Path, help="the suite report's folder (needed with several DIRs)")
+    parser.add_argument("--out", type=_folder, help="the suite report's folder (needed with several DIRs)")
     parser.add_argument("--baseline", help="strategy to compare against (default: the run's, else random)")
     parser.add_argument("--margin", type=_points, metavar="POINTS", help="equivalence margin in AULC points "
                         "(default: the run's, else 1)")
@@ -254,7 +266,9 @@ def report(argv: list[str]) -> int:
             print(f"note      report/ is rewritten against {baseline}; the run's report compared against "
                   f"{recorded['baseline']} (run `report` without --baseline to restore it)")
         margin = args.margin / 100 if args.margin else None
-        lock = FolderLock(args.folders[0])  # a running run writes its own report when it ends: never beside it
+        # a running run writes its own report when it ends: never beside it (and `report` has no --name to offer)
+        lock = FolderLock(args.folders[0], advice="wait for it to finish (a run writes its own report as it ends), "
+                          "then run report again")
         lock.acquire()
         try:
             path, lines = report_folder(args.folders[0], baseline, margin)

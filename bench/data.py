@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.errors import UserError
+from bench.errors import UserError, regular_file
 from bench.registry import Registry
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -190,6 +190,7 @@ def load_digits(data_root: Path, download: bool) -> ImageData:
 
 def load_npz(path: Path) -> ImageData:
     """Arrays x_train (uint8 NHWC or NHW), y_train, x_test, y_test, optional classes."""
+    regular_file(path, "an npz dataset file")
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "does not exist"
         raise UserError(f"npz dataset file {str(path)!r} {what}: give the path of an .npz file holding x_train, "
@@ -258,6 +259,7 @@ def _read_image(file: Path) -> np.ndarray:
     """One image file as uint8 [H, W, 3], or a UserError naming the file."""
     from PIL import Image
 
+    regular_file(file, "an image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # refused, not printed

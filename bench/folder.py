@@ -141,15 +141,21 @@ def check_identity(store: RunStore, config: RunConfig) -> None:
                     "--name for a new folder, or --force to move the old results aside.")
 
 
-def open_store(config: RunConfig, on_existing: str) -> tuple[RunStore, RunConfig, bool]:
-    """The folder's store (resuming what it holds), the run's config widened to the stored jobs, and whether the
-    folder held anything; refuses a folder whose configuration or rows are of another configuration."""
+def make_room(folder: Path, on_existing: str) -> None:
+    """--force: the folder's results moved into previous-<time>/ inside it; --fresh: deleted (once the user said
+    yes); resume: nothing. Once per run, with its lock held: a later step of the same run resumes."""
     if on_existing == "force":
-        aside = RunStore.move_results_aside(config.out)
+        aside = RunStore.move_results_aside(folder)
         if aside is not None:
             print(f"moved     the previous results to {aside}")
     elif on_existing == "fresh":
-        RunStore.delete_results(config.out)
+        RunStore.delete_results(folder)
+
+
+def open_store(config: RunConfig, on_existing: str) -> tuple[RunStore, RunConfig, bool]:
+    """The folder's store (resuming what it holds), the run's config widened to the stored jobs, and whether the
+    folder held anything; refuses a folder whose configuration or rows are of another configuration."""
+    make_room(config.out, on_existing)
     store = RunStore(config.out)
     return store, *_identify(store, config)
 

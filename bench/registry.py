@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from bench.errors import UserError
+from bench.errors import UserError, regular_file
 
 T = TypeVar("T")
 
@@ -114,7 +114,7 @@ def _user_helper(module: object) -> Path | None:
 def file_sha256(path: Path) -> str:
     """The sha256 of a file's content, read in blocks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(regular_file(path, "a file to hash"), "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -125,6 +125,7 @@ def import_user_file(path: Path, registry: Registry, none_added: str) -> list[st
     is one line; `none_added` finishes the line for a file that registers nothing. What ran is recorded in
     IMPORTED_CODE (see code_digest)."""
     what = registry.kind.capitalize()
+    regular_file(path, f"a {registry.kind} file (.py)")
     if path.is_dir():
         raise UserError(f"{what} file {str(path)!r} is a folder: give the path of a .py file.")
     if not path.is_file():

@@ -8,12 +8,14 @@ reaches the same decisions. config.json records the plan, each look and why it s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any
 
 from bench import stats, verdicts
 from bench.config import PRIMARY, RunConfig, families
 from bench.errors import UserError
+from bench.folder import make_room
 from bench.run import RunOptions, RunResult, finish, resolve_baseline, run_jobs
 from bench.store import FolderLock, RunStore
 
@@ -64,6 +66,16 @@ def run_in_rounds(config: RunConfig, options: RunOptions) -> RunResult:
     plan = plan_for(config, options)
     print(f"rounds    --seeds auto: looks at {', '.join(map(str, plan.looks))} seeds; {verdicts.SEQUENTIAL_METHOD}, "
           f"nominal level {plan.nominal:.4f} per look over {plan.comparisons} comparison(s)", flush=True)
+    with contextlib.ExitStack() as held:  # the folder's lock, from the first look to the report's last write
+        return _rounds(config, options, plan, held)
+
+
+def _rounds(config: RunConfig, options: RunOptions, plan: verdicts.SequentialPlan,
+            held: contextlib.ExitStack) -> RunResult:
+    if config.out.is_dir():
+        held.enter_context(FolderLock(config.out).holding())
+        make_room(config.out, options.on_existing)  # --force and --fresh act once, before round 1 looks
+    options = dataclasses.replace(options, on_existing="resume")  # round 2 resumes round 1, never sets it aside
     failures: list[str] = []
     first = True
     for n in plan.looks:
@@ -75,7 +87,8 @@ def run_in_rounds(config: RunConfig, options: RunOptions) -> RunResult:
         active = config.strategies if found is None else tuple(
             s for s in config.strategies if s in verdicts.strategies_to_run(found))
         round_config = dataclasses.replace(config, strategies=active, seeds=tuple(range(n)))
-        failures = run_jobs(round_config, options, analysis_record(config, options, plan, history), quiet=not first)
+        failures = run_jobs(round_config, options, analysis_record(config, options, plan, history), quiet=not first,
+                            held=held)
         first = False
         if failures:  # the look cannot be reached without them
             break

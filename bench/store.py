@@ -10,6 +10,7 @@ failed write (a full disk, a read-only folder, a file in the way) is one line, a
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import json
 import os
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from bench.errors import UserError
+from bench.errors import UserError, regular_file
 
 if TYPE_CHECKING:  # checkpoints hold torch tensors; `report` reads the store and never a checkpoint
     from bench.jobs import JobState
@@ -39,6 +40,7 @@ EMBEDDINGS = "embeddings"  # frozen mode's cache of the fixed backbone's embeddi
 RESULT_FILES = (CYCLES, SELECTIONS, CONFIG, FAILURES, CHECKPOINTS, REPORT)  # what --force and --fresh move
 
 KEYS = ("dataset", "strategy", "seed", "cycle")  # one row of cycles.parquet per key
+PICK_COLUMNS = ("strategy", "seed", "cycle", "rank", "index")  # what every reader of selections.parquet relies on
 # the columns every reader relies on, with the type each must convert to
 CYCLE_TYPES = {"dataset": str, "strategy": str, "seed": int, "cycle": int, "n_labeled": float, "test_acc": float}
 
@@ -105,6 +107,10 @@ def atomic_write_folder(path: Path, write: Callable[[Path], None], then: str = R
     A failed write (a full disk, a file that cannot be saved) leaves the previous folder as it was, whole."""
     if path.exists() and not path.is_dir():
         raise UserError(f"Cannot write {path}: it is a file, not a folder; move it away, then {then}.")
+    held = next(path.rglob(CYCLES), None) if path.is_dir() else None
+    if held is not None:  # replacing the folder would delete them
+        raise UserError(f"Cannot write {path}: it holds the results of a run ({held}), which rewriting it would "
+                        f"delete; move them out of it, then {then}.")
     tmp = aside = None
     try:
         with _writing(path, then):
@@ -145,6 +151,7 @@ def write_json(path: Path, payload: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    regular_file(path, "a JSON file of the run")
     try:
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -152,6 +159,7 @@ def read_json(path: Path) -> Any:
 
 
 def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    regular_file(path, "a results table (parquet)")
     try:
         table = pd.read_parquet(path)
     except Exception as err:  # pyarrow raises several types for a truncated or foreign file
@@ -166,15 +174,91 @@ def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
 
 def read_cycles(folder: Path) -> pd.DataFrame:
     """FOLDER/cycles.parquet as stored, checked: every column of CYCLE_TYPES present and convertible, one row
-    per (dataset, strategy, seed, cycle). Raises ResultsError."""
-    given = Path(folder)
+    per (dataset, strategy, seed, cycle); and the picks of selections.parquet beside it checked against those rows
+    (check_picks). Raises ResultsError."""
+    return read_results(folder)[0]
+
+
+def read_results(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(cycles.parquet, selections.parquet) of FOLDER, each checked (read_cycles); selections empty when absent."""
+    cycles = _checked_cycles(Path(folder))
+    path = Path(folder) / SELECTIONS
+    if not path.exists() and not path.is_symlink():
+        return cycles, pd.DataFrame()
+    picks = _read_table(path, PICK_COLUMNS)
+    problem = pick_problem(picks, cycles, _pool_size(Path(folder)))
+    if problem:
+        raise ResultsError(f"{path} holds picks a run never writes ({problem}); it was edited or written by "
+                           "something else: restore it, or move the folder's results away.")
+    return cycles, picks
+
+
+def _pool_size(folder: Path) -> int | None:
+    """The training pool's size that config.json records, or None (no config.json, or none readable)."""
+    try:
+        n = read_json(folder / CONFIG)["dataset"]["n_train"] if (folder / CONFIG).is_file() else None
+    except (UserError, KeyError, TypeError):
+        return None
+    return n if isinstance(n, int) and not isinstance(n, bool) else None
+
+
+def pick_problem(picks: pd.DataFrame, cycles: pd.DataFrame, n_pool: int | None) -> str:
+    """What in selections.parquet no run writes, or ''. A run writes, per (strategy, seed, cycle), the pool indices
+    first labeled at that cycle, ranked 0..k-1, where k is what the cycle's row adds to n_labeled (its n_labeled
+    at cycle 0); an index once per job; and picks ahead of rows by at most one cycle per job (a kill between the
+    two files' renames)."""
+    numbers = {c: pd.to_numeric(picks[c], errors="coerce") for c in ("seed", "cycle", "rank", "index")}
+    for column, values in numbers.items():
+        bad = values[~np.isfinite(values) | (values != np.floor(values))]
+        if len(bad):
+            return f"{column} {picks[column][bad.index[0]]!r}, where a whole number belongs"
+    picks = picks.assign(**{c: v.astype(np.int64) for c, v in numbers.items()}, strategy=picks["strategy"].astype(str))
+    rows = cycles.assign(strategy=cycles["strategy"].astype(str), seed=cycles["seed"].astype(np.int64),
+                         cycle=cycles["cycle"].astype(np.int64), n_labeled=cycles["n_labeled"].astype(float))
+    job = ["strategy", "seed"]
+    sizes = picks.groupby([*job, "cycle"]).size().rename("picks").reset_index()
+    last = rows.groupby(job)["cycle"].max().rename("last").reset_index()
+    ahead = sizes.merge(last, on=job, how="left").merge(rows[[*job, "cycle"]].assign(row=True), how="left",
+                                                        on=[*job, "cycle"])
+    orphans = ahead[ahead["row"].isna() & (ahead["cycle"] != ahead["last"].fillna(-1) + 1)]
+    if len(orphans):
+        o = orphans.iloc[0]
+        return f"{o['strategy']}/seed{o['seed']} cycle {o['cycle']} has picks but no row in {CYCLES}"
+    if rows["dataset"].nunique() <= 1 and not rows.empty:  # picks carry no dataset: one dataset per folder
+        before = rows.assign(cycle=rows["cycle"] + 1)[[*job, "cycle", "n_labeled"]].rename(columns={"n_labeled": "b"})
+        added = rows.merge(before, how="left", on=[*job, "cycle"])
+        added["adds"] = np.where(added["cycle"] == 0, added["n_labeled"], added["n_labeled"] - added["b"])
+        check = sizes.merge(added[[*job, "cycle", "adds"]], on=[*job, "cycle"]).dropna(subset=["adds"])
+        wrong = check[check["picks"] != check["adds"]]
+        if len(wrong):
+            w = wrong.iloc[0]
+            return f"{w['strategy']}/seed{w['seed']} cycle {w['cycle']} has {w['picks']} picks where its row adds " \
+                   f"{w['adds']:g}"
+    index = picks["index"]
+    outside = index[(index < 0) | (index >= (n_pool if n_pool is not None else np.inf))]
+    if len(outside):
+        pool = f"0..{n_pool - 1}" if n_pool is not None else "from 0"
+        return f"index {outside.iloc[0]} outside the training pool ({pool})"
+    ranks = picks.groupby([*job, "cycle"])["rank"].agg(lambda r: sorted(r) == list(range(len(r))))
+    if not ranks.all():
+        s, seed, c = ranks.index[~ranks.to_numpy()][0]
+        return f"{s}/seed{seed} cycle {c} has ranks that are not 0..k-1 once each"
+    twice = picks[picks.duplicated([*job, "index"])]
+    if len(twice):
+        t = twice.iloc[0]
+        return f"pool index {t['index']} picked twice by {t['strategy']}/seed{t['seed']}"
+    return ""
+
+
+def _checked_cycles(given: Path) -> pd.DataFrame:
     path = given / CYCLES
+    regular_file(path, "the results table (parquet)")
     if given.is_file():
         itself = given.name == CYCLES
         raise ResultsError(f"{given} is the results file itself: pass its folder, {given.parent}." if itself
                            else f"{given} is a file: pass the folder of a run (the one that holds cycles.parquet).")
     if not path.is_file():
-        raise ResultsError(f"No results to report in {folder}: {path} does not exist. Pass the folder of a run "
+        raise ResultsError(f"No results to report in {given}: {path} does not exist. Pass the folder of a run "
                            "(the one that holds cycles.parquet).")
     table = _read_table(path, tuple(CYCLE_TYPES))
     try:
@@ -223,9 +307,18 @@ def check_writable(folder: Path) -> None:
         raise UserError(f"Cannot write to the output folder {folder} ({err.strerror}): choose another --out.") from None
 
 
+IN_USE = "wait for it to finish, or write elsewhere with --name"  # a run's advice when its folder is in use
+# the real paths of the folders whose lock this context holds (FolderLock.holding)
+_HOLDING: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("holding", default=())
+
+
 class FolderLock:
     """An exclusive lock on a results folder, so two processes never write one folder. The lock is taken on
     the folder itself (flock on its descriptor): nothing is written, and it dies with the process.
+
+    A run holds its folder from its first write to its last (every round of --seeds auto, the record of the
+    looks, the report): `with FolderLock(folder).holding():` around it, and a FolderLock of the same folder taken
+    inside that block (by the steps of the run) is that same hold, not a second lock that would refuse it.
 
     An flock belongs to the open file description, which a forked child shares even though the descriptor is
     close-on-exec: a child that outlived a killed driver (the Manager of the worker pool did) kept the folder
@@ -234,27 +327,49 @@ class FolderLock:
 
     _held: set[int] = set()  # descriptors of the locks this process holds
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, advice: str = IN_USE) -> None:
         self.folder = Path(folder)
+        self.advice = advice  # what the refusal tells the user to do (`report` has no --name to offer)
         self._fd: int | None = None
+        self._within = False  # taken inside a holding() block of the same folder: nothing to release
 
     def acquire(self) -> None:
-        fd = os.open(self.folder, os.O_RDONLY)
+        if os.path.realpath(self.folder) in _HOLDING.get():
+            self._within = True
+            return
+        try:  # O_DIRECTORY: whatever else stands at the path is refused, never opened (a FIFO would wait)
+            fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as err:
+            raise UserError(f"Cannot lock the results folder {self.folder} ({err.strerror}): give the path of a "
+                            "folder.") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise UserError(f"{self.folder} is in use by another process: wait for it to finish, or write "
-                            "elsewhere with --name.") from None
+            raise UserError(f"{self.folder} is in use by another process: {self.advice}.") from None
         self._fd = fd
         FolderLock._held.add(fd)
 
     def release(self) -> None:
+        if self._within:
+            self._within = False
+            return
         if self._fd in FolderLock._held:  # not in a forked child, which closed its copy and holds nothing
             FolderLock._held.discard(self._fd)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
         self._fd = None
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[FolderLock]:
+        """The lock held for the block; the block's own FolderLocks of this folder are this hold."""
+        self.acquire()
+        token = _HOLDING.set((*_HOLDING.get(), os.path.realpath(self.folder)))
+        try:
+            yield self
+        finally:
+            _HOLDING.reset(token)
+            self.release()
 
     @staticmethod
     def _close_inherited() -> None:
@@ -265,9 +380,20 @@ class FolderLock:
             except OSError:
                 pass
         FolderLock._held.clear()
+        _HOLDING.set(())
 
 
 os.register_at_fork(after_in_child=FolderLock._close_inherited)
+
+
+def check_place(folder: Path, flag: str = "--out") -> None:
+    """A results folder never lies inside another run's report/ (rewritten whole by every report) or
+    checkpoints/ (deleted by --fresh): that run would delete it."""
+    path = Path(os.path.abspath(folder))
+    for inner in (path, *path.parents):
+        if inner.name in (REPORT, CHECKPOINTS) and any((inner.parent / n).exists() for n in (CYCLES, CONFIG)):
+            raise UserError(f"{flag} {folder} is inside the {inner.name} folder of the run in {inner.parent}, which "
+                            f"that run rewrites or deletes: choose an {flag} outside it.")
 
 
 class RunStore:
@@ -277,9 +403,12 @@ class RunStore:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._cycles = read_cycles(self.folder) if (self.folder / CYCLES).exists() else pd.DataFrame()
-        self._selections = (_read_table(self.folder / SELECTIONS, ("strategy", "seed", "cycle", "rank", "index"))
-                            if (self.folder / SELECTIONS).exists() else pd.DataFrame())
+        if (self.folder / CYCLES).exists() or (self.folder / CYCLES).is_symlink():
+            self._cycles, self._selections = read_results(self.folder)
+        else:  # picks written before the first row (a kill between the two files): each a job's cycle 0
+            self._cycles = pd.DataFrame()
+            self._selections = (_read_table(self.folder / SELECTIONS, PICK_COLUMNS)
+                                if (self.folder / SELECTIONS).exists() else pd.DataFrame())
         self._failures: list[dict[str, Any]] = []
 
     # -- rows -------------------------------------------------------------------------------------------
@@ -398,7 +527,7 @@ class RunStore:
         atomic_write(path, lambda tmp: _torch_save(state.to_tensors(), tmp))
 
     def load_checkpoint(self, strategy: str, seed: int) -> JobState | None:
-        path = self._checkpoint(strategy, seed)
+        path = regular_file(self._checkpoint(strategy, seed), "a checkpoint")
         if not path.exists():
             return None
         import torch  # here, not at the top: `report` reads the store and never a checkpoint (2 s of imports)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from bench.adapter import AdaptedBackbone
-from bench.errors import UserError
+from bench.errors import UserError, regular_file
 from bench.models import Backbone
 from bench.registry import file_sha256
 
@@ -26,6 +26,7 @@ def read_weights(path: Path | str, sha256: str | None = None) -> dict[str, torch
     if sha256 and key in _STATE:
         return _STATE[key]
     fix = "give a state dict saved with torch.save(model.state_dict(), PATH)"
+    regular_file(path, "a weights file (a state dict)")
     if path.is_dir():
         raise UserError(f"Weights file {str(path)!r} is a folder: {fix}.")
     if not path.is_file():

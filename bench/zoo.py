@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from bench.adapter import AdaptedBackbone, fx_quiet
-from bench.errors import UserError
+from bench.errors import UserError, regular_file
 from bench.models import MODELS, Backbone, Factory, ModelOutput
 from bench.registry import code_digest, file_sha256, import_user_file, unknown_name
 from bench.seeding import globals_seeded_with
@@ -189,6 +189,7 @@ def model_fingerprint(name: str, weights: Path | None) -> dict[str, str]:
     to be a state dict) and the model file that registered `name`."""
     found = {}
     if weights is not None:
+        regular_file(weights, "a weights file (a state dict)")
         if not Path(weights).is_file():
             what = "is a folder" if Path(weights).is_dir() else "does not exist"
             raise UserError(f"Weights file {str(weights)!r} {what}: give a state dict saved with "

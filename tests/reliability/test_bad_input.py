@@ -34,6 +34,7 @@ class Case:
     fix: str  # ... and the fix with this one
     setup: Setup | None = None  # damage done to the copy of a finished results folder
     real: bool = False  # also run through run_bench.py in a subprocess
+    absent: str = ""  # advice the line must not give (a flag the command lacks)
 
 
 def _truncate(name: str) -> Setup:
@@ -65,6 +66,39 @@ def _hold_lock(run: Path) -> Callable[[], None]:
     lock = FolderLock(run)
     lock.acquire()
     return lock.release
+
+
+def _picks(change: Callable[[pd.DataFrame], pd.DataFrame]) -> Setup:
+    """selections.parquet changed as no run writes it."""
+    def damage(run: Path) -> None:
+        picks = pd.read_parquet(run / "selections.parquet")
+        change(picks).to_parquet(run / "selections.parquet", index=False)
+
+    return damage
+
+
+def _run_inside_report(run: Path) -> None:
+    """A run's results inside the folder's report/, which the next report rewrites whole."""
+    shutil.copytree(run, run.parent / "inner")
+    shutil.move(run.parent / "inner", run / "report" / "inner")
+
+
+def _first_pick(column: str, value: int) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def change(picks: pd.DataFrame) -> pd.DataFrame:
+        picks.loc[picks.index[0], column] = value
+        return picks
+
+    return change
+
+
+def _group(picks: pd.DataFrame, strategy: str = "random", seed: int = 0, cycle: int = 1) -> pd.Series:
+    return (picks["strategy"] == strategy) & (picks["seed"] == seed) & (picks["cycle"] == cycle)
+
+
+def _extra_cycle(picks: pd.DataFrame) -> pd.DataFrame:
+    """Picks for random/seed0 cycles 5 and 6, which cycles.parquet has no row for (3 cycles)."""
+    later = [picks[_group(picks, cycle=1)].assign(cycle=c, index=lambda d, c=c: d["index"] + 100 * c) for c in (5, 6)]
+    return pd.concat([picks, *later], ignore_index=True)
 
 
 CASES = [
@@ -214,6 +248,37 @@ CASES = [
     Case("report-without-results", ("report", "{F}/no_data"), "No results to report",
          "Pass the folder of a run"),
     Case("report-of-truncated-results", ("report", "{F}/truncated_results"), "Cannot read", "as parquet"),
+    # -- the report command and the folder's lock -------------------------------------------------------
+    Case("report-of-a-folder-in-use", ("report", "{R}"), "is in use by another process", "wait for it to finish",
+         setup=_hold_lock, absent="--name"),
+    Case("dry-run-of-a-folder-in-use", ("--dry-run",), "is in use by another process", "wait for it to finish",
+         setup=_hold_lock),
+    # -- picks no run writes (selections.parquet), on resume and in a report --------------------------------
+    Case("picks-duplicated", (), "selections.parquet holds picks a run never writes", "restore it",
+         setup=_picks(lambda p: pd.concat([p, p.iloc[:1]], ignore_index=True))),
+    Case("picks-index-out-of-the-pool", (), "index 100000 outside the training pool", "restore it",
+         setup=_picks(_first_pick("index", 100_000))),
+    Case("picks-negative-index", ("report", "{R}"), "index -3 outside the training pool", "restore it",
+         setup=_picks(_first_pick("index", -3))),
+    Case("picks-short-of-the-budget", (), "random/seed0 cycle 1 has 19 picks where its row adds 20", "restore it",
+         setup=_picks(lambda p: p.drop(p.index[_group(p)][:1]))),
+    Case("picks-for-cycles-without-rows", ("report", "{R}"), "random/seed0 cycle 5 has picks but no row",
+         "restore it", setup=_picks(_extra_cycle)),
+    Case("picks-rank-repeated", (), "ranks", "restore it", setup=_picks(_first_pick("rank", 1))),
+    # -- folder names and places ----------------------------------------------------------------------------
+    Case("report-over-a-run-inside-it", ("report", "{R}"), "it holds the results of a run", "move them out of it",
+         setup=_run_inside_report),
+    Case("max-seeds-without-seeds-auto", ("--max-seeds", "10"), "--max-seeds 10 is for --seeds auto",
+         "add --seeds auto, or drop --max-seeds"),
+    Case("empty-out", ("--out", ""), "--out '' names no folder", "give the results folder's path"),
+    Case("name-longer-than-a-file-name", ("--name", "n" * 300), "--name is 300 bytes long",
+         "give a name of at most 255"),
+    Case("out-inside-a-runs-report", ("--out", "{R}/report/nested"), "inside the report folder of the run in",
+         "choose an --out outside it", real=True),
+    Case("out-is-a-runs-report", ("--out", "{R}/report"), "inside the report folder of the run in",
+         "choose an --out outside it"),
+    Case("out-inside-a-runs-checkpoints", ("--out", "{R}/checkpoints/x"), "inside the checkpoints folder of the run",
+         "choose an --out outside it"),
     Case("report-of-the-results-file", ("report", "{F}/truncated_results/cycles.parquet"),
          "cycles.parquet is the results file itself", "pass its folder, "),
 ]
@@ -293,7 +358,7 @@ def files(tmp_path_factory) -> Path:
 
 
 def _argv(case: Case, f: Path, run: Path) -> list[str]:
-    args = [a.replace("{F}", str(f)) for a in case.args]
+    args = [a.replace("{F}", str(f)).replace("{R}", str(run)) for a in case.args]
     return args if args[:1] == ["report"] else [*REFERENCE, "--out", str(run), *args]
 
 
@@ -309,6 +374,7 @@ def _check(case: Case, code: int, stderr: str, before: dict, f: Path, run: Path)
     line = one_error_line(stderr)
     assert line.startswith("error: "), line
     assert case.problem in line and case.fix in line, line
+    assert not case.absent or case.absent not in line, line
     assert snapshot(run) == before["run"], "the results folder changed"
     assert snapshot(f) == before["files"], "a file the CLI was given changed"
 
@@ -371,3 +437,83 @@ def real_runs(real_started) -> dict[str, tuple]:
 def test_bad_input_through_run_bench(case, files, real_runs):
     code, stderr, before, run = real_runs[case.id]
     _check(case, code, stderr, before, files, run)
+
+
+# ---------------------------------------------------------------------------------------------- not a file
+
+# A FIFO (or socket, or device) where the harness expects a file: opening it would wait for a writer forever, so
+# every case runs through run_bench.py with a deadline (a hang is the fault), and nothing reads the FIFO itself.
+
+
+@dataclass(frozen=True)
+class NotAFile:
+    id: str
+    place: str  # where the FIFO goes: {R} the copy of the finished run, {F} a folder of its own
+    args: tuple[str, ...]  # appended to the reference command (or a report command); {R} and {F} as in place
+
+
+NOT_FILES = [
+    NotAFile("config-json", "{R}/config.json", ()),
+    NotAFile("cycles-parquet", "{R}/cycles.parquet", ()),
+    NotAFile("selections-parquet", "{R}/selections.parquet", ()),
+    NotAFile("checkpoint", "{R}/checkpoints/random__seed2.pt", ("--seeds", "3")),
+    NotAFile("cycles-parquet-in-a-report", "{R}/cycles.parquet", ("report", "{R}")),
+    NotAFile("config-json-in-a-report", "{R}/config.json", ("report", "{R}")),
+    NotAFile("npz-dataset", "{F}/data.npz", ("--dataset", "npz:{F}/data.npz")),
+    NotAFile("weights", "{F}/weights.pt", ("--weights", "{F}/weights.pt")),
+    NotAFile("strategy-file", "{F}/mine.py", ("--strategy-file", "{F}/mine.py")),
+    NotAFile("model-file", "{F}/model.py", ("--model-file", "{F}/model.py")),
+    NotAFile("image-of-an-imagefolder", "{F}/images/train/a/1.png", ("--dataset", "imagefolder:{F}/images")),
+]
+
+
+def _regular_files(folder: Path) -> dict[str, bytes | None]:
+    """snapshot() without reading what is not a regular file (reading a FIFO would wait)."""
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else p.stat().st_mode)
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def not_a_file_runs(reference, tmp_path_factory) -> dict[str, tuple]:
+    """Every NOT_FILES case started at once (each only starts up and stops), then awaited with a deadline."""
+    import os
+
+    started = {}
+    for case in NOT_FILES:
+        base = tmp_path_factory.mktemp(case.id)
+        run, own = base / "run", base / "files"
+        shutil.copytree(reference, run)
+        if "images" in case.place:
+            _images(own / "images", [8, 8, 8])
+        place = Path(case.place.replace("{R}", str(run)).replace("{F}", str(own)))
+        place.parent.mkdir(parents=True, exist_ok=True)
+        place.unlink(missing_ok=True)
+        os.mkfifo(place)
+        args = [a.replace("{R}", str(run)).replace("{F}", str(own)) for a in case.args]
+        argv = args if args[:1] == ["report"] else [*REFERENCE, "--out", str(run), *args]
+        before = _regular_files(base)
+        started[case.id] = (start_cli(base / "logs", *argv), before, base, place)
+    results = {}
+    for key, (proc, before, base, place) in started.items():
+        try:
+            code, _, err = proc.finish(timeout=120)
+        except Exception:  # subprocess.TimeoutExpired: it waited on the FIFO
+            proc.proc.kill()
+            code, err = None, "hung on the FIFO"
+        (base / "logs").rename(base.parent / f"{base.name}-logs")  # the logs are not the case's files
+        results[key] = (code, err, before, _regular_files(base), place)
+    return results
+
+
+@pytest.mark.parametrize("case", NOT_FILES, ids=[c.id for c in NOT_FILES])
+def test_a_fifo_where_a_file_belongs_is_refused_at_once(case, not_a_file_runs):
+    import stat
+
+    code, stderr, before, after, place = not_a_file_runs[case.id]
+    assert code == 2, stderr
+    line = one_error_line(stderr)
+    assert f"{place} is not a regular file (a FIFO)" in line, line
+    assert stat.S_ISFIFO(place.stat().st_mode)
+    before.pop("logs", None), after.pop("logs", None)
+    assert {k: v for k, v in after.items() if not k.startswith("logs")} == \
+        {k: v for k, v in before.items() if not k.startswith("logs")}, "a file changed"
