@@ -71,6 +71,7 @@ def use_deterministic(enabled: bool) -> None:
     (they inherit it) and each trainer before its first CUDA kernel; a value the user set is kept."""
     torch.backends.cudnn.deterministic = enabled
     torch.backends.cudnn.benchmark = False  # torch's default either way: autotuning picks kernels by timing
-    torch.use_deterministic_algorithms(enabled)
+    if torch.are_deterministic_algorithms_enabled() != enabled:  # it imports inductor (and dynamo): only to change
+        torch.use_deterministic_algorithms(enabled)  # it, so that a CPU worker, off by default, never pays for that
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)

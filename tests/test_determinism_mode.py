@@ -21,7 +21,7 @@ from bench.config import Protocol, protocol_identity
 from bench.errors import UserError
 from bench.folder import config_differences
 from bench.frozen import embeddings_file
-from bench.run import RunOptions, build_config, dry_run, run_jobs
+from bench.run import RunOptions, build_config, dry_run, resolve_numerics, run_jobs
 from bench.stats import compare_to_baseline
 from bench.trainer import Trainer, precision_name, resolve_precision
 from bench.zoo import check_deterministic
@@ -226,6 +226,7 @@ def test_a_model_deterministic_mode_cannot_train_on_cuda_is_refused_unless_nonde
 def test_describe_run_and_config_json_name_tf32(monkeypatch):
     config = build_config(strategies=["random"], seeds=1, protocol={"precision": "tf32"}, devices="cpu")
     assert "precision tf32 -> tf32" in dry_run(config)
+    assert resolve_numerics(config, ["cpu"]).result_defining()["precision"] == "tf32"  # config.json's "precision"
     with pytest.raises(UserError, match="--precision tf32 has no effect with --train-mode frozen"):
         build_config(strategies=["random"], protocol={"precision": "tf32", "train_mode": "frozen"})
 
