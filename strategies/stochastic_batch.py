@@ -14,7 +14,7 @@ rest in the noise's order.
 Any strategy with a `score` can be wrapped, a user's own too (a strategy file may hold both):
 
     class PowerMine(StochasticBatch):
-        \"\"\"Power sampling over my score (Kirsch et al., TMLR 2023).\"\"\"
+        '''Power sampling over my score (Kirsch et al., TMLR 2023).'''
         name, base, mode = "power-mine", "my-strategy", "power"
 
 or, the same in one line, `stochastic("power", "my-strategy")`. The wrapper takes its base's needs, auxiliary head
