@@ -40,7 +40,7 @@ from bench.loop import run_cycle
 from bench.registry import IMPORTED_CODE, code_digest
 from bench.trainer import DeviceData, Trainer
 from bench.zoo import load_model_file
-from strategies import STRATEGIES, load_strategy_file
+from strategies import load_strategy_file
 
 
 @dataclass(frozen=True)
@@ -134,12 +134,11 @@ def _trainer(source: DataSource, protocol: Protocol, device: str) -> tuple[Train
     return Trainer(device_data, protocol, torch.device(device), compile=source.compile), n_classes
 
 
-def _import_strategy_files(source: DataSource, strategy: str) -> None:
-    """A fresh worker process knows the built-in strategies only: import the user's files once."""
-    if strategy in STRATEGIES:  # built in, or this is the driver process, which imported them already
-        return
+def _import_strategy_files(source: DataSource) -> None:
+    """A fresh worker process knows the built-in strategies only: import the user's files once, whatever strategy
+    the job runs (a file may change more than its own strategies: the reliability tests' fault injection does)."""
     for path in source.strategy_files:
-        if path not in _WORKER["strategy_files"]:
+        if path not in _WORKER["strategy_files"] and path not in IMPORTED_CODE:  # the driver imported its own
             _WORKER["strategy_files"].add(path)
             load_strategy_file(Path(path))
 
@@ -161,7 +160,7 @@ def execute(spec: JobSpec, state: JobState, source: DataSource, threads: int | N
     if threads and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     try:
-        _import_strategy_files(source, spec.strategy)
+        _import_strategy_files(source)
         for path in source.model_files:  # each imported once per process
             load_model_file(path)
         _check_code(source)
