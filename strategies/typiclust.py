@@ -45,7 +45,7 @@ def normalised(x: torch.Tensor) -> torch.Tensor:
 def cluster_labels(features: torch.Tensor, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
     """[N] k-means cluster ids of features [N, d], as the authors cluster (their scikit-learn defaults)."""
     seed = int(rng.integers(2**31 - 1))
-    x = features.cpu().numpy()
+    x = features.float().cpu().numpy()  # float32, as the authors' features: k-means ranks nothing exactly
     if n_clusters <= KMEANS_MAX:
         km = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed)
     else:
