@@ -25,6 +25,9 @@ SUITES = {
     "tests/test_paired_design.py": "the paired design, dropout models, numbers independent of --jobs",
     "tests/test_verdicts.py": "verdicts, and the sequential design's error rates by simulation",
     "tests/test_verdict_runs.py": "the question asked, answered end to end",
+    "tests/test_folder_lock.py": "one run's folder from its first write to its report, --force and --fresh once",
+    "tests/test_strategy_contract.py": "the strategy contract, refused at import; strategies the workers can import",
+    "tests/test_api_arguments.py": "the Python API's arguments checked as the command line's",
 }
 
 

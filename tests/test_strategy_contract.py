@@ -83,7 +83,7 @@ def test_a_strategy_the_workers_cannot_import_is_refused_before_any_work(tmp_pat
     from bench.run import RunOptions, build_config, run_benchmark
 
     _define("")
-    config = build_config(strategies=["random", "test-contract"], seeds=1, out=tmp_path / "run",
+    config = build_config(strategies=["random", "test-contract"], seeds=1, out=tmp_path / "run", devices="cpu",
                           protocol={"initial": 20, "budget": 20, "cycles": 2, "epochs": 1})
     with pytest.raises(UserError, match="'test-contract' is defined in .*pass its file in RunOptions.strategy_files"):
         run_benchmark(config, RunOptions(jobs=2))

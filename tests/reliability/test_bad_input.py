@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from launch import in_process, start_cli
+from launch import WAIT, in_process, start_cli
 
 from bench.store import FolderLock
 
-from .support import REFERENCE, one_error_line, snapshot
+from .support import PROTOCOL, REFERENCE, one_error_line, snapshot
 
 Setup = Callable[[Path], Callable[[], None] | None]  # (results folder) -> undo, or None
 
@@ -493,10 +494,10 @@ def not_a_file_runs(reference, tmp_path_factory) -> dict[str, tuple]:
         argv = args if args[:1] == ["report"] else [*REFERENCE, "--out", str(run), *args]
         before = _regular_files(base)
         started[case.id] = (start_cli(base / "logs", *argv), before, base, place)
-    results = {}
+    results, deadline = {}, time.monotonic() + 2 * WAIT  # for all at once: each only starts up, on a shared machine
     for key, (proc, before, base, place) in started.items():
         try:
-            code, _, err = proc.finish(timeout=120)
+            code, _, err = proc.finish(timeout=max(1.0, deadline - time.monotonic()))
         except Exception:  # subprocess.TimeoutExpired: it waited on the FIFO
             proc.proc.kill()
             code, err = None, "hung on the FIFO"
@@ -517,3 +518,25 @@ def test_a_fifo_where_a_file_belongs_is_refused_at_once(case, not_a_file_runs):
     before.pop("logs", None), after.pop("logs", None)
     assert {k: v for k, v in after.items() if not k.startswith("logs")} == \
         {k: v for k, v in before.items() if not k.startswith("logs")}, "a file changed"
+
+
+def test_a_fifo_in_place_of_the_frozen_embeddings_cache_is_refused_at_once(tmp_path):
+    """The cache a frozen-feature run wrote, replaced by a FIFO: the next run that needs it says so at once."""
+    import os
+    import subprocess
+
+    from launch import run_cli
+
+    frozen = ["--strategies", "random", "entropy", *PROTOCOL, "--train-mode", "frozen", "--devices", "cpu",
+              "--out", tmp_path / "run"]
+    first = run_cli(*frozen, "--seeds", "1")
+    assert first.returncode == 0, first.stderr
+    (cache,) = (tmp_path / "run" / "embeddings").glob("*.npz")
+    cache.unlink()
+    os.mkfifo(cache)
+    try:
+        again = run_cli(*frozen, "--seeds", "2", timeout=WAIT)  # seed 1's jobs need the embeddings
+    except subprocess.TimeoutExpired:
+        pytest.fail("the run waited on the FIFO")
+    assert again.returncode == 2, again.stderr
+    assert f"{cache} is not a regular file (a FIFO)" in one_error_line(again.stderr)
