@@ -42,14 +42,15 @@ def normalised(x: torch.Tensor) -> torch.Tensor:
     return x / sq_norms(x).sqrt().clamp_min(1e-300)[:, None]
 
 
-def cluster_labels(features: torch.Tensor, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
-    """[N] k-means cluster ids of features [N, d], as the authors cluster (their scikit-learn defaults)."""
+def cluster_labels(features: torch.Tensor, n_clusters: int, rng: np.random.Generator, n_init: int = 0) -> np.ndarray:
+    """[N] k-means cluster ids of features [N, d], as the authors cluster; n_init 0 is their scikit-learn's default
+    (10 for KMeans, 3 for MiniBatchKMeans, before 1.4; from 1.4 their code runs 1)."""
     seed = int(rng.integers(2**31 - 1))
     x = features.float().cpu().numpy()  # float32, as the authors' features: k-means ranks nothing exactly
     if n_clusters <= KMEANS_MAX:
-        km = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed)
+        km = KMeans(n_clusters=n_clusters, n_init=n_init or 10, random_state=seed)
     else:
-        km = MiniBatchKMeans(n_clusters=n_clusters, batch_size=5000, n_init=3, random_state=seed)
+        km = MiniBatchKMeans(n_clusters=n_clusters, batch_size=5000, n_init=n_init or 3, random_state=seed)
     return km.fit_predict(x).astype(np.int64)
 
 
@@ -111,21 +112,25 @@ class TypiClust(Strategy):
 
     Runs on the run's penultimate embeddings (the paper used self-supervised features: --train-mode frozen with
     pretrained --weights gives that setting). Parameter `distance`: "squared" (the authors' code) or "l2" (the
-    paper's formula)."""
+    paper's formula); `n_init`, k-means restarts (0: 10 for KMeans and 3 for MiniBatchKMeans, the defaults of the
+    scikit-learn the authors ran; their code under scikit-learn 1.4 or later runs 1)."""
 
     name = "typiclust"
     needs = frozenset({"embeddings", "labeled_embeddings"})
-    params = {"distance": "squared"}
+    params = {"distance": "squared", "n_init": 0}
 
     def __init__(self, **params) -> None:
         super().__init__(**params)
         if self.distance not in DISTANCES:
             raise UserError(f"The 'typiclust.distance' parameter must be one of {', '.join(DISTANCES)}. "
                             f"Got {self.distance!r} instead.")
+        if isinstance(self.n_init, bool) or not isinstance(self.n_init, int) or self.n_init < 0:
+            raise UserError(f"The 'typiclust.n_init' parameter must be a non-negative integer (0: the authors' "
+                            f"scikit-learn defaults). Got {self.n_init!r} instead.")
 
     def select(self, inputs: PoolInputs, k: int) -> np.ndarray:
         labeled = inputs.labeled_embeddings.cpu()  # [L, d]
         pool = normalised(torch.cat([labeled, inputs.embeddings.cpu()]))  # [L + n, d]
         n_clusters = min(labeled.shape[0] + k, MAX_NUM_CLUSTERS, pool.shape[0])
-        clusters = cluster_labels(pool, n_clusters, inputs.rng)
+        clusters = cluster_labels(pool, n_clusters, inputs.rng, self.n_init)
         return typiclust_picks(pool, clusters, labeled.shape[0], k, self.distance) - labeled.shape[0]

@@ -104,3 +104,9 @@ def test_strategy_picks_distinct_candidates_reproducibly(k):
 def test_bad_distance_is_one_line():
     with pytest.raises(UserError, match="'typiclust.distance' parameter must be one of squared, l2. Got 'L1'"):
         create_strategy("typiclust", distance="L1")
+
+
+@pytest.mark.parametrize("n_init", [-1, "two", 1.5])
+def test_bad_n_init_is_one_line(n_init):
+    with pytest.raises(UserError, match="typiclust.n_init.* must be a(n| non-negative) integer"):
+        create_strategy("typiclust", n_init=n_init)
