@@ -1,32 +1,51 @@
 #!/usr/bin/env bash
-# One check of the harness on a lent GPU, from the repository root, in under 10 minutes:
-#   1. the trainer runs on CUDA in bf16 autocast with channels_last inputs (fails otherwise);
-#   2. training images/s of ResNet-18 (32x32, batch 128): Trainer.fit against bare steps, and one AL cycle of
-#      the harness against the reference-style loop (fp32, PIL DataLoader), from benchmarks.perf;
-#   2b. ResNet-18 with 1, 2 and 4 jobs per device, compiled or not, and --jobs-per-device auto's choice;
-#   3. one short learning-loss run through run_bench.py;
-#   4. the projected wall time of the paper preset grid (5 strategies x 5 seeds) at the measured throughput.
+# One check of the harness on a lent GPU, from the repository root, in under 8 minutes on one H100. Each step runs
+# under its own time budget (GNU timeout, its child processes included); a step that fails or runs out of time is
+# reported ("step NAME: FAILED (exit N)" / "step NAME: TIMED OUT after N s") and the next one runs. The Python of
+# every step is in benchmarks/gpu_steps.py and benchmarks/gpu_training.py.
+#   a-env               nvidia-smi, torch and torch.version.cuda, the GPUs' names
+#   b-repeat            one entropy job run twice through run_bench.py: test_acc, test_loss and picks equal or not
+#   c-devices           a run on --devices cuda:1 with nvidia-smi's compute processes sampled: which GPU it used
+#                       (skipped with fewer than 2 GPUs)
+#   d-selection         core-set, BADGE and BALD on the device, 1,000 of 10,000 x 512-d: seconds and host syncs
+#                       (torch.cuda.set_sync_debug_mode warnings on CUDA; aten._local_scalar_dense on any device)
+#   e-determinism       Trainer.fit images/s (ResNet-18, batch 128, 32x32) with deterministic mode on and off
+#   f-packing           1, 2 and 4 jobs per device, eager: images/s in all and per job, peak memory per job
+#   f-packing-compiled  the same compiled: one cold compilation, then the other jobs from its inductor cache; the
+#                       timed epochs hold whole batches only and each round counts its recompiles (0 expected)
+#   g-grid              the paper grid (25 jobs) projected from images/s measured at the paper's batch of 128
+#   h-launches          CUDA kernels per training step (torch.profiler), and images/s with augmentation drawn once
+#                       per epoch and with torch.optim.SGD(fused=True): which lever pays
+# It ends with a table of the steps and writes $OUT/gpu_check.json (every step's lines and figures; each step's
+# own JSON, kept as it goes, in $OUT/steps/). Exit status 1 when a step failed or timed out.
 #
-#   bash benchmarks/gpu_check.sh                        # on the GPU machine
+#   bash benchmarks/gpu_check.sh                                      # on the GPU machine
 #   CIFAR=path/to/cifar10-jpeg-10k.npz bash benchmarks/gpu_check.sh   # real CIFAR images (default: random ones)
-#   DEVICE=cpu SIZE=tiny bash benchmarks/gpu_check.sh   # dry run of the same steps on a CPU, tiny sizes
+#   DEVICE=cpu SIZE=tiny bash benchmarks/gpu_check.sh                 # the same steps on a CPU, tiny sizes
+#   OUT=folder BUDGET_f_packing_compiled=300 bash benchmarks/gpu_check.sh   # another output folder, a longer budget
 #
-# Uses .venv/bin/python when it imports the package, else python3 if it does, else makes .venv (with the
-# system's site packages, so a preinstalled CUDA torch is reused) and runs `pip install -e .` into it.
-set -euo pipefail
+# Uses $PY when set, else .venv/bin/python when it finds the package and torch, else python3 if it does, else makes
+# .venv (with the system's site packages, so a preinstalled CUDA torch is reused) and runs `pip install -e .` into it.
+set -uo pipefail  # no -e: a failed step is reported, and the rest still run
+OUT=${OUT:+$(realpath -m "$OUT")}  # paths given relative to the caller's folder, before the cd
+CIFAR=${CIFAR:+$(realpath -m "$CIFAR")}
 cd "$(dirname "$0")/.."
 
 DEVICE=${DEVICE:-cuda}
-SIZE=${SIZE:-}  # empty: benchmarks.perf's default for the device (gpu on cuda, full on cpu)
-CIFAR=${CIFAR:-}  # an npz CIFAR slice; empty: random images of CIFAR's shape (the timings depend on the shape only)
-OUT=${OUT:-results/perf}
-mkdir -p "$OUT"
+SIZE=${SIZE:-}  # empty: gpu on cuda, tiny on cpu
+OUT=${OUT:-results/gpu-check}
+mkdir -p "$OUT/steps"
+: > "$OUT/steps.tsv"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-if [ -x .venv/bin/python ] && .venv/bin/python -c "import bench, torch" 2>/dev/null; then
+PY=${PY:-}
+FINDS="import importlib.util as u, sys; sys.exit(not (u.find_spec('bench') and u.find_spec('torch')))"  # no import
+if [ -n "$PY" ]; then
+    :
+elif [ -x .venv/bin/python ] && .venv/bin/python -c "$FINDS" 2>/dev/null; then
     PY=.venv/bin/python
-elif python3 -c "import bench, torch" 2>/dev/null; then
+elif python3 -c "$FINDS" 2>/dev/null; then
     PY=python3
 else
     echo "== installing the package into .venv (pip install -e .)"
@@ -34,83 +53,35 @@ else
     .venv/bin/python -m pip install --quiet -e .
     PY=.venv/bin/python
 fi
-PERF_FLAGS=()
-[ -n "$SIZE" ] && PERF_FLAGS=(--size "$SIZE")
-[ -n "$CIFAR" ] && PERF_FLAGS+=(--cifar "$CIFAR")
-echo "== python $($PY -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.cuda.is_available())')"
+ARGS=(--device "$DEVICE" --out "$OUT" --work "$WORK")
+[ -n "$SIZE" ] && ARGS+=(--size "$SIZE")
+[ -n "$CIFAR" ] && ARGS+=(--cifar "$CIFAR")
 
-# 1. Precision and memory format, seen by a hook on the first convolution during Trainer.fit.
-echo "== 1. setup check on $DEVICE"
-timeout 90 "$PY" -m benchmarks.perf --device "$DEVICE" --only setup --out "$OUT/gpu_setup.json" ${PERF_FLAGS[@]+"${PERF_FLAGS[@]}"}
-"$PY" - "$OUT/gpu_setup.json" "$DEVICE" <<'EOF'
-import json, sys
-row = json.load(open(sys.argv[1]))["rows"][0]
-want_bf16 = sys.argv[2].startswith("cuda")
-ok = row.get("passed") is True and (row["details"].get("output_dtype") == "bfloat16" or not want_bf16)
-print(f"setup: {row['harness']} (expected {row['baseline']}) -> {'OK' if ok else 'FAILED'}")
-sys.exit(0 if ok else 1)
-EOF
+# step NAME BUDGET_S: run `benchmarks.gpu_steps NAME` under a budget of BUDGET_S seconds (BUDGET_<NAME> overrides
+# it, dashes as underscores: BUDGET_b_repeat=120) and say how it ended.
+step() {
+    local name=$1 override="BUDGET_${1//-/_}" start=$SECONDS rc=0 status
+    local budget=${!override:-$2}
+    echo "== $name (budget $budget s)"
+    timeout --kill-after=10 "$budget" "$PY" -m benchmarks.gpu_steps "$name" "${ARGS[@]}" || rc=$?
+    case $rc in
+        0) status="ok" ;;
+        10) status="skipped" ;;  # benchmarks.check_log.SKIPPED: it said why
+        124|137) status="TIMED OUT after $budget s" ;;
+        *) status="FAILED (exit $rc)" ;;
+    esac
+    echo "step $name: $status ($(( SECONDS - start )) s)"
+    printf '%s\t%s\t%s\t%s\n' "$name" "$status" "$(( SECONDS - start ))" "$budget" >> "$OUT/steps.tsv"
+}
 
-# 2. Training throughput: harness against bare steps, and one cycle against the reference loop.
-echo "== 2. throughput on $DEVICE"
-timeout 210 "$PY" -m benchmarks.perf --device "$DEVICE" --only trainer cycle --out "$OUT/gpu.json" ${PERF_FLAGS[@]+"${PERF_FLAGS[@]}"}
-
-# 2b. Jobs per device: ResNet-18 at the paper's batch with 1, 2 and 4 jobs sharing the device, compiled or not
-# (aggregate and per-job images/s, peak memory per job), and what --jobs-per-device auto picks here.
-echo "== 2b. packing on $DEVICE"
-timeout 240 "$PY" -m benchmarks.perf --device "$DEVICE" --only packing --out "$OUT/gpu_packing.json" ${PERF_FLAGS[@]+"${PERF_FLAGS[@]}"}
-if [ "$DEVICE" != cpu ]; then
-    timeout 60 "$PY" - "$DEVICE" <<'EOF'
-import sys
-from bench.models import create_model
-from bench.packing import auto_packing
-device = "cuda:0" if sys.argv[1] == "cuda" else sys.argv[1]
-found = auto_packing(device, create_model("resnet18", 3, 10, 0), (128, 3, 32, 32), 10, 10000 * 3 * 40 * 40 / 2**20, 1)
-print(f"--jobs-per-device auto: {found.jobs_per_device} (bound by {found.limit}; one job {found.job_mib:,.0f} MiB, "
-      f"free {found.free_mib:,.0f} MiB)")
-EOF
-fi
-
-# 3. One short learning-loss run (the CIFAR slice when given, else random images of its shape).
-echo "== 3. learning-loss run"
-NPZ=$CIFAR
-if [ -z "$NPZ" ]; then
-    NPZ="$WORK/synthetic.npz"
-    "$PY" - "$NPZ" <<'EOF'
-import sys
-import numpy as np
-rng = np.random.default_rng(0)
-np.savez(sys.argv[1], x_train=rng.integers(0, 256, (10000, 32, 32, 3), dtype=np.uint8),
-         y_train=np.arange(10000) % 10, x_test=rng.integers(0, 256, (2000, 32, 32, 3), dtype=np.uint8),
-         y_test=np.arange(2000) % 10)
-EOF
-fi
-if [ "$DEVICE" = cpu ]; then
-    DEVICES=cpu; LL_EPOCHS=1; LL_SIZE=(--initial 100 --budget 100 --subset 300)
-else
-    DEVICES=$DEVICE; [ "$DEVICES" = cuda ] && DEVICES=cuda:0
-    LL_EPOCHS=2; LL_SIZE=(--initial 1000 --budget 1000 --subset 5000)
-fi
-start=$(date +%s)
-timeout 150 "$PY" run_bench.py --strategies ll --devices "$DEVICES" --dataset "npz:$NPZ" --model resnet18 \
-    --cycles 2 --epochs "$LL_EPOCHS" "${LL_SIZE[@]}" --seeds 1 --out "$WORK/ll" | tail -n 12
-echo "learning-loss run: $(( $(date +%s) - start )) s wall"
-
-# 4. The paper grid at the measured throughputs: the entropy cycle's (benchmarks.perf), and learning loss's
-# training rate (aux head included) from the run's last cycle (the first one pays the warm-up).
-echo "== 4. projection"
-"$PY" - "$OUT/gpu.json" "$WORK/ll/cycles.parquet" "$LL_EPOCHS" <<'EOF'
-import json, sys
-import pandas as pd
-from benchmarks.perf import project_paper_grid
-
-perf = json.load(open(sys.argv[1]))
-cycle = next(r for r in perf["rows"] if r["name"] == "cycle" and "rates" in r["details"])
-rates = cycle["details"]["rates"]["harness"]
-last = pd.read_parquet(sys.argv[2]).sort_values("cycle").iloc[-1]
-ll_train = int(last["n_labeled"]) * int(sys.argv[3]) / float(last["train_seconds"])
-for what, train in (("entropy cycle", rates["train_img_s"]), ("learning-loss run", ll_train)):
-    grid = project_paper_grid(train, rates["score_img_s"])
-    print(f"paper grid (25 jobs, one at a time) at {what} training {train:,.0f} img/s, scoring "
-          f"{rates['score_img_s']:,.0f} img/s: {grid['hours_total']:.1f} h ({grid['hours_per_job']:.2f} h per job)")
-EOF
+# Budgets: their sum on one GPU (c-devices skipped) is 455 s.
+step a-env 15
+step b-repeat 80
+step c-devices 45
+step d-selection 50
+step e-determinism 40
+step f-packing 60
+step f-packing-compiled 130
+step g-grid 35
+step h-launches 45
+"$PY" -m benchmarks.gpu_steps summary --out "$OUT"
