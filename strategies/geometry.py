@@ -8,6 +8,8 @@ points first (BADGE cannot: shifting h changes the distances between the gradien
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 EXACT = torch.float64  # every ranked distance is accumulated in this dtype
@@ -32,3 +34,13 @@ def sq_dist(x_sq: torch.Tensor, c_sq: torch.Tensor, dots: torch.Tensor) -> torch
     """|x|^2 + |c|^2 - 2 x.c from broadcastable parts (e.g. x_sq [n, 1], c_sq [m], dots [n, m]), written
     into dots. Clamped at 0: rounding can leave a point's distance to itself slightly negative."""
     return dots.mul_(-2.0).add_(x_sq).add_(c_sq).clamp_min_(0.0)
+
+
+def kmeans(n_clusters: int, seed: int, n_init: int, batch_size: int | None = None) -> Any:
+    """scikit-learn's KMeans, or MiniBatchKMeans with a batch size. Imported when a selection clusters: scikit-learn
+    imports scipy, which --help, a dry run and a worker running no clustering strategy never need."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    if batch_size:
+        return MiniBatchKMeans(n_clusters=n_clusters, batch_size=batch_size, n_init=n_init, random_state=seed)
+    return KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed)

@@ -14,10 +14,10 @@ embeddings: `--strategy-param kmeans.convention=reference` computes them as Deep
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import KMeans
 
 from bench.errors import UserError
 from strategies.base import PoolInputs, Strategy
+from strategies.geometry import kmeans
 
 
 def kmeans_picks(emb: np.ndarray, k: int, seed: int, n_init: int = 1, convention: str = "exact") -> np.ndarray:
@@ -25,7 +25,7 @@ def kmeans_picks(emb: np.ndarray, k: int, seed: int, n_init: int = 1, convention
     if k > emb.shape[0]:
         raise UserError(f"k-means needs at most one cluster per candidate: {k} clusters for {emb.shape[0]} candidates; "
                         "lower the budget or raise --subset.")
-    km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(emb)
+    km = kmeans(k, seed, n_init).fit(emb)
     return nearest_members(emb, km.cluster_centers_, km.labels_, convention)
 
 

@@ -29,11 +29,10 @@ import math
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
 
 from bench.errors import UserError
 from strategies.base import PoolInputs, Strategy, StrategyOutputError
-from strategies.geometry import EXACT, sq_dist, sq_norms
+from strategies.geometry import EXACT, kmeans, sq_dist, sq_norms
 from strategies.typiclust import normalised
 
 # distances in one [rows, N] block: 64 MiB in float32 (128 in float64 for delta='auto'); 4x smaller blocks made
@@ -126,7 +125,7 @@ def pure_delta(features: torch.Tensor, labels: np.ndarray, closed: bool = False)
 
 def pseudo_labels(features: torch.Tensor, n_classes: int, rng: np.random.Generator) -> np.ndarray:
     """[N] k-means cluster ids of features [N, d], one cluster per class (the paper's purity rule)."""
-    km = KMeans(n_clusters=min(n_classes, features.shape[0]), n_init=10, random_state=int(rng.integers(2**31 - 1)))
+    km = kmeans(min(n_classes, features.shape[0]), int(rng.integers(2**31 - 1)), 10)
     return km.fit_predict(features.numpy())
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.stats import rankdata
 
 import strategies.bald  # noqa: F401 - registered before they are wrapped below
 import strategies.entropy  # noqa: F401
@@ -47,6 +46,8 @@ def log_weights(scores: np.ndarray, mode: str, beta: float) -> np.ndarray:
     if mode == "softmax":
         return beta * lowest
     if mode == "softrank":
+        from scipy.stats import rankdata  # on use: --help and a dry run import no scipy
+
         return -beta * np.log(rankdata(-lowest))  # rank 1 = the highest score
     if (scores < 0).any():
         raise StrategyOutputError(f"power sampling needs scores >= 0; the lowest is {np.nanmin(scores):.6g}: "

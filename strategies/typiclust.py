@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from bench.errors import UserError
 from strategies.base import PoolInputs, Strategy
-from strategies.geometry import EXACT, sq_dist, sq_norms
+from strategies.geometry import EXACT, kmeans, sq_dist, sq_norms
 
 MIN_CLUSTER_SIZE = 5  # clusters of this many members or fewer are not visited first
 MAX_NUM_CLUSTERS = 500
@@ -48,9 +47,9 @@ def cluster_labels(features: torch.Tensor, n_clusters: int, rng: np.random.Gener
     seed = int(rng.integers(2**31 - 1))
     x = features.float().cpu().numpy()  # float32, as the authors' features: k-means ranks nothing exactly
     if n_clusters <= KMEANS_MAX:
-        km = KMeans(n_clusters=n_clusters, n_init=n_init or 10, random_state=seed)
+        km = kmeans(n_clusters, seed, n_init or 10)
     else:
-        km = MiniBatchKMeans(n_clusters=n_clusters, batch_size=5000, n_init=n_init or 3, random_state=seed)
+        km = kmeans(n_clusters, seed, n_init or 3, batch_size=5000)
     return km.fit_predict(x).astype(np.int64)
 
 
