@@ -201,7 +201,8 @@ def test_a_job_that_ends_its_process_never_ends_a_one_worker_run(tmp_path, tiny_
 def test_a_cuda_build_that_cannot_reach_its_driver_says_so(monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.version, "cuda", "12.8")
-    monkeypatch.setattr(packing.shutil, "which", lambda name: "/usr/bin/nvidia-smi" if name == "nvidia-smi" else None)
+    smi = "/made-up/bin/nvidia-smi"
+    monkeypatch.setattr(packing.shutil, "which", lambda name: smi if name == "nvidia-smi" else None)
     assert packing.resolve_devices("auto") == ["cpu"]
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("warning   --devices auto:") and "CUDA 12.8" in lines[0]

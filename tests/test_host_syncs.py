@@ -77,7 +77,7 @@ def toolchain(monkeypatch, tmp_path):
     include = tmp_path / "include"
     include.mkdir()
     (include / "Python.h").write_text("")
-    state = {"triton": True, "on_path": {"gcc": "/usr/bin/gcc", "clang": None}, "exit": 0, "probes": []}
+    state = {"triton": True, "on_path": {"gcc": "/made-up/bin/gcc", "clang": None}, "exit": 0, "probes": []}
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: (object() if state["triton"] else None) if name == "triton"
@@ -97,7 +97,7 @@ def toolchain(monkeypatch, tmp_path):
 
 def test_compiling_for_cuda_works_with_triton_a_c_compiler_and_python_headers(toolchain):
     assert compile_works(CUDA) is None
-    assert toolchain["probes"][0][:3] == ["/usr/bin/gcc", "-x", "c"]  # the C compiler triton would pick, run
+    assert toolchain["probes"][0][:3] == ["/made-up/bin/gcc", "-x", "c"]  # the C compiler triton would pick, run
 
 
 def test_compiling_for_cuda_needs_triton(toolchain):
@@ -109,18 +109,18 @@ def test_compiling_for_cuda_needs_a_c_compiler(toolchain):
     toolchain["on_path"] = {"gcc": None, "clang": None}
     reason = compile_works(CUDA)
     assert reason is not None and "no C compiler" in reason and "CC" in reason
-    toolchain["on_path"]["clang"] = "/usr/bin/clang"  # triton's second choice will do
-    assert compile_works(CUDA) is None and toolchain["probes"][-1][0] == "/usr/bin/clang"
+    toolchain["on_path"]["clang"] = "/made-up/bin/clang"  # triton's second choice will do
+    assert compile_works(CUDA) is None and toolchain["probes"][-1][0] == "/made-up/bin/clang"
 
 
 def test_compiling_for_cuda_takes_the_c_compiler_from_cc(toolchain, monkeypatch):
-    monkeypatch.setenv("CC", "/opt/absent-cc")
-    assert compile_works(CUDA) == "no C compiler '/opt/absent-cc' on PATH (triton builds its kernel launchers with one)"
+    monkeypatch.setenv("CC", "/made-up/cc")
+    assert compile_works(CUDA) == "no C compiler '/made-up/cc' on PATH (triton builds its kernel launchers with one)"
 
 
 def test_compiling_for_cuda_needs_a_c_compiler_that_works(toolchain):
     toolchain["exit"] = 1
-    assert compile_works(CUDA) == "the C compiler '/usr/bin/gcc' fails on a one-line program (exit 1)"
+    assert compile_works(CUDA) == "the C compiler '/made-up/bin/gcc' fails on a one-line program (exit 1)"
 
 
 def test_compiling_for_cuda_needs_python_h(toolchain):
