@@ -28,6 +28,12 @@ SUITES = {
     "tests/test_folder_lock.py": "one run's folder from its first write to its report, --force and --fresh once",
     "tests/test_strategy_contract.py": "the strategy contract, refused at import; strategies the workers can import",
     "tests/test_api_arguments.py": "the Python API's arguments checked as the command line's",
+    "tests/test_families.py": "one question per command: the rounds, the compare line and the report agree",
+    "tests/test_devices.py": "the device asked for is the device used (CUDA patched in), lost workers replaced",
+    "tests/test_determinism_mode.py": "deterministic CUDA, fp32 as IEEE fp32, device and precision in the identity",
+    "tests/test_host_syncs.py": "no host sync per pick; --compile's toolchain checked",
+    "tests/test_loop_timing.py": "phase times read a synchronised clock; only what a strategy needs is computed",
+    "tests/test_gpu_check.py": "the GPU check finishes, each step in its budget, on the CPU in miniature",
 }
 
 
