@@ -93,6 +93,7 @@ def _rounds(config: RunConfig, options: RunOptions, plan: verdicts.SequentialPla
         if failures:  # the look cannot be reached without them
             break
         _, history = look(config, options, plan)
+        _record(config, analysis_record(config, options, plan, history))  # before the next round: a kill keeps it
         if history:
             latest = history[-1]
             print(f"look      {latest['seeds']} seeds: decided {'; '.join(latest['decided']) or 'nothing new'}; "
