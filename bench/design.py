@@ -61,4 +61,4 @@ def check_design(prior: object, new: dict[str, Any], folder: Path) -> None:
     raise UserError(f"{folder}'s --seeds auto design ({describe(prior)}) has looked at "  # type: ignore[arg-type]
                     f"{', '.join(map(str, seen))} seeds, and {what} would replace it after those looks, when no "
                     "error bound covers both: run its own command again to resume it, report it as it stands "
-                    "(run_bench.py report), or use --name for a study of its own.")
+                    "(run_bench.py report); another folder would rerun the same seeds, the data already looked at.")
