@@ -1,6 +1,6 @@
 """Command line: `run_bench.py [options]` runs a benchmark; `run_bench.py report DIR` re-writes its report.
 
-This module only parses arguments into bench.run's calls and maps errors to exit statuses: 0 done, 1 some
+This module only parses arguments into bench.runner.benchmark's calls and maps errors to exit statuses: 0 done, 1 some
 jobs failed (failures.json), 2 bad input or environment (one line, no traceback), 128 + the signal's number
 when interrupted (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
 """
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from bench.config import (
+from bench.core.config import (
     CONVENTIONS,
     FIRST_LOOK,
     HELP_DATASETS,
@@ -28,10 +28,10 @@ from bench.config import (
     Protocol,
     parse_epoch_point,
 )
-from bench.errors import UserError
-from bench.signals import explain_interruption, stop_on_signals
+from bench.core.errors import UserError
+from bench.core.signals import explain_interruption, stop_on_signals
 
-# Parsing, --help and the refusals of bad flags import this module and bench.config only; the harness (torch,
+# Parsing, --help and the refusals of bad flags import this module and bench.core.config only; the harness (torch,
 # pandas, scipy) is imported by the command that runs, when it runs: `--help` answers in a fraction of a second.
 
 
@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-download", action="store_true", help="never try to download a missing dataset")
     add("--model", help=f"model: {', '.join(HELP_MODELS)}")
     add("--model-file", type=Path, action="append", default=[], metavar="PATH",
-        help="a .py file registering models with @bench.models.register_model('NAME'), then --model NAME "
+        help="a .py file registering models with @bench.models.backbones.register_model('NAME'), then --model NAME "
              "(repeatable); torchvision's classification models: --model torchvision:NAME")
     add("--weights", type=Path, metavar="PATH", help="a state dict (torch.save(model.state_dict(), PATH)) loaded "
         "after each seed's initialisation; a classifier of another class count keeps its initialisation")
@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def confirm_fresh(folder: Path) -> None:
     """--fresh deletes results: only after a yes on a terminal."""
-    from bench.store import RunStore
+    from bench.results.store import RunStore
 
     present = RunStore.results_present(folder)
     if not present:
@@ -195,7 +195,7 @@ def confirm_fresh(folder: Path) -> None:
 
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from bench.run import (  # the harness, now that there is a run to make
+    from bench.runner.benchmark import (  # the harness, now that there is a run to make
         RunOptions,
         build_config,
         check_options,
@@ -233,15 +233,15 @@ def run(argv: list[str]) -> int:
                          command=tuple(argv), margin=args.margin / 100, max_seeds=args.max_seeds if auto else None)
     check_options(options)
     if auto:
-        from bench import rounds  # --seeds auto's design (scipy): only a run that asks for it loads it
+        from bench.runner import seeds_auto  # --seeds auto's design (scipy): only a run that asks for it loads it
 
-        rounds.check_rounds(config)
+        seeds_auto.check_rounds(config)
     if args.dry_run:
         print(dry_run(config, options))
         return 0
     if args.fresh and not args.force:
         confirm_fresh(config.out)
-    result = rounds.run_in_rounds(config, options) if auto else run_benchmark(config, options)
+    result = seeds_auto.run_in_rounds(config, options) if auto else run_benchmark(config, options)
     return 1 if result.failed else 0
 
 
@@ -254,8 +254,8 @@ def report(argv: list[str]) -> int:
     parser.add_argument("--margin", type=_points, metavar="POINTS", help="equivalence margin in AULC points "
                         "(default: the run's, else 1)")
     args = parser.parse_args(argv)
-    from bench.report import report_folder  # the report's stack, not the harness's (no torch)
-    from bench.store import FolderLock
+    from bench.report.layout import report_folder  # the report's stack, not the harness's (no torch)
+    from bench.results.store import FolderLock
 
     recorded = recorded_analysis(args.folders[0])
     baseline = report_baseline(args.folders[0], args.baseline or recorded.get("baseline") or "random")
@@ -276,7 +276,7 @@ def report(argv: list[str]) -> int:
         finally:
             lock.release()
     else:
-        from bench.suite import write_suite  # the report stack only when a report is written
+        from bench.report.suite import write_suite  # the report stack only when a report is written
 
         path, lines = write_suite(args.folders, baseline, args.out, args.margin / 100 if args.margin else None)
         print("\n".join([*lines, f"report    {path}"]))
@@ -285,7 +285,7 @@ def report(argv: list[str]) -> int:
 
 def recorded_analysis(folder: Path) -> dict:
     """The analysis section of FOLDER/config.json ({} when there is none)."""
-    from bench.store import RunStore
+    from bench.results.store import RunStore
 
     stored = RunStore(folder).read_config() if (folder / "config.json").is_file() else None
     analysis = stored.get("analysis") if isinstance(stored, dict) else None
@@ -295,18 +295,20 @@ def recorded_analysis(folder: Path) -> dict:
 def report_baseline(folder: Path, name: str) -> str:
     """The baseline of `report`: a strategy of the folder's results (a user's own too, whose file this command
     does not load) or a registered name or alias. A typo is one line, before anything is written."""
-    from bench.store import read_cycles
+    from bench.results.store import read_cycles
 
     if name in set(read_cycles(folder)["strategy"]):
         return name
-    from bench.run import resolve_baseline  # the registry of strategies (and torch) only for a name not in the folder
+    from bench.runner.benchmark import (
+        resolve_baseline,  # the registry of strategies (and torch) only for a name not in the folder
+    )
 
     return resolve_baseline(name)
 
 
 def entry() -> None:
     """The command line (run_bench.py, the al-bench script): main's status as the exit status."""
-    from bench.lifetime import exit_process
+    from bench.core.processes import exit_process
 
     exit_process(main())
 

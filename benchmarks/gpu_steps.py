@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from bench import provenance
+from bench.core import provenance
 from benchmarks.check_log import SIZES, Setting, StepLog, device_of
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import DeviceType, ProfilerActivity, profile
 
-from bench import seeding
-from bench.config import preset_protocol
-from bench.data import ImageData, load_dataset
-from bench.models import Backbone, create_model
-from bench.trainer import SGD, DeviceData, Trainer, compile_works, crop_flip, learning_rate
+from bench.core import seeding
+from bench.core.config import preset_protocol
+from bench.data.images import ImageData, load_dataset
+from bench.models.backbones import Backbone, create_model
+from bench.training.trainer import SGD, DeviceData, Trainer, compile_works, crop_flip, learning_rate
 from benchmarks.check_log import Setting, StepLog
 from benchmarks.packing import measure_packing, random_cifar, use_deterministic
 from benchmarks.projection import paper_grid_images, precision_name, project_paper_grid
@@ -62,9 +62,9 @@ def fastest(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str, 
 
 
 def deterministic_switch(log: StepLog) -> Callable[[bool], bool]:
-    """benchmarks.packing.use_deterministic, after a line where bench.seeding.use_deterministic is missing."""
+    """benchmarks.packing.use_deterministic, after a line where bench.core.seeding.use_deterministic is missing."""
     if getattr(seeding, "use_deterministic", None) is None:
-        log.not_available("bench.seeding.use_deterministic", "measured with torch's switches instead: cuDNN "
+        log.not_available("bench.core.seeding.use_deterministic", "measured with torch's switches instead: cuDNN "
                           "deterministic, torch.use_deterministic_algorithms")
     return use_deterministic
 

@@ -29,12 +29,12 @@ import torch.nn.functional as F
 from joblib import Parallel, delayed
 from torch import nn
 
-from bench.config import preset_protocol
-from bench.data import load_dataset
-from bench.jobs import JobSpec
-from bench.loop import candidates, initial_model, initial_set, pool_order
-from bench.seeding import torch_generator
-from bench.trainer import DeviceData, crop_flip
+from bench.core.config import preset_protocol
+from bench.core.seeding import torch_generator
+from bench.data.images import load_dataset
+from bench.training.jobs import JobSpec
+from bench.training.loop import candidates, initial_model, initial_set, pool_order
+from bench.training.trainer import DeviceData, crop_flip
 
 
 class ModuleNet(nn.Module):

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench import seeding
-from bench.config import preset_protocol
-from bench.data import CIFAR_MEAN, CIFAR_STD, ImageData, from_arrays
-from bench.models import create_model
-from bench.trainer import DeviceData, Trainer
+from bench.core import seeding
+from bench.core.config import preset_protocol
+from bench.data.images import CIFAR_MEAN, CIFAR_STD, ImageData, from_arrays
+from bench.models.backbones import create_model
+from bench.training.trainer import DeviceData, Trainer
 
 
 def random_cifar(n_train: int = 10_000, n_test: int = 2000) -> ImageData:
@@ -38,7 +38,7 @@ def random_cifar(n_train: int = 10_000, n_test: int = 2000) -> ImageData:
 
 
 def use_deterministic(enabled: bool) -> bool:
-    """bench.seeding.use_deterministic where it exists (True); else torch's own switches (False)."""
+    """bench.core.seeding.use_deterministic where it exists (True); else torch's own switches (False)."""
     use = getattr(seeding, "use_deterministic", None)
     if use is not None:
         use(enabled)

@@ -43,15 +43,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench import provenance
-from bench.config import Protocol, preset_protocol
-from bench.data import ImageData, load_dataset
-from bench.errors import UserError
-from bench.jobs import JobSpec
-from bench.loop import gather_inputs, make_aux, pool_order, run_cycle, start_state
-from bench.models import Backbone, create_model
-from bench.run import RunOptions, build_config, run_benchmark
-from bench.trainer import DeviceData, Trainer, compile_works, cpu_has_bf16, crop_flip, resolve_precision
+from bench.core import provenance
+from bench.core.config import Protocol, preset_protocol
+from bench.core.errors import UserError
+from bench.data.images import ImageData, load_dataset
+from bench.models.backbones import Backbone, create_model
+from bench.runner.benchmark import RunOptions, build_config, run_benchmark
+from bench.training.jobs import JobSpec
+from bench.training.loop import gather_inputs, make_aux, pool_order, run_cycle, start_state
+from bench.training.trainer import DeviceData, Trainer, compile_works, cpu_has_bf16, crop_flip, resolve_precision
 from benchmarks import packing
 from benchmarks.projection import (
     PAPER_GRID_JOBS,  # noqa: F401 (tests read the grid's size here, beside its projection)
@@ -273,7 +273,7 @@ def cycle_spec(ctx: Context, labeled: int, epochs: int, subset: int, budget: int
 
 
 def harness_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, phases: list[dict[str, float]]) -> float:
-    """bench.loop.run_cycle at cycle 0; appends its phase timings to `phases` and returns its seconds."""
+    """bench.training.loop.run_cycle at cycle 0; appends its phase timings to `phases` and returns its seconds."""
     start = time.perf_counter()
     result, _ = run_cycle(spec, trainer, n_classes, start_state(spec, trainer.data.n_train))
     seconds = time.perf_counter() - start
@@ -294,7 +294,7 @@ def phase_rates(spec: JobSpec, images: ImageData, phases: list[dict[str, float]]
 
 
 def measure_cycle(ctx: Context) -> list[Row]:
-    """One AL cycle end to end: bench.loop.run_cycle against the reference-style loop on the same data,
+    """One AL cycle end to end: bench.training.loop.run_cycle against the reference-style loop on the same data,
     initial weights, labeled set and candidates."""
     sizes, device = ctx.sizes, ctx.device
     images = with_test(ctx.images, sizes.cycle_test)
@@ -549,7 +549,7 @@ FIXED_SNIPPETS = {  # what a command pays before and around its first training s
     "import bench.cli (every command)": "import bench.cli",
     "run_bench.py --help": "import sys; sys.argv = ['run_bench.py', '--help']; import runpy; "
                            "runpy.run_path('run_bench.py', run_name='__main__')",
-    "import bench.report (a report's stack)": "import bench.report",
+    "import bench.report.layout (a report's stack)": "import bench.report.layout",
 }
 
 
@@ -562,7 +562,7 @@ def python_seconds(code: str) -> float:
 
 def worker_start_seconds(workers: int) -> float:
     """A loky pool of `workers` CPU workers until each has imported the loop (torch, the strategies) once."""
-    from bench.scheduler import LokyPool
+    from bench.runner.scheduler import LokyPool
 
     start = time.perf_counter()
     pool = LokyPool(["cpu"] * workers, threads=1)
@@ -602,7 +602,7 @@ def measure_fixed(ctx: Context) -> list[Row]:
     seconds = time.perf_counter() - start
     rows.append(Row("fixed", "load the digits dataset (in a worker, once per run)", f"{seconds:.2f} s", "-",
                     details={"seconds": seconds}))
-    from bench.report import write_report
+    from bench.report.layout import write_report
 
     with tempfile.TemporaryDirectory(prefix="perf-report-") as tmp:
         synthetic_results(Path(tmp))

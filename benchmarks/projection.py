@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.config import Protocol, preset_protocol
+from bench.core.config import Protocol, preset_protocol
 
 PAPER = preset_protocol("paper")
 CIFAR10_TEST = 10_000  # test images the paper evaluates each cycle

@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from bench.data import ImageData
-from bench.jobs import JobSpec
-from bench.loop import initial_model, pool_order, start_state
-from bench.models import Backbone
+from bench.data.images import ImageData
+from bench.models.backbones import Backbone
+from bench.training.jobs import JobSpec
+from bench.training.loop import initial_model, pool_order, start_state
 from benchmarks.timing import sync
 
 # ---------------------------------------------------------------------------------------------- bare passes

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench import verdicts
-from bench.tables import markdown_table
+from bench.analysis import verdicts
+from bench.report.tables import markdown_table
 
 FIXED_GRID = range(3, 201)
 

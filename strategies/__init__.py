@@ -12,7 +12,7 @@ from importlib.metadata import entry_points
 from os import PathLike
 from pathlib import Path
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 from strategies.base import (
     STRATEGIES,
     PoolInputs,

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.config import Protocol
-from bench.errors import UserError
-from bench.models import AuxHead, Backbone, ModelOutput, full_precision
+from bench.core.config import Protocol
+from bench.core.errors import UserError
+from bench.models.backbones import AuxHead, Backbone, ModelOutput, full_precision
 from strategies.base import PoolInputs, Strategy, entropy
 
 CHUNK_ROWS = 512  # candidates per batch of T head samples: bounds the [chunk, d] masks, fixes the draw order

@@ -16,10 +16,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from bench.config import Protocol, parse_epoch_point
-from bench.errors import UserError
-from bench.models import AuxHead, Backbone
-from bench.registry import Registry, import_user_file
+from bench.core.config import Protocol, parse_epoch_point
+from bench.core.errors import UserError
+from bench.core.registry import Registry, import_user_file
+from bench.models.backbones import AuxHead, Backbone
 
 # What the loop can compute over the candidates, once per cycle, in batched inference mode: a strategy declares
 # in `needs` what it reads, and only that is filled in (the rest of PoolInputs stays None).

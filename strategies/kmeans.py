@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 from strategies.base import PoolInputs, Strategy
 from strategies.geometry import kmeans
 

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.config import Protocol, resolve_epoch
-from bench.errors import UserError
-from bench.models import AuxHead, Backbone, ModelOutput, full_precision
+from bench.core.config import Protocol, resolve_epoch
+from bench.core.errors import UserError
+from bench.models.backbones import AuxHead, Backbone, ModelOutput, full_precision
 from strategies.base import PoolInputs, Strategy
 
 LOSSES = ("ranking", "mse")

@@ -30,7 +30,7 @@ import math
 import numpy as np
 import torch
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 from strategies.base import PoolInputs, Strategy, StrategyOutputError
 from strategies.geometry import EXACT, kmeans, sq_dist, sq_norms
 from strategies.typiclust import normalised

@@ -29,9 +29,9 @@ import numpy as np
 
 import strategies.bald  # noqa: F401 - registered before they are wrapped below
 import strategies.entropy  # noqa: F401
-from bench.config import Protocol
-from bench.errors import UserError
-from bench.models import AuxHead, Backbone
+from bench.core.config import Protocol
+from bench.core.errors import UserError
+from bench.models.backbones import AuxHead, Backbone
 from strategies.base import STRATEGIES, PoolInputs, Strategy, StrategyOutputError, _score_vector, create_strategy
 
 MODES = ("power", "softmax", "softrank")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 from strategies.base import PoolInputs, Strategy
 from strategies.geometry import EXACT, kmeans, sq_dist, sq_norms
 

@@ -41,8 +41,8 @@ def registries_scoped() -> Iterator[None]:
     """Strategies and models registered inside the block, and the record of user files imported, are forgotten
     when it ends: no test sees another's registrations, whatever order they run in."""
     import strategies  # the built-ins register before the scope opens, so they outlive it
-    from bench.models import MODELS
-    from bench.registry import IMPORTED_CODE
+    from bench.core.registry import IMPORTED_CODE
+    from bench.models.backbones import MODELS
 
     imported = dict(IMPORTED_CODE)
     try:

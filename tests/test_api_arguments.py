@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.errors import UserError
-from bench.run import RunOptions, build_config, dry_run, run_benchmark
+from bench.core.errors import UserError
+from bench.runner.benchmark import RunOptions, build_config, dry_run, run_benchmark
 
 PROTOCOL = {"initial": 20, "budget": 20, "cycles": 2, "epochs": 1}
 

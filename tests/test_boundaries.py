@@ -21,14 +21,14 @@ from launch import in_process
 from PIL import Image
 
 import strategies
-from bench.config import Protocol
-from bench.data import load_dataset
-from bench.errors import UserError
-from bench.jobs import JobSpec, JobState
-from bench.loop import start_state
-from bench.report import write_report
-from bench.scheduler import DataSource, execute
-from bench.store import RunStore
+from bench.core.config import Protocol
+from bench.core.errors import UserError
+from bench.data.images import load_dataset
+from bench.report.layout import write_report
+from bench.results.store import RunStore
+from bench.runner.scheduler import DataSource, execute
+from bench.training.jobs import JobSpec, JobState
+from bench.training.loop import start_state
 from strategies import Strategy
 
 
@@ -253,14 +253,14 @@ def test_an_npz_member_that_is_not_an_npy_array_is_one_line(tmp_path):
 @pytest.mark.parametrize("model, shape", [("cnn", (1, 8, 8)), ("cnn", (3, 4, 4)), ("cnn", (3, 32, 32)),
                                           ("resnet18", (1, 1, 1)), ("resnet18", (3, 8, 8))])
 def test_sizes_a_model_takes_pass_the_input_check(model, shape):
-    from bench.zoo import check_input_size
+    from bench.models.build import check_input_size
 
     check_input_size(model, *shape)
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 3), (1, 2, 2), (3, 1, 8), (1, 8, 2)])
 def test_sizes_too_small_for_the_small_cnn_are_one_line_naming_size_and_model(shape):
-    from bench.zoo import check_input_size
+    from bench.models.build import check_input_size
 
     channels, height, width = shape
     with pytest.raises(UserError) as caught:

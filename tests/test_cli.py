@@ -13,8 +13,8 @@ import pytest
 import torch
 from launch import run_cli
 
-from bench.loop import candidates
-from bench.store import FolderLock
+from bench.results.store import FolderLock
+from bench.training.loop import candidates
 from conftest import ROOT, TINY
 
 
@@ -69,7 +69,7 @@ def test_dry_run_prints_the_protocol_and_jobs_and_writes_nothing(cli, tmp_path):
 @pytest.mark.parametrize("given", ["all", "0"])
 def test_subset_all_scores_the_whole_pool_and_a_protocol_option_not_given_keeps_the_preset(cli, tmp_path, given):
     from bench.cli import build_parser
-    from bench.config import preset_protocol
+    from bench.core.config import preset_protocol
 
     args = build_parser().parse_args(["--preset", "paper", "--subset", given])
     assert args.subset is None and not hasattr(args, "epochs")  # one sentinel; what was not given is absent
@@ -239,15 +239,15 @@ def test_report_refuses_values_a_run_never_writes(cli, tmp_path):
 
 
 def test_help_imports_no_torch_and_names_what_the_registries_hold():
-    # --help answers without the harness: parsing imports bench.cli and bench.config only
+    # --help answers without the harness: parsing imports bench.cli and bench.core.config only
     probe = ("import sys\nfrom bench.cli import build_parser\nbuild_parser().format_help()\n"
              "heavy = sorted(m for m in ('torch', 'pandas', 'scipy', 'seaborn') if m in sys.modules)\n"
              "assert not heavy, heavy\n")
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    from bench.config import HELP_DATASETS, HELP_MODELS
-    from bench.data import list_datasets
-    from bench.models import list_models
+    from bench.core.config import HELP_DATASETS, HELP_MODELS
+    from bench.data.images import list_datasets
+    from bench.models.backbones import list_models
 
     assert sorted(HELP_DATASETS) == sorted(list_datasets())
     assert set(list_models()) <= set(HELP_MODELS)

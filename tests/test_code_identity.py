@@ -12,12 +12,12 @@ import pytest
 from launch import run_cli
 
 import strategies
-from bench.config import Protocol
-from bench.jobs import JobSpec
-from bench.loop import start_state
-from bench.models import MODELS
-from bench.registry import IMPORTED_CODE, code_digest, import_user_file
-from bench.scheduler import DataSource, execute
+from bench.core.config import Protocol
+from bench.core.registry import IMPORTED_CODE, code_digest, import_user_file
+from bench.models.backbones import MODELS
+from bench.runner.scheduler import DataSource, execute
+from bench.training.jobs import JobSpec
+from bench.training.loop import start_state
 from conftest import TINY
 
 CONFIDENT = '''
@@ -53,7 +53,7 @@ def test_an_edited_strategy_file_is_another_configuration(tmp_path):
 def test_a_helper_module_of_a_model_file_enters_its_digest(tmp_path, monkeypatch):
     helper, net = tmp_path / "helper_width_9d2.py", tmp_path / "net_9d2.py"
     helper.write_text("WIDTH = 8\n")
-    net.write_text("from helper_width_9d2 import WIDTH\nfrom torch import nn\nfrom bench.models import register_model\n"
+    net.write_text("from helper_width_9d2 import WIDTH\nfrom torch import nn\nfrom bench.models.backbones import register_model\n"
                    "\n\n@register_model('test-helper-net')\ndef net(c, n):\n"
                    "    return nn.Sequential(nn.Conv2d(c, WIDTH, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),"
                    " nn.Linear(WIDTH, n))\n")

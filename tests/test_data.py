@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.data import CIFAR_MEAN, load_dataset
-from bench.errors import UserError
+from bench.core.errors import UserError
+from bench.data.images import CIFAR_MEAN, load_dataset
 
 
 def test_digits_split_is_fixed_stratified_and_disjoint():

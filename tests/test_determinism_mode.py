@@ -15,16 +15,16 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import seeding
-from bench.analysis import stored_design
-from bench.config import Protocol, protocol_identity
-from bench.errors import UserError
-from bench.folder import config_differences
-from bench.frozen import embeddings_file
-from bench.run import RunOptions, build_config, dry_run, resolve_numerics, run_jobs
-from bench.stats import compare_to_baseline
-from bench.trainer import Trainer, precision_name, resolve_precision
-from bench.zoo import check_deterministic
+from bench.analysis.record import stored_design
+from bench.analysis.stats import compare_to_baseline
+from bench.core import seeding
+from bench.core.config import Protocol, protocol_identity
+from bench.core.errors import UserError
+from bench.models.build import check_deterministic
+from bench.results.identity import config_differences
+from bench.runner.benchmark import RunOptions, build_config, dry_run, resolve_numerics, run_jobs
+from bench.training.linear_probe import embeddings_file
+from bench.training.trainer import Trainer, precision_name, resolve_precision
 from conftest import TINY
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.models import create_model
+from bench.models.backbones import create_model
 from strategies import PoolInputs, create_strategy
 from strategies.badge import gradient_embedding_sq_dist, kmeans_pp, loss_gradient_factor
 from strategies.core_set import k_center_greedy, min_sq_dist

@@ -1,4 +1,4 @@
-"""How a run executes, which never changes a job's identity: --jobs-per-device auto (bench.packing's rule) and
+"""How a run executes, which never changes a job's identity: --jobs-per-device auto (bench.runner.devices's rule) and
 --compile, with its fallback where torch.compile cannot work."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.packing import MAX_JOBS_PER_DEVICE, MEMORY_SHARE, pack
-from bench.trainer import compile_works
+from bench.runner.devices import MAX_JOBS_PER_DEVICE, MEMORY_SHARE, pack
+from bench.training.trainer import compile_works
 from conftest import TINY
 
 
@@ -42,8 +42,7 @@ def test_jobs_per_device_must_be_a_count_or_auto(cli, tmp_path):
 
 
 def test_compile_falls_back_with_one_warning_and_the_same_numbers(cli, tmp_path, tiny_npz, monkeypatch):
-    from bench import run
-
+    from bench.runner import benchmark as run
     monkeypatch.setattr(run, "compile_works", lambda device: "InvalidCxxCompiler: no working C++ compiler found")
     args = ["--strategies", "entropy", "--dataset", f"npz:{tiny_npz}", *TINY]
     status, _, err = cli(*args, "--compile", "--out", tmp_path / "compiled")
@@ -66,9 +65,10 @@ MIB = 2**20
 
 
 def test_auto_on_a_cuda_device_measures_the_runs_model_at_its_batch_and_records_the_choice(monkeypatch):
-    from bench import packing, run
-    from bench.data import load_dataset
-    from bench.packing import Packing
+    from bench.data.images import load_dataset
+    from bench.runner import benchmark as run
+    from bench.runner import devices as packing
+    from bench.runner.devices import Packing
 
     seen = {}
 
@@ -91,10 +91,10 @@ def test_auto_on_a_cuda_device_measures_the_runs_model_at_its_batch_and_records_
 def test_the_data_a_job_keeps_on_its_device_is_counted_to_the_byte(tiny_npz, augment):
     """The packing rule's dataset term against the tensors the trainer really puts on the device: the training
     images padded for random crops (when augmenting), the test images as stored, labels and normalisation."""
-    from bench.config import preset_protocol
-    from bench.data import load_dataset
-    from bench.packing import device_data_bytes
-    from bench.trainer import DeviceData
+    from bench.core.config import preset_protocol
+    from bench.data.images import load_dataset
+    from bench.runner.devices import device_data_bytes
+    from bench.training.trainer import DeviceData
 
     data = load_dataset(f"npz:{tiny_npz}")
     protocol = preset_protocol("quick", augment=augment)

@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import verdicts as v
-from bench.analysis import stored_design
-from bench.errors import UserError
-from bench.report import analyse_folder, report_folder
-from bench.store import ResultsError
-from bench.suite import write_suite
+from bench.analysis import verdicts as v
+from bench.analysis.record import stored_design
+from bench.core.errors import UserError
+from bench.report.layout import analyse_folder, report_folder
+from bench.report.suite import write_suite
+from bench.results.store import ResultsError
 from conftest import TINY
 
 LABELS = [20, 40, 60]
@@ -69,8 +69,8 @@ def _primary(result) -> list[tuple[str, str]]:
 
 
 def test_the_rounds_look_at_the_reports_primary_family(tmp_path):
-    from bench import rounds
-    from bench.run import RunOptions, build_config
+    from bench.runner import seeds_auto as rounds
+    from bench.runner.benchmark import RunOptions, build_config
 
     # a fixed run of three strategies at 2 seeds, then --seeds auto of two of them up to 3 seeds
     cycles = pd.concat([_cycles({"random": 0, "entropy": 0.0, "margin": 0.0}, dict.fromkeys(
@@ -151,7 +151,7 @@ def test_a_plan_for_another_family_than_the_reports_is_refused(tmp_path):
 
 
 def test_another_design_into_a_folder_whose_rounds_looked_is_refused_in_one_line(tmp_path):
-    from bench.design import check_design
+    from bench.results.design import check_design
 
     looked = _auto_analysis(_plan(6, 1), ["random", "entropy"], [{"seeds": 5, "decided": [], "undecided": ["x"]}])
     same = _auto_analysis(_plan(6, 1), ["random", "entropy"])
@@ -273,8 +273,8 @@ def test_the_second_command_answers_its_own_question_in_the_order_typed(cli, tmp
 
 def test_a_look_is_recorded_before_the_next_round_starts(tmp_path, monkeypatch):
     # a kill between a look and the next round must leave that look in config.json: the design check reads it
-    from bench import rounds
-    from bench.run import RunOptions, build_config
+    from bench.runner import seeds_auto as rounds
+    from bench.runner.benchmark import RunOptions, build_config
 
     config = build_config(strategies=["random", "entropy"], seeds=5, out=tmp_path / "R",
                           protocol={"initial": 20, "budget": 20, "cycles": 2, "epochs": 3}, devices="cpu")

@@ -132,10 +132,10 @@ def test_values_that_would_change_nothing_or_break_training_are_refused_up_front
 
 
 def test_a_checkpoint_of_another_configuration_restarts_its_job(tmp_path, tiny_npz):
-    from bench.folder import pending_work
-    from bench.jobs import JobState
-    from bench.run import build_config, job_specs
-    from bench.store import RunStore
+    from bench.results.identity import pending_work
+    from bench.results.store import RunStore
+    from bench.runner.benchmark import build_config, job_specs
+    from bench.training.jobs import JobState
 
     config = build_config(strategies=["random"], seeds=1, protocol={"dataset": f"npz:{tiny_npz}", "initial": 20},
                           out=tmp_path / "run")
@@ -151,8 +151,7 @@ def test_a_checkpoint_of_another_configuration_restarts_its_job(tmp_path, tiny_n
 
 
 def test_an_unreachable_dask_scheduler_leaves_a_widened_folder_as_it_was(cli, tmp_path, tiny_npz, monkeypatch):
-    from bench import scheduler
-
+    from bench.runner import scheduler
     out = tmp_path / "run"
     args = ["--strategies", "random", "--dataset", f"npz:{tiny_npz}", *ARGS, "--out", out]
     assert cli(*args)[0] == 0

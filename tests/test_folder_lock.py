@@ -10,9 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import rounds, run
-from bench.errors import UserError
-from bench.store import FolderLock, RunStore
+from bench.core.errors import UserError
+from bench.results.store import FolderLock, RunStore
+from bench.runner import benchmark as run
+from bench.runner import seeds_auto as rounds
 
 PROTOCOL = {"initial": 20, "budget": 20, "cycles": 2, "epochs": 1}
 FLAGS = ["--initial", "20", "--budget", "20", "--cycles", "2", "--epochs", "1"]

@@ -16,15 +16,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench import frozen
-from bench.config import Protocol, RunConfig, preset_protocol
-from bench.errors import UserError
-from bench.folder import config_differences
-from bench.frozen import BACKBONE_SEED, DamagedCache, EmbeddingData, Embeddings, HeadTrainer, read_embeddings
-from bench.jobs import JobSpec
-from bench.loop import gather_inputs, run_cycle, start_state
-from bench.models import create_model
-from bench.seeding import derive_seed, numpy_rng, torch_generator
+from bench.core.config import Protocol, RunConfig, preset_protocol
+from bench.core.errors import UserError
+from bench.core.seeding import derive_seed, numpy_rng, torch_generator
+from bench.models.backbones import create_model
+from bench.results.identity import config_differences
+from bench.training import linear_probe as frozen
+from bench.training.jobs import JobSpec
+from bench.training.linear_probe import (
+    BACKBONE_SEED,
+    DamagedCache,
+    EmbeddingData,
+    Embeddings,
+    HeadTrainer,
+    read_embeddings,
+)
+from bench.training.loop import gather_inputs, run_cycle, start_state
 from conftest import TINY, train_with_torch_sgd
 from strategies import create_strategy
 

@@ -20,8 +20,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from bench.models import create_model
-from bench.trainer import compile_works
+from bench.models.backbones import create_model
+from bench.training.trainer import compile_works
 from strategies import PoolInputs, create_strategy
 
 

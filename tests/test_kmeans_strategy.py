@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 from conftest import ROOT
 from strategies import PoolInputs, create_strategy
 from strategies.kmeans import kmeans_picks, nearest_members

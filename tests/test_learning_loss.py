@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from scipy import stats as sps
 
-from bench.config import Protocol
-from bench.errors import UserError
-from bench.models import create_model
+from bench.core.config import Protocol
+from bench.core.errors import UserError
+from bench.models.backbones import create_model
 from strategies import PoolInputs, create_strategy
 from strategies.learning_loss import LossPredictionModule, loss_prediction_loss, mse_loss
 

@@ -1,7 +1,7 @@
 """What one cycle of the loop computes and how it times it.
 
 On CUDA the host only queues kernels: a clock read without a synchronise measures the launches, and the
-queued work lands in whichever phase syncs next. Every phase's time is read through bench.trainer.synced_clock,
+queued work lands in whichever phase syncs next. Every phase's time is read through bench.training.trainer.synced_clock,
 tested here with torch.cuda.synchronize patched. And the loop computes only what a strategy declares in `needs`:
 a strategy that needs nothing pays for no model pass.
 """
@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-import bench.loop as loop
-import bench.trainer as trainer_module
-from bench.config import Protocol
-from bench.data import load_dataset
-from bench.loop import JobSpec, candidates, pool_order, run_cycle, start_state
-from bench.seeding import numpy_rng
-from bench.trainer import DeviceData, Trainer, synced_clock
+import bench.training.loop as loop
+import bench.training.trainer as trainer_module
+from bench.core.config import Protocol
+from bench.core.seeding import numpy_rng
+from bench.data.images import load_dataset
+from bench.training.loop import JobSpec, candidates, pool_order, run_cycle, start_state
+from bench.training.trainer import DeviceData, Trainer, synced_clock
 from strategies import Strategy, top_k
 
 

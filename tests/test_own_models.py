@@ -15,17 +15,17 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.config import Protocol, RunConfig
-from bench.data import load_dataset
-from bench.errors import UserError
-from bench.jobs import JobSpec
-from bench.loop import initial_model, run_cycle, start_state
-from bench.models import MODELS
-from bench.run import build_config
-from bench.scheduler import DataSource, execute
-from bench.seeding import derive_seed
-from bench.trainer import DeviceData, Trainer
-from bench.zoo import build_model, check_input_size, load_model_file
+from bench.core.config import Protocol, RunConfig
+from bench.core.errors import UserError
+from bench.core.seeding import derive_seed
+from bench.data.images import load_dataset
+from bench.models.backbones import MODELS
+from bench.models.build import build_model, check_input_size, load_model_file
+from bench.runner.benchmark import build_config
+from bench.runner.scheduler import DataSource, execute
+from bench.training.jobs import JobSpec
+from bench.training.loop import initial_model, run_cycle, start_state
+from bench.training.trainer import DeviceData, Trainer
 from conftest import SHARED_DATA, TINY
 
 
@@ -156,7 +156,7 @@ def test_channels_last_stage_maps_are_recognised_and_handed_on_as_channels_first
 # torchvision's ViT at a size a test can afford (vit_b_16 is the same class with 86M parameters at 224 x 224)
 TINY_VIT = """
 from torchvision.models import VisionTransformer
-from bench.models import register_model
+from bench.models.backbones import register_model
 
 
 @register_model("test-vit")
@@ -338,7 +338,7 @@ def test_weights_of_a_built_in_model_are_loaded_too(tmp_path):
 
 PLAIN = '''
 from torch import nn
-from bench.models import register_model
+from bench.models.backbones import register_model
 
 
 def block(c_in, c_out):
@@ -394,9 +394,9 @@ def test_a_worker_process_imports_the_model_file(tiny_npz, tmp_path, models):
 BAD_FILES = {
     "syntax": ("def broken(:\n", "has a syntax error at line 1"),
     "nothing": ("import math\n", "registers no model"),
-    "taken": ("from bench.models import register_model\n\n@register_model('cnn')\ndef mine(c, n):\n    return None\n",
+    "taken": ("from bench.models.backbones import register_model\n\n@register_model('cnn')\ndef mine(c, n):\n    return None\n",
               "Model name 'cnn' is taken"),
-    "separator": ("from bench.models import register_model\n\n@register_model('my/net')\ndef mine(c, n):\n"
+    "separator": ("from bench.models.backbones import register_model\n\n@register_model('my/net')\ndef mine(c, n):\n"
                   "    return None\n", "Model name 'my/net' is refused"),
     "not-logits": (PLAIN.replace("return self.fc(", "return 2 * self.fc(").replace("test-plain-net", "test-twice"),
                    "does not return its last nn.Linear's output"),
@@ -412,7 +412,7 @@ BAD_FILES = {
                                   "    net.fc.bias.data[0] = float('nan')\n    return net")
                     .replace("test-plain-net", "test-twice"), "has NaN or infinite values in"),
     "backbone-returns-a-tensor": (
-        "import torch\nfrom torch import nn\nfrom bench.models import Backbone, register_model\n\n\n"
+        "import torch\nfrom torch import nn\nfrom bench.models.backbones import Backbone, register_model\n\n\n"
         "class Flat(Backbone):\n    def __init__(self, c, n):\n        super().__init__()\n"
         "        self.stage_channels, self.embedding_dim = [], c\n        self.stem, self.stages = nn.Identity(), "
         "nn.ModuleList()\n        self.classifier = nn.Linear(c, n)\n\n    def forward(self, x):\n"

@@ -12,12 +12,12 @@ import torch
 from scipy import stats
 from torch import nn
 
-import bench.loop as loop
-from bench.config import Protocol
-from bench.data import load_dataset
-from bench.loop import JobSpec, candidates, pool_order, run_job
-from bench.models import MODELS, Backbone, register_model
-from bench.trainer import DeviceData, Trainer
+import bench.training.loop as loop
+from bench.core.config import Protocol
+from bench.data.images import load_dataset
+from bench.models.backbones import MODELS, Backbone, register_model
+from bench.training.loop import JobSpec, candidates, pool_order, run_job
+from bench.training.trainer import DeviceData, Trainer
 
 _FIT, _GATHER = Trainer.fit, loop.gather_inputs
 

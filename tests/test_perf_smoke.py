@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import from_arrays
-from bench.loop import candidates, initial_set, pool_order
-from bench.trainer import DeviceData
+from bench.data.images import from_arrays
+from bench.training.loop import candidates, initial_set, pool_order
+from bench.training.trainer import DeviceData
 from benchmarks import packing, perf
 from benchmarks.reference import pil_images, reference_candidates, reference_picks
 from strategies import PoolInputs, create_strategy

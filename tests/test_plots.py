@@ -1,4 +1,4 @@
-"""bench.plots on small hand-made frames: what each plot draws is read back from the Axes (lines, collections,
+"""bench.report.plots on small hand-made frames: what each plot draws is read back from the Axes (lines, collections,
 texts) and checked against the input, not against the plot's own code."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from matplotlib.collections import PathCollection
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
-from bench import plots, stats
+from bench.analysis import stats
+from bench.report import plots
 
 NAMES = ["badge", "coreset", "entropy", "ll", "margin", "random"]
 

@@ -11,7 +11,7 @@ import torch
 from test_diversity_strategies import random_inputs
 
 import strategies.probcover as probcover
-from bench.errors import UserError
+from bench.core.errors import UserError
 from strategies import create_strategy
 from strategies.base import StrategyOutputError
 from strategies.probcover import DELTA_GRID, delta_graph, greedy_cover, pure_delta

@@ -283,7 +283,7 @@ def test_the_command_lines_quick_exit_does_what_an_exit_does(tmp_path):
     script = """if True:
         import atexit, sys, threading, time
         from pathlib import Path
-        from bench.lifetime import exit_process
+        from bench.core.processes import exit_process
         out = Path(sys.argv[1])
         atexit.register(lambda: (out / "atexit").write_text("ran"))
         def late():

@@ -1,4 +1,4 @@
-"""bench.progress: the plain lines of a log and the live table number cycles as cycles.parquet does, from 0."""
+"""bench.runner.progress: the plain lines of a log and the live table number cycles as cycles.parquet does, from 0."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import io
 
 from rich.console import Console
 
-from bench import progress
-from bench.config import Protocol
-from bench.jobs import JobSpec
+from bench.core.config import Protocol
+from bench.runner import progress
+from bench.training.jobs import JobSpec
 
 RECORD = {"test_acc": 0.5, "n_labeled": 30, "train_seconds": 1.0, "select_seconds": 0.1}
 

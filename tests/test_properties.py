@@ -22,11 +22,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.data import load_npz
-from bench.errors import UserError
-from bench.folder import check_identity, widen
-from bench.run import build_config
-from bench.store import RunStore, read_cycles
+from bench.core.errors import UserError
+from bench.data.images import load_npz
+from bench.results.identity import check_identity, widen
+from bench.results.store import RunStore, read_cycles
+from bench.runner.benchmark import build_config
 
 settings.register_profile("short", max_examples=25, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -121,7 +121,7 @@ CONFIG_KEYS = ["protocol", "strategies", "seeds", "strategy_params", "dataset_fi
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> tuple[Path, object]:
     """A finished tiny run's folder (built without training: rows and config as run_benchmark writes them)."""
-    from bench.run import job_specs
+    from bench.runner.benchmark import job_specs
 
     folder = tmp_path_factory.mktemp("run") / "run"
     config = build_config(strategies=["random", "entropy"], seeds=2, out=folder,

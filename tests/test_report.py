@@ -1,4 +1,4 @@
-"""bench.report on a synthetic cycles.parquet whose truth is known: one strategy clearly better than random,
+"""bench.report.layout on a synthetic cycles.parquet whose truth is known: one strategy clearly better than random,
 one identical to it, one noisy and missing a seed."""
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats as sps
 
-from bench import plots, stats
-from bench.report import report_folder, write_report
-from bench.store import ResultsError
-from bench.tables import latex_table, markdown_table
+from bench.analysis import stats
+from bench.report import plots
+from bench.report.layout import report_folder, write_report
+from bench.report.tables import latex_table, markdown_table
+from bench.results.store import ResultsError
 
 LABELS = [100, 200, 300, 400]
 SEEDS = range(5)
@@ -323,7 +324,7 @@ def test_a_dataset_given_by_path_is_labelled_by_its_name(tmp_path: Path):
     assert (tmp_path / "report" / "plots" / "learning_curves_cifar10-slice.png").is_file()
     table = pd.read_csv(tmp_path / "report" / "tables" / "primary_cifar10-slice.csv")
     assert set(table["dataset"]) == {"cifar10-slice"}
-    from bench.analysis import dataset_labels
+    from bench.analysis.record import dataset_labels
 
     two = dataset_labels(["npz:/a/x.npz", "npz:/b/x.npz", "digits", "imagefolder:/data/pets"])
     assert two == {"npz:/a/x.npz": "npz:/a/x.npz", "npz:/b/x.npz": "npz:/b/x.npz", "digits": "digits",
@@ -395,7 +396,7 @@ def _report_files(folder: Path) -> dict[str, bytes]:
 
 
 def test_the_report_process_writes_the_report_this_process_writes(tmp_path: Path):
-    from bench.ahead import ReportProcess
+    from bench.runner.report_process import ReportProcess
 
     here, ahead = tmp_path / "here", tmp_path / "ahead"
     for folder in (here, ahead):
@@ -413,8 +414,8 @@ def test_the_report_process_writes_the_report_this_process_writes(tmp_path: Path
 
 
 def test_a_refusal_in_the_report_process_is_the_refusal_this_process_gives(tmp_path: Path):
-    from bench.ahead import ReportProcess
-    from bench.errors import UserError
+    from bench.core.errors import UserError
+    from bench.runner.report_process import ReportProcess
 
     with pytest.raises(UserError) as here:
         report_folder(tmp_path, "random")  # no cycles.parquet
@@ -427,8 +428,8 @@ def test_a_refusal_in_the_report_process_is_the_refusal_this_process_gives(tmp_p
 def test_a_dead_report_process_leaves_the_report_to_the_run(tmp_path: Path, capsys):
     import signal
 
-    from bench.ahead import ReportProcess
-    from bench.run import write_report_or_explain
+    from bench.runner.benchmark import write_report_or_explain
+    from bench.runner.report_process import ReportProcess
 
     _folder(tmp_path, synthetic_cycles(), {"strategies": ["random", "better", "same", "noisy"]})
     process = ReportProcess()
@@ -446,13 +447,13 @@ def test_a_dead_report_process_leaves_the_report_to_the_run(tmp_path: Path, caps
 def test_a_stuck_report_process_is_killed_and_leaves_the_report_to_the_run(tmp_path: Path, monkeypatch):
     import time
 
-    import bench.ahead
-    import bench.report
+    import bench.report.layout
+    import bench.runner.report_process
 
     _folder(tmp_path, synthetic_cycles(), {"strategies": ["random", "better", "same", "noisy"]})
-    monkeypatch.setattr(bench.report, "report_folder", lambda *args: time.sleep(3600))  # the child inherits it
-    monkeypatch.setattr(bench.ahead, "ANSWER_S", 1.0)
-    process = bench.ahead.ReportProcess()
+    monkeypatch.setattr(bench.report.layout, "report_folder", lambda *args: time.sleep(3600))  # the child inherits it
+    monkeypatch.setattr(bench.runner.report_process, "ANSWER_S", 1.0)
+    process = bench.runner.report_process.ReportProcess()
     pid, start = process.pid, time.monotonic()
     assert process.write(tmp_path, "random", None) is None
     assert time.monotonic() - start < 60 and not (tmp_path / "report").exists()
@@ -461,11 +462,11 @@ def test_a_stuck_report_process_is_killed_and_leaves_the_report_to_the_run(tmp_p
 
 
 def test_the_report_process_is_started_only_when_jobs_are_about_to_run(cli, tmp_path: Path, monkeypatch):
-    import bench.ahead
+    import bench.runner.report_process
     from conftest import TINY
 
     starts = []
-    monkeypatch.setattr(bench.ahead.ReportAhead, "start", lambda self: starts.append(self))
+    monkeypatch.setattr(bench.runner.report_process.ReportAhead, "start", lambda self: starts.append(self))
     folder = tmp_path / "run"
     status, _, err = cli("--strategies", "random", *TINY, "--out", folder)
     assert status == 0 and len(starts) == 1, err

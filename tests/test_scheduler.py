@@ -14,9 +14,9 @@ import pytest
 from launch import read_table, run_cli, start_cli
 from reliability.support import picks, rows
 
-from bench import progress
-from bench.config import Protocol
-from bench.jobs import JobSpec
+from bench.core.config import Protocol
+from bench.runner import progress
+from bench.training.jobs import JobSpec
 
 # two worker processes: the scheduler's pool, not the driver's own process, runs the jobs
 JOBS = ["--jobs", "2", "--strategies", "entropy", "random", "--seeds", "2", "--initial", "20", "--budget", "20",
@@ -116,8 +116,8 @@ def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path, module_npz):
 
 
 def test_a_second_process_on_the_same_folder_is_refused(tmp_path, module_npz):
-    from bench.errors import UserError
-    from bench.store import FolderLock
+    from bench.core.errors import UserError
+    from bench.results.store import FolderLock
 
     folder = tmp_path / "run"
     folder.mkdir()

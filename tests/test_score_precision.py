@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import Protocol
-from bench.data import load_dataset
-from bench.loop import gather_inputs, make_aux
-from bench.models import create_model
-from bench.seeding import numpy_rng, torch_generator
-from bench.trainer import DeviceData, Trainer
+from bench.core.config import Protocol
+from bench.core.seeding import numpy_rng, torch_generator
+from bench.data.images import load_dataset
+from bench.models.backbones import create_model
+from bench.training.loop import gather_inputs, make_aux
+from bench.training.trainer import DeviceData, Trainer
 from strategies import create_strategy
 
 

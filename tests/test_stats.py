@@ -1,4 +1,4 @@
-"""bench.stats against independent computations: scipy called directly, and examples worked by hand."""
+"""bench.analysis.stats against independent computations: scipy called directly, and examples worked by hand."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from bench import stats
+from bench.analysis import stats
 
 
 def cycles_frame(curves: dict[tuple[str, int], list[float]], labels: list[int], dataset: str = "d") -> pd.DataFrame:
@@ -288,7 +288,7 @@ def test_penalty_share_is_over_checkpoints_and_needs_two_paired_seeds():
 
 def badge_reference(table: pd.DataFrame, baseline: str) -> tuple[list[float], pd.DataFrame]:
     """BADGE's aggregation rules (scripts/agg_results.py, plot_matrix) written out again, independently of
-    bench.stats, in the script's own orientation: it counts alg1 - alg2 < 0 against alg1 and plots the
+    bench.analysis.stats, in the script's own orientation: it counts alg1 - alg2 < 0 against alg1 and plots the
     transpose, so the plot reads "row beats column"."""
     sizes = sorted(table["n_labeled"].unique())
     n0, step, top = sizes[0], sizes[1] - sizes[0], sizes[-1]

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import Protocol
-from bench.errors import UserError
-from bench.models import create_model
+from bench.core.config import Protocol
+from bench.core.errors import UserError
+from bench.models.backbones import create_model
 from conftest import ROOT
 from strategies import STRATEGIES, PoolInputs, Strategy, create_strategy
 from strategies.bald import DropoutHead, bald_score

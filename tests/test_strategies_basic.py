@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import strategies
-from bench.errors import UserError
-from bench.models import create_model
+from bench.core.errors import UserError
+from bench.models.backbones import create_model
 from strategies import PoolInputs, create_strategy, top_k
 
 # Four candidates, three classes. By hand:
@@ -173,9 +173,9 @@ def test_a_parameter_type_that_cannot_be_parsed_is_refused_when_the_strategy_reg
 @pytest.fixture(scope="module")
 def untrained():
     """A digits trainer and an untrained CNN: enough for every strategy to score and select."""
-    from bench.config import Protocol
-    from bench.data import load_dataset
-    from bench.trainer import DeviceData, Trainer
+    from bench.core.config import Protocol
+    from bench.data.images import load_dataset
+    from bench.training.trainer import DeviceData, Trainer
 
     data = load_dataset("digits")
     protocol = Protocol(precision="fp32")
@@ -185,7 +185,7 @@ def untrained():
 
 @pytest.mark.parametrize("name", sorted(strategies.STRATEGIES.names()))
 def test_each_strategy_scores_and_reports_from_exactly_the_inputs_it_declares(untrained, name):
-    from bench.loop import gather_inputs, make_aux
+    from bench.training.loop import gather_inputs, make_aux
     from strategies.base import INPUTS
 
     trainer, model, protocol = untrained
@@ -200,7 +200,7 @@ def test_each_strategy_scores_and_reports_from_exactly_the_inputs_it_declares(un
 
 
 def test_a_strategy_needing_the_aux_output_without_an_aux_head_is_refused_in_one_line(untrained):
-    from bench.loop import make_aux
+    from bench.training.loop import make_aux
 
     trainer, model, protocol = untrained
 
@@ -223,8 +223,8 @@ def test_the_old_stage_features_attribute_is_refused_not_ignored():
 
 
 def test_registrations_made_in_a_test_end_with_it():
-    from bench.models import MODELS
-    from bench.registry import IMPORTED_CODE
+    from bench.core.registry import IMPORTED_CODE
+    from bench.models.backbones import MODELS
     from tests.conftest import registries_scoped
 
     before = (strategies.STRATEGIES.names(), MODELS.names(), dict(IMPORTED_CODE))

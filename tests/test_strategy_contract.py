@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 from strategies import Strategy
 from strategies.base import INPUTS
 
@@ -80,7 +80,7 @@ def test_a_refused_strategy_file_is_one_line_and_exit_status_2(tmp_path, cli):
 def test_a_strategy_the_workers_cannot_import_is_refused_before_any_work(tmp_path, capsys):
     """Registered here (as a notebook would) and not among RunOptions.strategy_files: a worker process would not
     know it. With two workers the run refuses it before any job; with one it runs in this process."""
-    from bench.run import RunOptions, build_config, run_benchmark
+    from bench.runner.benchmark import RunOptions, build_config, run_benchmark
 
     _define("")
     config = build_config(strategies=["random", "test-contract"], seeds=1, out=tmp_path / "run", devices="cpu",

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from bench import stats
+from bench.analysis import stats
 
 LABELS = [100, 200, 300, 400]
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 from launch import ENV, ROOT, WAIT
 
-import bench.trainer as trainer_module
-from bench.config import Protocol
-from bench.data import load_dataset
-from bench.models import create_model
-from bench.trainer import DeviceData, Trainer, crop_flip, resolve_precision
+import bench.training.trainer as trainer_module
+from bench.core.config import Protocol
+from bench.data.images import load_dataset
+from bench.models.backbones import create_model
+from bench.training.trainer import DeviceData, Trainer, crop_flip, resolve_precision
 from conftest import train_with_torch_sgd
 
 
@@ -154,12 +154,12 @@ def test_the_update_goes_through_the_fp16_gradscaler_as_torch_sgd_does():
 
 
 def test_a_worker_loads_neither_torch_dynamo_nor_the_drivers_stack():
-    """What a worker imports (bench.scheduler) and a training step load no torch._dynamo (torch's optimizer
+    """What a worker imports (bench.runner.scheduler) and a training step load no torch._dynamo (torch's optimizer
     classes import it on first use), and none of pandas, scipy or matplotlib (the driver's store and report):
     seconds in every worker process."""
-    code = ("import sys, torch, bench.scheduler; from bench.data import load_dataset; "
-            "from bench.models import create_model; from bench.config import Protocol; "
-            "from bench.trainer import DeviceData, Trainer; data = load_dataset('digits'); cpu = torch.device('cpu'); "
+    code = ("import sys, torch, bench.runner.scheduler; from bench.data.images import load_dataset; "
+            "from bench.models.backbones import create_model; from bench.core.config import Protocol; "
+            "from bench.training.trainer import DeviceData, Trainer; data = load_dataset('digits'); cpu = torch.device('cpu'); "
             "trainer = Trainer(DeviceData.from_images(data, cpu), Protocol(epochs=1, precision='fp32'), cpu); "
             "trainer.fit(create_model('cnn', 1, 10, 0), torch.arange(20), torch.Generator().manual_seed(0)); "
             "loaded = [m for m in ('torch._dynamo', 'pandas', 'scipy', 'matplotlib') if m in sys.modules]; "

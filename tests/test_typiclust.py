@@ -10,7 +10,7 @@ import pytest
 import torch
 from test_diversity_strategies import random_inputs
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 from strategies import create_strategy
 from strategies.typiclust import cluster_order, normalised, typicality, typiclust_picks
 

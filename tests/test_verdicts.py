@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bench import verdicts as v
-from bench.config import comparison_pairs
-from bench.stats import ALPHA, holm
+from bench.analysis import verdicts as v
+from bench.analysis.stats import ALPHA, holm
+from bench.core.config import comparison_pairs
 
 SEQUENCES = 2000
 SD = 0.012  # paired AULC differences of 1.2 points: the example report's spread

@@ -27,11 +27,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.config import preset_protocol  # noqa: E402
-from bench.data import from_arrays  # noqa: E402
-from bench.models import create_model  # noqa: E402
-from bench.seeding import derive_seed, torch_generator  # noqa: E402
-from bench.trainer import DeviceData, Trainer  # noqa: E402
+from bench.core.config import preset_protocol  # noqa: E402
+from bench.core.seeding import derive_seed, torch_generator  # noqa: E402
+from bench.data.images import from_arrays  # noqa: E402
+from bench.models.backbones import create_model  # noqa: E402
+from bench.training.trainer import DeviceData, Trainer  # noqa: E402
 
 SLICE = Path("/work/shared/data/cifar10-jpeg-10k.npz")
 PER_CLASS = 200  # backbone training images per class: 2,000 in all

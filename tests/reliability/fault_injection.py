@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-import bench.loop
-import bench.store
-import bench.trainer
-from bench.models import AuxHead
+import bench.results.store
+import bench.training.loop
+import bench.training.trainer
+from bench.models.backbones import AuxHead
 from strategies import PoolInputs, Strategy
 
 _POINT, _, _NTH = os.environ.get("REL_FAULT", "").partition(":")
@@ -46,8 +46,8 @@ def _pause() -> None:
 
 
 if _POINT:
-    _fit, _crop_flip = bench.trainer.Trainer.fit, bench.trainer.crop_flip
-    _gather_inputs, _atomic_write = bench.loop.gather_inputs, bench.store.atomic_write
+    _fit, _crop_flip = bench.training.trainer.Trainer.fit, bench.training.trainer.crop_flip
+    _gather_inputs, _atomic_write = bench.training.loop.gather_inputs, bench.results.store.atomic_write
     _batches: dict[str, int | None] = {"seen": None}  # batches of the fit being watched (None: not watching)
 
     def _watched_fit(self, *args, **kwargs):
@@ -83,10 +83,10 @@ if _POINT:
         if _reached("store-between"):
             _pause()
 
-    bench.trainer.Trainer.fit = _watched_fit
-    bench.trainer.crop_flip = _watched_crop_flip
-    bench.loop.gather_inputs = _watched_gather_inputs
-    bench.store.atomic_write = _watched_atomic_write
+    bench.training.trainer.Trainer.fit = _watched_fit
+    bench.training.trainer.crop_flip = _watched_crop_flip
+    bench.training.loop.gather_inputs = _watched_gather_inputs
+    bench.results.store.atomic_write = _watched_atomic_write
 
 
 def _failing() -> bool:

@@ -92,7 +92,7 @@ def test_a_full_disk_while_writing_the_report_is_one_clear_error(reference, tmp_
     def full(result, folder):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("bench.report.write_analysis", full)
+    monkeypatch.setattr("bench.report.layout.write_analysis", full)
     assert in_process(*REFERENCE, "--jobs", "1", "--out", folder) == 2
     line = one_error_line(capsys.readouterr().err)
     assert "Cannot write the report" in line and "(No space left on device)" in line
