@@ -175,7 +175,7 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 def load_digits(data_root: Path, download: bool) -> ImageData:
     """scikit-learn's bundled 8x8 digits (1,797 images), split 80/20, stratified, with a fixed seed: the split
     train_test_split(test_size=0.2, stratify=labels, random_state=20190601) made, stored as indices
-    (tests/test_data.py checks it against scikit-learn's)."""
+    (tests/data/test_images.py checks it against scikit-learn's)."""
     pixels, y = digits_arrays()
     x = np.clip(np.rint(pixels.reshape(-1, 8, 8) * 16), 0, 255).astype(np.uint8)  # 0..16 -> 0..255
     with np.load(DIGITS_SPLIT, allow_pickle=False) as split:

@@ -1,7 +1,7 @@
 """A results folder's identity, widening and resume: which configuration a folder holds (config.json, and the
 job hash every row and checkpoint carries), what a run may add to it, and what is left to run. The riskiest
-logic of the harness, kept apart so that it is findable and tested on its own (tests/test_folder_identity.py,
-tests/test_properties.py)."""
+logic of the harness, kept apart so that it is findable and tested on its own (tests/results/test_identity.py,
+tests/guarantees/test_properties.py)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 end in a traceback, and a refusal never changes an existing results folder.
 
 `make test` runs the short profile. The long one (2,000 examples per property):
-    HYPOTHESIS_PROFILE=long .venv/bin/python -m pytest -q -p no:cacheprovider tests/test_properties.py
+    HYPOTHESIS_PROFILE=long .venv/bin/python -m pytest -q -p no:cacheprovider tests/guarantees/test_properties.py
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from launch import read_table, run_cli, start_cli
-from reliability.support import picks, rows
+from guarantees.reliability.support import picks, rows
 
 from bench.core.config import Protocol
 from bench.runner import progress

@@ -17,7 +17,7 @@ from strategies.base import StrategyOutputError
 from strategies.probcover import DELTA_GRID, delta_graph, greedy_cover, pure_delta
 from strategies.typiclust import normalised
 
-FIXTURE = Path(__file__).parent / "fixtures" / "probcover_reference.npz"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "probcover_reference.npz"
 
 
 def brute_cover(x: np.ndarray, n_labeled: int, k: int, delta: float, closed: bool, when_covered: str) -> list[int]:

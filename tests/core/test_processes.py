@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from launch import ENV, ROOT, read_table, run_cli, start_cli
-from reliability.support import (
+from guarantees.reliability.support import (
     FAULTS,
     PROTOCOL,
     one_error_line,

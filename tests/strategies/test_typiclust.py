@@ -14,7 +14,7 @@ from bench.core.errors import UserError
 from strategies import create_strategy
 from strategies.typiclust import cluster_order, normalised, typicality, typiclust_picks
 
-FIXTURE = Path(__file__).parent / "fixtures" / "typiclust_reference.npz"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "typiclust_reference.npz"
 
 
 def brute_typiclust(x: np.ndarray, clusters: np.ndarray, n_labeled: int, k: int, distance: str) -> list[int]:

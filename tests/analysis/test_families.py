@@ -23,7 +23,7 @@ from bench.results.store import ResultsError
 from conftest import TINY
 
 LABELS = [20, 40, 60]
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "statistics.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "statistics.md"
 
 
 def _cycles(lead: dict[str, float], seeds: dict[str, int], acc: float = 0.6, noise: float = 0.004,

@@ -17,7 +17,7 @@ import torch
 
 from benchmarks import check_log, gpu_runs, gpu_selection, packing, perf
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
 STEPS = ["a-env", "b-repeat", "c-devices", "d-selection", "e-determinism", "f-packing", "f-packing-compiled",
          "g-grid", "h-launches"]
