@@ -23,7 +23,8 @@ from bench.models.backbones import AuxHead, Backbone
 
 # What the loop can compute over the candidates, once per cycle, in batched inference mode: a strategy declares
 # in `needs` what it reads, and only that is filled in (the rest of PoolInputs stays None).
-INPUTS = frozenset({"probs", "logits", "embeddings", "labeled_embeddings", "stage_features", "aux_output"})
+INPUTS = frozenset({"probs", "logits", "embeddings", "labeled_embeddings", "labeled_labels", "stage_features",
+                    "aux_output"})
 
 
 @dataclass
@@ -38,6 +39,7 @@ class PoolInputs:
     logits: torch.Tensor | None = None  # [n, n_classes] float32
     embeddings: torch.Tensor | None = None  # [n, d] penultimate embedding, float32
     labeled_embeddings: torch.Tensor | None = None  # [L, d] the same for the labeled set
+    labeled_labels: torch.Tensor | None = None  # [L] int64 the labeled set's labels, in labeled_embeddings' order
     stage_features: list[torch.Tensor] | None = None  # per stage, globally average-pooled: [n, C_s]
     aux_output: torch.Tensor | None = None  # [n] the strategy's auxiliary head's output on the candidates
     aux_head: AuxHead | None = None  # the strategy's trained auxiliary head (when it has one), in eval mode

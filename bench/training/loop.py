@@ -70,8 +70,9 @@ def make_aux(strategy: Strategy, model: Backbone, seed: int, protocol: Protocol,
     return None if aux_head is None else aux_head.to(device)
 
 
-# the needs that take a model pass over the candidates (labeled_embeddings takes one over the labeled set)
-CANDIDATE_OUTPUTS = INPUTS - {"labeled_embeddings"}
+# the needs that take a model pass over the candidates (labeled_embeddings takes one over the labeled set,
+# labeled_labels none)
+CANDIDATE_OUTPUTS = INPUTS - {"labeled_embeddings", "labeled_labels"}
 
 
 def gather_inputs(strategy: Strategy, trainer: Trainer, model: Backbone, aux_head: AuxHead | None,
@@ -94,6 +95,8 @@ def gather_inputs(strategy: Strategy, trainer: Trainer, model: Backbone, aux_hea
         inputs.probs = torch.softmax(out["logits"].double(), dim=1)  # [n, n_classes]
     if "labeled_embeddings" in needs:
         inputs.labeled_embeddings = trainer.infer(model, labeled)["embeddings"]
+    if "labeled_labels" in needs:
+        inputs.labeled_labels = trainer.data.y_train[labeled]  # [L] int64
     return inputs
 
 
