@@ -144,7 +144,7 @@ class ProbCover(Strategy):
 
     def __init__(self, **params) -> None:
         super().__init__(**params)
-        self.delta = self.params["delta"] = _delta(self.delta)
+        self.delta = self.params["delta"] = positive_or_auto(self.delta)
         if self.when_covered not in WHEN_COVERED:
             raise UserError(f"The 'probcover.when_covered' parameter must be one of {', '.join(WHEN_COVERED)}. "
                             f"Got {self.when_covered!r} instead.")
@@ -165,15 +165,15 @@ class ProbCover(Strategy):
         return rows - n_labeled
 
 
-def _delta(value: object) -> float | str:
-    """delta as a positive finite float, or "auto"; anything else is one line."""
+def positive_or_auto(value: object, parameter: str = "probcover.delta") -> float | str:
+    """value as a positive finite float, or "auto"; anything else is one line naming the parameter."""
     if value == "auto":
         return value
     try:
-        delta = float(value) if not isinstance(value, bool) else math.nan
+        number = float(value) if not isinstance(value, bool) else math.nan
     except (TypeError, ValueError):
-        delta = math.nan
-    if not 0.0 < delta < math.inf:
-        raise UserError(f"The 'probcover.delta' parameter must be a positive number or 'auto'. Got {value!r} "
+        number = math.nan
+    if not 0.0 < number < math.inf:
+        raise UserError(f"The '{parameter}' parameter must be a positive number or 'auto'. Got {value!r} "
                         "instead.")
-    return delta
+    return number
