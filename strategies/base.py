@@ -24,7 +24,7 @@ from bench.models.backbones import AuxHead, Backbone
 # What the loop can compute over the candidates, once per cycle, in batched inference mode: a strategy declares
 # in `needs` what it reads, and only that is filled in (the rest of PoolInputs stays None).
 INPUTS = frozenset({"probs", "logits", "embeddings", "labeled_embeddings", "labeled_labels", "stage_features",
-                    "aux_output"})
+                    "aux_output", "images", "labeled_images"})
 
 
 @dataclass
@@ -43,6 +43,10 @@ class PoolInputs:
     stage_features: list[torch.Tensor] | None = None  # per stage, globally average-pooled: [n, C_s]
     aux_output: torch.Tensor | None = None  # [n] the strategy's auxiliary head's output on the candidates
     aux_head: AuxHead | None = None  # the strategy's trained auxiliary head (when it has one), in eval mode
+    # the images as the network sees them (normalised, resized when the run resizes, un-augmented), float32 on the
+    # device: n x C x H x W x 4 bytes, so only for a strategy that trains a network of its own on them (VAAL)
+    images: torch.Tensor | None = None  # [n, C, H, W]
+    labeled_images: torch.Tensor | None = None  # [L, C, H, W] the same for the labeled set
 
 
 class ContractError(UserError, TypeError):
@@ -88,6 +92,8 @@ class Strategy:
             return "it reads the backbone's stage feature maps, which a frozen-feature run never computes"
         if cls.trains_backbone:
             return "its auxiliary head trains the backbone, which a frozen-feature run keeps fixed"
+        if cls.needs & {"images", "labeled_images"}:
+            return "it reads the images, which a frozen-feature run replaces by their embeddings"
         return None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -126,6 +132,10 @@ class Strategy:
     def select(self, inputs: PoolInputs, k: int) -> np.ndarray:
         """Positions (into the candidates) of the k picks, in pick order."""
         return top_k(self.score(inputs), k, inputs.n)
+
+    def check_images(self, channels: int, height: int, width: int) -> None:
+        """Refuse, with a UserError, images of a size the strategy cannot take (they are checked before any work, at
+        the size the model is fed); a strategy that reads no images takes any."""
 
     def aux_head(self, model: Backbone, protocol: Protocol) -> AuxHead | None:
         """A module to train jointly with the backbone, or None."""

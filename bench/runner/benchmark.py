@@ -557,6 +557,8 @@ def check_model_setup(config: RunConfig, data: ImageData) -> str:
     channels, height, width = (int(n) for n in data.x_train.shape[1:])
     height, width = (p.image_size, p.image_size) if p.image_size else (height, width)
     stage_users = [s for s in config.strategies if STRATEGIES.get(s).reads_stages()]
+    for name in config.strategies:  # a strategy that reads the images refuses a size it cannot take (VAAL's VAE)
+        STRATEGIES.get(name)(**config.strategy_params.get(name, {})).check_images(channels, height, width)
     return check_setup(p.model, channels, height, width, data.n_classes, stage_users, config.weights,
                        config.model_fingerprint.get("weights"), frozen=p.train_mode == "frozen")
 

@@ -71,8 +71,8 @@ def make_aux(strategy: Strategy, model: Backbone, seed: int, protocol: Protocol,
 
 
 # the needs that take a model pass over the candidates (labeled_embeddings takes one over the labeled set,
-# labeled_labels none)
-CANDIDATE_OUTPUTS = INPUTS - {"labeled_embeddings", "labeled_labels"}
+# labeled_labels and the images none)
+CANDIDATE_OUTPUTS = INPUTS - {"labeled_embeddings", "labeled_labels", "images", "labeled_images"}
 
 
 def gather_inputs(strategy: Strategy, trainer: Trainer, model: Backbone, aux_head: AuxHead | None,
@@ -97,6 +97,9 @@ def gather_inputs(strategy: Strategy, trainer: Trainer, model: Backbone, aux_hea
         inputs.labeled_embeddings = trainer.infer(model, labeled)["embeddings"]
     if "labeled_labels" in needs:
         inputs.labeled_labels = trainer.data.y_train[labeled]  # [L] int64
+    for name, idx in (("images", cand), ("labeled_images", labeled)):
+        if name in needs:  # as the network sees them, un-augmented: [n, C, H, W] float32
+            setattr(inputs, name, trainer.prepare(trainer.data.train_images(idx)))
     return inputs
 
 
