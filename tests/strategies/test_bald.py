@@ -1,5 +1,6 @@
-"""BALD against independent computations: hand-worked mutual information, an exact enumeration of dropout
-masks, and the dropout head it trains (with dropout, on the detached embedding, from its own random stream)."""
+"""BALD against the authors' acquisition code (tests/fixtures/bald.npz) and independent computations: hand-worked mutual
+information, an exact enumeration of dropout masks, and the dropout head it trains (with dropout, on the detached
+embedding, from its own random stream)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from bench.core.config import Protocol
 from bench.core.errors import UserError
 from bench.models.backbones import create_model
+from conftest import ROOT
 from strategies import PoolInputs, create_strategy
 from strategies.bald import DropoutHead, bald_score, mc_dropout_probs
 
@@ -128,3 +130,18 @@ def test_bald_selects_k_distinct_positions_following_the_rng():
     inputs = bald_inputs(300, seed=4)
     inputs.rng = np.random.default_rng(99)
     assert strategy.select(inputs, 60).tolist() != picks.tolist()
+
+
+# ---------------------------------------------------------------- held to the authors' code
+
+
+def test_scores_and_picks_equal_the_authors_bald(monkeypatch):
+    # tests/fixtures/bald.npz: Gal & Islam's acquisition lines (Riashat/Deep-Bayesian-Active-Learning) run on the
+    # MC-dropout samples of mc_dropout_scores.npz; their entropies are in bits, ours in nats
+    ref = np.load(ROOT / "tests" / "fixtures" / "bald.npz", allow_pickle=False)
+    samples = torch.from_numpy(np.load(ROOT / "tests" / "fixtures" / "mc_dropout_scores.npz")["probs"])  # [T, n, C]
+    np.testing.assert_allclose(bald_score(samples).numpy() / math.log(2), ref["scores"], rtol=1e-12, atol=1e-14)
+    inputs = bald_inputs(samples.shape[1], seed=0)
+    monkeypatch.setattr("strategies.bald.mc_dropout_probs", lambda *args: samples)  # the strategy's own path, fed them
+    picks = create_strategy("bald", samples=samples.shape[0]).select(inputs, int(ref["k"]))
+    assert picks.tolist() == ref["picks"].tolist()

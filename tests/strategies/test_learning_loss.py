@@ -1,4 +1,5 @@
-"""Learning loss against independent computations: Eq. 2 as an explicit loop over pairs, hand-worked picks,
+"""Learning loss against the reference code (Mephisto405's port, tests/fixtures/learning_loss.npz: its loss, module,
+selection and detach epoch) and independent computations: Eq. 2 as an explicit loop over pairs, hand-worked picks,
 gradients checked on the backbone's own parameters, module shapes read off the models."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from scipy import stats as sps
 from bench.core.config import Protocol
 from bench.core.errors import UserError
 from bench.models.backbones import create_model
+from conftest import ROOT
 from strategies import PoolInputs, create_strategy
 from strategies.learning_loss import LossPredictionModule, loss_prediction_loss, mse_loss
 
@@ -182,3 +184,55 @@ def test_parameters_and_their_errors():
     for bad in (-1, 1.5, "soon"):
         with pytest.raises(UserError, match="detach_after"):
             create_strategy("ll", detach_after=bad)
+
+
+# ---------------------------------------------------------------- held to the authors' code (learning_loss.npz)
+
+LL_FIXTURE = ROOT / "tests" / "fixtures" / "learning_loss.npz"
+
+
+@pytest.mark.parametrize("batch", [2, 8, 128])
+@pytest.mark.parametrize("margin", [1.0, 0.3])
+def test_ranking_loss_equals_the_authors_loss_pred_loss(batch, margin):
+    ref = np.load(LL_FIXTURE, allow_pickle=False)
+    predicted, target = (torch.from_numpy(ref[f"loss_{part}_{batch}"]) for part in ("predicted", "target"))
+    expected = float(ref[f"loss_{batch}_m{str(margin).replace('.', '')}"])
+    assert loss_prediction_loss(predicted, target, margin).item() == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_module_forward_equals_the_authors_lossnet():
+    ref = np.load(LL_FIXTURE, allow_pickle=False)
+    head = LossPredictionModule([3, 4, 5, 6], hidden=16)  # their LossNet(num_channels=[3, 4, 5, 6], interm_dim=16)
+    with torch.no_grad():  # their seeded initial weights, FC1..FC4 and linear
+        for layer, name in [*((fc, f"FC{i + 1}") for i, fc in enumerate(head.fcs)), (head.linear, "linear")]:
+            layer.weight.copy_(torch.from_numpy(ref[f"net_{name}.weight"]))
+            layer.bias.copy_(torch.from_numpy(ref[f"net_{name}.bias"]))
+        got = head.predict([torch.from_numpy(ref[f"net_feature_{i}"]) for i in range(4)])  # fp32, as it ranks
+    np.testing.assert_allclose(got.numpy(), ref["net_output"], rtol=1e-5, atol=1e-6)
+
+
+def test_picks_equal_the_authors_selection():
+    ref = np.load(LL_FIXTURE, allow_pickle=False)
+    subset = ref["select_subset"]  # their shuffled candidates: our position i is their subset[i]
+    picks = create_strategy("ll").select(pool(ref["select_predicted"].tolist()), int(ref["select_k"]))
+    assert subset[picks].tolist() == ref["select_picks"][::-1].tolist()  # theirs: the last K of an ascending argsort
+
+
+@pytest.mark.parametrize("convention", ["reference", "corrected"])
+def test_detach_epoch_on_both_sides_of_the_authors_train_epoch(convention):
+    # the authors' train_epoch at 0-based epochs 119, 120, 121 with EPOCHL = 120: does the module's loss reach the
+    # backbone? Theirs detaches from epoch 121 on (`epoch > 120`); the corrected convention one epoch earlier
+    ref = np.load(LL_FIXTURE, allow_pickle=False)
+    model = create_model("cnn", 1, 10, generator_seed=0)
+    protocol = Protocol(epochs=200, milestones=(), convention=convention)
+    head = create_strategy("ll", detach_after=int(ref["detach_epoch_loss"])).aux_head(model, protocol)
+    x, y = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.arange(8) % 10
+    reached = []
+    for epoch in ref["detach_epochs"].tolist():
+        model.zero_grad(set_to_none=True)
+        out = model(x)
+        per_sample = F.cross_entropy(out.logits, y, reduction="none")
+        head.training_loss(out, per_sample, y, epoch, torch.Generator()).backward()  # the module's term alone
+        reached.append(any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.stages.parameters()))
+    theirs = ref["detach_backbone_reached"].tolist()
+    assert reached == (theirs if convention == "reference" else [True, False, False]) and theirs == [True, True, False]
