@@ -129,9 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--subset", type=_subset, help="candidates scored per cycle ('all' for the whole pool)")
     add("--epochs", type=int, help="training epochs per cycle")
     add("--batch-size", type=int, help="training batch size")
-    add("--lr", type=float, help="SGD learning rate")
-    add("--momentum", type=float, help="SGD momentum")
-    add("--weight-decay", type=float, help="SGD weight decay")
+    add("--optimizer", help="sgd (default, as the presets are published), adamw, or any torch.optim optimizer by "
+        "name (rmsprop, nadam, ...); its other settings stay torch's defaults")
+    add("--lr", type=float, help="learning rate")
+    add("--momentum", type=float, help="SGD momentum (only for optimizers that take one)")
+    add("--weight-decay", type=float, help="weight decay (adamw: decoupled, as torch.optim.AdamW)")
     add("--milestones", type=_epoch_point, nargs="*", metavar="EPOCH",
         help="epochs after which the learning rate is multiplied by 0.1: whole epochs (160) or fractions of the "
              "epochs (0.8)")
@@ -181,7 +183,6 @@ def build_parser() -> argparse.ArgumentParser:
 def confirm_fresh(folder: Path) -> None:
     """--fresh deletes results: only after a yes on a terminal."""
     from bench.results.store import RunStore
-
     present = RunStore.results_present(folder)
     if not present:
         return
@@ -193,18 +194,10 @@ def confirm_fresh(folder: Path) -> None:
         raise UserError("Nothing deleted: run without --fresh to resume, or with --name to write elsewhere.")
 
 
-def run(argv: list[str]) -> int:
+def benchmark_command(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from bench.runner.benchmark import (  # the harness, now that there is a run to make
-        RunOptions,
-        build_config,
-        check_options,
-        dry_run,
-        load_strategy_files,
-        parse_strategy_params,
-        resolve_baseline,
-        run_benchmark,
-    )
+    from bench.runner.benchmark import dry_run, run_benchmark  # the harness, now that there is a run to make
+    from bench.runner.resolve import RunOptions, build_config, load_strategy_files, resolve_baseline
     from strategies import list_strategies
 
     load_strategy_files(args.strategy_file)
@@ -231,7 +224,7 @@ def run(argv: list[str]) -> int:
                          strategy_files=tuple(args.strategy_file), baseline=resolve_baseline(args.baseline),
                          on_existing="force" if args.force else "fresh" if args.fresh else "resume",
                          command=tuple(argv), margin=args.margin / 100, max_seeds=args.max_seeds if auto else None)
-    check_options(options)
+    options.validate()
     if auto:
         from bench.runner import seeds_auto  # --seeds auto's design (scipy): only a run that asks for it loads it
 
@@ -241,11 +234,11 @@ def run(argv: list[str]) -> int:
         return 0
     if args.fresh and not args.force:
         confirm_fresh(config.out)
-    result = seeds_auto.run_in_rounds(config, options) if auto else run_benchmark(config, options)
+    result = seeds_auto.benchmark_in_rounds(config, options) if auto else run_benchmark(config, options)
     return 1 if result.failed else 0
 
 
-def report(argv: list[str]) -> int:
+def report_command(argv: list[str]) -> int:
     parser = _Parser(prog="run_bench.py report", description="Re-write DIR/report/ from DIR/cycles.parquet, or "
                      "with several folders and --out, a suite report comparing the strategies across them.")
     parser.add_argument("folders", type=Path, nargs="+", metavar="DIR", help="results folders (with cycles.parquet)")
@@ -255,8 +248,7 @@ def report(argv: list[str]) -> int:
                         "(default: the run's, else 1)")
     args = parser.parse_args(argv)
     from bench.report.layout import report_folder  # the report's stack, not the harness's (no torch)
-    from bench.results.store import FolderLock
-
+    from bench.results.lock import FolderLock
     recorded = recorded_analysis(args.folders[0])
     baseline = report_baseline(args.folders[0], args.baseline or recorded.get("baseline") or "random")
     if args.out is None and len(args.folders) > 1:
@@ -286,7 +278,6 @@ def report(argv: list[str]) -> int:
 def recorded_analysis(folder: Path) -> dict:
     """The analysis section of FOLDER/config.json ({} when there is none)."""
     from bench.results.store import RunStore
-
     stored = RunStore(folder).read_config() if (folder / "config.json").is_file() else None
     analysis = stored.get("analysis") if isinstance(stored, dict) else None
     return analysis if isinstance(analysis, dict) else {}
@@ -296,12 +287,9 @@ def report_baseline(folder: Path, name: str) -> str:
     """The baseline of `report`: a strategy of the folder's results (a user's own too, whose file this command
     does not load) or a registered name or alias. A typo is one line, before anything is written."""
     from bench.results.store import read_cycles
-
     if name in set(read_cycles(folder)["strategy"]):
         return name
-    from bench.runner.benchmark import (
-        resolve_baseline,  # the registry of strategies (and torch) only for a name not in the folder
-    )
+    from bench.runner.resolve import resolve_baseline  # the strategies' registry (torch) only for a name not held
 
     return resolve_baseline(name)
 
@@ -317,9 +305,21 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         with stop_on_signals():
-            return report(argv[1:]) if argv[:1] == ["report"] else run(argv)
+            return report_command(argv[1:]) if argv[:1] == ["report"] else benchmark_command(argv)
     except UserError as err:
         print("error: " + " ".join(str(err).splitlines()), file=sys.stderr)  # one line, whatever a file held
         return 2
     except KeyboardInterrupt as stop:
         return explain_interruption(stop)
+
+
+def parse_strategy_params(items: list[str]) -> dict[str, dict[str, str]]:
+    """['learning-loss.margin=0.5', ...] -> {'learning-loss': {'margin': '0.5'}} (values parsed by the strategy)."""
+    params: dict[str, dict[str, str]] = {}
+    for item in items:
+        head, sep, value = item.partition("=")
+        name, dot, key = head.rpartition(".")
+        if not sep or not dot or not name or not key:
+            raise UserError(f"--strategy-param {item!r} must read STRATEGY.KEY=VALUE, e.g. learning-loss.margin=0.5.")
+        params.setdefault(name, {})[key] = value
+    return params

@@ -22,9 +22,11 @@ from torch.profiler import DeviceType, ProfilerActivity, profile
 
 from bench.core import seeding
 from bench.core.config import preset_protocol
-from bench.data.images import ImageData, load_dataset
+from bench.data.datasets import load_dataset
+from bench.data.images import ImageData
 from bench.models.backbones import Backbone, create_model
-from bench.training.trainer import SGD, DeviceData, Trainer, compile_works, crop_flip, learning_rate
+from bench.training.optim import build_optimizer, set_learning_rate
+from bench.training.trainer import DeviceData, Trainer, compile_works, crop_flip
 from benchmarks.check_log import Setting, StepLog
 from benchmarks.packing import measure_packing, random_cifar, use_deterministic
 from benchmarks.projection import paper_grid_images, precision_name, project_paper_grid
@@ -183,13 +185,10 @@ def lever_fit(trainer: Trainer, model: Backbone, labeled: torch.Tensor, generato
     model.train()
     params = list(model.parameters())
     optimizer = (torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay, fused=True)
-                 if fused else SGD(params, p))
+                 if fused else build_optimizer(params, p))
     n, steps = labeled.numel(), 0
     for epoch in range(p.epochs):
-        if fused:
-            optimizer.param_groups[0]["lr"] = learning_rate(p, epoch)
-        else:
-            optimizer.lr = learning_rate(p, epoch)
+        set_learning_rate(optimizer, p, epoch)
         order = labeled[torch.randperm(n, generator=generator, device=trainer.device)]
         augmented = crop_flip(data.x_train[order], data.pad, data.flip, generator) if epoch_augment else None
         epoch_loss = torch.zeros((), device=trainer.device)

@@ -31,7 +31,7 @@ from torch import nn
 
 from bench.core.config import preset_protocol
 from bench.core.seeding import torch_generator
-from bench.data.images import load_dataset
+from bench.data.datasets import load_dataset
 from bench.training.jobs import JobSpec
 from bench.training.loop import candidates, initial_model, initial_set, pool_order
 from bench.training.trainer import DeviceData, crop_flip

@@ -46,11 +46,13 @@ from torch import nn
 from bench.core import provenance
 from bench.core.config import Protocol, preset_protocol
 from bench.core.errors import UserError
-from bench.data.images import ImageData, load_dataset
+from bench.data.datasets import load_dataset
+from bench.data.images import ImageData
 from bench.models.backbones import Backbone, create_model
-from bench.runner.benchmark import RunOptions, build_config, run_benchmark
+from bench.runner.benchmark import run_benchmark
+from bench.runner.resolve import RunOptions, build_config
 from bench.training.jobs import JobSpec
-from bench.training.loop import gather_inputs, make_aux, pool_order, run_cycle, start_state
+from bench.training.loop import gather_inputs, make_aux, next_cycle, pool_order, start_state
 from bench.training.trainer import DeviceData, Trainer, compile_works, cpu_has_bf16, crop_flip, resolve_precision
 from benchmarks import packing
 from benchmarks.projection import (
@@ -273,9 +275,9 @@ def cycle_spec(ctx: Context, labeled: int, epochs: int, subset: int, budget: int
 
 
 def harness_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, phases: list[dict[str, float]]) -> float:
-    """bench.training.loop.run_cycle at cycle 0; appends its phase timings to `phases` and returns its seconds."""
+    """bench.training.loop.next_cycle at cycle 0; appends its phase timings to `phases` and returns its seconds."""
     start = time.perf_counter()
-    result, _ = run_cycle(spec, trainer, n_classes, start_state(spec, trainer.data.n_train))
+    result, _ = next_cycle(spec, trainer, n_classes, start_state(spec, trainer.data.n_train))
     seconds = time.perf_counter() - start
     r = result.record
     phases.append({"train": r["train_seconds"], "evaluate": r["eval_seconds"], "score": r["score_seconds"],
@@ -294,7 +296,7 @@ def phase_rates(spec: JobSpec, images: ImageData, phases: list[dict[str, float]]
 
 
 def measure_cycle(ctx: Context) -> list[Row]:
-    """One AL cycle end to end: bench.training.loop.run_cycle against the reference-style loop on the same data,
+    """One AL cycle end to end: bench.training.loop.next_cycle against the reference-style loop on the same data,
     initial weights, labeled set and candidates."""
     sizes, device = ctx.sizes, ctx.device
     images = with_test(ctx.images, sizes.cycle_test)
@@ -313,7 +315,7 @@ def measure_cycle(ctx: Context) -> list[Row]:
     rates = {"harness": phase_rates(spec, images, ours), "reference": phase_rates(spec, images, ref)}
     speedup = {k: rates["harness"][k] / rates["reference"][k] for k in ("train_img_s", "score_img_s")}
     p, precision = spec.protocol, precision_name(trainer.dtype)
-    return [compared("cycle", f"AL cycle (L={p.initial}, E={p.epochs}, M={p.subset}, entropy): run_cycle "
+    return [compared("cycle", f"AL cycle (L={p.initial}, E={p.epochs}, M={p.subset}, entropy): next_cycle "
                      f"({precision}) vs reference loop (fp32, PIL)", comparison, 2.0,
                      f"train {speedup['train_img_s']:.2f}x, score {speedup['score_img_s']:.2f}x; "
                      f"test {images.x_test.shape[0]}; data {images.name}",

@@ -29,7 +29,13 @@ INPUTS = frozenset({"probs", "logits", "embeddings", "labeled_embeddings", "labe
 
 @dataclass
 class PoolInputs:
-    """This cycle's candidates as the model sees them. Only the fields the strategy `needs` are filled."""
+    """This cycle's candidates as the model sees them.
+
+    The one rule of its None-ness: the loop fills exactly the fields a strategy names in `needs` (and `aux_head`
+    for a strategy with an auxiliary head), and leaves every other one None; tests/strategies/test_base.py holds
+    every registered strategy to it. A strategy may therefore read its declared fields without a None check
+    (`inputs.require("probs")` narrows the type where a checker wants it). Built by hand on plain tensors, it runs
+    a strategy outside the harness (tests/strategies/test_contract.py)."""
 
     n: int  # number of candidates
     rng: np.random.Generator  # derived from (seed, cycle, "select"): the strategy's only randomness
@@ -47,6 +53,14 @@ class PoolInputs:
     # device: n x C x H x W x 4 bytes, so only for a strategy that trains a network of its own on them (VAAL)
     images: torch.Tensor | None = None  # [n, C, H, W]
     labeled_images: torch.Tensor | None = None  # [L, C, H, W] the same for the labeled set
+
+    def require(self, name: str) -> Any:
+        """The field `name`, which the strategy declared in `needs`: never None (a strategy reading a field it did
+        not declare fails here, in one line, in its first test)."""
+        value = getattr(self, name)
+        if value is None:
+            raise StrategyOutputError(f"PoolInputs.{name} was not computed: add {name!r} to the strategy's needs.")
+        return value
 
 
 class ContractError(UserError, TypeError):

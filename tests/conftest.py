@@ -16,14 +16,17 @@ SHARED_DATA = ROOT.parent / "shared" / "data"  # beside the checkout: the CIFAR-
 TINY = ["--initial", "20", "--budget", "20", "--cycles", "3", "--epochs", "3", "--seeds", "1"]
 
 
-def train_with_torch_sgd(params: Iterable, protocol: Any, epoch_losses: Callable[[], Iterator[Any]]) -> None:
-    """protocol.epochs epochs of plain torch.optim.SGD and MultiStepLR, the schedule stepped in the protocol's
-    convention (reference: before each epoch); epoch_losses() yields one epoch's batch losses, each made after the
-    previous batch's step. The independent side of the tests that check the harness's own SGD."""
+def train_with_torch_sgd(params: Iterable, protocol: Any, epoch_losses: Callable[[], Iterator[Any]],
+                         optimizer: Callable[[Iterable], Any] | None = None) -> None:
+    """protocol.epochs epochs of plain torch.optim.SGD (or optimizer(params), an optimizer built by hand) and
+    MultiStepLR, the schedule stepped in the protocol's convention (reference: before each epoch); epoch_losses()
+    yields one epoch's batch losses, each made after the previous batch's step. The independent side of the tests
+    that check the harness's training."""
     import torch
 
     p = protocol
-    opt = torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+    opt = (optimizer(params) if optimizer is not None
+           else torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay))
     schedule = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(p.milestones), gamma=p.gamma)
     for _ in range(p.epochs):
         if p.convention == "reference":

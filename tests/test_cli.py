@@ -13,7 +13,7 @@ import pytest
 import torch
 from launch import run_cli
 
-from bench.results.store import FolderLock
+from bench.results.lock import FolderLock
 from bench.training.loop import candidates
 from conftest import ROOT, TINY
 
@@ -246,7 +246,7 @@ def test_help_imports_no_torch_and_names_what_the_registries_hold():
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     from bench.core.config import HELP_DATASETS, HELP_MODELS
-    from bench.data.images import list_datasets
+    from bench.data.datasets import list_datasets
     from bench.models.backbones import list_models
 
     assert sorted(HELP_DATASETS) == sorted(list_datasets())

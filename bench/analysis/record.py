@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import stats, verdicts
-from bench.core.config import ALL_PAIRS, CONTEXT, PRIMARY, families
+from bench.analysis import across, curves, paired, penalty, planning, verdicts
+from bench.analysis.families import ALL_PAIRS, CONTEXT, PRIMARY, families
 from bench.results.store import CONFIG, CYCLE_TYPES, CYCLES, ResultsError, read_cycles, read_json
 
 
@@ -60,21 +60,21 @@ class Analysis:
 
     cycles: pd.DataFrame
     baseline: str
-    summary: pd.DataFrame  # stats.summarize_cycles
-    aulc_seeds: pd.DataFrame  # stats.aulc_per_seed
-    aulc_summary: pd.DataFrame  # stats.summarize_aulc
-    comparisons: pd.DataFrame  # stats.compare_to_baseline
+    summary: pd.DataFrame  # curves.summarize_cycles
+    aulc_seeds: pd.DataFrame  # curves.aulc_per_seed
+    aulc_summary: pd.DataFrame  # curves.summarize_aulc
+    comparisons: pd.DataFrame  # paired.compare_to_baseline
     verdicts: pd.DataFrame  # bench.analysis.verdicts rows: the primary family, then the all-pairs family (if any)
     margin: float  # the equivalence margin (AULC fraction)
     plan: verdicts.SequentialPlan | None  # --seeds auto's design; None: fixed seeds
     history: list[dict]  # --seeds auto: each look reached
-    efficiency: pd.DataFrame  # stats.label_efficiency
-    planning: pd.DataFrame  # stats.seed_planning
-    ranks: pd.DataFrame  # stats.mean_rank
-    penalties: dict[str, pd.DataFrame]  # dataset -> stats.penalty_matrix
-    wins: pd.DataFrame  # stats.win_tie_loss over the settings
-    rank_test: stats.RankTest | None  # stats.friedman_nemenyi over the settings
-    near_chance: pd.DataFrame  # stats.near_chance: the budgets where the models barely beat guessing
+    efficiency: pd.DataFrame  # curves.label_efficiency
+    planning: pd.DataFrame  # planning.seed_planning
+    ranks: pd.DataFrame  # across.mean_rank
+    penalties: dict[str, pd.DataFrame]  # dataset -> penalty.penalty_matrix
+    wins: pd.DataFrame  # across.win_tie_loss over the settings
+    rank_test: across.RankTest | None  # across.friedman_nemenyi over the settings
+    near_chance: pd.DataFrame  # curves.near_chance: the budgets where the models barely beat guessing
     tolerance: float = 0.0  # Design.tolerance: > 0 where the pairing is statistical (--nondeterministic)
 
 
@@ -85,35 +85,35 @@ def analyse(cycles: pd.DataFrame, baseline: str = "random", margin: float = verd
     reads in that order; others follow, sorted); `asked`: the strategies whose comparisons the run asked, in
     the order typed (bench.core.config.question; empty: every strategy); `chance`: each dataset's chance accuracy (1 /
     classes), where known, to tell the budgets at which the models barely beat guessing."""
-    summary = stats.summarize_cycles(cycles)
-    aulc_seeds = stats.aulc_per_seed(cycles)
+    summary = curves.summarize_cycles(cycles)
+    aulc_seeds = curves.aulc_per_seed(cycles)
     found, history = primary_verdicts(cycles, aulc_seeds, baseline, margin, plan, order, asked)
-    aulc_summary = stats.summarize_aulc(aulc_seeds)
-    comparisons = stats.compare_to_baseline(cycles, baseline, tolerance)  # tolerance: stored_design's
+    aulc_summary = curves.summarize_aulc(aulc_seeds)
+    comparisons = paired.compare_to_baseline(cycles, baseline, tolerance)  # tolerance: stored_design's
     if cycles["dataset"].nunique() > 1:  # the primary question is asked once per setting and strategy
-        comparisons = stats.holm_across_datasets(comparisons)
-    near = stats.near_chance(cycles, chance or {})
+        comparisons = across.holm_across_datasets(comparisons)
+    near = curves.near_chance(cycles, chance or {})
     found = at_chance_undecided(found, near, cycles)
     penalties = {  # only where some pair of strategies could be tested
         str(dataset): matrix
         for dataset, rows in cycles.groupby("dataset", sort=True)
         if rows["strategy"].nunique() > 1
-        for matrix in [stats.penalty_matrix(rows, baseline)]
+        for matrix in [penalty.penalty_matrix(rows, baseline)]
         if matrix.notna().to_numpy().any()
     }
     return Analysis(
         cycles=cycles, baseline=baseline, summary=summary, aulc_seeds=aulc_seeds, aulc_summary=aulc_summary,
         comparisons=comparisons, verdicts=found, margin=margin, plan=plan, history=history,
-        efficiency=stats.label_efficiency(summary, baseline), planning=stats.seed_planning(comparisons),
-        ranks=stats.mean_rank(aulc_summary), penalties=penalties, wins=stats.win_tie_loss(comparisons),
-        rank_test=stats.friedman_nemenyi(aulc_summary), near_chance=near, tolerance=tolerance,
+        efficiency=curves.label_efficiency(summary, baseline), planning=planning.seed_planning(comparisons),
+        ranks=across.mean_rank(aulc_summary), penalties=penalties, wins=across.win_tie_loss(comparisons),
+        rank_test=across.friedman_nemenyi(aulc_summary), near_chance=near, tolerance=tolerance,
     )
 
 
 def primary_verdicts(cycles: pd.DataFrame, aulc_seeds: pd.DataFrame, baseline: str, margin: float,
                      plan: verdicts.SequentialPlan | None, order: Sequence[str] = (), asked: Sequence[str] = (),
                      ) -> tuple[pd.DataFrame, list[dict]]:
-    """The families of bench.core.config.families per dataset: the primary one (the strategies `asked`, in the order
+    """The families of bench.analysis.families.families per dataset: the primary one (the strategies `asked`, in the order
     typed; none asked: every strategy) by the fixed or the sequential design, then the context or all-pairs
     family (fixed design, Holm over its pairs). Strategies in `order` come first, as named; others follow,
     sorted. A plan made for another number of primary comparisons than the report's is refused."""
@@ -140,7 +140,7 @@ def primary_verdicts(cycles: pd.DataFrame, aulc_seeds: pd.DataFrame, baseline: s
 
 
 def at_chance_undecided(found: pd.DataFrame, near: pd.DataFrame, cycles: pd.DataFrame) -> pd.DataFrame:
-    """Where the models barely beat guessing at every budget (stats.near_chance), two strategies are alike
+    """Where the models barely beat guessing at every budget (curves.near_chance), two strategies are alike
     because neither learned: an interval inside the margin says nothing about them, so no comparison there is
     called equivalent (noted "at chance")."""
     budgets = cycles.groupby("dataset")["cycle"].nunique()

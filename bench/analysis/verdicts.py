@@ -3,7 +3,7 @@ four words: better, worse, equivalent within +-margin, or undecided (with the in
 
 Which comparisons: with the baseline in the run, each strategy against it (the primary family), and every pair
 of strategies as a family of its own; without the baseline, every pair is the primary family
-(bench.core.config.comparison_pairs, which the dry run imports without the statistics).
+(bench.analysis.families.comparison_pairs, which the dry run imports without the statistics).
 
 Every verdict is read from one interval, so a sentence never contradicts itself: better when the interval lies
 above 0, worse when below, equivalent when it lies inside (-margin, +margin), undecided otherwise. The interval
@@ -21,7 +21,7 @@ is the one the family's correction implies:
   statistics' joint law across looks does not depend on the spread, so a is calibrated once by simulation for
   the planned looks. A comparison is decided at the first look whose interval decides it, and keeps it.
 
-Pure functions on DataFrames, as bench.analysis.stats: AULCs are fractions (0.01 = 1 point).
+Pure functions on DataFrames, as bench.analysis.curves: AULCs are fractions (0.01 = 1 point).
 """
 
 from __future__ import annotations
@@ -34,11 +34,14 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from bench.analysis.stats import ALPHA, EQUAL_ATOL, POWER, holm, paired_t_p, seeds_needed, t_quantile, t_test_p
-from bench.core.config import ALL_PAIRS, CONTEXT, FIRST_LOOK, MARGIN, MAX_SEEDS_AUTO, PRIMARY
+from bench.analysis.curves import t_quantile, t_test_p
+from bench.analysis.families import ALL_PAIRS, CONTEXT, PRIMARY
+from bench.analysis.paired import ALPHA, EQUAL_ATOL, holm, paired_t_p
+from bench.analysis.planning import POWER, seeds_needed
+from bench.core.config import FIRST_LOOK, MARGIN, MAX_SEEDS_AUTO
 
 BETTER, WORSE, EQUIVALENT, UNDECIDED = "better", "worse", "equivalent", "undecided"
-FAMILIES = (PRIMARY, CONTEXT, ALL_PAIRS)  # bench.core.config.families
+FAMILIES = (PRIMARY, CONTEXT, ALL_PAIRS)  # bench.analysis.families.families
 MAX_SEEDS = MAX_SEEDS_AUTO
 CALIBRATION_SIMULATIONS = 200_000  # sequences drawn to calibrate the boundary
 CALIBRATION_SEED = 1977  # the calibration's own fixed stream: the same boundary in every run and report
@@ -100,7 +103,7 @@ def tost_p(diff: np.ndarray, margin: float) -> float:
     """The two one-sided tests of |mean| >= margin: the larger of the two one-sided t-test p-values."""
     if diff.size < 2:
         return math.nan
-    if np.ptp(diff) <= EQUAL_ATOL:  # no spread: the monotone rule of bench.analysis.stats
+    if np.ptp(diff) <= EQUAL_ATOL:  # no spread: the monotone rule of bench.analysis.curves
         return 0.0 if abs(diff[0]) < margin else 1.0
     return max(t_test_p(diff, -margin, "greater"), t_test_p(diff, margin, "less"))
 

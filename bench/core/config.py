@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,49 +31,6 @@ HELP_DATASETS = ("cifar10", "cifar100", "digits", "fashion-mnist", "mnist", "svh
 HELP_MODELS = ("cnn", "resnet18", "torchvision:NAME", "a --model-file's NAME")
 
 EpochPoint = int | float  # an epoch (int), or a fraction of the epochs (float in (0, 1])
-
-
-def comparison_pairs(strategies: Sequence[str], baseline: str) -> list[tuple[str, str]]:
-    """The comparisons among `strategies`: (strategy, baseline) for each other strategy when the baseline is
-    present, else every pair of strategies, (a, b) with a named before b. In the order given (the order the user
-    named them), so that `--strategies ll entropy` is answered as "learning-loss vs entropy"."""
-    names = list(dict.fromkeys(strategies))
-    if baseline in names:
-        return [(s, baseline) for s in names if s != baseline]
-    return list(itertools.combinations(names, 2))
-
-
-# The verdicts' families (bench.analysis.verdicts): the command's question; the rest of a folder's strategies beside it;
-# every pair beside a question against the baseline.
-PRIMARY, CONTEXT, ALL_PAIRS = "primary", "context", "all pairs"
-
-
-def question(named: Sequence[str], recorded: Sequence[str] = ()) -> tuple[str, ...]:
-    """The strategies whose comparisons a command asks, in the order typed. A command that names one strategy
-    asks no comparison of its own: the folder's recorded question stands (empty: every strategy it holds)."""
-    names = tuple(dict.fromkeys(named))
-    return names if len(names) > 1 else tuple(dict.fromkeys(recorded))
-
-
-def families(asked: Sequence[str], held: Sequence[str], baseline: str) -> dict[str, list[tuple[str, str]]]:
-    """The one definition of which comparisons a report, the rounds of --seeds auto and the console's compare
-    line answer. asked: question()'s strategies (empty: every one held); held: the strategies the folder holds.
-
-    primary: comparison_pairs of the strategies asked, in the order typed; its size sets the correction (and
-    --seeds auto's nominal level). context: where the folder holds strategies the command did not ask about,
-    every other pair of the folder's strategies, a family of its own. all pairs: where the command asked about
-    every strategy held, against a baseline among 3 or more, every pair as a family of its own. A pair reads
-    in the order typed, then the folder's order, the baseline always second."""
-    names = list(dict.fromkeys([*asked, *held]))
-    ask = list(dict.fromkeys(asked)) if len(set(asked)) > 1 else names
-    found = {PRIMARY: comparison_pairs(ask, baseline)}
-    every = [(b, a) if a == baseline else (a, b) for a, b in itertools.combinations(names, 2)]
-    if set(names) - set(ask):
-        asked_pairs = {frozenset(pair) for pair in found[PRIMARY]}
-        found[CONTEXT] = [pair for pair in every if frozenset(pair) not in asked_pairs]
-    elif baseline in names and len(names) > 2:
-        found[ALL_PAIRS] = every
-    return found
 
 
 def resolve_epoch(value: EpochPoint, epochs: int, name: str) -> int:
@@ -113,9 +68,11 @@ class Protocol:
     subset: int | None = None  # candidates scored per cycle (a seeded random subset); None = the whole pool
     epochs: int = 200  # training epochs per cycle
     batch_size: int = 32  # training examples per step
-    lr: float = 0.05  # SGD learning rate
-    momentum: float = 0.9  # SGD momentum
-    weight_decay: float = 5e-4  # L2 penalty added by SGD
+    # sgd | adamw | any torch.optim optimizer by its lower-case name (rmsprop, nadam, ...): bench/training/optim.py
+    optimizer: str = "sgd"
+    lr: float = 0.05  # learning rate
+    momentum: float = 0.9  # SGD momentum (an optimizer without one, such as adamw, refuses any other value)
+    weight_decay: float = 5e-4  # the optimizer's weight decay (SGD: an L2 penalty; AdamW: decoupled, as torch's)
     milestones: tuple[int, ...] = (160,)  # epochs after which the learning rate is multiplied by gamma
     gamma: float = 0.1  # learning-rate decay factor at each milestone
     warm_start: bool = True  # keep weights across cycles (True) or restart from the initial weights (False)
@@ -142,6 +99,11 @@ class Protocol:
                     f"The 'subset' parameter must be at least the budget ({self.budget}) so that a cycle "
                     f"can pick its labels from it. Got {self.subset} instead."
                 )
+        # The name's shape only: torch.optim's classes are checked where the run is resolved (bench.training.optim),
+        # which imports torch anyway; --help and this module do not.
+        if not isinstance(self.optimizer, str) or not self.optimizer.isidentifier():
+            raise UserError("The 'optimizer' parameter must be sgd, adamw or a torch.optim optimizer's name "
+                            f"(rmsprop, nadam, ...). Got {self.optimizer!r} instead.")
         for name in ("lr",):
             if not (isinstance(getattr(self, name), (int, float)) and 0 < getattr(self, name) < math.inf):
                 raise UserError(
@@ -299,7 +261,7 @@ class RunConfig:
 # resolved precision is taken to have run in (bench.results.identity), and a configuration's before it is resolved.
 CPU_PRECISION = {"auto": "float32", "fp32": "float32", "tf32": "tf32", "bf16": "bfloat16", "fp16": "float16"}
 # Optional protocol fields enter a job's identity only when set: a protocol without them hashes as it always has.
-OPTIONAL_FIELDS = {"image_size": None, "train_mode": "finetune", "deterministic": True}
+OPTIONAL_FIELDS = {"image_size": None, "train_mode": "finetune", "deterministic": True, "optimizer": "sgd"}
 
 
 def protocol_identity(protocol: Protocol) -> dict[str, Any]:
@@ -314,6 +276,8 @@ def preset_protocol(preset: str, **overrides: Any) -> Protocol:
         raise UserError(f"Unknown preset {preset!r}: choose one of {', '.join(PRESETS)}.")
     fields = {**DEFAULT_PROTOCOL, **PRESETS[preset]["protocol"]}
     fields.update(overrides)
+    if isinstance(fields["optimizer"], str):  # torch's spelling (AdamW, RMSprop) names the same job as ours
+        fields["optimizer"] = fields["optimizer"].lower()
     epochs = fields["epochs"]
     _positive_int("epochs", epochs)
     fields["milestones"] = tuple(resolve_epoch(m, epochs, "milestones") for m in fields["milestones"])

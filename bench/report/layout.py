@@ -22,7 +22,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from bench.analysis import stats, verdicts
+from bench.analysis import penalty, verdicts
 from bench.analysis.record import Analysis, analyse, dataset_rows, load_cycles, stored_design
 from bench.core.errors import UserError
 from bench.core.processes import die_with_parent
@@ -287,7 +287,7 @@ def _dataset_section(result: Analysis, dataset: str, slug: str, out: Path, unit:
         lines += _comparisons_part(result, dataset, slug, out)
     lines += _aulc_part(result, dataset, slug, out)
     if dataset in result.penalties:
-        checkpoints = stats.badge_checkpoints(cycles, result.baseline)
+        checkpoints = penalty.badge_checkpoints(cycles, result.baseline)
         stop = (f"stopping before {result.baseline}'s mean passes 0.99 of its final mean" if has_baseline else
                 f"up to the largest size ({result.baseline} is not in this run, so no saturation stop)")
         lines += _penalty_part(result.penalties[dataset], checkpoints, dataset, slug, out, stop)
@@ -389,7 +389,7 @@ def _across_settings(result: Analysis, out: Path, unit: str) -> list[str]:
                              f"better (Holm over every strategy and {unit}), not significant, significantly worse, "
                              "untested.")
     if len(result.penalties) > 1:
-        total = stats.summed_penalties(list(result.penalties.values()))
+        total = penalty.summed_penalties(list(result.penalties.values()))
         raw = total.rename_axis(index="row beats column", columns=None).reset_index()
         lines += (["### Penalty matrix summed over " + f"{unit}s", ""]
                   + _figure(out, "penalty_summed", "Summed penalty matrix",

@@ -1,6 +1,6 @@
 """The report's plots: a fixed style (colour, marker, dashes) per strategy, and one pure drawing function per
 figure. Each draws on the matplotlib Axes it is given and returns None; saving, sizes and file names belong to
-bench.report.layout. The numbers arrive already computed (bench.analysis.stats, bench.analysis.verdicts' rows).
+bench.report.layout. The numbers arrive already computed (bench.analysis.curves, bench.analysis.verdicts' rows).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
-from bench.analysis import stats
+from bench.analysis import across, paired
 
 Color = tuple[float, float, float]  # RGB in [0, 1]
 
@@ -84,7 +84,7 @@ def _legend_outside(ax: Axes, **kwargs: object) -> None:
 
 
 def learning_curves(ax: Axes, summary: pd.DataFrame, styles: dict[str, Style], dataset: str) -> None:
-    """Mean test accuracy over seeds per strategy (stats.summarize_cycles rows), with 95% t-interval bands."""
+    """Mean test accuracy over seeds per strategy (curves.summarize_cycles rows), with 95% t-interval bands."""
     for name, curve in summary.sort_values("n_labeled").groupby("strategy", sort=True):
         x = curve["n_labeled"].to_numpy(float)
         ax.fill_between(x, 100 * curve["ci_low"], 100 * curve["ci_high"], color=styles[name].color, alpha=0.2,
@@ -96,7 +96,7 @@ def learning_curves(ax: Axes, summary: pd.DataFrame, styles: dict[str, Style], d
 
 
 def differences(ax: Axes, comparisons: pd.DataFrame, styles: dict[str, Style], dataset: str) -> None:
-    """Each strategy minus the baseline at each budget (stats.compare_to_baseline rows), 95% t-interval bands,
+    """Each strategy minus the baseline at each budget (paired.compare_to_baseline rows), 95% t-interval bands,
     a star where the secondary family (Holm) calls the difference significant."""
     rows = comparisons[comparisons["metric"] == "test_acc"].sort_values("n_labeled")
     starred = False
@@ -106,7 +106,7 @@ def differences(ax: Axes, comparisons: pd.DataFrame, styles: dict[str, Style], d
         ax.fill_between(x, 100 * curve["ci_low"], 100 * curve["ci_high"], color=style.color, alpha=0.2,
                         linewidth=0)
         _line(ax, x, 100 * curve["mean_diff"].to_numpy(float), style, str(name))
-        hits = curve[curve["significant"].astype(bool) & (curve["family"] == stats.SECONDARY)]
+        hits = curve[curve["significant"].astype(bool) & (curve["family"] == paired.SECONDARY)]
         ax.scatter(hits["n_labeled"], 100 * hits["mean_diff"], marker="*", s=160, color=style.color,
                    edgecolor="black", linewidth=0.6, zorder=3)
         starred |= not hits.empty
@@ -121,7 +121,7 @@ def differences(ax: Axes, comparisons: pd.DataFrame, styles: dict[str, Style], d
 
 
 def penalty(ax: Axes, matrix: pd.DataFrame, dataset: str, vmax: float = 1.0) -> None:
-    """BADGE's penalty matrix (stats.penalty_matrix): share of checkpoints at which the row beats the column."""
+    """BADGE's penalty matrix (bench.analysis.penalty.penalty_matrix): share of checkpoints at which the row beats the column."""
     sums = matrix.sum(axis=0, skipna=True)
     sns.heatmap(matrix.astype(float), annot=True, fmt=".2f", annot_kws={"size": 9}, vmin=0, vmax=vmax, cmap="Reds",
                 square=True, linewidths=0.5, cbar_kws={"label": "share of checkpoints row beats column"}, ax=ax)
@@ -136,9 +136,9 @@ def penalty(ax: Axes, matrix: pd.DataFrame, dataset: str, vmax: float = 1.0) -> 
 def aulc(
     ax: Axes, aulc_seeds: pd.DataFrame, aulc_summary: pd.DataFrame, styles: dict[str, Style], dataset: str
 ) -> None:
-    """The AULC of every complete seed (stats.aulc_per_seed), a thin grey line joining one seed's values across
+    """The AULC of every complete seed (curves.aulc_per_seed), a thin grey line joining one seed's values across
     strategies (same seed = same initial set and weights: the paired evidence), and each strategy's mean with
-    its 95% t-interval (stats.summarize_aulc)."""
+    its 95% t-interval (curves.summarize_aulc)."""
     names = sorted(aulc_summary["strategy"].unique())
     position = {name: i for i, name in enumerate(names)}
     seeds = aulc_seeds[aulc_seeds["complete"].astype(bool) & aulc_seeds["strategy"].isin(names)]
@@ -168,7 +168,7 @@ def aulc(
            title=f"{dataset}: AULC per seed (a grey line joins one seed) and mean")
 
 
-def critical_difference(ax: Axes, test: stats.RankTest, styles: dict[str, Style], unit: str) -> None:
+def critical_difference(ax: Axes, test: across.RankTest, styles: dict[str, Style], unit: str) -> None:
     """Each strategy's mean rank with a bar of +-CD/2: two strategies differ (Nemenyi) when their bars do not
     overlap."""
     names = list(test.mean_ranks)  # best first

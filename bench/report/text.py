@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.analysis import stats, verdicts
+from bench.analysis import across, paired, penalty, planning, verdicts
 from bench.analysis.record import AT_CHANCE, Analysis, dataset_rows
 
 DASH = "–"  # shown for a value that does not exist (too few seeds, not reached)
@@ -61,7 +61,7 @@ def _outcome(row: pd.Series, result: Analysis, sequential: bool) -> str:
         return "undecided so far; run the same command to go on"
     needed = row["seeds_needed"]
     more = (f"about {int(needed)} seeds would tell a {margin}-point difference from none at this spread"
-            if pd.notna(needed) else f"the spread asks more than {stats.MAX_PLANNED_SEEDS} seeds"
+            if pd.notna(needed) else f"the spread asks more than {planning.MAX_PLANNED_SEEDS} seeds"
             if pd.notna(row["sd_diff"]) and row["sd_diff"] > 0 else "no spread to plan from")
     return f"undecided ({more}; --seeds auto runs seeds until it is decided)"
 
@@ -100,10 +100,10 @@ def margin_text(margin: float) -> str:
 
 def secondary_sentence(comparisons: pd.DataFrame, baseline: str, unit: str, several: bool,
                        tolerance: float = 0.0) -> str:
-    """The secondary family in one sentence (tolerance: stats.compare_to_baseline's, > 0 for statistical pairing)."""
+    """The secondary family in one sentence (tolerance: paired.compare_to_baseline's, > 0 for statistical pairing)."""
     within = f" of this {unit}" if several else ""
-    secondary = comparisons[(comparisons["family"] == stats.SECONDARY) & comparisons["t_p"].notna()]
-    left_out = comparisons[comparisons["family"] == stats.LEFT_OUT]
+    secondary = comparisons[(comparisons["family"] == paired.SECONDARY) & comparisons["t_p"].notna()]
+    left_out = comparisons[comparisons["family"] == paired.LEFT_OUT]
     text = (f"Secondary (exploratory): the paired t-test against {baseline} at each budget, Holm over "
             f"{count(len(secondary), 'strategy-budget pair')}{within}")
     if left_out.empty:
@@ -138,7 +138,7 @@ def findings(result: Analysis, dataset: str, cycles: pd.DataFrame, has_baseline:
     sentences.append(_aulc_sentence(dataset_rows(result.aulc_summary, dataset),
                                     dataset_rows(result.aulc_seeds, dataset)))
     if dataset in result.penalties:
-        ranking = stats.penalty_ranking(result.penalties[dataset]).dropna()
+        ranking = penalty.penalty_ranking(result.penalties[dataset]).dropna()
         order = ", ".join(f"{name} {value:.2f}" for name, value in ranking.items())
         sentences.append(f"Penalty-matrix column sums (how often a strategy is significantly beaten, summed "
                          f"shares of BADGE checkpoints; lower is better): {order}.")
@@ -166,7 +166,7 @@ def _strategy_sentences(
     rows = comparisons[comparisons["strategy"] == strategy]
     per_cycle = rows[rows["metric"] == "test_acc"]
     sentences = _pairing_sentences(cycles, strategy, baseline)
-    tested = per_cycle[(per_cycle["family"] == stats.SECONDARY) & per_cycle["t_p"].notna()]
+    tested = per_cycle[(per_cycle["family"] == paired.SECONDARY) & per_cycle["t_p"].notna()]
     if tested.empty:
         return sentences + [f"**{strategy}** cannot be tested against {baseline} at any budget: fewer than 2 "
                             "paired seeds, or no budget where some strategy differs."]
@@ -227,7 +227,7 @@ def _aulc_sentence(aulc_summary: pd.DataFrame, aulc_seeds: pd.DataFrame) -> str:
 # ---------------------------------------------------------------- across settings
 
 
-def rank_test_sentence(test: stats.RankTest | None, unit: str) -> str:
+def rank_test_sentence(test: across.RankTest | None, unit: str) -> str:
     if test is None:
         return (f"No rank test: Friedman's test needs at least 3 strategies run in at least 2 {unit}s.")
     k, cd = len(test.strategies), test.critical_difference
@@ -250,7 +250,7 @@ def wins_sentence(wins: pd.DataFrame, n: int, unit: str) -> str:
 
 
 def chance_sentence(near: pd.DataFrame, n_cycles: int) -> str:
-    """What stats.near_chance found on one dataset, and what to do about it ('' when nothing)."""
+    """What curves.near_chance found on one dataset, and what to do about it ('' when nothing)."""
     if near.empty:
         return ""
     share = "every budget" if len(near) == n_cycles else f"{len(near)} of the {n_cycles} budgets"

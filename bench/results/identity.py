@@ -1,5 +1,5 @@
 """A results folder's identity, widening and resume: which configuration a folder holds (config.json, and the
-job hash every row and checkpoint carries), what a run may add to it, and what is left to run. The riskiest
+job hash every row and checkpoint carries), what a run may add to it, and what is finished. The riskiest
 logic of the harness, kept apart so that it is findable and tested on its own (tests/results/test_identity.py,
 tests/guarantees/test_properties.py)."""
 
@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
 from bench.core.config import CPU_PRECISION, OPTIONAL_FIELDS, RunConfig
 from bench.core.errors import UserError
 from bench.results.store import CONFIG, CYCLES, RunStore
-from bench.training.jobs import JobSpec, JobState
-from bench.training.loop import start_state
-from strategies import STRATEGIES
+from bench.training.jobs import JobSpec
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -64,26 +62,6 @@ def finished(spec: JobSpec, cycles: set[int]) -> bool:
     return cycles >= set(range(spec.protocol.cycles))
 
 
-def pending_work(specs: list[JobSpec], store: RunStore, n_pool: int) -> tuple[list[tuple[JobSpec, JobState]], dict]:
-    """What is left to run: each unfinished job from its checkpoint (or its start), finished jobs skipped.
-    A checkpoint of another configuration (or of none) restarts its job."""
-    ready, done = [], {}
-    for spec in specs:
-        cycles = store.done_cycles(spec.strategy, spec.seed)
-        if finished(spec, cycles):
-            store.remove_checkpoint(spec.strategy, spec.seed)
-            done[spec.key] = spec.protocol.cycles
-            continue
-        state = store.load_checkpoint(spec.strategy, spec.seed)
-        if (state is None or state.config_hash != spec.config_hash or not cycles >= set(range(state.cycle))
-                or state.cycle >= spec.protocol.cycles):
-            state = start_state(spec, n_pool)
-        store.drop_from(spec.strategy, spec.seed, state.cycle)  # rows written after the checkpoint are redone
-        done[spec.key] = state.cycle
-        ready.append((spec, state))
-    return ready, done
-
-
 def _stored_shape_error(stored: dict[str, Any]) -> str | None:
     """What is wrong with a hand-edited config.json's shape, or None."""
     checks = {
@@ -96,9 +74,10 @@ def _stored_shape_error(stored: dict[str, Any]) -> str | None:
     return f"its {', '.join(bad)} {'is' if len(bad) == 1 else 'are'} missing or of the wrong type" if bad else None
 
 
-def widen(config: RunConfig, stored: dict[str, Any], folder: Path) -> RunConfig:
+def widen(config: RunConfig, stored: dict[str, Any], folder: Path, known: Collection[str]) -> RunConfig:
     """This run plus the folder's stored jobs: stored strategies keep their stored parameters; a command that
-    contradicts them, or the stored protocol, is refused with the differing fields named."""
+    contradicts them, or the stored protocol, is refused with the differing fields named, and so is a stored
+    strategy not among `known` (the registered names)."""
     problem = _stored_shape_error(stored)
     if problem:
         raise UserError(f"{folder / CONFIG} is not a configuration this harness wrote ({problem}): move the folder's "
@@ -108,7 +87,7 @@ def widen(config: RunConfig, stored: dict[str, Any], folder: Path) -> RunConfig:
         raise UserError(f"{folder} holds results of another configuration ({'; '.join(differences)}): "
                         "use --name for a new folder, or --force to move the old results aside.")
     strategies = tuple(dict.fromkeys([*stored["strategies"], *config.strategies]))
-    unknown = [s for s in strategies if s not in STRATEGIES]
+    unknown = [s for s in strategies if s not in known]
     if unknown:
         raise UserError(f"{folder} holds results of strategy {unknown[0]!r}, which is not registered: pass the "
                         "--strategy-file that defines it again, or use --name for a new folder.")
@@ -152,31 +131,33 @@ def make_room(folder: Path, on_existing: str) -> None:
         RunStore.delete_results(folder)
 
 
-def open_store(config: RunConfig, on_existing: str) -> tuple[RunStore, RunConfig, bool]:
+def open_store(config: RunConfig, on_existing: str, known: Collection[str]) -> tuple[RunStore, RunConfig, bool]:
     """The folder's store (resuming what it holds), the run's config widened to the stored jobs, and whether the
     folder held anything; refuses a folder whose configuration or rows are of another configuration."""
     make_room(config.out, on_existing)
     store = RunStore(config.out)
-    return store, *_identify(store, config)
+    return store, *_identify(store, config, known)
 
 
-def _identify(store: RunStore, config: RunConfig) -> tuple[RunConfig, bool]:
+def _identify(store: RunStore, config: RunConfig, known: Collection[str]) -> tuple[RunConfig, bool]:
     """config widened to the jobs the store holds, every stored row checked against it; and whether it holds
     anything. Reads only."""
     stored = store.read_config()
-    widened = widen(config, stored, store.folder) if stored is not None else config
+    widened = widen(config, stored, store.folder, known) if stored is not None else config
     check_identity(store, widened)
     return widened, stored is not None or not store.cycles().empty
 
 
-def preview(config: RunConfig, specs_of: Callable[[RunConfig], list[JobSpec]]) -> tuple[RunConfig, str | None]:
+def preview(config: RunConfig, specs_of: Callable[[RunConfig], list[JobSpec]],
+            known: Collection[str]) -> tuple[RunConfig, str | None]:
     """What a run into config.out would find, read and not written (a dry run): the configuration widened to
     the folder's jobs, and the line the run would print about them (None where the folder holds nothing).
-    The run's refusals of the folder are raised as the run raises them. specs_of: the jobs of a configuration."""
+    The run's refusals of the folder are raised as the run raises them. specs_of: the jobs of a configuration;
+    known: the registered strategies."""
     if not config.out.is_dir():
         return config, None
     store = RunStore(config.out)  # the folder exists: reading it creates and changes nothing
-    widened, held = _identify(store, config)
+    widened, held = _identify(store, config, known)
     if not held:
         return widened, None
     specs = specs_of(dataclasses.replace(widened, strategies=config.strategies, seeds=config.seeds))

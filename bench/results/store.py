@@ -10,14 +10,12 @@ failed write (a full disk, a read-only folder, a file in the way) is one line, a
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import fcntl
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core.errors import UserError, regular_file
+from bench.core.files import FOLDER_MODE, RESUME, atomic_write, remove_path, writing
 from bench.training.picks import pick_problem
 
 if TYPE_CHECKING:  # checkpoints hold torch tensors; `report` reads the store and never a checkpoint
@@ -37,7 +36,6 @@ CONFIG = "config.json"
 FAILURES = "failures.json"
 CHECKPOINTS = "checkpoints"
 REPORT = "report"
-EMBEDDINGS = "embeddings"  # frozen mode's cache of the fixed backbone's embeddings (kept by --force and --fresh)
 RESULT_FILES = (CYCLES, SELECTIONS, CONFIG, FAILURES, CHECKPOINTS, REPORT)  # what --force and --fresh move
 
 KEYS = ("dataset", "strategy", "seed", "cycle")  # one row of cycles.parquet per key
@@ -48,59 +46,6 @@ CYCLE_TYPES = {"dataset": str, "strategy": str, "seed": int, "cycle": int, "n_la
 
 class ResultsError(UserError, ValueError):
     """A results file is missing, unreadable or malformed (the CLI says so in one line, exit status 2)."""
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's 0600 would hide results from colleagues
-_FOLDER_MODE = 0o777 & ~_umask()  # what mkdir() would give, likewise for mkdtemp's 0700
-
-
-RESUME = "run the same command again to resume (finished cycles are kept)"
-
-
-def _cannot_write(path: Path, err: OSError, then: str = RESUME) -> UserError:
-    """The one line that says a write failed, why, and what to do."""
-    if isinstance(err, (FileExistsError, NotADirectoryError, IsADirectoryError)):
-        fix = "a file or folder of that name is in the way: move it away"
-    else:
-        fix = "free disk space or fix the folder's permissions"
-    return UserError(f"Cannot write {path} ({err.strerror or err}): {fix}, then {then}.")
-
-
-@contextlib.contextmanager
-def _writing(path: Path, then: str = RESUME) -> Iterator[None]:
-    """Turn an OSError raised while writing path into the one-line UserError of `_cannot_write`."""
-    try:
-        yield
-    except OSError as err:
-        raise _cannot_write(path, err, then) from None
-
-
-def atomic_write(path: Path, write: Callable[[Path], None], then: str = RESUME) -> None:
-    """Call write(tmp) on a temporary file beside path (its folder made if missing), flush it to disk, then
-    rename it over path. A failed write (a full disk, a read-only folder) leaves the previous file as it was
-    and says so."""
-    tmp = None
-    try:
-        with _writing(path, then):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-            write(Path(tmp))
-            os.chmod(tmp, _FILE_MODE)
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-            tmp = None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                Path(tmp).unlink()
 
 
 def atomic_write_folder(path: Path, write: Callable[[Path], None], then: str = RESUME) -> None:
@@ -114,14 +59,14 @@ def atomic_write_folder(path: Path, write: Callable[[Path], None], then: str = R
                         f"delete; move them out of it, then {then}.")
     tmp = aside = None
     try:
-        with _writing(path, then):
+        with writing(path, then):
             tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
             write(tmp)
             for file in tmp.rglob("*"):
                 if file.is_file():
                     with open(file, "rb+") as handle:
                         os.fsync(handle.fileno())
-            os.chmod(tmp, _FOLDER_MODE)
+            os.chmod(tmp, FOLDER_MODE)
             if path.is_dir():  # a folder cannot be renamed over a non-empty one: the previous one steps aside
                 aside = tmp.with_suffix(".old")
                 os.rename(path, aside)
@@ -134,16 +79,7 @@ def atomic_write_folder(path: Path, write: Callable[[Path], None], then: str = R
                 aside = None
         for leftover in (tmp, aside):
             if leftover is not None:
-                _remove(leftover)
-
-
-def _remove(path: Path) -> None:
-    """Remove a file or a folder tree, as far as possible (cleaning up: never an error)."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(OSError):
-            path.unlink()
+                remove_path(leftover)
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -249,106 +185,6 @@ def _range_problem(table: pd.DataFrame) -> str:
     return ""
 
 
-def check_writable(folder: Path) -> None:
-    """Create the folder if needed and prove it can be written, or say how to fix it."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise UserError(f"Cannot write to the output folder {folder} ({err.strerror}): choose another --out.") from None
-
-
-IN_USE = "wait for it to finish, or write elsewhere with --name"  # a run's advice when its folder is in use
-# the real paths of the folders whose lock this context holds (FolderLock.holding)
-_HOLDING: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("holding", default=())
-
-
-class FolderLock:
-    """An exclusive lock on a results folder, so two processes never write one folder. The lock is taken on
-    the folder itself (flock on its descriptor): nothing is written, and it dies with the process.
-
-    A run holds its folder from its first write to its last (every round of --seeds auto, the record of the
-    looks, the report): `with FolderLock(folder).holding():` around it, and a FolderLock of the same folder taken
-    inside that block (by the steps of the run) is that same hold, not a second lock that would refuse it.
-
-    An flock belongs to the open file description, which a forked child shares even though the descriptor is
-    close-on-exec: a child that outlived a killed driver (the Manager of the worker pool did) kept the folder
-    "in use". So a forked child closes its copies at once (os.register_at_fork, below): the lock stays with
-    the process that took it."""
-
-    _held: set[int] = set()  # descriptors of the locks this process holds
-
-    def __init__(self, folder: Path, advice: str = IN_USE) -> None:
-        self.folder = Path(folder)
-        self.advice = advice  # what the refusal tells the user to do (`report` has no --name to offer)
-        self._fd: int | None = None
-        self._within = False  # taken inside a holding() block of the same folder: nothing to release
-
-    def acquire(self) -> None:
-        if os.path.realpath(self.folder) in _HOLDING.get():
-            self._within = True
-            return
-        try:  # O_DIRECTORY: whatever else stands at the path is refused, never opened (a FIFO would wait)
-            fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as err:
-            raise UserError(f"Cannot lock the results folder {self.folder} ({err.strerror}): give the path of a "
-                            "folder.") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise UserError(f"{self.folder} is in use by another process: {self.advice}.") from None
-        self._fd = fd
-        FolderLock._held.add(fd)
-
-    def release(self) -> None:
-        if self._within:
-            self._within = False
-            return
-        if self._fd in FolderLock._held:  # not in a forked child, which closed its copy and holds nothing
-            FolderLock._held.discard(self._fd)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-        self._fd = None
-
-    @contextlib.contextmanager
-    def holding(self) -> Iterator[FolderLock]:
-        """The lock held for the block; the block's own FolderLocks of this folder are this hold."""
-        self.acquire()
-        token = _HOLDING.set((*_HOLDING.get(), os.path.realpath(self.folder)))
-        try:
-            yield self
-        finally:
-            _HOLDING.reset(token)
-            self.release()
-
-    @staticmethod
-    def _close_inherited() -> None:
-        """In a forked child: close the parent's lock descriptors (the parent's lock is untouched)."""
-        for fd in FolderLock._held:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        FolderLock._held.clear()
-        _HOLDING.set(())
-
-
-os.register_at_fork(after_in_child=FolderLock._close_inherited)
-
-
-def check_place(folder: Path, flag: str = "--out") -> None:
-    """A results folder never lies inside another run's report/ (rewritten whole by every report) or
-    checkpoints/ (deleted by --fresh): that run would delete it."""
-    path = Path(os.path.abspath(folder))
-    for inner in (path, *path.parents):
-        if inner.name in (REPORT, CHECKPOINTS) and any((inner.parent / n).exists() for n in (CYCLES, CONFIG)):
-            raise UserError(f"{flag} {folder} is inside the {inner.name} folder of the run in {inner.parent}, which "
-                            f"that run rewrites or deletes: choose an {flag} outside it.")
-
-
 class RunStore:
     """Appends rows as cycles finish; keeps the tables in memory and rewrites each file whole (they are small).
     Opening a folder that already holds results loads them, so a re-run can resume."""
@@ -415,7 +251,7 @@ class RunStore:
         for tmp in (self.folder / CHECKPOINTS).glob(".*.pt.*.tmp"):
             tmp.unlink(missing_ok=True)
         for leftover in (*self.folder.glob(f".{REPORT}.*.tmp"), *self.folder.glob(f".{REPORT}.*.old")):
-            _remove(leftover)  # a report write killed midway (report/ is rewritten at the end of every run)
+            remove_path(leftover)  # a report write killed midway (report/ is rewritten at the end of every run)
 
     # -- the folder as a whole -----------------------------------------------------------------------
 
@@ -465,7 +301,7 @@ class RunStore:
         write_json(self.folder / FAILURES, self._failures)
 
     def clear_failures(self) -> None:
-        with _writing(self.folder / FAILURES):
+        with writing(self.folder / FAILURES):
             (self.folder / FAILURES).unlink(missing_ok=True)
 
     # -- checkpoints ----------------------------------------------------------------------------------
@@ -475,7 +311,7 @@ class RunStore:
 
     def save_checkpoint(self, strategy: str, seed: int, state: JobState) -> None:
         path = self._checkpoint(strategy, seed)
-        with _writing(path.parent):
+        with writing(path.parent):
             path.parent.mkdir(exist_ok=True)
         atomic_write(path, lambda tmp: _torch_save(state.to_tensors(), tmp))
 
@@ -494,7 +330,7 @@ class RunStore:
 
     def remove_checkpoint(self, strategy: str, seed: int) -> None:
         path = self._checkpoint(strategy, seed)
-        with _writing(path):
+        with writing(path):
             path.unlink(missing_ok=True)
 
 

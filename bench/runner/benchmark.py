@@ -10,397 +10,66 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
-import os
 import sys
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from bench.core import provenance
-from bench.core.config import (
-    ALL_PAIRS,
-    CONTEXT,
-    MARGIN,
-    PRESETS,
-    PRIMARY,
-    Protocol,
-    RunConfig,
-    families,
-    preset_protocol,
-    proportions,
-    resolve_epoch,
-)
+from bench.analysis.design import check_design, fixed_analysis
+from bench.core.config import RunConfig
 from bench.core.errors import UserError
-from bench.core.registry import IMPORTED_CODE, code_digest, unknown_name
+from bench.core.registry import code_digest
 from bench.core.seeding import use_deterministic
-from bench.data.images import DATASETS, ImageData, check_dataset, dataset_fingerprint, load_dataset
-from bench.models.build import check_deterministic, check_model, check_setup, load_model_file, model_fingerprint
-from bench.results.design import check_design, fixed_analysis
-from bench.results.identity import covered, folder_line, open_store, pending_work, preview
-from bench.results.store import CYCLES, FAILURES, FolderLock, RunStore, check_place, check_writable
-from bench.runner.devices import jobs_per_device, resolve_devices
+from bench.data.datasets import DATASETS, load_dataset
+from bench.data.images import ImageData, dataset_fingerprint
+from bench.models.build import check_setup
+from bench.results.identity import covered, finished, folder_line, open_store, preview
+from bench.results.lock import FolderLock, check_writable
+from bench.results.store import CYCLES, FAILURES, RunStore
+from bench.runner.console import accuracy_table, comparison_line, describe_run
+from bench.runner.devices import resolve_devices
 from bench.runner.progress import Progress
 from bench.runner.report_process import ReportAhead, ReportProcess
+from bench.runner.resolve import (
+    RunOptions,
+    RunResult,
+    config_payload,
+    execution,
+    job_specs,
+    resolve_baseline,
+    resolve_numerics,
+    user_files,
+)
 from bench.runner.scheduler import DataSource, Driver, InlinePool, Outcome, make_pool
 from bench.training import linear_probe
-from bench.training.jobs import JobSpec
-from bench.training.trainer import compile_works, precision_name
-from strategies import STRATEGIES, check_importable, create_strategy, load_strategy_file
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-BACKENDS = ("loky", "dask")  # this machine's processes; a dask.distributed cluster
-ON_EXISTING = ("resume", "force", "fresh")  # what to do with a folder that holds results
-MAX_SEEDS = 10_000  # seeds 0..N-1 of one run
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How a benchmark runs and reports; nothing here changes its numbers."""
-
-    backend: str = "loky"  # loky (this machine's processes) | dask (a dask.distributed cluster)
-    jobs: int = 1  # CPU worker processes (with dask and no address: local workers)
-    jobs_per_device: int | str = 1  # jobs sharing each CUDA device, or "auto" (bench.runner.devices's rule)
-    compile: bool = False  # torch.compile the model (falls back, with a warning, where it cannot)
-    scheduler_address: str | None = None  # dask scheduler, tcp://HOST:PORT (None: a local cluster)
-    strategy_files: tuple[Path, ...] = ()  # user strategy files, imported by the workers too
-    baseline: str = "random"  # strategy the report compares against
-    margin: float = MARGIN  # the equivalence margin of the verdicts (AULC fraction: 0.01 = 1 point)
-    max_seeds: int | None = None  # --seeds auto: seeds in rounds up to this many; None: the config's fixed seeds
-    on_existing: str = "resume"  # resume | force (move old results aside) | fresh (delete them)
-    command: tuple[str, ...] = ()  # the command line, recorded in config.json
-
-    def validate(self) -> None:
-        """Every field checked as the command line checks its flag: one UserError, before any work."""
-        if self.backend not in BACKENDS:
-            raise unknown_name("backend", self.backend, BACKENDS)
-        if self.on_existing not in ON_EXISTING:
-            raise unknown_name("on_existing choice", self.on_existing, ON_EXISTING)
-        if not _whole(self.jobs, 1):
-            raise UserError(f"The 'jobs' parameter (--jobs) must be a positive integer. Got {self.jobs!r} instead.")
-        k = self.jobs_per_device
-        if k != "auto" and not _whole(k, 1):
-            raise UserError(f"--jobs-per-device must be a positive integer or auto. Got {k!r} instead.")
-        m = self.margin
-        if isinstance(m, bool) or not isinstance(m, (int, float)) or not (math.isfinite(m) and m > 0):
-            raise UserError(f"The 'margin' parameter (--margin) must be a positive number (an AULC fraction: 0.01 is "
-                            f"1 point). Got {m!r} instead.")
-        if self.max_seeds is not None and not _whole(self.max_seeds, 3):
-            raise UserError("The 'max_seeds' parameter (--max-seeds) must be an integer of at least 3 (a paired "
-                            f"interval needs 3 seeds to decide anything), or None. Got {self.max_seeds!r} instead.")
-        if not isinstance(self.baseline, str):
-            raise UserError(f"The 'baseline' parameter must be a strategy name. Got {self.baseline!r} instead.")
-        if self.scheduler_address is not None and not isinstance(self.scheduler_address, str):
-            raise UserError("The 'scheduler_address' parameter must be tcp://HOST:PORT or None. Got "
-                            f"{self.scheduler_address!r} instead.")
-        for name in ("strategy_files", "command"):
-            value = getattr(self, name)
-            if isinstance(value, (str, bytes, os.PathLike)) or not isinstance(value, (tuple, list)):
-                raise UserError(f"The {name!r} parameter must be a tuple (of paths, of words). Got {value!r} "
-                                "instead.")
-
-
-def _whole(value: object, low: int) -> bool:
-    """Whether value is an int (not a bool) of at least low."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-@dataclass(frozen=True)
-class RunResult:
-    folder: Path  # the results folder
-    failed: tuple[str, ...]  # keys of the jobs that failed (details in failures.json)
-    report: Path | None  # report.md
-
+from bench.training.jobs import JobSpec, JobState
+from bench.training.loop import start_state
+from strategies import STRATEGIES, check_importable
 
 # ---------------------------------------------------------------------------------------------- resolution
-
-
-def load_strategy_files(paths: tuple[Path, ...] | list[Path]) -> None:
-    for path in paths:
-        load_strategy_file(Path(path))
-
-
-def build_config(preset: str = "quick", strategies: list[str] | None = None, seeds: int = 3,
-                 protocol: dict[str, Any] | None = None, strategy_params: dict[str, dict[str, Any]] | None = None,
-                 name: str | None = None, out: Path | None = None, devices: str = "auto",
-                 data_root: Path = Path("data"), download: bool = True, weights: Path | None = None,
-                 model_files: tuple[Path, ...] | list[Path] = ()) -> RunConfig:
-    """A checked RunConfig: the preset's protocol with the `protocol` fields given replaced (subset=None: the
-    whole pool), strategies by name or alias (None: every registered one), each strategy's parameters with its
-    defaults recorded and its epoch parameters resolved to epochs; the model files imported, the weights file
-    read."""
-    _check_arguments(strategies, protocol, strategy_params, name, out)
-    p = preset_protocol(preset, **(protocol or {}))
-    p.validate()
-    for path in model_files:
-        load_model_file(path)
-    check_model(p.model)
-    check_dataset(p.dataset)
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
-        raise UserError(f"The 'seeds' parameter must be an integer from 1 to {MAX_SEEDS}. Got {seeds!r} instead.")
-    names = list(dict.fromkeys(STRATEGIES.canonical(n) for n in strategies)) if strategies else STRATEGIES.names()
-    if p.train_mode == "frozen":  # named: refused in one line; by default: left out
-        refused = {n: why for n in names if (why := STRATEGIES.get(n).frozen_refusal())}
-        if refused and strategies:
-            name, why = next(iter(refused.items()))
-            raise UserError(f"Strategy {name!r} cannot run with --train-mode frozen: {why}. Drop it from "
-                            "--strategies, or use --train-mode finetune.")
-        names = [n for n in names if n not in refused]
-    params = {k: dict(v) for k, v in PRESETS[preset]["strategy_params"].items() if k in names}
-    for given_name, given in (strategy_params or {}).items():
-        target = STRATEGIES.canonical(given_name)
-        if target not in names:  # it would change nothing but the configuration's identity
-            raise UserError(f"--strategy-param sets {target!r}, which is not among the strategies of this run "
-                            f"({', '.join(names)}): add it to --strategies or drop the parameter.")
-        params.setdefault(target, {}).update(given)
-    for strategy_name in names:
-        strategy = create_strategy(strategy_name, **params.get(strategy_name, {}))  # unknown or ill-typed fail
-        if p.batch_size < strategy.min_batch_size:
-            raise UserError(f"Strategy {strategy_name!r} needs a batch size of at least {strategy.min_batch_size}. "
-                            f"Got --batch-size {p.batch_size} instead: raise --batch-size.")
-        if strategy.params:  # record every parameter, defaults too: a changed default changes the config
-            params[strategy_name] = {key: getattr(strategy, key) for key in strategy.params}
-            for key in strategy.epoch_params:  # fractions of the epochs, resolved: the config holds epochs
-                params[strategy_name][key] = resolve_epoch(params[strategy_name][key], p.epochs,
-                                                           f"{strategy_name}.{key}")
-    if name is not None and (name.strip() in ("", ".", "..") or "/" in name or "\\" in name):
-        # results/NAME is a folder of its own: "." would be results/ itself, ".." or "a/b" somewhere else
-        raise UserError(f"--name {name!r} is not a folder name: give a name without '/' or '\\' (not '.' or "
-                        "'..'), or the folder's path with --out.")
-    if name is not None and len(name.encode()) > (most := _name_max(Path("results"))):
-        raise UserError(f"--name is {len(name.encode())} bytes long, longer than a file name may be here: give a name "
-                        f"of at most {most} bytes (or the folder's path with --out).")
-    kind, is_path, where = p.dataset.partition(":")  # npz:PATH and imagefolder:PATH by their file or folder stem
-    name = name or f"{preset}-{(Path(where).stem if kind == 'npz' else Path(where).name) if is_path else p.dataset}"
-    return RunConfig(protocol=p, strategies=tuple(names), seeds=tuple(range(seeds)), name=name,
-                     out=Path(out) if out is not None else Path("results") / name, preset=preset, devices=devices,
-                     data_root=Path(data_root), download=download,
-                     strategy_params={k: v for k, v in params.items() if k in names}, weights=weights,
-                     model_files=tuple(Path(f) for f in model_files),
-                     model_fingerprint=model_fingerprint(p.model, weights), strategy_code=strategy_code(names))
-
-
-def _check_arguments(strategies: Any, protocol: Any, strategy_params: Any, name: Any, out: Any) -> None:
-    """build_config's arguments of the wrong kind, each one line (the command line cannot give them)."""
-    if strategies is not None and (isinstance(strategies, str) or not all(isinstance(s, str) for s in strategies)):
-        raise UserError(f"The 'strategies' parameter must be a list of strategy names. Got {strategies!r} instead.")
-    if protocol is not None and not isinstance(protocol, dict):
-        raise UserError(f"The 'protocol' parameter must be a dict of Protocol fields. Got {protocol!r} instead.")
-    fields = list(Protocol.__dataclass_fields__)
-    for key in protocol or {}:
-        if key not in fields:
-            raise unknown_name("protocol field", str(key), fields)
-    if strategy_params is not None and not (isinstance(strategy_params, dict)
-                                            and all(isinstance(v, dict) for v in strategy_params.values())):
-        raise UserError("The 'strategy_params' parameter must be a dict of {strategy: {parameter: value}}. Got "
-                        f"{strategy_params!r} instead.")
-    if name is not None and not isinstance(name, str):
-        raise UserError(f"The 'name' parameter (--name) must be a string. Got {name!r} instead.")
-    if out is not None:
-        if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
-            raise UserError(f"--out {str(out)!r} names no folder: give the results folder's path (or leave it out "
-                            "for results/NAME).")
-        check_place(Path(out))
-
-
-def _name_max(folder: Path) -> int:
-    """The longest file name, in bytes, that the file system under folder (or its nearest existing parent) takes."""
-    for place in (folder, *Path(os.path.abspath(folder)).parents):
-        if place.is_dir():
-            try:
-                return int(os.pathconf(place, "PC_NAME_MAX"))
-            except (OSError, ValueError):
-                break
-    return 255
-
-
-def user_files(options: RunOptions, config: RunConfig) -> list[str]:
-    """The resolved paths of the strategy and model files this run imported (workers import them too)."""
-    paths = [str(Path(f).resolve()) for f in (*options.strategy_files, *config.model_files)]
-    return [p for p in dict.fromkeys(paths) if p in IMPORTED_CODE]
-
-
-def strategy_code(names: list[str]) -> dict[str, str]:
-    """{strategy: digest of the code its file ran} for the strategies defined in a user's file."""
-    found = {}
-    for name in names:
-        file = getattr(sys.modules.get(STRATEGIES.get(name).__module__), "__file__", None)
-        if file and str(Path(file).resolve()) in IMPORTED_CODE:
-            found[name] = code_digest(file)
-    return found
-
-
-def parse_strategy_params(items: list[str]) -> dict[str, dict[str, str]]:
-    """['learning-loss.margin=0.5', ...] -> {'learning-loss': {'margin': '0.5'}} (values parsed by the strategy)."""
-    params: dict[str, dict[str, str]] = {}
-    for item in items:
-        head, sep, value = item.partition("=")
-        name, dot, key = head.rpartition(".")
-        if not sep or not dot or not name or not key:
-            raise UserError(f"--strategy-param {item!r} must read STRATEGY.KEY=VALUE, e.g. learning-loss.margin=0.5.")
-        params.setdefault(name, {})[key] = value
-    return params
-
-
-def resolve_baseline(name: str) -> str:
-    """The report's baseline as a registered strategy name (a typo would otherwise surface after the run)."""
-    try:
-        return STRATEGIES.canonical(name)
-    except UserError as err:
-        raise UserError(f"--baseline: {err}") from None
-
-
-def check_options(options: RunOptions) -> None:
-    """RunOptions.validate (kept for callers of this name)."""
-    options.validate()
-
-
-def execution(options: RunOptions, config: RunConfig, data: ImageData, devices: list[str]) -> dict[str, Any]:
-    """How this run executes (recorded in config.json; none of it is part of a job's identity): the jobs per
-    device, resolved when "auto" (runner.devices), and whether the model is compiled, after checking that compiling
-    works."""
-    compiled = options.compile
-    if compiled and (reason := compile_works(torch.device(devices[0]))) is not None:
-        print(f"warning   --compile: torch.compile does not work here ({reason}); running uncompiled", file=sys.stderr)
-        compiled = False
-    k, packing = jobs_per_device(options.jobs_per_device, config.protocol, data, devices,
-                                 [create_strategy(s, **config.strategy_params.get(s, {})) for s in config.strategies])
-    return {"jobs_per_device": k, "packing": packing, "compile": compiled}
-
-
-def resolve_numerics(config: RunConfig, devices: list[str]) -> RunConfig:
-    """config with the device type its jobs run on and the precision they compute in (part of their identity),
-    after refusing a model that deterministic mode cannot train there."""
-    device = torch.device(devices[0])
-    check_deterministic(config.protocol.model, device.type, config.protocol.deterministic)
-    return dataclasses.replace(config, device_type=device.type,
-                               precision_used=precision_name(config.protocol.precision, device))
-
-
-def job_specs(config: RunConfig) -> list[JobSpec]:
-    return [JobSpec(run=config.name, dataset=config.protocol.dataset, strategy=s, seed=seed,
-                    protocol=config.protocol, params=config.strategy_params.get(s, {}),
-                    config_hash=config.job_hash(s), weights=str(config.weights) if config.weights else None,
-                    weights_sha256=config.model_fingerprint.get("weights", ""))
-            for seed in config.seeds for s in config.strategies]
 
 
 # ---------------------------------------------------------------------------------------------- description
 
 
-def epoch_proportions(config: RunConfig) -> dict[str, Any]:
-    """The protocol's epoch settings (milestones, strategies' epoch parameters) as fractions of the epochs."""
-    p = config.protocol
-    points: dict[str, Any] = {"milestones": list(p.milestones)}
-    for name in config.strategies:
-        points.update({f"{name}.{key}": config.strategy_params[name][key]
-                       for key in sorted(STRATEGIES.get(name).epoch_params)})
-    return proportions(p.epochs, points)
-
-
-def _as_fraction(value: Any) -> str:
-    return "[" + ", ".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
-
-
-def describe_run(config: RunConfig, data: ImageData | str, devices: list[str], model_note: str = "") -> str:
-    """The resolved run in words (data: the loaded dataset, or why it is not loaded; model_note: check_setup's)."""
-    p = config.protocol
-    if isinstance(data, str):
-        dataset = f"dataset   {p.dataset}: {data}"
-    else:
-        shape = "x".join(map(str, data.x_train.shape[1:]))
-        dataset = (f"dataset   {p.dataset}: {data.x_train.shape[0]} train / {data.x_test.shape[0]} test images, "
-                   f"{shape}, {data.n_classes} classes (augmentation: crop pad {data.pad if p.augment else 0}, "
-                   f"flip {data.flip and p.augment})")
-    lines = [
-        dataset,
-        f"model     {p.model}" + (f", images resized to {p.image_size}x{p.image_size}" if p.image_size else "")
-        + (f": {model_note}" if model_note else ""),
-        f"protocol  preset {config.preset}: initial {p.initial}, budget {p.budget}, cycles {p.cycles} "
-        f"(labels {p.initial}..{p.labels_needed()}), subset {'whole pool' if p.subset is None else p.subset}",
-        f"training  {p.epochs} epochs, batch {p.batch_size}, SGD lr {p.lr} momentum {p.momentum} "
-        f"weight decay {p.weight_decay}, milestones {list(p.milestones) or 'none'} (x{p.gamma}), "
-        f"{'warm' if p.warm_start else 'cold'} start, {p.convention} convention, precision {p.precision} -> "
-        f"{config.numerics()['precision']}" + ("" if p.deterministic else ", nondeterministic"),
-    ]
-    for name, params in sorted(config.strategy_params.items()):
-        lines.append(f"params    {name}: " + ", ".join(f"{k}={v}" for k, v in sorted(params.items())))
-    lines.append("schedule  " + ", ".join(f"{k} at {_as_fraction(v)} of {p.epochs} epochs"
-                                          for k, v in epoch_proportions(config).items()))
-    if p.train_mode == "frozen":
-        lines.append(f"frozen    {linear_probe.describe(p.model, config.weights, getattr(data, 'n_classes', None))}")
-    lines += [
-        f"jobs      {len(config.strategies)} strategies x {len(config.seeds)} seeds = "
-        f"{len(config.strategies) * len(config.seeds)}: {', '.join(config.strategies)}; seeds "
-        f"{', '.join(map(str, config.seeds))}",
-        f"devices   {', '.join(devices)}",
-        f"output    {config.out}",
-    ]
-    return "\n".join(lines)
-
-
-def config_payload(config: RunConfig, data: ImageData, devices: list[str], command: tuple[str, ...]) -> dict:
-    return {
-        "name": config.name, "preset": config.preset,
-        "job_hashes": {s: config.job_hash(s) for s in config.strategies},
-        "strategy_code": {s: config.strategy_code[s] for s in sorted(config.strategy_code)},
-        **config.result_defining(),
-        "strategies": list(config.strategies), "seeds": list(config.seeds),
-        "epoch_proportions": epoch_proportions(config),
-        **({"frozen": linear_probe.frozen_payload(config)} if config.protocol.train_mode == "frozen" else {}),
-        "model": {"name": config.protocol.model, "image_size": config.protocol.image_size,
-                  "weights": None if config.weights is None else {
-                      "path": str(Path(config.weights).resolve()), "sha256": config.model_fingerprint["weights"]},
-                  "model_files": [str(Path(f).resolve()) for f in config.model_files]},
-        "dataset": {"spec": config.protocol.dataset, "n_train": int(data.x_train.shape[0]),
-                    "n_test": int(data.x_test.shape[0]), "shape": list(data.x_train.shape[1:]),
-                    "classes": data.classes, "mean": data.mean, "std": data.std},
-        "devices": {d: provenance.device_name(d) for d in devices},
-        "versions": provenance.versions(), "git_commit": provenance.git_commit(PROJECT_ROOT),
-        "command": list(command), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def accuracy_table(store: RunStore) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    df = store.cycles()
-    if df.empty:
-        return
-    grouped = df.groupby(["strategy", "n_labeled"])["test_acc"].agg(["mean", "std", "count"]).reset_index()
-    labels = sorted(grouped["n_labeled"].unique())
-    table = Table(title="Test accuracy (%), mean ± std over seeds", title_justify="left")
-    table.add_column("strategy")
-    for n in labels:
-        table.add_column(f"{n} labels", justify="right")
-    for strategy, rows in grouped.groupby("strategy"):
-        cells = {int(r.n_labeled): f"{100 * r['mean']:.1f} ± {100 * (0 if r['count'] < 2 else r['std']):.1f}"
-                 for _, r in rows.iterrows()}
-        table.add_row(strategy, *[cells.get(int(n), "") for n in labels])
-    Console(width=max(100, 14 * (len(labels) + 2))).print(table)
-
-
 # ---------------------------------------------------------------------------------------------- running
 
 
-def run_benchmark(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
+def run_benchmark(config: RunConfig, options: RunOptions | None = None) -> RunResult:
     """Run every pending (strategy, seed) job of `config` into config.out, then write the report."""
+    options = options or RunOptions()
     options.validate()
     if options.max_seeds is not None:  # the rounds are seeds_auto's (which calls this module): not silently fixed
         raise UserError(f"RunOptions(max_seeds={options.max_seeds}) asks for seeds in rounds (--seeds auto), which "
-                        "run_benchmark does not run: call bench.runner.seeds_auto.run_in_rounds(config, options), or leave "
+                        "run_benchmark does not run: call bench.runner.seeds_auto.benchmark_in_rounds(config, options), or leave "
                         "max_seeds None for the config's fixed seeds.")
     # one hold of the folder's lock from the first write to the report's last: no report or run in between
     with ReportAhead() as ahead, contextlib.ExitStack() as held:
-        failures = run_jobs(config, options, ahead=ahead, held=held)
+        failures = benchmark_round(config, options, ahead=ahead, held=held)
         return finish(config.out, failures, options, ahead)
 
 
-def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | None = None,
+def benchmark_round(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | None = None,
              quiet: bool = False, ahead: ReportAhead | None = None,
              held: contextlib.ExitStack | None = None) -> list[str]:
     """Run the pending jobs of config's strategies and seeds, and those only: a folder that holds other strategies
@@ -428,7 +97,7 @@ def run_jobs(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | 
         if not quiet:
             print(describe_run(config, data, devices, model_note), flush=True)
         asked = config
-        store, config, resumed = open_store(config, options.on_existing)
+        store, config, resumed = open_store(config, options.on_existing, STRATEGIES.names())
         store.remove_stale_temp_files()
         specs = job_specs(dataclasses.replace(config, strategies=asked.strategies, seeds=asked.seeds))
         ready, done = pending_work(specs, store, int(data.x_train.shape[0]))
@@ -484,38 +153,10 @@ def finish(folder: Path, failures: list[str], options: RunOptions,
     return RunResult(folder, tuple(failures), report)
 
 
-def comparison_line(asked: tuple[str, ...] | list[str], held: tuple[str, ...] | list[str], baseline: str,
-                    options: RunOptions) -> str:
-    """Which comparisons the report will make, said before any work: bench.core.config.families of the strategies
-    the run asks about (its question) and those the folder holds, pairs in the report's order."""
-    names = list(dict.fromkeys([*asked, *held]))
-    found = families(asked, names, baseline)
-    pairs = found[PRIMARY]
-    margin = f"±{100 * options.margin:g} AULC point{'s' if options.margin != 0.01 else ''}"
-    design = (f"seeds in rounds up to {options.max_seeds} (--seeds auto), stopping when every comparison is decided"
-              if options.max_seeds else "fixed seeds, Holm over the comparisons")
-    words = f"verdicts better, worse, equivalent within {margin} or undecided; {design}"
-    if len(names) < 2:
-        return f"compare   one strategy: nothing to compare (add {baseline} or another strategy)"
-    count = f"{len(pairs)} comparison{'s' if len(pairs) > 1 else ''}"
-    listed = f": {'; '.join(f'{a} vs {b}' for a, b in pairs)}" if len(pairs) <= 3 else ""
-    asks = {s for pair in pairs for s in pair}
-    if CONTEXT in found:
-        others = ", ".join(s for s in names if s not in asks)
-        against = f"each strategy against {baseline} " if baseline in asks else ""
-        return (f"compare   this run asks {against}({count}{listed}), the primary family; the folder's other "
-                f"strategies ({others}) are context, {len(found[CONTEXT])} comparisons in a family of their own; "
-                f"{words}")
-    if baseline not in names:
-        return (f"compare   {baseline} is not in this run: the report compares the {len(names)} strategies with each "
-                f"other ({count}{listed}); add {baseline} to compare against random sampling; {words}")
-    every = f", and every pair ({len(found[ALL_PAIRS])}) as a family of its own" if ALL_PAIRS in found else ""
-    return f"compare   each strategy against {baseline} ({count}){every}; {words}"
-
-
-def dry_run(config: RunConfig, options: RunOptions = RunOptions()) -> str:
+def dry_run(config: RunConfig, options: RunOptions | None = None) -> str:
     """What a run would do, after the checks a run makes before any work: devices, the dataset loaded (never
     downloaded), the pool large enough for the protocol, the images large enough for the model."""
+    options = options or RunOptions()
     options.validate()
     if config.out.is_dir():  # a folder in use is refused, as the run refuses it, before any plan is promised
         with FolderLock(config.out).holding():
@@ -535,7 +176,7 @@ def dry_run(config: RunConfig, options: RunOptions = RunOptions()) -> str:
         model_note = check_model_setup(config, data)
         if options.on_existing == "resume":  # what the folder holds, as the run will find it
             fingerprinted = dataclasses.replace(config, dataset_fingerprint=dataset_fingerprint(data))
-            widened, resume = preview(fingerprinted, job_specs)
+            widened, resume = preview(fingerprinted, job_specs, STRATEGIES.names())
         elif present := RunStore.results_present(config.out):
             fate = ("moved into previous-<time>/ inside it" if options.on_existing == "force"
                     else "deleted, once you confirm on a terminal")
@@ -611,3 +252,23 @@ def schedule(config: RunConfig, options: RunOptions, store: RunStore, specs: lis
         if ready:
             Driver(pool, source, threads, on_cycle, on_failure).run(ready)
     return failures
+
+
+def pending_work(specs: list[JobSpec], store: RunStore, n_pool: int) -> tuple[list[tuple[JobSpec, JobState]], dict]:
+    """What is left to run: each unfinished job from its checkpoint (or its start), finished jobs skipped.
+    A checkpoint of another configuration (or of none) restarts its job."""
+    ready, done = [], {}
+    for spec in specs:
+        cycles = store.done_cycles(spec.strategy, spec.seed)
+        if finished(spec, cycles):
+            store.remove_checkpoint(spec.strategy, spec.seed)
+            done[spec.key] = spec.protocol.cycles
+            continue
+        state = store.load_checkpoint(spec.strategy, spec.seed)
+        if (state is None or state.config_hash != spec.config_hash or not cycles >= set(range(state.cycle))
+                or state.cycle >= spec.protocol.cycles):
+            state = start_state(spec, n_pool)
+        store.drop_from(spec.strategy, spec.seed, state.cycle)  # rows written after the checkpoint are redone
+        done[spec.key] = state.cycle
+        ready.append((spec, state))
+    return ready, done

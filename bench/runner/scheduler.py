@@ -34,11 +34,11 @@ from bench.core.config import Protocol
 from bench.core.errors import UserError
 from bench.core.processes import die_with_parent
 from bench.core.registry import IMPORTED_CODE, code_digest
-from bench.data.images import load_dataset
+from bench.data.datasets import load_dataset
 from bench.models.build import load_model_file
 from bench.training.jobs import CycleResult, JobSpec, JobState
 from bench.training.linear_probe import HeadTrainer, worker_data
-from bench.training.loop import run_cycle
+from bench.training.loop import next_cycle
 from bench.training.trainer import DeviceData, Trainer
 from strategies import load_strategy_file
 
@@ -165,7 +165,7 @@ def execute(spec: JobSpec, state: JobState, source: DataSource, threads: int | N
             load_model_file(path)
         _check_code(source)
         trainer, n_classes = _trainer(source, spec.protocol, _worker_device(device))
-        result, after = run_cycle(spec, trainer, n_classes, state)
+        result, after = next_cycle(spec, trainer, n_classes, state)
         return Outcome(spec, result, after)
     except Exception as err:  # isolated: the other jobs go on
         _WORKER["poisoned"] = _poisons_context(err)

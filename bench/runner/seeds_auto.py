@@ -12,23 +12,26 @@ import contextlib
 import dataclasses
 from typing import Any
 
-from bench.analysis import stats, verdicts
-from bench.core.config import PRIMARY, RunConfig, families
+from bench.analysis import curves, paired, verdicts
+from bench.analysis.families import PRIMARY, families
+from bench.core.config import RunConfig
 from bench.core.errors import UserError
 from bench.results.identity import make_room
-from bench.results.store import FolderLock, RunStore
-from bench.runner.benchmark import RunOptions, RunResult, finish, resolve_baseline, run_jobs
+from bench.results.lock import FolderLock
+from bench.results.store import RunStore
+from bench.runner.benchmark import benchmark_round, finish
+from bench.runner.resolve import RunOptions, RunResult, resolve_baseline
 
 
 def primary_pairs(config: RunConfig, options: RunOptions) -> list[tuple[str, str]]:
-    """The comparisons the rounds look at: bench.core.config.families' primary family of the strategies named, the one
+    """The comparisons the rounds look at: bench.analysis.families.families' primary family of the strategies named, the one
     the report and the console's compare line answer."""
     return families(config.strategies, config.strategies, resolve_baseline(options.baseline))[PRIMARY]
 
 
 def plan_for(config: RunConfig, options: RunOptions) -> verdicts.SequentialPlan:
     pairs = primary_pairs(config, options)
-    return verdicts.make_plan(options.max_seeds or verdicts.MAX_SEEDS, len(pairs), stats.ALPHA, options.margin)
+    return verdicts.make_plan(options.max_seeds or verdicts.MAX_SEEDS, len(pairs), paired.ALPHA, options.margin)
 
 
 def look(config: RunConfig, options: RunOptions, plan: verdicts.SequentialPlan) -> tuple[Any, list[dict]]:
@@ -38,7 +41,7 @@ def look(config: RunConfig, options: RunOptions, plan: verdicts.SequentialPlan) 
     if rows is None or rows.empty:
         return None, []
     rows = rows[rows["strategy"].isin(config.strategies)]
-    aulc = stats.aulc_per_seed(rows)
+    aulc = curves.aulc_per_seed(rows)
     return verdicts.sequential_verdicts(aulc, {str(d): pairs for d in aulc["dataset"].unique()}, plan)
 
 
@@ -60,7 +63,7 @@ def check_rounds(config: RunConfig) -> None:
                         "or give --seeds N.")
 
 
-def run_in_rounds(config: RunConfig, options: RunOptions) -> RunResult:
+def benchmark_in_rounds(config: RunConfig, options: RunOptions) -> RunResult:
     """Run --seeds auto: each round the undecided comparisons' strategies at the next look's seeds."""
     check_rounds(config)
     plan = plan_for(config, options)
@@ -87,7 +90,7 @@ def _rounds(config: RunConfig, options: RunOptions, plan: verdicts.SequentialPla
         active = config.strategies if found is None else tuple(
             s for s in config.strategies if s in verdicts.strategies_to_run(found))
         round_config = dataclasses.replace(config, strategies=active, seeds=tuple(range(n)))
-        failures = run_jobs(round_config, options, analysis_record(config, options, plan, history), quiet=not first,
+        failures = benchmark_round(round_config, options, analysis_record(config, options, plan, history), quiet=not first,
                             held=held)
         first = False
         if failures:  # the look cannot be reached without them

@@ -9,7 +9,7 @@ read back with allow_pickle=False, checked against the sha256 of their content) 
 file: each job trains on the same numbers, whichever process computed them.
 
 A cycle is then the shared trainer on rows of the embedding matrix: the head (a Linear, initialised from the
-seed like a model) trains with the protocol's SGD settings, epochs, batch size and milestones, and the
+seed like a model) trains with the protocol's optimizer settings, epochs, batch size and milestones, and the
 strategies read head(embedding) as logits and the embedding itself.
 """
 
@@ -31,16 +31,22 @@ from torch import nn
 
 from bench.core.config import Protocol, RunConfig
 from bench.core.errors import regular_file
+from bench.core.files import atomic_write
 from bench.core.seeding import derive_seed, seeded_globals
 from bench.data.images import ImageData
 from bench.models.backbones import AuxHead, Backbone, ModelOutput
 from bench.models.build import build_model
 from bench.models.weights import load_weights, read_weights
-from bench.training.trainer import DeviceData, FitResult, Trainer, TrainingDiverged, learning_rate, synced_clock
+from bench.training.optim import learning_rate
+from bench.training.trainer import DeviceData, FitResult, Trainer, TrainingDiverged, synced_clock
 
 BACKBONE_SEED = derive_seed(0, "frozen-backbone")  # the backbone's initialisation: one for every run seed
 METHOD = "eval-mode fp32, no augmentation"  # how the embeddings are computed (part of the cache key)
 ARRAYS = ("key", "sha256", "train", "test", "y_train", "y_test", "n_classes")  # the cache file's members
+
+# The results folder's cache of the fixed backbone's embeddings: not among the results that --force and --fresh move
+# (bench.results.store.RESULT_FILES), so a new run over the same backbone and data reads it again.
+CACHE_FOLDER = "embeddings"
 
 
 # ---------------------------------------------------------------------------------------------- embeddings
@@ -116,7 +122,7 @@ class DamagedCache(ValueError):
 
 
 def write_embeddings(path: Path, key: str, embeddings: Embeddings) -> None:
-    """Write the cache file whole or not at all (bench.results.store.atomic_write): a killed run never leaves half a
+    """Write the cache file whole or not at all (bench.core.files.atomic_write): a killed run never leaves half a
     file, a failed write is one line."""
     for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a killed run's unfinished write (the driver holds the lock)
         stale.unlink(missing_ok=True)
@@ -126,10 +132,6 @@ def write_embeddings(path: Path, key: str, embeddings: Embeddings) -> None:
             np.savez(f, key=np.array(key), sha256=np.array(embeddings.sha256), train=embeddings.train,
                      test=embeddings.test, y_train=embeddings.y_train, y_test=embeddings.y_test,
                      n_classes=np.array(embeddings.n_classes, dtype=np.int64))
-
-    from bench.results.store import (
-        atomic_write,  # the driver's: workers, which import this module, never load the store
-    )
 
     atomic_write(path, write, then="run the same command again")
 
@@ -197,12 +199,10 @@ def cached_embeddings(path: Path, key: str, data: ImageData, protocol: Protocol,
 
 def embeddings_file(config: RunConfig) -> Path:
     """Frozen mode: the folder's cache file of the fixed backbone's embeddings (named by what decides them)."""
-    from bench.results.store import EMBEDDINGS
-
     p = config.protocol
     key = embeddings_key(p.model, config.model_fingerprint, p.image_size, config.dataset_fingerprint,
                          config.device_type)
-    return config.out / EMBEDDINGS / f"{key}.npz"
+    return config.out / CACHE_FOLDER / f"{key}.npz"
 
 
 def frozen_payload(config: RunConfig) -> dict[str, Any]:
@@ -257,10 +257,11 @@ class EmbeddingData:
 
 class HeadTrainer(Trainer):
     """The shared trainer (fit, evaluate, infer) on embeddings: the head's input is the embedding row as it is,
-    in fp32. Without an auxiliary head, fit takes the closed-form gradient of a linear head's cross-entropy and
-    applies torch.optim.SGD's update by hand: at these sizes autograd and the optimizer objects cost several times
-    the arithmetic. The batches, their order and the schedule are the shared trainer's, so a head trained here
-    equals one trained through autograd (BALD's cycles take that path, for its dropout head)."""
+    in fp32. Without an auxiliary head, an SGD protocol's fit takes the closed-form gradient of a linear head's
+    cross-entropy and applies torch.optim.SGD's update by hand: at these sizes autograd and the optimizer objects
+    cost several times the arithmetic. The batches, their order and the schedule are the shared trainer's, so a
+    head trained here equals one trained through autograd (BALD's cycles take that path, for its dropout head, and
+    so does every other optimizer, built by bench.training.optim)."""
 
     def __init__(self, data: EmbeddingData, protocol: Protocol, device: torch.device) -> None:
         super().__init__(data, dataclasses.replace(protocol, precision="fp32"), device)  # type: ignore[arg-type]
@@ -270,7 +271,7 @@ class HeadTrainer(Trainer):
 
     def fit(self, model: Backbone, labeled: torch.Tensor, generator: torch.Generator,
             aux: AuxHead | None = None, aux_generator: torch.Generator | None = None) -> FitResult:
-        if aux is not None or not isinstance(model, LinearHead):
+        if aux is not None or not isinstance(model, LinearHead) or self.protocol.optimizer != "sgd":
             return super().fit(model, labeled, generator, aux, aux_generator)
         start = synced_clock(self.device)
         p, classifier, n = self.protocol, model.classifier, labeled.numel()

@@ -112,15 +112,15 @@ def _cpu_copy(module: torch.nn.Module | None) -> dict[str, torch.Tensor] | None:
     return None if module is None else {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
-def run_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState) -> tuple[CycleResult, JobState]:
+def next_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState) -> tuple[CycleResult, JobState]:
     """Train and evaluate at state.cycle, then acquire (except at the last cycle). Each phase runs with the global
     generators seeded from (seed, phase, cycle), the selection's also from the strategy: training and evaluation
     draw alike for every strategy at a seed, whatever ran before them in this process."""
     with seeded_globals(spec.seed, "global", "cycle", spec.strategy, state.cycle, device=trainer.device):
-        return _run_cycle(spec, trainer, n_classes, state)
+        return _next_cycle(spec, trainer, n_classes, state)
 
 
-def _run_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState) -> tuple[CycleResult, JobState]:
+def _next_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState) -> tuple[CycleResult, JobState]:
     p, device, data, cycle = spec.protocol, trainer.device, trainer.data, state.cycle
     strategy = create_strategy(spec.strategy, **spec.params)
     size = p.image_size
@@ -174,7 +174,7 @@ def run_job(spec: JobSpec, trainer: Trainer, n_classes: int) -> Iterator[CycleRe
     """All cycles of one job in this process, yielding each as it finishes."""
     state = start_state(spec, trainer.data.n_train)
     while state.cycle < spec.protocol.cycles:
-        result, state = run_cycle(spec, trainer, n_classes, state)
+        result, state = next_cycle(spec, trainer, n_classes, state)
         yield result
 
 

@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sysconfig
 import time
-from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +24,7 @@ from bench.core.config import Protocol
 from bench.core.seeding import use_deterministic
 from bench.data.images import ImageData
 from bench.models.backbones import AuxHead, Backbone
+from bench.training.optim import build_optimizer, set_learning_rate
 
 
 class TrainingDiverged(RuntimeError):
@@ -149,59 +149,6 @@ def resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- trainer
 
 
-def learning_rate(protocol: Protocol, epoch: int) -> float:
-    """The learning rate of an epoch (0-based): what torch.optim.lr_scheduler.MultiStepLR gives after `epoch`
-    schedule steps (corrected convention: stepped after each epoch) or one more (reference: stepped before it),
-    multiplied milestone by milestone as MultiStepLR multiplies, so that the floats are its floats."""
-    steps = epoch + (protocol.convention == "reference")
-    lr = protocol.lr
-    for milestone, count in sorted(Counter(protocol.milestones).items()):
-        if milestone <= steps:
-            lr = lr * protocol.gamma ** count
-    return lr
-
-
-class SGD:
-    """torch.optim.SGD's update (momentum, weight decay; no dampening, no Nesterov), operation for operation as
-    its multi-tensor path computes it (the path torch takes on CUDA; on the CPU its single-tensor path runs the
-    same kernels one tensor at a time), so that the numbers are torch's. torch's optimizer classes import
-    torch._dynamo on first use (2.5 to 4 s in every training process on a 2-core CPU); this does not.
-    `param_groups` is what torch.amp.GradScaler reads to unscale the gradients before `step`."""
-
-    def __init__(self, params: list[nn.Parameter], protocol: Protocol) -> None:
-        self.params, self.momentum, self.weight_decay = params, protocol.momentum, protocol.weight_decay
-        self.param_groups = [{"params": params}]
-        self.buffers: list[torch.Tensor | None] = [None] * len(params)  # the momentum buffers, made at the first step
-        self.lr = protocol.lr
-
-    def zero_grad(self) -> None:
-        for param in self.params:
-            param.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        live = [i for i, param in enumerate(self.params) if param.grad is not None]
-        params = [self.params[i] for i in live]
-        grads = [param.grad for param in params]
-        if self.weight_decay != 0:
-            grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
-        if self.momentum != 0:
-            if all(self.buffers[i] is not None for i in live):
-                buffers = [self.buffers[i] for i in live]
-                torch._foreach_mul_(buffers, self.momentum)
-                torch._foreach_add_(buffers, grads)
-            else:  # the first step (torch: the buffer starts as the gradient)
-                for i, grad in zip(live, grads, strict=True):
-                    buffer = self.buffers[i]
-                    if buffer is None:
-                        self.buffers[i] = torch.clone(grad).detach()
-                    else:
-                        buffer.mul_(self.momentum).add_(grad)
-                buffers = [self.buffers[i] for i in live]
-            grads = buffers
-        torch._foreach_add_(params, grads, alpha=-self.lr)
-
-
 @dataclass
 class FitResult:
     seconds: float
@@ -237,17 +184,17 @@ class Trainer:
             aux_head: AuxHead | None = None, aux_generator: torch.Generator | None = None) -> FitResult:
         """Train for protocol.epochs on the labeled indices ([L] int64 on the device).
 
-        Fresh optimizers each call (as the reference code does per cycle); the aux head gets its own SGD
+        Fresh optimizers each call (as the reference code does per cycle); the aux head gets its own optimizer
         with the backbone's settings and its own random stream (aux_generator), so that a head which draws
         (BALD's dropout) leaves the backbone's augmentation draws as they are for every other strategy."""
         start = synced_clock(self.device)
         p, data = self.protocol, self.data
         model.train()
         net = self._net(model)
-        optimizers = [SGD(list(model.parameters()), p)]
+        optimizers = [build_optimizer(model.parameters(), p)]
         if aux_head is not None:
             aux_head.train()
-            optimizers.append(SGD(list(aux_head.parameters()), p))
+            optimizers.append(build_optimizer(aux_head.parameters(), p))
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         n = labeled.numel()
         # batch norm cannot train on one image: such a batch is skipped (its sample comes round next epoch)
@@ -256,7 +203,7 @@ class Trainer:
         epoch_loss = torch.zeros((), device=self.device)
         for epoch in range(p.epochs):
             for opt in optimizers:
-                opt.lr = learning_rate(p, epoch)
+                set_learning_rate(opt, p, epoch)
             order = labeled[torch.randperm(n, generator=generator, device=self.device)]
             epoch_loss = torch.zeros((), device=self.device)  # summed on the device: no sync per step
             for first in range(0, n, p.batch_size):

@@ -70,9 +70,10 @@ def _primary(result) -> list[tuple[str, str]]:
 
 def test_the_rounds_look_at_the_reports_primary_family(tmp_path):
     from bench.runner import seeds_auto as rounds
-    from bench.runner.benchmark import RunOptions, build_config
-
-    # a fixed run of three strategies at 2 seeds, then --seeds auto of two of them up to 3 seeds
+    from bench.runner.resolve import (  # a fixed run of three strategies at 2 seeds, then --seeds auto of two of them up to 3 seeds
+        RunOptions,
+        build_config,
+    )
     cycles = pd.concat([_cycles({"random": 0, "entropy": 0.0, "margin": 0.0}, dict.fromkeys(
         ["random", "entropy", "margin"], 2)), _cycles({"random": 0, "entropy": 0.0}, {"random": 3, "entropy": 3})])
     cycles = cycles.drop_duplicates(["strategy", "seed", "cycle"], keep="last")
@@ -151,7 +152,7 @@ def test_a_plan_for_another_family_than_the_reports_is_refused(tmp_path):
 
 
 def test_another_design_into_a_folder_whose_rounds_looked_is_refused_in_one_line(tmp_path):
-    from bench.results.design import check_design
+    from bench.analysis.design import check_design
 
     looked = _auto_analysis(_plan(6, 1), ["random", "entropy"], [{"seeds": 5, "decided": [], "undecided": ["x"]}])
     same = _auto_analysis(_plan(6, 1), ["random", "entropy"])
@@ -274,20 +275,19 @@ def test_the_second_command_answers_its_own_question_in_the_order_typed(cli, tmp
 def test_a_look_is_recorded_before_the_next_round_starts(tmp_path, monkeypatch):
     # a kill between a look and the next round must leave that look in config.json: the design check reads it
     from bench.runner import seeds_auto as rounds
-    from bench.runner.benchmark import RunOptions, build_config
-
+    from bench.runner.resolve import RunOptions, build_config
     config = build_config(strategies=["random", "entropy"], seeds=5, out=tmp_path / "R",
                           protocol={"initial": 20, "budget": 20, "cycles": 2, "epochs": 3}, devices="cpu")
-    real, calls = rounds.run_jobs, []
+    real, calls = rounds.benchmark_round, []
 
-    def run_jobs(*args, **kwargs):
+    def benchmark_round(*args, **kwargs):
         calls.append(args[0].seeds)
         if len(calls) == 2:  # the second round's start: killed there
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(rounds, "run_jobs", run_jobs)
+    monkeypatch.setattr(rounds, "benchmark_round", benchmark_round)
     with pytest.raises(KeyboardInterrupt):
-        rounds.run_in_rounds(config, RunOptions(max_seeds=10, jobs=1, margin=0.0001))
+        rounds.benchmark_in_rounds(config, RunOptions(max_seeds=10, jobs=1, margin=0.0001))
     history = json.loads((tmp_path / "R" / "config.json").read_text())["analysis"]["sequential"]["history"]
     assert [h["seeds"] for h in history] == [5]

@@ -1,4 +1,4 @@
-"""bench.analysis.stats against independent computations: scipy called directly, and examples worked by hand."""
+"""bench.analysis.curves against independent computations: scipy called directly, and examples worked by hand."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from bench.analysis import stats
+from bench.analysis import across, curves, paired, penalty, planning
 
 
 def cycles_frame(curves: dict[tuple[str, int], list[float]], labels: list[int], dataset: str = "d") -> pd.DataFrame:
@@ -30,8 +30,8 @@ def cycles_frame(curves: dict[tuple[str, int], list[float]], labels: list[int], 
 def test_t_interval_matches_scipy():
     x = np.array([0.61, 0.64, 0.60, 0.66, 0.63])
     expected = sps.t.interval(0.95, df=4, loc=x.mean(), scale=sps.sem(x))
-    assert stats.t_interval(x) == pytest.approx(expected, rel=1e-12)
-    assert all(math.isnan(v) for v in stats.t_interval([0.5]))
+    assert curves.t_interval(x) == pytest.approx(expected, rel=1e-12)
+    assert all(math.isnan(v) for v in curves.t_interval([0.5]))
 
 
 def test_summarize_cycles_per_strategy_and_cycle():
@@ -39,7 +39,7 @@ def test_summarize_cycles_per_strategy_and_cycle():
         {("a", 0): [0.50, 0.60], ("a", 1): [0.54, 0.70], ("a", 2): [0.49, 0.65], ("b", 0): [0.40, 0.45]},
         labels=[100, 200],
     )
-    summary = stats.summarize_cycles(cycles).set_index(["strategy", "cycle"])
+    summary = curves.summarize_cycles(cycles).set_index(["strategy", "cycle"])
     row = summary.loc[("a", 1)]
     x = np.array([0.60, 0.70, 0.65])
     half = sps.t.ppf(0.975, 2) * np.std(x, ddof=1) / math.sqrt(3)
@@ -57,9 +57,9 @@ def test_summarize_cycles_per_strategy_and_cycle():
 def test_aulc_by_hand():
     # Trapezoids: (0.5 + 0.7) / 2 * 100 = 60 and (0.7 + 0.8) / 2 * 200 = 150; label range 400 - 100 = 300.
     expected = (60 + 150) / 300
-    assert stats.aulc([100, 200, 400], [0.5, 0.7, 0.8]) == pytest.approx(expected)
-    assert stats.aulc([400, 100, 200], [0.8, 0.5, 0.7]) == pytest.approx(expected)  # order does not matter
-    assert stats.aulc([100], [0.6]) == pytest.approx(0.6)
+    assert curves.aulc([100, 200, 400], [0.5, 0.7, 0.8]) == pytest.approx(expected)
+    assert curves.aulc([400, 100, 200], [0.8, 0.5, 0.7]) == pytest.approx(expected)  # order does not matter
+    assert curves.aulc([100], [0.6]) == pytest.approx(0.6)
 
 
 def test_incomplete_curves_are_flagged_and_left_out_of_the_summary():
@@ -67,10 +67,10 @@ def test_incomplete_curves_are_flagged_and_left_out_of_the_summary():
         {("a", 0): [0.5, 0.7, 0.8], ("a", 1): [0.5, 0.6, 0.9], ("a", 2): [0.5, 0.9]},
         labels=[100, 200, 400],
     )
-    seeds = stats.aulc_per_seed(cycles).set_index("seed")
+    seeds = curves.aulc_per_seed(cycles).set_index("seed")
     assert list(seeds["complete"]) == [True, True, False]
     assert seeds.loc[1, "aulc"] == pytest.approx(((0.5 + 0.6) / 2 * 100 + (0.6 + 0.9) / 2 * 200) / 300)
-    summary = stats.summarize_aulc(stats.aulc_per_seed(cycles))
+    summary = curves.summarize_aulc(curves.aulc_per_seed(cycles))
     assert summary["n_seeds"].tolist() == [2]
     assert summary["mean"].iloc[0] == pytest.approx((0.7 + (55 + 150) / 300) / 2)
 
@@ -81,18 +81,18 @@ def test_incomplete_curves_are_flagged_and_left_out_of_the_summary():
 def test_holm_by_hand():
     # Sorted: 0.005, 0.01, 0.03, 0.04 with multipliers 4, 3, 2, 1 -> 0.02, 0.03, 0.06, 0.04;
     # the running maximum lifts the last to 0.06. Back in input order:
-    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert paired.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     # NaN is not in the family (m = 2): 0.01 * 2 = 0.02, 0.04 * 1 = 0.04.
-    adjusted = stats.holm([0.01, math.nan, 0.04])
+    adjusted = paired.holm([0.01, math.nan, 0.04])
     assert adjusted[[0, 2]] == pytest.approx([0.02, 0.04]) and math.isnan(adjusted[1])
     # 0.5 * 2 = 1.0, then max(1.0, 0.6) = 1.0; capped at 1.
-    assert stats.holm([0.6, 0.5]) == pytest.approx([1.0, 1.0])
+    assert paired.holm([0.6, 0.5]) == pytest.approx([1.0, 1.0])
 
 
 def test_paired_test_matches_scipy():
     a = np.array([0.71, 0.69, 0.74, 0.70, 0.73, 0.72, 0.68])
     b = np.array([0.68, 0.69, 0.70, 0.66, 0.71, 0.67, 0.67])
-    test = stats.paired_test(a, b)
+    test = paired.paired_test(a, b)
     d = a - b
     half = sps.t.ppf(0.975, 6) * d.std(ddof=1) / math.sqrt(7)
     assert test.n_pairs == 7
@@ -106,8 +106,8 @@ def test_paired_test_matches_scipy():
 def test_wilcoxon_only_with_six_nonzero_differences():
     a = np.array([0.70, 0.72, 0.75, 0.71, 0.74, 0.73])
     b = a - np.array([0.01, 0.02, 0.03, 0.04, 0.05, 0.06])
-    assert stats.paired_test(a, b).wilcoxon_p == pytest.approx(sps.wilcoxon(a, b).pvalue)
-    five = stats.paired_test(a[:5], b[:5])
+    assert paired.paired_test(a, b).wilcoxon_p == pytest.approx(sps.wilcoxon(a, b).pvalue)
+    five = paired.paired_test(a[:5], b[:5])
     assert math.isnan(five.wilcoxon_p) and "6" in five.wilcoxon_note
     assert five.t_p == pytest.approx(sps.ttest_rel(a[:5], b[:5]).pvalue)
 
@@ -115,19 +115,19 @@ def test_wilcoxon_only_with_six_nonzero_differences():
 @pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy on constant input
 def test_equal_differences():
     a = np.array([0.6, 0.7, 0.8, 0.9])
-    zero = stats.paired_test(a, a)
+    zero = paired.paired_test(a, a)
     assert zero.t_p == 1.0 and zero.mean_diff == 0.0 and zero.t_note
     # A constant shift of 2 points: t = +inf; scipy says p = 0 where the floats cancel exactly, and so do we
     # wherever they do not.
-    exact = stats.paired_test(np.full(5, 0.52), np.full(5, 0.5))
+    exact = paired.paired_test(np.full(5, 0.52), np.full(5, 0.5))
     assert sps.ttest_rel(np.full(5, 0.52), np.full(5, 0.5)).pvalue == 0.0 and exact.t_p == 0.0
-    shifted = stats.paired_test(a + 0.02, a)
+    shifted = paired.paired_test(a + 0.02, a)
     assert shifted.t_p == 0.0 and shifted.mean_diff == pytest.approx(0.02) and "infinite" in shifted.t_note
-    assert math.isnan(stats.paired_test([0.6], [0.5]).t_p)
+    assert math.isnan(paired.paired_test([0.6], [0.5]).t_p)
 
 
 def _p_of(diff: np.ndarray) -> float:
-    return stats.paired_test(0.5 + diff, np.full(diff.size, 0.5)).t_p
+    return paired.paired_test(0.5 + diff, np.full(diff.size, 0.5)).t_p
 
 
 def test_degenerate_rule_is_monotone():
@@ -159,7 +159,7 @@ def test_compare_to_baseline_pairs_on_common_seeds_and_applies_holm():
     gain = {0: [0.03, 0.04], 1: [0.01, 0.01], 2: [0.02, 0.03], 3: [0.00, 0.02]}  # seed 4 failed for "al"
     curves = {("random", s): acc for s, acc in base.items()}
     curves |= {("al", s): [x + g for x, g in zip(base[s], gain[s], strict=True)] for s in gain}
-    table = stats.compare_to_baseline(cycles_frame(curves, labels=[100, 300]))
+    table = paired.compare_to_baseline(cycles_frame(curves, labels=[100, 300]))
 
     per_cycle = table[table["metric"] == "test_acc"].set_index("cycle")
     for cycle in (0, 1):
@@ -197,7 +197,7 @@ def test_primary_and_secondary_families_by_hand():
     curves = {("random", s): acc for s, acc in base.items()}
     curves |= {(n, s): [base[s][0], base[s][1] + g[0], base[s][2] + g[1]] for n, per in gains.items()
                for s, g in per.items()}
-    table = stats.compare_to_baseline(cycles_frame(curves, labels))
+    table = paired.compare_to_baseline(cycles_frame(curves, labels))
 
     def holm_by_hand(p: list[float]) -> list[float]:
         order = sorted(range(len(p)), key=lambda k: p[k])
@@ -231,7 +231,7 @@ def test_primary_and_secondary_families_by_hand():
 
     # A strategy that changes the backbone at cycle 0 keeps budget 0 in the family for everyone (m = 9).
     curves[("c", 0)] = [base[0][0] - 0.05, *curves[("c", 0)][1:]]
-    kept = stats.compare_to_baseline(cycles_frame(curves, labels))
+    kept = paired.compare_to_baseline(cycles_frame(curves, labels))
     assert (kept.loc[kept["metric"] == "test_acc", "family"] == "secondary").all()
     per_budget = kept[kept["metric"] == "test_acc"]
     assert per_budget.loc[per_budget["strategy"] != "c", "cycle"].eq(0).sum() == 2  # a and b at 0: p = 1, kept
@@ -239,8 +239,8 @@ def test_primary_and_secondary_families_by_hand():
 
 
 def test_compare_to_baseline_without_baseline_is_empty():
-    table = stats.compare_to_baseline(cycles_frame({("a", 0): [0.5], ("b", 0): [0.6]}, [100]), "random")
-    assert table.empty and list(table.columns) == stats.COMPARISON_COLUMNS
+    table = paired.compare_to_baseline(cycles_frame({("a", 0): [0.5], ("b", 0): [0.6]}, [100]), "random")
+    assert table.empty and list(table.columns) == paired.COMPARISON_COLUMNS
 
 
 # ---------------------------------------------------------------- penalty matrix
@@ -264,7 +264,7 @@ def test_penalty_matrix_by_hand():
     assert sps.ttest_rel(acc["A"][2], acc["C"][2]).pvalue < 0.05
     assert sps.ttest_rel(acc["B"][2], acc["C"][2]).pvalue < 0.05
     curves = {(name, seed): [acc[name][c][seed] for c in range(3)] for name in acc for seed in range(4)}
-    matrix = stats.penalty_matrix(cycles_frame(curves, labels=[100, 200, 300]))
+    matrix = penalty.penalty_matrix(cycles_frame(curves, labels=[100, 200, 300]))
 
     # Cycle 0: all equal, no wins. Cycle 1: A beats B and C. Cycle 2: A beats B and C, B beats C.
     expected = pd.DataFrame(
@@ -273,7 +273,7 @@ def test_penalty_matrix_by_hand():
     )
     np.testing.assert_allclose(matrix.to_numpy(float), expected.to_numpy(), equal_nan=True)
     # Column sums: how often each is beaten (A 0, B 2/3, C 2/3 + 1/3 = 1), lowest first.
-    ranking = stats.penalty_ranking(matrix)
+    ranking = penalty.penalty_ranking(matrix)
     assert list(ranking.index) == ["A", "B", "C"]
     assert ranking.to_numpy() == pytest.approx([0.0, 2 / 3, 1.0])
 
@@ -281,14 +281,14 @@ def test_penalty_matrix_by_hand():
 def test_penalty_share_is_over_checkpoints_and_needs_two_paired_seeds():
     curves = {("A", s): [0.6 + 0.01 * s, 0.9] for s in range(3)} | {("B", s): [0.5 + 0.011 * s] for s in range(3)}
     curves[("B", 0)] = [0.5, 0.6]  # at 200 labels B has one seed only: the checkpoint adds nothing
-    matrix = stats.penalty_matrix(cycles_frame(curves, labels=[100, 200]))
+    matrix = penalty.penalty_matrix(cycles_frame(curves, labels=[100, 200]))
     assert sps.ttest_1samp([0.1, 0.099, 0.098], 0).pvalue < 0.05
     assert matrix.loc["A", "B"] == 0.5 and matrix.loc["B", "A"] == 0.0  # 1 win / 2 checkpoints
 
 
 def badge_reference(table: pd.DataFrame, baseline: str) -> tuple[list[float], pd.DataFrame]:
     """BADGE's aggregation rules (scripts/agg_results.py, plot_matrix) written out again, independently of
-    bench.analysis.stats, in the script's own orientation: it counts alg1 - alg2 < 0 against alg1 and plots the
+    bench.analysis.curves, in the script's own orientation: it counts alg1 - alg2 < 0 against alg1 and plots the
     transpose, so the plot reads "row beats column"."""
     sizes = sorted(table["n_labeled"].unique())
     n0, step, top = sizes[0], sizes[1] - sizes[0], sizes[-1]
@@ -335,14 +335,14 @@ def test_penalty_matrix_matches_badge_rules_with_the_99_percent_cut_off():
     table = cycles_frame(curves, labels)
     checkpoints, expected = badge_reference(table, "random")
     assert checkpoints == [20, 30, 40, 60]  # 100 passes 0.99 of random's final mean; 180 is beyond 170
-    assert stats.badge_checkpoints(table, "random") == checkpoints
-    matrix = stats.penalty_matrix(table, "random")
+    assert penalty.badge_checkpoints(table, "random") == checkpoints
+    matrix = penalty.penalty_matrix(table, "random")
     np.testing.assert_allclose(matrix.loc[expected.index, expected.columns].to_numpy(float),
                                expected.to_numpy(), equal_nan=True)
     assert matrix.loc["good", "random"] == pytest.approx(3 / 4)  # 3 of 4 checkpoints: cycle 0 adds nothing
     # Without the baseline there is no 99% cut-off (100 labels becomes a 5th checkpoint): the rule matters here.
-    assert stats.badge_checkpoints(table, "absent") == [20, 30, 40, 60, 100]
-    assert stats.penalty_matrix(table, "absent").loc["good", "random"] != matrix.loc["good", "random"]
+    assert penalty.badge_checkpoints(table, "absent") == [20, 30, 40, 60, 100]
+    assert penalty.penalty_matrix(table, "absent").loc["good", "random"] != matrix.loc["good", "random"]
 
 
 # ---------------------------------------------------------------- label efficiency
@@ -356,8 +356,8 @@ def test_label_efficiency_by_hand():
         "instant": [0.72, 0.74, 0.76],
     }
     curves = {(n, s): [m + (0.01 if s else -0.01) for m in curve] for n, curve in means.items() for s in (0, 1)}
-    summary = stats.summarize_cycles(cycles_frame(curves, labels=[100, 200, 300]))
-    table = stats.label_efficiency(summary, "random").set_index("strategy")
+    summary = curves.summarize_cycles(cycles_frame(curves, labels=[100, 200, 300]))
+    table = curves.label_efficiency(summary, "random").set_index("strategy")
     # Target: random's final mean, 0.70, which random itself first reaches at 300 labels.
     # fast crosses 0.70 between (100, 0.55) and (200, 0.75): 100 + (0.70 - 0.55) / 0.20 * 100 = 175,
     # saving 300 - 175 = 125 labels, 125 / 300 = 41.7%.
@@ -381,7 +381,7 @@ def test_mean_rank_over_datasets():
         "mean": [0.8, 0.7, 0.6, 0.6, 0.7],
     })
     # d1 ranks A 1, B 2, C 3; d2 ranks B 1, A 2 (C not run there).
-    table = stats.mean_rank(aulc_summary)
+    table = across.mean_rank(aulc_summary)
     assert table["strategy"].tolist() == ["A", "B", "C"]
     assert table["mean_rank"].tolist() == pytest.approx([1.5, 1.5, 3.0])
     assert table["n_datasets"].tolist() == [2, 2, 1]
@@ -392,9 +392,9 @@ def test_paired_t_power_matches_a_direct_computation():
     df, nc = n - 1, effect / sd * math.sqrt(n)
     t_crit = sps.t.ppf(0.975, df)
     direct = 1 - sps.nct.cdf(t_crit, df, nc) + sps.nct.cdf(-t_crit, df, nc)
-    assert stats.paired_t_power(effect, sd, n) == pytest.approx(direct, rel=1e-10)
+    assert planning.paired_t_power(effect, sd, n) == pytest.approx(direct, rel=1e-10)
     # With no true difference the power is the size of the test.
-    assert stats.paired_t_power(0.0, sd, n) == pytest.approx(0.05, rel=1e-10)
+    assert planning.paired_t_power(0.0, sd, n) == pytest.approx(0.05, rel=1e-10)
     # Monte Carlo check of the formula: simulated paired t-tests reject about `direct` of the time.
     rng = np.random.default_rng(1)
     samples = rng.normal(effect, sd, size=(20000, n))
@@ -404,10 +404,10 @@ def test_paired_t_power_matches_a_direct_computation():
 
 def test_seeds_needed_is_the_first_n_reaching_80_percent():
     sd = 0.008
-    n = stats.seeds_needed(0.005, sd)
-    assert stats.paired_t_power(0.005, sd, int(n)) >= 0.8 > stats.paired_t_power(0.005, sd, int(n) - 1)
-    assert stats.seeds_needed(0.01, sd) <= n  # a larger effect never needs more seeds
-    assert math.isnan(stats.seeds_needed(0.01, 1.0))  # more than MAX_PLANNED_SEEDS
+    n = planning.seeds_needed(0.005, sd)
+    assert planning.paired_t_power(0.005, sd, int(n)) >= 0.8 > planning.paired_t_power(0.005, sd, int(n) - 1)
+    assert planning.seeds_needed(0.01, sd) <= n  # a larger effect never needs more seeds
+    assert math.isnan(planning.seeds_needed(0.01, 1.0))  # more than MAX_PLANNED_SEEDS
 
 
 def test_seed_planning_uses_the_observed_aulc_spread():
@@ -415,11 +415,11 @@ def test_seed_planning_uses_the_observed_aulc_spread():
     gain = [0.01, 0.02, 0.00, 0.015, 0.03]
     curves = {("random", s): acc for s, acc in base.items()}
     curves |= {("al", s): [base[s][0] + gain[s], base[s][1] + gain[s]] for s in range(5)}
-    planning = stats.seed_planning(stats.compare_to_baseline(cycles_frame(curves, [100, 200]))).iloc[0]
+    planned = planning.seed_planning(paired.compare_to_baseline(cycles_frame(curves, [100, 200]))).iloc[0]
     sd = np.std(gain, ddof=1)
-    assert planning["sd_diff"] == pytest.approx(sd) and planning["n_pairs"] == 5
+    assert planned["sd_diff"] == pytest.approx(sd) and planned["n_pairs"] == 5
     for column, effect in (("seeds_1pt", 0.01), ("seeds_half_pt", 0.005)):
-        n = int(planning[column])
+        n = int(planned[column])
         power = [1 - sps.nct.cdf(sps.t.ppf(0.975, k - 1), k - 1, effect / sd * math.sqrt(k))
                  + sps.nct.cdf(-sps.t.ppf(0.975, k - 1), k - 1, effect / sd * math.sqrt(k)) for k in (n - 1, n)]
         assert power[0] < 0.8 <= power[1]
@@ -429,12 +429,12 @@ def test_power_is_monotone_on_a_tight_spread():
     # badge vs random on a 40k CIFAR-10 slice: paired sd 0.12 points; scipy's nct.cdf is NaN far in the lower tail
     sd = 0.0012
     for effect in (0.005, 0.01, 0.02):
-        powers = [stats.paired_t_power(effect, sd, n) for n in range(2, 30)]
+        powers = [planning.paired_t_power(effect, sd, n) for n in range(2, 30)]
         assert all(np.isfinite(powers)) and all(b >= a for a, b in zip(powers, powers[1:], strict=False))
     for n in range(2, 30):
-        by_effect = [stats.paired_t_power(e, sd, n) for e in (0.001, 0.002, 0.005, 0.01, 0.02)]
+        by_effect = [planning.paired_t_power(e, sd, n) for e in (0.001, 0.002, 0.005, 0.01, 0.02)]
         assert all(b >= a for a, b in zip(by_effect, by_effect[1:], strict=False))
-    assert stats.seeds_needed(0.01, sd) <= stats.seeds_needed(0.005, sd) == 3
+    assert planning.seeds_needed(0.01, sd) <= planning.seeds_needed(0.005, sd) == 3
 
 
 @pytest.mark.parametrize("missing", [False, True])
@@ -451,17 +451,17 @@ def test_penalty_beats_are_the_pairwise_scipy_t_tests(missing):
             diff = diff[~np.isnan(diff)]
             with np.errstate(all="ignore"):
                 p = sps.ttest_1samp(diff, 0.0).pvalue
-            expected[i, j] = float(i != j and p < stats.ALPHA and diff.mean() > 0)
-    assert np.array_equal(stats._beats(accs), expected)
+            expected[i, j] = float(i != j and p < paired.ALPHA and diff.mean() > 0)
+    assert np.array_equal(penalty._beats(accs), expected)
     assert expected[2, 0] == 1 and expected.sum() > 3
 
 
 @pytest.mark.parametrize("sd", [0.004, 0.02, 0.05, 0.09, 0.1, 1.0])  # answers in each window, and none
 def test_seeds_needed_is_the_first_n_of_the_whole_range(sd):
-    n = np.arange(2, stats.MAX_PLANNED_SEEDS + 1)
-    enough = np.flatnonzero(stats._powers(0.01, sd, n, stats.ALPHA) >= stats.POWER)
+    n = np.arange(2, planning.MAX_PLANNED_SEEDS + 1)
+    enough = np.flatnonzero(planning._powers(0.01, sd, n, paired.ALPHA) >= planning.POWER)
     expected = float(n[enough[0]]) if enough.size else math.nan
-    assert stats.seeds_needed(0.01, sd) == pytest.approx(expected, nan_ok=True)
+    assert planning.seeds_needed(0.01, sd) == pytest.approx(expected, nan_ok=True)
 
 
 def test_the_direct_t_test_and_quantile_are_scipys():
@@ -472,10 +472,10 @@ def test_the_direct_t_test_and_quantile_are_scipys():
         mu = float(rng.choice([0.0, -0.01, 0.01]))
         for alternative in ("two-sided", "greater", "less"):
             expected = sps.ttest_1samp(x, mu, alternative=alternative).pvalue
-            assert math.isclose(stats.t_test_p(x, mu, alternative), expected, rel_tol=1e-9, abs_tol=1e-300)
+            assert math.isclose(curves.t_test_p(x, mu, alternative), expected, rel_tol=1e-9, abs_tol=1e-300)
         q = float(rng.uniform(0.5, 0.9999))
-        assert math.isclose(stats.t_quantile(q, n - 1), sps.t.ppf(q, n - 1), rel_tol=1e-10)
+        assert math.isclose(curves.t_quantile(q, n - 1), sps.t.ppf(q, n - 1), rel_tol=1e-10)
     with np.errstate(all="ignore"), warnings.catch_warnings():  # a NaN value; equal values, which may not cancel
         warnings.simplefilter("ignore", RuntimeWarning)
         for x in ([0.1, np.nan, 0.2], [0.3, 0.3, 0.3], [0.1, 0.1, 0.1], [0.0, 0.0]):
-            assert np.isclose(stats.t_test_p(np.array(x)), sps.ttest_1samp(x, 0.0).pvalue, equal_nan=True), x
+            assert np.isclose(curves.t_test_p(np.array(x)), sps.ttest_1samp(x, 0.0).pvalue, equal_nan=True), x

@@ -11,8 +11,8 @@ import pytest
 from scipy import stats
 
 from bench.analysis import verdicts as v
-from bench.analysis.stats import ALPHA, holm
-from bench.core.config import comparison_pairs
+from bench.analysis.families import comparison_pairs
+from bench.analysis.paired import ALPHA, holm
 
 SEQUENCES = 2000
 SD = 0.012  # paired AULC differences of 1.2 points: the example report's spread

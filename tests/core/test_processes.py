@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from launch import ENV, ROOT, read_table, run_cli, start_cli
 from guarantees.reliability.support import (
     FAULTS,
     PROTOCOL,
@@ -30,6 +29,7 @@ from guarantees.reliability.support import (
     snapshot,
     temp_files,
 )
+from launch import ENV, ROOT, read_table, run_cli, start_cli
 
 # Two jobs of 3 cycles on two worker processes (a loky pool and its Manager), done in seconds. The strategies are
 # fault_injection.py's, ordinary ones unless REL_FAIL is set: each worker imports that file to run them, and so

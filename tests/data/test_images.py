@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from bench.core.errors import UserError
-from bench.data.images import CIFAR_MEAN, load_dataset
+from bench.data.datasets import load_dataset
+from bench.data.images import CIFAR_MEAN
 
 
 def test_digits_split_is_fixed_stratified_and_disjoint():

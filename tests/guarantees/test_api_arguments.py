@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from bench.core.errors import UserError
-from bench.runner.benchmark import RunOptions, build_config, dry_run, run_benchmark
+from bench.runner.benchmark import dry_run, run_benchmark
+from bench.runner.resolve import RunOptions, build_config
 
 PROTOCOL = {"initial": 20, "budget": 20, "cycles": 2, "epochs": 1}
 

@@ -23,7 +23,7 @@ from PIL import Image
 import strategies
 from bench.core.config import Protocol
 from bench.core.errors import UserError
-from bench.data.images import load_dataset
+from bench.data.datasets import load_dataset
 from bench.report.layout import write_report
 from bench.results.store import RunStore
 from bench.runner.scheduler import DataSource, execute

@@ -15,14 +15,15 @@ import pandas as pd
 import pytest
 import torch
 
+from bench.analysis.paired import compare_to_baseline
 from bench.analysis.record import stored_design
-from bench.analysis.stats import compare_to_baseline
 from bench.core import seeding
 from bench.core.config import Protocol, protocol_identity
 from bench.core.errors import UserError
 from bench.models.build import check_deterministic
 from bench.results.identity import config_differences
-from bench.runner.benchmark import RunOptions, build_config, dry_run, resolve_numerics, run_jobs
+from bench.runner.benchmark import benchmark_round, dry_run
+from bench.runner.resolve import RunOptions, build_config, resolve_numerics
 from bench.training.linear_probe import embeddings_file
 from bench.training.trainer import Trainer, precision_name, resolve_precision
 from conftest import TINY
@@ -217,7 +218,7 @@ def test_a_model_deterministic_mode_cannot_train_on_cuda_is_refused_unless_nonde
     with pytest.raises(UserError, match="cannot train deterministically on CUDA.*--nondeterministic"):
         dry_run(config)
     with pytest.raises(UserError, match="cannot train deterministically"):
-        run_jobs(config, RunOptions())
+        benchmark_round(config, RunOptions())
     check_deterministic(model, "cuda", False)  # asked for: allowed
     check_deterministic(model, "cpu", True)  # the CPU's kernels are deterministic
     check_deterministic("torchvision:resnet18", "cuda", True)  # its pooling to 1x1 is a mean

@@ -14,7 +14,7 @@ from torch import nn
 
 import bench.training.loop as loop
 from bench.core.config import Protocol
-from bench.data.images import load_dataset
+from bench.data.datasets import load_dataset
 from bench.models.backbones import MODELS, Backbone, register_model
 from bench.training.loop import JobSpec, candidates, pool_order, run_job
 from bench.training.trainer import DeviceData, Trainer

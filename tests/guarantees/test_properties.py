@@ -26,7 +26,8 @@ from bench.core.errors import UserError
 from bench.data.images import load_npz
 from bench.results.identity import check_identity, widen
 from bench.results.store import RunStore, read_cycles
-from bench.runner.benchmark import build_config
+from bench.runner.resolve import build_config
+from strategies import STRATEGIES
 
 settings.register_profile("short", max_examples=25, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -121,8 +122,7 @@ CONFIG_KEYS = ["protocol", "strategies", "seeds", "strategy_params", "dataset_fi
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> tuple[Path, object]:
     """A finished tiny run's folder (built without training: rows and config as run_benchmark writes them)."""
-    from bench.runner.benchmark import job_specs
-
+    from bench.runner.resolve import job_specs
     folder = tmp_path_factory.mktemp("run") / "run"
     config = build_config(strategies=["random", "entropy"], seeds=2, out=folder,
                           protocol={"initial": 20, "budget": 20, "cycles": 2, "epochs": 2})
@@ -150,7 +150,7 @@ def opened_or_refused(folder: Path, config) -> bool:
     try:
         store = RunStore(folder)
         stored = store.read_config()
-        check_identity(store, widen(config, stored, folder) if stored is not None else config)
+        check_identity(store, widen(config, stored, folder, STRATEGIES.names()) if stored is not None else config)
     except UserError as err:
         assert "\n" not in str(err)
         assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before

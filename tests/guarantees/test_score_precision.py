@@ -11,7 +11,7 @@ import torch
 
 from bench.core.config import Protocol
 from bench.core.seeding import numpy_rng, torch_generator
-from bench.data.images import load_dataset
+from bench.data.datasets import load_dataset
 from bench.models.backbones import create_model
 from bench.training.loop import gather_inputs, make_aux
 from bench.training.trainer import DeviceData, Trainer

@@ -18,13 +18,13 @@ from PIL import Image
 from bench.core.config import Protocol, RunConfig
 from bench.core.errors import UserError
 from bench.core.seeding import derive_seed
-from bench.data.images import load_dataset
+from bench.data.datasets import load_dataset
 from bench.models.backbones import MODELS
 from bench.models.build import build_model, check_input_size, load_model_file
-from bench.runner.benchmark import build_config
+from bench.runner.resolve import build_config
 from bench.runner.scheduler import DataSource, execute
 from bench.training.jobs import JobSpec
-from bench.training.loop import initial_model, run_cycle, start_state
+from bench.training.loop import initial_model, next_cycle, start_state
 from bench.training.trainer import DeviceData, Trainer
 from conftest import SHARED_DATA, TINY
 
@@ -246,7 +246,7 @@ def test_a_trained_cycle_starts_from_the_weights(tiny_npz, tmp_path):
     after = {}
     for weights in (path, None):
         spec = _spec(RESNET, 0, weights, **protocol)
-        _, state = run_cycle(spec, trainer, data.n_classes, start_state(spec, int(data.x_train.shape[0])))
+        _, state = next_cycle(spec, trainer, data.n_classes, start_state(spec, int(data.x_train.shape[0])))
         after[weights] = state.model["body.conv1.weight"]
     torch.testing.assert_close(after[path], saved["conv1.weight"])  # lr 1e-12: training moved nothing
     assert not torch.allclose(after[None], saved["conv1.weight"])
@@ -276,7 +276,7 @@ def test_the_job_hash_keeps_its_value_without_the_new_settings_and_changes_with_
     _resnet_weights(b, 4, seed=2)
     plain = build_config(strategies=["random"], protocol={"model": RESNET})
     fields = {k: v for k, v in dataclasses.asdict(plain.protocol).items()
-              if k not in ("image_size", "train_mode", "deterministic")}
+              if k not in ("image_size", "train_mode", "deterministic", "optimizer")}
     text = json.dumps({"protocol": fields, "dataset": "", "strategy": "random", "params": {}}, sort_keys=True,
                       default=str)
     assert plain.job_hash("random") == hashlib.sha256(text.encode()).hexdigest()[:12]  # as before these settings

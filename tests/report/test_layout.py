@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats as sps
 
-from bench.analysis import stats
+from bench.analysis import paired
 from bench.report import plots
 from bench.report.layout import report_folder, write_report
 from bench.report.tables import latex_table, markdown_table
@@ -285,7 +285,7 @@ def test_penalty_caption_names_the_badge_rules(report_text: str):
 
 def test_difference_plot_legend_is_outside_the_data_area():
     cycles = synthetic_cycles()
-    comparisons = stats.compare_to_baseline(cycles)
+    comparisons = paired.compare_to_baseline(cycles)
     figure = Figure(figsize=(8.0, 4.2), layout="constrained")
     ax = figure.subplots()
     plots.differences(ax, comparisons, plots.strategy_styles(cycles["strategy"].unique()), "digits")

@@ -14,7 +14,7 @@ from matplotlib.collections import PathCollection
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
-from bench.analysis import stats
+from bench.analysis import curves, paired
 from bench.report import plots
 
 NAMES = ["badge", "coreset", "entropy", "ll", "margin", "random"]
@@ -104,9 +104,9 @@ def comparisons(significant: dict[tuple[str, int], bool]) -> pd.DataFrame:
         for n in (100, 200, 300):
             rows.append({"strategy": name, "baseline": "random", "metric": "test_acc", "n_labeled": float(n),
                          "mean_diff": 0.01 * n / 100, "ci_low": 0.0, "ci_high": 0.03,
-                         "significant": significant.get((name, n), False), "family": stats.SECONDARY})
+                         "significant": significant.get((name, n), False), "family": paired.SECONDARY})
     rows.append({"strategy": "entropy", "baseline": "random", "metric": "aulc", "n_labeled": math.nan,
-                 "mean_diff": 0.02, "ci_low": 0.01, "ci_high": 0.03, "significant": True, "family": stats.PRIMARY})
+                 "mean_diff": 0.02, "ci_low": 0.01, "ci_high": 0.03, "significant": True, "family": paired.PRIMARY})
     return pd.DataFrame(rows)
 
 
@@ -141,7 +141,7 @@ def test_aulc_plot_joins_exactly_each_seeds_values():
     seeds = pd.DataFrame(rows)
     seeds.loc[(seeds["strategy"] == "margin") & (seeds["seed"] == 2), "complete"] = False  # left out
     seeds = seeds[~((seeds["strategy"] == "random") & (seeds["seed"] == 3))]  # a missing job
-    summary = stats.summarize_aulc(seeds[seeds["complete"]])
+    summary = curves.summarize_aulc(seeds[seeds["complete"]])
     ax = new_axes()
     plots.aulc(ax, seeds, summary, plots.strategy_styles(NAMES), "digits")
 

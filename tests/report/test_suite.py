@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from bench.analysis import stats
+from bench.analysis import across, paired, penalty
 
 LABELS = [100, 200, 300, 400]
 
@@ -48,8 +48,8 @@ def run_folder(root: Path, name: str, cycles: pd.DataFrame) -> Path:
 def test_primary_family_spans_the_settings_and_the_secondary_stays_within_one():
     a = cycles_of("a", {"good": 0.03, "meh": 0.002}, seed=1)
     b = cycles_of("b", {"good": 0.02, "meh": -0.001}, seed=2).assign(dataset="letters")
-    comparisons = stats.holm_across_datasets(stats.compare_to_baseline(pd.concat([a, b]), "random"))
-    primary = comparisons[comparisons["family"] == stats.PRIMARY]
+    comparisons = across.holm_across_datasets(paired.compare_to_baseline(pd.concat([a, b]), "random"))
+    primary = comparisons[comparisons["family"] == paired.PRIMARY]
     p = primary["t_p"].to_numpy()
     assert len(p) == 4
     ranked = np.sort(p)
@@ -58,20 +58,20 @@ def test_primary_family_spans_the_settings_and_the_secondary_stays_within_one():
     assert primary["p_holm"].tolist() == pytest.approx([holm_by_hand[q] for q in p])
     # the secondary family is untouched: Holm over the strategy-budget pairs of one dataset only
     for dataset in ("digits", "letters"):
-        alone = stats.compare_to_baseline(pd.concat([a, b]).query("dataset == @dataset"), "random")
-        secondary = comparisons[(comparisons["dataset"] == dataset) & (comparisons["family"] == stats.SECONDARY)]
-        expected = alone[alone["family"] == stats.SECONDARY]["p_holm"].to_numpy()
+        alone = paired.compare_to_baseline(pd.concat([a, b]).query("dataset == @dataset"), "random")
+        secondary = comparisons[(comparisons["dataset"] == dataset) & (comparisons["family"] == paired.SECONDARY)]
+        expected = alone[alone["family"] == paired.SECONDARY]["p_holm"].to_numpy()
         assert secondary["p_holm"].to_numpy() == pytest.approx(expected)
 
 
 def test_win_tie_loss_by_hand():
     comparisons = pd.DataFrame({
         "strategy": ["x", "x", "x", "y", "y", "y"], "baseline": "random",
-        "family": [stats.PRIMARY] * 6, "t_p": [0.001, 0.001, 0.5, 0.001, math.nan, 0.2],
+        "family": [paired.PRIMARY] * 6, "t_p": [0.001, 0.001, 0.5, 0.001, math.nan, 0.2],
         "mean_diff": [0.02, -0.01, 0.01, 0.03, 0.0, -0.02],
         "significant": [True, True, False, True, False, False],
     })
-    table = stats.win_tie_loss(comparisons).set_index("strategy")
+    table = across.win_tie_loss(comparisons).set_index("strategy")
     assert table.loc["x", ["wins", "ties", "losses", "untested"]].tolist() == [1, 1, 1, 0]
     assert table.loc["y", ["wins", "ties", "losses", "untested"]].tolist() == [1, 1, 0, 1]
 
@@ -81,22 +81,22 @@ def test_friedman_matches_scipy_and_the_critical_difference_demsar_s_table():
     means = {"a": [0.80, 0.70, 0.60, 0.90], "b": [0.78, 0.71, 0.55, 0.85], "c": [0.70, 0.60, 0.50, 0.80]}
     summary = pd.DataFrame([{"dataset": f"s{i}", "strategy": name, "mean": value}
                             for name, values in means.items() for i, value in enumerate(values)])
-    test = stats.friedman_nemenyi(summary)
+    test = across.friedman_nemenyi(summary)
     statistic, p = sps.friedmanchisquare(*means.values())
     assert (test.statistic, test.p) == pytest.approx((statistic, p))
     assert test.critical_difference == pytest.approx(2.343 * math.sqrt(3 * 4 / (6 * 4)), abs=1e-3)
     # ranks by hand: a is first in 3 settings and second in one (b leads s1)
     assert test.mean_ranks == pytest.approx({"a": 1.25, "b": 1.75, "c": 3.0})
     assert list(test.mean_ranks) == ["a", "b", "c"]
-    assert stats.friedman_nemenyi(summary[summary["strategy"] != "c"]) is None  # 2 strategies: undefined
-    assert stats.friedman_nemenyi(summary[summary["dataset"] == "s0"]) is None  # 1 setting: undefined
+    assert across.friedman_nemenyi(summary[summary["strategy"] != "c"]) is None  # 2 strategies: undefined
+    assert across.friedman_nemenyi(summary[summary["dataset"] == "s0"]) is None  # 1 setting: undefined
 
 
 def test_summed_penalties_add_what_each_setting_tested():
     one = pd.DataFrame([[math.nan, 0.5], [0.0, math.nan]], index=["a", "b"], columns=["a", "b"])
     two = pd.DataFrame([[math.nan, 0.25, 1.0], [0.0, math.nan, math.nan], [0.0, math.nan, math.nan]],
                        index=["a", "b", "c"], columns=["a", "b", "c"])
-    total = stats.summed_penalties([one, two])
+    total = penalty.summed_penalties([one, two])
     assert total.loc["a", "b"] == 0.75 and total.loc["a", "c"] == 1.0 and total.loc["b", "c"] == 0.0
     assert all(math.isnan(total.loc[n, n]) for n in "abc")
 

@@ -132,9 +132,9 @@ def test_values_that_would_change_nothing_or_break_training_are_refused_up_front
 
 
 def test_a_checkpoint_of_another_configuration_restarts_its_job(tmp_path, tiny_npz):
-    from bench.results.identity import pending_work
     from bench.results.store import RunStore
-    from bench.runner.benchmark import build_config, job_specs
+    from bench.runner.benchmark import pending_work
+    from bench.runner.resolve import build_config, job_specs
     from bench.training.jobs import JobState
 
     config = build_config(strategies=["random"], seeds=1, protocol={"dataset": f"npz:{tiny_npz}", "initial": 20},

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 from bench.core.errors import UserError
-from bench.results.store import FolderLock, RunStore
-from bench.runner import benchmark as run
-from bench.runner import seeds_auto as rounds
+from bench.results.lock import FolderLock
+from bench.results.store import RunStore
+from bench.runner import benchmark, seeds_auto
+from bench.runner.resolve import RunOptions, build_config
 
 PROTOCOL = {"initial": 20, "budget": 20, "cycles": 2, "epochs": 1}
 FLAGS = ["--initial", "20", "--budget", "20", "--cycles", "2", "--epochs", "1"]
@@ -59,9 +60,9 @@ def test_the_lock_refuses_a_second_taker_and_is_one_hold_within_a_run(tmp_path):
 
 def test_a_fixed_seed_run_holds_its_folder_until_its_report_is_written(tmp_path, monkeypatch):
     folder, seen = tmp_path / "run", []
-    _probing(monkeypatch, run, "finish", folder, seen)
-    config = run.build_config(strategies=["random", "entropy"], seeds=1, protocol=PROTOCOL, out=folder)
-    run.run_benchmark(config, run.RunOptions())
+    _probing(monkeypatch, benchmark, "finish", folder, seen)
+    config = build_config(strategies=["random", "entropy"], seeds=1, protocol=PROTOCOL, out=folder)
+    benchmark.run_benchmark(config, RunOptions())
     assert seen == [("finish", False)], "the report was written with the folder free for another process"
     assert _free(folder)
 
@@ -70,18 +71,18 @@ def test_seeds_in_rounds_hold_the_folder_between_rounds_and_fresh_deletes_once(t
     """Every round, the record of the looks and the report inside one hold; --fresh's deletion before round 1
     only (the rounds' own rows are never deleted again)."""
     folder, seen = tmp_path / "run", []
-    old = run.build_config(strategies=["random", "entropy"], seeds=1, protocol={**PROTOCOL, "epochs": 2}, out=folder)
-    run.run_benchmark(old, run.RunOptions())
-    _probing(monkeypatch, rounds, "run_jobs", folder, seen, after=True)
-    _probing(monkeypatch, rounds, "_record", folder, seen)
-    _probing(monkeypatch, rounds, "finish", folder, seen)
+    old = build_config(strategies=["random", "entropy"], seeds=1, protocol={**PROTOCOL, "epochs": 2}, out=folder)
+    benchmark.run_benchmark(old, RunOptions())
+    _probing(monkeypatch, seeds_auto, "benchmark_round", folder, seen, after=True)
+    _probing(monkeypatch, seeds_auto, "_record", folder, seen)
+    _probing(monkeypatch, seeds_auto, "finish", folder, seen)
     deleted = []
     real_delete = RunStore.delete_results
     monkeypatch.setattr(RunStore, "delete_results", staticmethod(lambda f: (deleted.append(f), real_delete(f))))
-    config = run.build_config(strategies=["random", "entropy"], seeds=3, protocol=PROTOCOL, out=folder)
-    result = rounds.run_in_rounds(config, run.RunOptions(max_seeds=3, on_existing="fresh"))
+    config = build_config(strategies=["random", "entropy"], seeds=3, protocol=PROTOCOL, out=folder)
+    result = seeds_auto.benchmark_in_rounds(config, RunOptions(max_seeds=3, on_existing="fresh"))
     assert result.failed == ()
-    assert [name for name, _ in seen].count("run_jobs") >= 1 and {"_record", "finish"} <= {n for n, _ in seen}
+    assert [name for name, _ in seen].count("benchmark_round") >= 1 and {"_record", "finish"} <= {n for n, _ in seen}
     assert not any(free for _, free in seen), f"the folder was free for another process at {seen}"
     assert len(deleted) <= 1
     rows = pd.read_parquet(folder / "cycles.parquet")

@@ -42,8 +42,8 @@ def test_jobs_per_device_must_be_a_count_or_auto(cli, tmp_path):
 
 
 def test_compile_falls_back_with_one_warning_and_the_same_numbers(cli, tmp_path, tiny_npz, monkeypatch):
-    from bench.runner import benchmark as run
-    monkeypatch.setattr(run, "compile_works", lambda device: "InvalidCxxCompiler: no working C++ compiler found")
+    from bench.runner import resolve
+    monkeypatch.setattr(resolve, "compile_works", lambda device: "InvalidCxxCompiler: no working C++ compiler found")
     args = ["--strategies", "entropy", "--dataset", f"npz:{tiny_npz}", *TINY]
     status, _, err = cli(*args, "--compile", "--out", tmp_path / "compiled")
     assert status == 0, err
@@ -65,9 +65,9 @@ MIB = 2**20
 
 
 def test_auto_on_a_cuda_device_measures_the_runs_model_at_its_batch_and_records_the_choice(monkeypatch):
-    from bench.data.images import load_dataset
-    from bench.runner import benchmark as run
+    from bench.data.datasets import load_dataset
     from bench.runner import devices as packing
+    from bench.runner import resolve
     from bench.runner.devices import Packing
 
     seen = {}
@@ -78,9 +78,9 @@ def test_auto_on_a_cuda_device_measures_the_runs_model_at_its_batch_and_records_
         return Packing(3, 824.0, 3000.0, "memory")
 
     monkeypatch.setattr(packing, "auto_packing", measured)
-    config = run.build_config("quick", ["random", "ll"], seeds=1, devices="cpu", protocol={"image_size": 16})
+    config = resolve.build_config("quick", ["random", "ll"], seeds=1, devices="cpu", protocol={"image_size": 16})
     data = load_dataset("digits")
-    done = run.execution(run.RunOptions(jobs_per_device="auto"), config, data, ["cuda:0", "cuda:1"])
+    done = resolve.execution(resolve.RunOptions(jobs_per_device="auto"), config, data, ["cuda:0", "cuda:1"])
     assert done == {"jobs_per_device": 3, "compile": False,
                     "packing": {"jobs_per_device": 3, "job_mib": 824.0, "free_mib": 3000.0, "limit": "memory"}}
     assert seen == {"device": "cuda:0", "protocol": config.protocol, "n_train": int(data.x_train.shape[0]),
@@ -92,7 +92,7 @@ def test_the_data_a_job_keeps_on_its_device_is_counted_to_the_byte(tiny_npz, aug
     """The packing rule's dataset term against the tensors the trainer really puts on the device: the training
     images padded for random crops (when augmenting), the test images as stored, labels and normalisation."""
     from bench.core.config import preset_protocol
-    from bench.data.images import load_dataset
+    from bench.data.datasets import load_dataset
     from bench.runner.devices import device_data_bytes
     from bench.training.trainer import DeviceData
 

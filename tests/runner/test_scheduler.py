@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from launch import read_table, run_cli, start_cli
 from guarantees.reliability.support import picks, rows
+from launch import read_table, run_cli, start_cli
 
 from bench.core.config import Protocol
 from bench.runner import progress
@@ -117,8 +117,7 @@ def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path, module_npz):
 
 def test_a_second_process_on_the_same_folder_is_refused(tmp_path, module_npz):
     from bench.core.errors import UserError
-    from bench.results.store import FolderLock
-
+    from bench.results.lock import FolderLock
     folder = tmp_path / "run"
     folder.mkdir()
     held = FolderLock(folder)

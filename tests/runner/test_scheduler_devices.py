@@ -19,7 +19,7 @@ import torch
 from launch import run_cli
 
 from bench.core.config import preset_protocol
-from bench.data.images import load_dataset
+from bench.data.datasets import load_dataset
 from bench.runner import devices as packing
 from bench.runner import scheduler
 from conftest import TINY
@@ -276,7 +276,7 @@ def test_auto_packing_measures_the_step_the_jobs_run_and_frees_it(fake_cuda_memo
 
 
 def test_the_frozen_embeddings_leave_no_cache_behind(monkeypatch, tiny_npz, tmp_path):
-    from bench.runner.benchmark import build_config
+    from bench.runner.resolve import build_config
     from bench.training import linear_probe as frozen
 
     emptied = []

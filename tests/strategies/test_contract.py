@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import textwrap
 
+import numpy as np
 import pytest
+import torch
 
 from bench.core.errors import UserError
-from strategies import Strategy
-from strategies.base import INPUTS
+from strategies import Strategy, create_strategy
+from strategies.base import INPUTS, PoolInputs, StrategyOutputError
 
 
 def _define(body: str) -> type:
@@ -80,8 +82,8 @@ def test_a_refused_strategy_file_is_one_line_and_exit_status_2(tmp_path, cli):
 def test_a_strategy_the_workers_cannot_import_is_refused_before_any_work(tmp_path, capsys):
     """Registered here (as a notebook would) and not among RunOptions.strategy_files: a worker process would not
     know it. With two workers the run refuses it before any job; with one it runs in this process."""
-    from bench.runner.benchmark import RunOptions, build_config, run_benchmark
-
+    from bench.runner.benchmark import run_benchmark
+    from bench.runner.resolve import RunOptions, build_config
     _define("")
     config = build_config(strategies=["random", "test-contract"], seeds=1, out=tmp_path / "run", devices="cpu",
                           protocol={"initial": 20, "budget": 20, "cycles": 2, "epochs": 1})
@@ -89,3 +91,25 @@ def test_a_strategy_the_workers_cannot_import_is_refused_before_any_work(tmp_pat
         run_benchmark(config, RunOptions(jobs=2))
     assert not (tmp_path / "run" / "cycles.parquet").exists()
     assert run_benchmark(config, RunOptions(jobs=1)).failed == ()
+
+
+def _by_hand(**fields) -> PoolInputs:
+    """PoolInputs built from plain tensors, as a notebook would: no model, no loop, no harness."""
+    n = next(len(v) for v in fields.values())
+    return PoolInputs(n=n, rng=np.random.default_rng(0), model=None, device=torch.device("cpu"), **fields)
+
+
+def test_a_strategy_runs_outside_the_harness_on_plain_tensors():
+    probs = torch.tensor([[0.9, 0.1], [0.5, 0.5], [0.6, 0.4], [0.99, 0.01]], dtype=torch.float64)
+    assert list(create_strategy("entropy").select(_by_hand(probs=probs), 2)) == [1, 2]  # the two most uncertain
+    # k-center greedy from a labeled point at the origin: the farthest candidate first, then the farthest from both
+    embeddings = torch.tensor([[1.0, 0.0], [5.0, 0.0], [0.0, 3.0], [4.0, 0.5]])
+    inputs = _by_hand(embeddings=embeddings, labeled_embeddings=torch.zeros(1, 2))
+    assert list(create_strategy("core-set").select(inputs, 2)) == [1, 2]
+
+
+def test_a_field_the_strategy_did_not_declare_is_one_line_where_it_is_read():
+    inputs = _by_hand(probs=torch.full((3, 2), 0.5, dtype=torch.float64))
+    assert inputs.require("probs") is inputs.probs
+    with pytest.raises(StrategyOutputError, match="PoolInputs.embeddings was not computed: add 'embeddings' to"):
+        inputs.require("embeddings")

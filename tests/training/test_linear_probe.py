@@ -31,7 +31,7 @@ from bench.training.linear_probe import (
     HeadTrainer,
     read_embeddings,
 )
-from bench.training.loop import gather_inputs, run_cycle, start_state
+from bench.training.loop import gather_inputs, next_cycle, start_state
 from conftest import TINY, train_with_torch_sgd
 from strategies import create_strategy
 
@@ -206,7 +206,7 @@ def test_the_harness_head_equals_plain_torch_sgd(convention, warm, batch):
     x_test, y_test = torch.from_numpy(emb.test), torch.from_numpy(emb.y_test)
     previous = None
     for cycle in range(2):
-        result, after = run_cycle(spec, trainer, emb.n_classes, state)
+        result, after = next_cycle(spec, trainer, emb.n_classes, state)
         plain = _plain_head(p, emb, state.labeled, 3, cycle, previous if warm else None)
         assert after.model["classifier.weight"].shape == plain.weight.shape
         torch.testing.assert_close(after.model["classifier.weight"], plain.weight.detach(), atol=1e-5, rtol=1e-5)
@@ -246,7 +246,7 @@ def test_balds_autograd_path_trains_the_same_head_as_the_fast_path():
     heads = {}
     for name in ("bald", "entropy"):
         spec = JobSpec("r", p.dataset, name, 0, p, {"samples": 4, "dropout": 0.5} if name == "bald" else {})
-        result, after = run_cycle(spec, trainer, emb.n_classes, start_state(spec, 60))
+        result, after = next_cycle(spec, trainer, emb.n_classes, start_state(spec, 60))
         heads[name] = after.model
         assert after.aux is None or name == "bald"
     torch.testing.assert_close(heads["bald"], heads["entropy"], atol=1e-5, rtol=1e-5)

@@ -19,8 +19,8 @@ import bench.training.loop as loop
 import bench.training.trainer as trainer_module
 from bench.core.config import Protocol
 from bench.core.seeding import numpy_rng
-from bench.data.images import load_dataset
-from bench.training.loop import JobSpec, candidates, pool_order, run_cycle, start_state
+from bench.data.datasets import load_dataset
+from bench.training.loop import JobSpec, candidates, next_cycle, pool_order, start_state
 from bench.training.trainer import DeviceData, Trainer, synced_clock
 from strategies import Strategy, top_k
 
@@ -63,7 +63,7 @@ def test_the_cycle_reads_a_synced_clock_between_scoring_and_selection(monkeypatc
     fit, evaluate = Trainer.fit, Trainer.evaluate
     monkeypatch.setattr(Trainer, "fit", lambda self, *a: events.append("fit") or fit(self, *a))
     monkeypatch.setattr(Trainer, "evaluate", lambda self, *a: events.append("evaluate") or evaluate(self, *a))
-    result, _ = run_cycle(spec, trainer, n_classes, start_state(spec, trainer.data.n_train))
+    result, _ = next_cycle(spec, trainer, n_classes, start_state(spec, trainer.data.n_train))
     # fit reads the clock on entry and on exit; each later phase is bracketed by reads
     assert events == ["fit", "clock", "clock", "clock", "evaluate", "clock", "clock", "gather", "clock", "select",
                       "clock"]
@@ -88,7 +88,7 @@ def test_a_strategy_that_needs_nothing_runs_a_cycle_without_a_model_pass(monkeyp
     spec, trainer, n_classes = _tiny("blind-test")
     monkeypatch.setattr(Trainer, "infer", no_inference)
     state = start_state(spec, trainer.data.n_train)
-    _, after = run_cycle(spec, trainer, n_classes, state)
+    _, after = next_cycle(spec, trainer, n_classes, state)
     cand = candidates(pool_order(0, 0, trainer.data.n_train), state.labeled, 60)
     assert after.added.tolist() == cand[:10].tolist()
 
@@ -97,7 +97,7 @@ def test_random_picks_from_its_stream_alone_without_a_model_pass(monkeypatch):
     spec, trainer, n_classes = _tiny("random")
     monkeypatch.setattr(Trainer, "infer", lambda *a, **k: pytest.fail("random needs no model output"))
     state = start_state(spec, trainer.data.n_train)
-    _, after = run_cycle(spec, trainer, n_classes, state)
+    _, after = next_cycle(spec, trainer, n_classes, state)
     cand = candidates(pool_order(0, 0, trainer.data.n_train), state.labeled, 60)
     expected = cand[top_k(numpy_rng(0, "select", "random", 0).random(cand.size), 10)]
     assert after.added.tolist() == expected.tolist()
@@ -117,5 +117,5 @@ def test_only_the_labeled_pass_runs_for_a_strategy_that_needs_only_labeled_embed
     infer = Trainer.infer
     monkeypatch.setattr(Trainer, "infer", lambda self, model, idx, *a, **k: passes.append(idx.numel())
                         or infer(self, model, idx, *a, **k))
-    run_cycle(spec, trainer, n_classes, start_state(spec, trainer.data.n_train))
+    next_cycle(spec, trainer, n_classes, start_state(spec, trainer.data.n_train))
     assert passes == [20]  # the labeled set, not the 60 candidates

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import pytest
 import torch
 from launch import ENV, ROOT, WAIT
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 import bench.training.trainer as trainer_module
 from bench.core.config import Protocol
-from bench.data.images import load_dataset
+from bench.data.datasets import load_dataset
 from bench.models.backbones import create_model
+from bench.training.optim import learning_rate
 from bench.training.trainer import DeviceData, Trainer, crop_flip, resolve_precision
 from conftest import train_with_torch_sgd
+from strategies import create_strategy
 
 
 def test_crop_flip_matches_a_per_image_crop_and_flip():
@@ -70,28 +74,48 @@ def _trainer(**changes) -> tuple[Trainer, int]:
     return Trainer(DeviceData.from_images(data, torch.device("cpu")), protocol, torch.device("cpu")), data.n_classes
 
 
+@contextlib.contextmanager
+def _steps() -> Iterator[list[tuple[torch.optim.Optimizer, float]]]:
+    """Every optimizer step taken inside the block, with its learning rate (torch's global step pre-hook)."""
+    seen: list[tuple[torch.optim.Optimizer, float]] = []
+    handle = register_optimizer_step_pre_hook(
+        lambda opt, args, kwargs: seen.append((opt, opt.param_groups[0]["lr"])))
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
 @pytest.mark.parametrize(("convention", "lrs"), [
     ("corrected", [0.1, 0.1, 0.1, 0.1, 0.01, 0.01]),  # epochs 1-2 at lr, epoch 3 at lr * gamma
     ("reference", [0.1, 0.1, 0.01, 0.01, 0.01, 0.01]),  # stepped before each epoch: the decay comes one early
 ])
-def test_schedule_order_follows_the_convention(monkeypatch, convention, lrs):
+def test_schedule_order_follows_the_convention(convention, lrs):
     """Milestone 2, 3 epochs of 2 steps."""
     trainer, n_classes = _trainer(epochs=3, milestones=(2,), lr=0.1, batch_size=10, convention=convention)
-    seen: list[float] = []
-    original = trainer_module.SGD.step
-
-    def spy(self, *args, **kwargs):
-        seen.append(self.lr)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(trainer_module.SGD, "step", spy)
     model = create_model("cnn", 1, n_classes, 0)
-    trainer.fit(model, torch.arange(20), torch.Generator().manual_seed(0))
-    assert seen == pytest.approx(lrs)
+    with _steps() as seen:
+        trainer.fit(model, torch.arange(20), torch.Generator().manual_seed(0))
+    assert [lr for _, lr in seen] == pytest.approx(lrs)
 
 
-def _torch_fit(trainer: Trainer, model: torch.nn.Module, labeled: torch.Tensor, generator: torch.Generator) -> None:
-    """Trainer.fit's loop on plain torch.optim.SGD and MultiStepLR."""
+def test_the_aux_head_trains_with_an_optimizer_of_its_own_with_the_backbones_settings():
+    trainer, n_classes = _trainer(epochs=1, batch_size=10, optimizer="adamw", lr=0.01, weight_decay=0.03)
+    model = create_model("cnn", 1, n_classes, 0)
+    head = create_strategy("learning-loss").aux_head(model, trainer.protocol)
+    with _steps() as seen:
+        trainer.fit(model, torch.arange(20), torch.Generator().manual_seed(0), head, torch.Generator().manual_seed(1))
+    (backbone, _), (module, _) = seen[:2]
+    assert len(seen) == 4 and [opt for opt, _ in seen[2:]] == [backbone, module]  # 2 batches, each steps both
+    assert type(backbone) is type(module) is torch.optim.AdamW and backbone.defaults == module.defaults
+    assert (backbone.defaults["lr"], backbone.defaults["weight_decay"]) == (0.01, 0.03)
+    assert [id(p) for p in backbone.param_groups[0]["params"]] == [id(p) for p in model.parameters()]
+    assert [id(p) for p in module.param_groups[0]["params"]] == [id(p) for p in head.parameters()]
+
+
+def _torch_fit(trainer: Trainer, model: torch.nn.Module, labeled: torch.Tensor, generator: torch.Generator,
+               optimizer: Callable[[Iterable], torch.optim.Optimizer] | None = None) -> None:
+    """Trainer.fit's loop on plain torch.optim.SGD (or optimizer(params)) and MultiStepLR."""
     p, data = trainer.protocol, trainer.data
     model.train()
 
@@ -104,7 +128,7 @@ def _torch_fit(trainer: Trainer, model: torch.nn.Module, labeled: torch.Tensor, 
             logits = model(trainer.prepare(x)).logits.float()
             yield torch.nn.functional.cross_entropy(logits, data.y_train[idx], reduction="none").mean()
 
-    train_with_torch_sgd(model.parameters(), p, epoch_losses)
+    train_with_torch_sgd(model.parameters(), p, epoch_losses, optimizer)
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")  # the reference convention's order
@@ -119,50 +143,40 @@ def test_the_trainers_update_is_torch_sgd_with_multisteplr_to_the_bit(convention
     _torch_fit(trainer, theirs, labeled, torch.Generator().manual_seed(4))
     for (name, a), b in zip(ours.state_dict().items(), theirs.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
-    assert [trainer_module.learning_rate(trainer.protocol, e) for e in range(5)] == pytest.approx(
+    assert [learning_rate(trainer.protocol, e) for e in range(5)] == pytest.approx(
         [0.05, 0.015, 0.015, 0.00135, 0.00135] if convention == "corrected" else [0.015, 0.015, 0.00135, 0.00135,
                                                                                    0.00135])
 
 
-def test_the_update_goes_through_the_fp16_gradscaler_as_torch_sgd_does():
-    """--precision fp16 scales the loss (torch.amp.GradScaler): the scaler unscales the trainer's SGD through
-    param_groups and skips the step whose gradients overflow, as it does for torch.optim.SGD."""
-    protocol = dataclasses.replace(Protocol(), lr=0.05, momentum=0.9, weight_decay=5e-3)
-    torch.manual_seed(0)
-    ours, theirs = torch.nn.Linear(6, 3), torch.nn.Linear(6, 3)
-    theirs.load_state_dict(ours.state_dict())
-    start = {k: v.clone() for k, v in ours.state_dict().items()}
-    optimizers = [(ours, trainer_module.SGD(list(ours.parameters()), protocol)),
-                  (theirs, torch.optim.SGD(theirs.parameters(), lr=protocol.lr, momentum=protocol.momentum,
-                                           weight_decay=protocol.weight_decay))]
-    skipped = []
-    for model, opt in optimizers:
-        scaler, generator = torch.amp.GradScaler("cpu"), torch.Generator().manual_seed(1)
-        for step in range(4):
-            x, y = torch.randn(8, 6, generator=generator), torch.randint(0, 3, (8,), generator=generator)
-            with torch.autocast("cpu", dtype=torch.float16):
-                loss = torch.nn.functional.cross_entropy(model(x).float(), y)
-            opt.zero_grad()
-            scaler.scale(loss * (1e35 if step == 1 else 1.0)).backward()  # step 1 overflows: skipped
-            before = scaler.get_scale()
-            scaler.step(opt)
-            scaler.update()
-            skipped.append(scaler.get_scale() < before)
-    assert skipped == [False, True, False, False] * 2
-    for (name, a), b in zip(ours.state_dict().items(), theirs.state_dict().values(), strict=True):
-        assert torch.equal(a, b) and not torch.equal(a, start[name]), name
+@pytest.mark.parametrize(("name", "by_hand"), [
+    ("adamw", lambda p: lambda params: torch.optim.AdamW(params, lr=p.lr, weight_decay=p.weight_decay)),
+    ("RMSprop", lambda p: lambda params: torch.optim.RMSprop(params, lr=p.lr, momentum=p.momentum,
+                                                             weight_decay=p.weight_decay)),
+])
+def test_another_optimizer_trains_as_the_same_torch_optim_loop_built_by_hand(name, by_hand):
+    """--optimizer by name: torch's class with the protocol's lr, weight decay and (where it takes one) momentum,
+    under the same schedule, to the bit."""
+    trainer, n_classes = _trainer(epochs=3, milestones=(2,), gamma=0.3, lr=0.01, weight_decay=0.05,
+                                  batch_size=16, optimizer=name)
+    ours, theirs, sgd = (create_model("cnn", 1, n_classes, 0) for _ in range(3))
+    labeled = torch.arange(40)
+    trainer.fit(ours, labeled, torch.Generator().manual_seed(4))
+    _torch_fit(trainer, theirs, labeled, torch.Generator().manual_seed(4), by_hand(trainer.protocol))
+    _torch_fit(trainer, sgd, labeled, torch.Generator().manual_seed(4))
+    for (key, a), b in zip(ours.state_dict().items(), theirs.state_dict().values(), strict=True):
+        assert torch.equal(a, b), key
+    assert not torch.equal(ours.classifier.weight, sgd.classifier.weight)  # not SGD under another name
 
 
-def test_a_worker_loads_neither_torch_dynamo_nor_the_drivers_stack():
-    """What a worker imports (bench.runner.scheduler) and a training step load no torch._dynamo (torch's optimizer
-    classes import it on first use), and none of pandas, scipy or matplotlib (the driver's store and report):
-    seconds in every worker process."""
-    code = ("import sys, torch, bench.runner.scheduler; from bench.data.images import load_dataset; "
+def test_a_worker_loads_none_of_the_drivers_stack():
+    """What a worker imports (bench.runner.scheduler) and a training step load none of pandas, scipy or matplotlib
+    (the driver's store and report): seconds in every worker process."""
+    code = ("import sys, torch, bench.runner.scheduler; from bench.data.datasets import load_dataset; "
             "from bench.models.backbones import create_model; from bench.core.config import Protocol; "
             "from bench.training.trainer import DeviceData, Trainer; data = load_dataset('digits'); cpu = torch.device('cpu'); "
             "trainer = Trainer(DeviceData.from_images(data, cpu), Protocol(epochs=1, precision='fp32'), cpu); "
             "trainer.fit(create_model('cnn', 1, 10, 0), torch.arange(20), torch.Generator().manual_seed(0)); "
-            "loaded = [m for m in ('torch._dynamo', 'pandas', 'scipy', 'matplotlib') if m in sys.modules]; "
+            "loaded = [m for m in ('pandas', 'scipy', 'matplotlib') if m in sys.modules]; "
             "assert not loaded, loaded")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True,
                             timeout=WAIT)
@@ -170,15 +184,13 @@ def test_a_worker_loads_neither_torch_dynamo_nor_the_drivers_stack():
 
 
 @pytest.mark.parametrize("model_name", ["cnn", "resnet18"])  # ResNet-18 pools 8x8 digits to 1x1 before its BN
-def test_odd_last_batch_trains_and_a_last_batch_of_one_is_skipped(monkeypatch, model_name):
+def test_odd_last_batch_trains_and_a_last_batch_of_one_is_skipped(model_name):
     trainer, n_classes = _trainer(epochs=1, batch_size=4)
-    steps = []
-    original = trainer_module.SGD.step
-    monkeypatch.setattr(trainer_module.SGD, "step", lambda self, *a, **k: steps.append(1) or original(self, *a, **k))
     model = create_model(model_name, 1, n_classes, 0)
-    result = trainer.fit(model, torch.arange(9), torch.Generator().manual_seed(0))  # batches 4, 4, (1)
-    assert np.isfinite(result.final_loss) and len(steps) == 2
-    trainer.fit(model, torch.arange(7), torch.Generator().manual_seed(0))  # batches 4, 3
+    with _steps() as steps:
+        result = trainer.fit(model, torch.arange(9), torch.Generator().manual_seed(0))  # batches 4, 4, (1)
+        assert np.isfinite(result.final_loss) and len(steps) == 2
+        trainer.fit(model, torch.arange(7), torch.Generator().manual_seed(0))  # batches 4, 3
     assert len(steps) == 4
 
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 from launch import WAIT, in_process, start_cli
 
-from bench.results.store import FolderLock
+from bench.results.lock import FolderLock
 
 from .support import PROTOCOL, REFERENCE, one_error_line, snapshot
 

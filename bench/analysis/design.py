@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.core.config import question
+from bench.analysis.families import question
 from bench.core.errors import UserError
 
 UNPLANNED = ("history", "stopped")  # what a design's record gains as it goes, not what it is
