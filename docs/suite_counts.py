@@ -29,8 +29,10 @@ SUITES = {
     "tests/strategies/test_contract.py": "the strategy contract, refused at import; strategies the workers can import",
     "tests/guarantees/test_api_arguments.py": "the Python API's arguments checked as the command line's",
     "tests/analysis/test_families.py": "one question per command: the rounds, the compare line and the report agree",
-    "tests/runner/test_scheduler_devices.py": "the device asked for is the device used (CUDA patched in), lost workers replaced",
-    "tests/guarantees/test_determinism_mode.py": "deterministic CUDA, fp32 as IEEE fp32, device and precision in the identity",
+    "tests/runner/test_scheduler_devices.py":
+        "the device asked for is the device used (CUDA patched in), lost workers replaced",
+    "tests/guarantees/test_determinism_mode.py":
+        "deterministic CUDA, fp32 as IEEE fp32, device and precision in the identity",
     "tests/guarantees/test_host_syncs.py": "no host sync per pick; --compile's toolchain checked",
     "tests/training/test_loop.py": "phase times read a synchronised clock; only what a strategy needs is computed",
     "tests/perf/test_gpu_check.py": "the GPU check finishes, each step in its budget, on the CPU in miniature",

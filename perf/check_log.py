@@ -1,4 +1,4 @@
-"""What every step of benchmarks/gpu_check.sh shares: its sizes (the GPU's, and tiny ones for a dry run on a
+"""What every step of perf/gpu_check.sh shares: its sizes (the GPU's, and tiny ones for a dry run on a
 CPU) and its log, the lines it prints kept with their figures in one JSON per step, rewritten after every line so
 that a step killed by its time budget still leaves what it had measured."""
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.timing import load_average
+from perf.timing import load_average
 
 SKIPPED = 10  # a step's exit status when it does not apply here (no CUDA, one GPU): the driver says "skipped"
 

@@ -2,7 +2,7 @@
 # One check of the harness on a lent GPU, from the repository root, in under 8 minutes on one H100. Each step runs
 # under its own time budget (GNU timeout, its child processes included); a step that fails or runs out of time is
 # reported ("step NAME: FAILED (exit N)" / "step NAME: TIMED OUT after N s") and the next one runs. The Python of
-# every step is in benchmarks/gpu_steps.py and benchmarks/gpu_training.py.
+# every step is in perf/gpu_steps.py and perf/gpu_training.py.
 #   a-env               nvidia-smi, torch and torch.version.cuda, the GPUs' names
 #   b-repeat            one entropy job run twice through run_bench.py: test_acc, test_loss and picks equal or not
 #   c-devices           a run on --devices cuda:1 with nvidia-smi's compute processes sampled: which GPU it used
@@ -19,10 +19,10 @@
 # It ends with a table of the steps and writes $OUT/gpu_check.json (every step's lines and figures; each step's
 # own JSON, kept as it goes, in $OUT/steps/). Exit status 1 when a step failed or timed out.
 #
-#   bash benchmarks/gpu_check.sh                                      # on the GPU machine
-#   CIFAR=path/to/cifar10-jpeg-10k.npz bash benchmarks/gpu_check.sh   # real CIFAR images (default: random ones)
-#   DEVICE=cpu SIZE=tiny bash benchmarks/gpu_check.sh                 # the same steps on a CPU, tiny sizes
-#   OUT=folder BUDGET_f_packing_compiled=300 bash benchmarks/gpu_check.sh   # another output folder, a longer budget
+#   bash perf/gpu_check.sh                                      # on the GPU machine
+#   CIFAR=path/to/cifar10-jpeg-10k.npz bash perf/gpu_check.sh   # real CIFAR images (default: random ones)
+#   DEVICE=cpu SIZE=tiny bash perf/gpu_check.sh                 # the same steps on a CPU, tiny sizes
+#   OUT=folder BUDGET_f_packing_compiled=300 bash perf/gpu_check.sh   # another output folder, a longer budget
 #
 # Uses $PY when set, else .venv/bin/python when it finds the package and torch, else python3 if it does, else makes
 # .venv (with the system's site packages, so a preinstalled CUDA torch is reused) and runs `pip install -e .` into it.
@@ -57,16 +57,16 @@ ARGS=(--device "$DEVICE" --out "$OUT" --work "$WORK")
 [ -n "$SIZE" ] && ARGS+=(--size "$SIZE")
 [ -n "$CIFAR" ] && ARGS+=(--cifar "$CIFAR")
 
-# step NAME BUDGET_S: run `benchmarks.gpu_steps NAME` under a budget of BUDGET_S seconds (BUDGET_<NAME> overrides
+# step NAME BUDGET_S: run `perf.gpu_steps NAME` under a budget of BUDGET_S seconds (BUDGET_<NAME> overrides
 # it, dashes as underscores: BUDGET_b_repeat=120) and say how it ended.
 step() {
     local name=$1 override="BUDGET_${1//-/_}" start=$SECONDS rc=0 status
     local budget=${!override:-$2}
     echo "== $name (budget $budget s)"
-    timeout --kill-after=10 "$budget" "$PY" -m benchmarks.gpu_steps "$name" "${ARGS[@]}" || rc=$?
+    timeout --kill-after=10 "$budget" "$PY" -m perf.gpu_steps "$name" "${ARGS[@]}" || rc=$?
     case $rc in
         0) status="ok" ;;
-        10) status="skipped" ;;  # benchmarks.check_log.SKIPPED: it said why
+        10) status="skipped" ;;  # perf.check_log.SKIPPED: it said why
         124|137) status="TIMED OUT after $budget s" ;;
         *) status="FAILED (exit $rc)" ;;
     esac
@@ -84,4 +84,4 @@ step f-packing 60
 step f-packing-compiled 130
 step g-grid 35
 step h-launches 45
-"$PY" -m benchmarks.gpu_steps summary --out "$OUT"
+"$PY" -m perf.gpu_steps summary --out "$OUT"

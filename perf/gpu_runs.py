@@ -1,4 +1,4 @@
-"""Steps b and c of benchmarks/gpu_check.sh: run_bench.py as a user runs it. b-repeat: one entropy job run twice,
+"""Steps b and c of perf/gpu_check.sh: run_bench.py as a user runs it. b-repeat: one entropy job run twice,
 its rows and picks compared exactly. c-devices: a run on --devices cuda:1 with nvidia-smi's compute processes
 sampled during it, to see which GPU its processes hold."""
 
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmarks.check_log import Setting, StepLog
+from perf.check_log import Setting, StepLog
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Step d of benchmarks/gpu_check.sh: core-set, BADGE and BALD selecting on the device at pool scale, timed, with
+"""Step d of perf/gpu_check.sh: core-set, BADGE and BALD selecting on the device at pool scale, timed, with
 their host syncs counted: aten._local_scalar_dense (what .item() and indexing with a 0-d tensor lower to) on any
 device, and on CUDA the synchronising calls torch.cuda.set_sync_debug_mode("warn") reports."""
 
@@ -12,10 +12,10 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from benchmarks.check_log import Setting, StepLog
-from benchmarks.perf import SIZES as PERF_SIZES
-from benchmarks.perf import selection_inputs, selection_setting
-from benchmarks.timing import timed
+from perf.check_log import Setting, StepLog
+from perf.perf import SIZES as PERF_SIZES
+from perf.perf import selection_inputs, selection_setting
+from perf.timing import timed
 from strategies import create_strategy
 
 # ---------------------------------------------------------------------------------------------- d. selection

@@ -1,8 +1,8 @@
-"""The steps of benchmarks/gpu_check.sh, one per call: `python -m benchmarks.gpu_steps STEP --device D --size S
+"""The steps of perf/gpu_check.sh, one per call: `python -m perf.gpu_steps STEP --device D --size S
 --out DIR --work DIR [--cifar PATH]`, and `summary --out DIR` for the closing table and gpu_check.json.
 
-a-env (here): nvidia-smi, torch and its CUDA build, the GPUs. b-repeat and c-devices: benchmarks.gpu_runs.
-d-selection: benchmarks.gpu_selection. e to h: benchmarks.gpu_training. Each step imports only its own module:
+a-env (here): nvidia-smi, torch and its CUDA build, the GPUs. b-repeat and c-devices: perf.gpu_runs.
+d-selection: perf.gpu_selection. e to h: perf.gpu_training. Each step imports only its own module:
 every step is a fresh interpreter, and the packing step's workers import what the step imports. A step that does
 not apply here exits with status 10 (check_log.SKIPPED) after saying why.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from bench.core import provenance
-from benchmarks.check_log import SIZES, Setting, StepLog, device_of
+from perf.check_log import SIZES, Setting, StepLog, device_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,20 +76,20 @@ def summary(out: Path) -> int:
 
 
 STEPS = {  # name -> (module, function): a step's module is imported only when it runs
-    "a-env": ("benchmarks.gpu_steps", "step_env"),
-    "b-repeat": ("benchmarks.gpu_runs", "step_repeat"),
-    "c-devices": ("benchmarks.gpu_runs", "step_devices"),
-    "d-selection": ("benchmarks.gpu_selection", "step_selection"),
-    "e-determinism": ("benchmarks.gpu_training", "step_determinism"),
-    "f-packing": ("benchmarks.gpu_training", "step_packing_eager"),
-    "f-packing-compiled": ("benchmarks.gpu_training", "step_packing_compiled"),
-    "g-grid": ("benchmarks.gpu_training", "step_grid"),
-    "h-launches": ("benchmarks.gpu_training", "step_launches"),
+    "a-env": ("perf.gpu_steps", "step_env"),
+    "b-repeat": ("perf.gpu_runs", "step_repeat"),
+    "c-devices": ("perf.gpu_runs", "step_devices"),
+    "d-selection": ("perf.gpu_selection", "step_selection"),
+    "e-determinism": ("perf.gpu_training", "step_determinism"),
+    "f-packing": ("perf.gpu_training", "step_packing_eager"),
+    "f-packing-compiled": ("perf.gpu_training", "step_packing_compiled"),
+    "g-grid": ("perf.gpu_training", "step_grid"),
+    "h-launches": ("perf.gpu_training", "step_launches"),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_steps", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m perf.gpu_steps", description=__doc__.splitlines()[0])
     parser.add_argument("step", choices=[*STEPS, "summary"])
     parser.add_argument("--device", default="cuda", help="cpu, cuda (its first GPU) or cuda:N")
     parser.add_argument("--size", choices=list(SIZES), help="gpu (default on CUDA) or tiny (default on a CPU)")

@@ -1,6 +1,6 @@
-"""Steps e to h of benchmarks/gpu_check.sh: what training costs on the device.
+"""Steps e to h of perf/gpu_check.sh: what training costs on the device.
 
-e. the trainer's images/s with deterministic mode on and off; f. jobs sharing the device (benchmarks.packing);
+e. the trainer's images/s with deterministic mode on and off; f. jobs sharing the device (perf.packing);
 g. the paper grid projected from images/s at the check's batch (the paper's 128 on a GPU); h. kernel launches per
 training step (torch.profiler: CUDA kernel events on a GPU, operator events on a CPU) and images/s with two
 launch-bound levers tried here only, not in the product: augmentation drawn once per epoch for the whole labeled
@@ -27,10 +27,10 @@ from bench.data.images import ImageData
 from bench.models.backbones import Backbone, create_model
 from bench.training.optim import build_optimizer, set_learning_rate
 from bench.training.trainer import DeviceData, Trainer, compile_works, crop_flip
-from benchmarks.check_log import Setting, StepLog
-from benchmarks.packing import measure_packing, random_cifar, use_deterministic
-from benchmarks.projection import paper_grid_images, precision_name, project_paper_grid
-from benchmarks.timing import timed
+from perf.check_log import Setting, StepLog
+from perf.packing import measure_packing, random_cifar, use_deterministic
+from perf.projection import paper_grid_images, precision_name, project_paper_grid
+from perf.timing import timed
 
 LEVER_PAYS = 1.03  # a lever is worth keeping from 3% more images/s: below that, the noise of a shared GPU
 
@@ -64,7 +64,7 @@ def fastest(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str, 
 
 
 def deterministic_switch(log: StepLog) -> Callable[[bool], bool]:
-    """benchmarks.packing.use_deterministic, after a line where bench.core.seeding.use_deterministic is missing."""
+    """perf.packing.use_deterministic, after a line where bench.core.seeding.use_deterministic is missing."""
     if getattr(seeding, "use_deterministic", None) is None:
         log.not_available("bench.core.seeding.use_deterministic", "measured with torch's switches instead: cuDNN "
                           "deterministic, torch.use_deterministic_algorithms")

@@ -10,7 +10,7 @@ of pairs); the stage features are detached once the 0-based epoch exceeds detach
 stage globally, a linear layer to 128 and ReLU per stage, concatenated, linear to one output; acquisition takes
 the candidates with the highest predicted loss; weights carry over between cycles with fresh optimizers.
 
-    python -m benchmarks.ll_reference [--seeds 5] [--jobs 2]
+    python -m perf.ll_reference [--seeds 5] [--jobs 2]
 
 Writes results/ll-reference.csv (one row per seed and cycle) and prints per-cycle means beside the harness's
 rows of a run folder (--compare DIR); this script trains in fp32, so compare it with a run at --precision fp32.

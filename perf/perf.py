@@ -1,10 +1,10 @@
 """Performance of the harness, each figure against a baseline measured in the same run.
 
-    python -m benchmarks.perf                        # every measurement: minutes on 2 CPU cores
-    python -m benchmarks.perf --quick                # a short pass (smaller sizes, fewer repetitions)
-    python -m benchmarks.perf --only cycle selection # some measurements (names: MEASUREMENTS)
-    python -m benchmarks.perf --cifar PATH           # CIFAR-shaped rows on a real npz slice
-    python -m benchmarks.perf --device cuda --only setup trainer cycle   # what gpu_check.sh runs
+    python -m perf.perf                        # every measurement: minutes on 2 CPU cores
+    python -m perf.perf --quick                # a short pass (smaller sizes, fewer repetitions)
+    python -m perf.perf --only cycle selection # some measurements (names: MEASUREMENTS)
+    python -m perf.perf --cifar PATH           # CIFAR-shaped rows on a real npz slice
+    python -m perf.perf --device cuda --only setup trainer cycle   # what gpu_check.sh runs
 
 A comparison runs its two variants alternately (harness, baseline, harness, ...) after a warm-up, on equal
 work, and reports the median over pairs of time(baseline) / time(harness): the harness's throughput over
@@ -54,15 +54,15 @@ from bench.runner.resolve import RunOptions, build_config
 from bench.training.jobs import JobSpec
 from bench.training.loop import gather_inputs, make_aux, next_cycle, pool_order, start_state
 from bench.training.trainer import DeviceData, Trainer, compile_works, cpu_has_bf16, crop_flip, resolve_precision
-from benchmarks import packing
-from benchmarks.projection import (
+from perf import packing
+from perf.projection import (
     PAPER_GRID_JOBS,  # noqa: F401 (tests read the grid's size here, beside its projection)
     paper_grid_images,
     precision_name,
     project_paper_grid,
 )
-from benchmarks.reference import bare_steps, forward_passes, loader_batches, pil_images, reference_cycle
-from benchmarks.timing import (
+from perf.reference import bare_steps, forward_passes, loader_batches, pil_images, reference_cycle
+from perf.timing import (
     Row,
     alternate,
     compared,
@@ -672,7 +672,7 @@ PACKING = {  # size -> (jobs per device, batch, labeled images, epochs): whole b
 
 def measure_packing(ctx: Context) -> list[Row]:
     """ResNet-18 training at the paper protocol's batch with 1, 2 and 4 jobs per device, eager, then compiled
-    where torch.compile works on a GPU (benchmarks.packing: one cold compilation, the other jobs from its cache):
+    where torch.compile works on a GPU (perf.packing: one cold compilation, the other jobs from its cache):
     aggregate and per-job images/s, peak reserved memory per job, and the paper comparison's projected wall time
     (`--preset paper --strategies ll entropy core-set random --seeds 5`, 20 jobs) at the best packing."""
     size = "tiny" if ctx.sizes.model == "cnn" else "gpu"
@@ -746,7 +746,7 @@ def machine(device: torch.device) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.perf", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m perf.perf", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_const", dest="size", const="quick", help="a short pass")
     parser.add_argument("--size", choices=list(SIZES), help="full (default on cpu), quick, tiny (tests: the "
                         "numbers mean nothing), gpu (default on cuda)")
@@ -772,7 +772,7 @@ def main(argv: list[str] | None = None) -> int:
     start, info = time.perf_counter(), machine(device)
     rows = run_measurements(MEASUREMENTS, args.only or list(MEASUREMENTS), Context(device, SIZES[size], images))
     wall = time.perf_counter() - start
-    print_table(rows, f"benchmarks.perf ({size}) on {info['device_name']}, torch {info['torch']}, {wall:.0f} s. "
+    print_table(rows, f"perf.perf ({size}) on {info['device_name']}, torch {info['torch']}, {wall:.0f} s. "
                 "harness, baseline: fastest repetition; ratio: median over alternating pairs of "
                 "time(baseline) / time(harness); best: fastest baseline / fastest harness")
     grid = projection(rows)

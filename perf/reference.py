@@ -1,4 +1,4 @@
-"""The baselines of benchmarks.perf: straightforward implementations that the harness's fast paths are measured
+"""The baselines of perf.perf: straightforward implementations that the harness's fast paths are measured
 against. Bare forward and training passes on resident tensors (the floor any loop pays), the torchvision PIL
 input pipeline through a DataLoader, and one AL cycle written as the reference LL4AL code and its tutorial write
 it (fp32, NCHW, PIL transforms, argsort selection).
@@ -22,7 +22,7 @@ from bench.data.images import ImageData
 from bench.models.backbones import Backbone
 from bench.training.jobs import JobSpec
 from bench.training.loop import initial_model, pool_order, start_state
-from benchmarks.timing import sync
+from perf.timing import sync
 
 # ---------------------------------------------------------------------------------------------- bare passes
 

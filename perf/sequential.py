@@ -2,7 +2,7 @@
 margin/2, margin and 2 x margin, beside the fixed number of seeds that decides as often. Simulation only (paired
 AULC differences drawn normal with the given spread), no training.
 
-    python -m benchmarks.sequential [--sd 1.2] [--margin 1] [--max-seeds 30] [--sequences 4000]
+    python -m perf.sequential [--sd 1.2] [--margin 1] [--max-seeds 30] [--sequences 4000]
 
 Writes results/sequential-design.csv and prints a Markdown table.
 """

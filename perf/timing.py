@@ -1,10 +1,10 @@
-"""How benchmarks.perf measures: a harness variant and its baseline run alternately on equal work after a
+"""How perf.perf measures: a harness variant and its baseline run alternately on equal work after a
 warm-up, timed with the device's queued work included; the ratio is the median over pairs of time(baseline) /
 time(harness). Memory is VmHWM in a fresh process. Each measurement becomes Rows with the load average
 (/proc/loadavg) before and after; the rows are printed as one table and written to one JSON.
 
-Nothing here knows what is measured: the measurements and their baselines live in benchmarks.perf and
-benchmarks.reference.
+Nothing here knows what is measured: the measurements and their baselines live in perf.perf and
+perf.reference.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-C = TypeVar("C")  # what every measurement of a run gets (benchmarks.perf's Context)
+C = TypeVar("C")  # what every measurement of a run gets (perf.perf's Context)
 
 
 # ---------------------------------------------------------------------------------------------- timing

@@ -113,7 +113,7 @@ def analyse(cycles: pd.DataFrame, baseline: str = "random", margin: float = verd
 def primary_verdicts(cycles: pd.DataFrame, aulc_seeds: pd.DataFrame, baseline: str, margin: float,
                      plan: verdicts.SequentialPlan | None, order: Sequence[str] = (), asked: Sequence[str] = (),
                      ) -> tuple[pd.DataFrame, list[dict]]:
-    """The families of bench.analysis.families.families per dataset: the primary one (the strategies `asked`, in the order
+    """The families of analysis.families.families per dataset: the primary one (the strategies `asked`, in the order
     typed; none asked: every strategy) by the fixed or the sequential design, then the context or all-pairs
     family (fixed design, Holm over its pairs). Strategies in `order` come first, as named; others follow,
     sorted. A plan made for another number of primary comparisons than the report's is refused."""

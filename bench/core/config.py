@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.core.errors import UserError
 
-# tf32: fp32 tensors whose CUDA matmuls and convolutions round their inputs to TF32; fp32 is IEEE fp32 (training.trainer)
+# tf32: fp32 tensors whose CUDA matmuls and convolutions round their inputs to TF32; fp32 is IEEE fp32 (training)
 PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
 # corrected: the LR schedule steps after each epoch's optimizer steps, and learning loss detaches its module from
 # 0-based epoch `detach_after` on. reference: the reference code's order as it runs on PyTorch >= 1.1 (the schedule

@@ -1,5 +1,5 @@
 """How processes end. A process that ends with its parent: loky workers, the Manager's server, the report's
-process (runner.report_process) and the report's figure saver are started by the driver, and none of them outlives it (nor
+process (report_process) and the report's figure saver are started by the driver, and none of them outlives it (nor
 holds the results folder's lock after it). And the command line's own end, without the seconds of module
 teardown."""
 

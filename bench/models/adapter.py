@@ -89,13 +89,13 @@ def plan(module: nn.Module, name: str, probe_shape: tuple[int, ...]) -> Plan:
     linears = [n for n, m in module.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise UserError(f"Model {name!r} has no nn.Linear classifier (the last nn.Linear must map the embedding to "
-                        "the logits): use another model, or return a Backbone (bench.models.backbones) from the factory.")
+                        "the logits): use another model, or return a bench Backbone from the factory.")
     tracer = feature_extraction().NodePathTracer()
     try:
         graph = tracer.trace(module)
     except Exception as err:  # torch.fx cannot trace data-dependent control flow
         raise UserError(f"Model {name!r} cannot be traced by torch.fx ({type(err).__name__}: "
-                        f"{(str(err).splitlines() or [''])[0]}): return a Backbone (bench.models.backbones) from the factory.") \
+                        f"{(str(err).splitlines() or [''])[0]}): return a bench Backbone from the factory.") \
             from None
     calls = [n for n in graph.nodes if n.op == "call_module" and n.target == linears[-1]]
     if len(calls) != 1 or not calls[0].args or not isinstance(calls[0].args[0], torch.fx.Node):

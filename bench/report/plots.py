@@ -121,7 +121,7 @@ def differences(ax: Axes, comparisons: pd.DataFrame, styles: dict[str, Style], d
 
 
 def penalty(ax: Axes, matrix: pd.DataFrame, dataset: str, vmax: float = 1.0) -> None:
-    """BADGE's penalty matrix (bench.analysis.penalty.penalty_matrix): share of checkpoints at which the row beats the column."""
+    """BADGE's penalty matrix (penalty_matrix): share of checkpoints at which the row beats the column."""
     sums = matrix.sum(axis=0, skipna=True)
     sns.heatmap(matrix.astype(float), annot=True, fmt=".2f", annot_kws={"size": 9}, vmin=0, vmax=vmax, cmap="Reds",
                 square=True, linewidths=0.5, cbar_kws={"label": "share of checkpoints row beats column"}, ax=ax)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from bench.core.errors import UserError, regular_file
 from bench.core.files import FOLDER_MODE, RESUME, atomic_write, remove_path, writing
-from bench.training.picks import pick_problem
+from bench.results.picks import pick_problem
 
 if TYPE_CHECKING:  # checkpoints hold torch tensors; `report` reads the store and never a checkpoint
     from bench.training.jobs import JobState

@@ -61,7 +61,7 @@ def run_benchmark(config: RunConfig, options: RunOptions | None = None) -> RunRe
     options.validate()
     if options.max_seeds is not None:  # the rounds are seeds_auto's (which calls this module): not silently fixed
         raise UserError(f"RunOptions(max_seeds={options.max_seeds}) asks for seeds in rounds (--seeds auto), which "
-                        "run_benchmark does not run: call bench.runner.seeds_auto.benchmark_in_rounds(config, options), or leave "
+                        "run_benchmark does not run: call bench.benchmark_in_rounds(config, options), or leave "
                         "max_seeds None for the config's fixed seeds.")
     # one hold of the folder's lock from the first write to the report's last: no report or run in between
     with ReportAhead() as ahead, contextlib.ExitStack() as held:

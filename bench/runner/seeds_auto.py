@@ -24,7 +24,7 @@ from bench.runner.resolve import RunOptions, RunResult, resolve_baseline
 
 
 def primary_pairs(config: RunConfig, options: RunOptions) -> list[tuple[str, str]]:
-    """The comparisons the rounds look at: bench.analysis.families.families' primary family of the strategies named, the one
+    """The comparisons the rounds look at: analysis.families.families' primary family of the strategies named, the one
     the report and the console's compare line answer."""
     return families(config.strategies, config.strategies, resolve_baseline(options.baseline))[PRIMARY]
 
@@ -90,8 +90,8 @@ def _rounds(config: RunConfig, options: RunOptions, plan: verdicts.SequentialPla
         active = config.strategies if found is None else tuple(
             s for s in config.strategies if s in verdicts.strategies_to_run(found))
         round_config = dataclasses.replace(config, strategies=active, seeds=tuple(range(n)))
-        failures = benchmark_round(round_config, options, analysis_record(config, options, plan, history), quiet=not first,
-                            held=held)
+        failures = benchmark_round(round_config, options, analysis_record(config, options, plan, history),
+                                   quiet=not first, held=held)
         first = False
         if failures:  # the look cannot be reached without them
             break

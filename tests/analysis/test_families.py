@@ -70,7 +70,9 @@ def _primary(result) -> list[tuple[str, str]]:
 
 def test_the_rounds_look_at_the_reports_primary_family(tmp_path):
     from bench.runner import seeds_auto as rounds
-    from bench.runner.resolve import (  # a fixed run of three strategies at 2 seeds, then --seeds auto of two of them up to 3 seeds
+
+    # a fixed run of three strategies at 2 seeds, then --seeds auto of two of them up to 3 seeds
+    from bench.runner.resolve import (
         RunOptions,
         build_config,
     )

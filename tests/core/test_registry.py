@@ -53,7 +53,8 @@ def test_an_edited_strategy_file_is_another_configuration(tmp_path):
 def test_a_helper_module_of_a_model_file_enters_its_digest(tmp_path, monkeypatch):
     helper, net = tmp_path / "helper_width_9d2.py", tmp_path / "net_9d2.py"
     helper.write_text("WIDTH = 8\n")
-    net.write_text("from helper_width_9d2 import WIDTH\nfrom torch import nn\nfrom bench.models.backbones import register_model\n"
+    net.write_text("from helper_width_9d2 import WIDTH\nfrom torch import nn\n"
+                   "from bench.models.backbones import register_model\n"
                    "\n\n@register_model('test-helper-net')\ndef net(c, n):\n"
                    "    return nn.Sequential(nn.Conv2d(c, WIDTH, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),"
                    " nn.Linear(WIDTH, n))\n")

@@ -19,7 +19,7 @@ FORBIDDEN = {
     "report": {"data", "models", "strategies", "training"},
 }
 # Of the training group, what the store may carry: plain data, no model and no loop.
-RESULTS_MAY_USE = {"bench.training.jobs", "bench.training.picks"}
+RESULTS_MAY_USE = {"bench.training.jobs"}
 # What --help and a bad flag load: bench/cli.py's module-level imports.
 CLI_TOP_LEVEL = ("bench.core",)
 
@@ -48,7 +48,8 @@ def imports(path: Path, root: Path) -> list[tuple[str, int, bool]]:
                      else node.module for a in node.names]
         else:
             continue
-        found += [(name, node.lineno, id(node) in top) for name in names if name.split(".")[0] in ("bench", "strategies")]
+        found += [(name, node.lineno, id(node) in top) for name in names
+                  if name.split(".")[0] in ("bench", "strategies")]
     return found
 
 

@@ -394,7 +394,8 @@ def test_a_worker_process_imports_the_model_file(tiny_npz, tmp_path, models):
 BAD_FILES = {
     "syntax": ("def broken(:\n", "has a syntax error at line 1"),
     "nothing": ("import math\n", "registers no model"),
-    "taken": ("from bench.models.backbones import register_model\n\n@register_model('cnn')\ndef mine(c, n):\n    return None\n",
+    "taken": ("from bench.models.backbones import register_model\n\n@register_model('cnn')\n"
+              "def mine(c, n):\n    return None\n",
               "Model name 'cnn' is taken"),
     "separator": ("from bench.models.backbones import register_model\n\n@register_model('my/net')\ndef mine(c, n):\n"
                   "    return None\n", "Model name 'my/net' is refused"),

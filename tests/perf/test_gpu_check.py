@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.sh: on a CPU at tiny sizes every step runs (or says why not) within the 2 minutes the dry
+"""perf/gpu_check.sh: on a CPU at tiny sizes every step runs (or says why not) within the 2 minutes the dry
 run has, a step that fails or runs out of time is reported and the next one still runs, and the pieces that only a
 GPU machine exercises read nvidia-smi's output, the process tree and the two runs' rows as they should."""
 
@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmarks import check_log, gpu_runs, gpu_selection, packing, perf
+from perf import check_log, gpu_runs, gpu_selection, packing, perf
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
+SCRIPT = ROOT / "perf" / "gpu_check.sh"
 STEPS = ["a-env", "b-repeat", "c-devices", "d-selection", "e-determinism", "f-packing", "f-packing-compiled",
          "g-grid", "h-launches"]
 

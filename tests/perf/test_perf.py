@@ -1,4 +1,4 @@
-"""benchmarks.perf: its quickest rows run at tiny sizes and write a JSON whose figures hang together, and the
+"""perf.perf: its quickest rows run at tiny sizes and write a JSON whose figures hang together, and the
 reference-style loop that is the cycle's baseline computes what the harness computes where it should (the
 same candidates, the same entropy picks, the same un-augmented pixels)."""
 
@@ -15,8 +15,8 @@ import torch
 from bench.data.images import from_arrays
 from bench.training.loop import candidates, initial_set, pool_order
 from bench.training.trainer import DeviceData
-from benchmarks import packing, perf
-from benchmarks.reference import pil_images, reference_candidates, reference_picks
+from perf import packing, perf
+from perf.reference import pil_images, reference_candidates, reference_picks
 from strategies import PoolInputs, create_strategy
 
 FAST_ROWS = ["setup", "trainer", "pipeline", "cycle", "kernels", "scoring"]  # seconds each at the tiny size

@@ -60,7 +60,8 @@ def test_compile_falls_back_with_one_warning_and_the_same_numbers(cli, tmp_path,
 
 
 # The CUDA side of --jobs-per-device auto, run on the CPU: the glue between the run and the measurement (the
-# measurement itself, with torch.cuda's statistics faked: tests/runner/test_scheduler_devices.py; benchmarks/gpu_check.sh runs it).
+# measurement itself, with torch.cuda's statistics faked: tests/runner/test_scheduler_devices.py; perf/gpu_check.sh
+# runs it).
 MIB = 2**20
 
 
