@@ -74,10 +74,12 @@ def trained():
                             float(FIXTURE["adversary_param"]))  # forward moves the batch-norm statistics
     first = {k: float(v.detach()) for k, v in first.items()}
     vae, disc = fresh_pair()
+    initial = {n: p.detach().clone() for n, p in vae.named_parameters()}
+    initial.update({"disc." + n: p.detach().clone() for n, p in disc.named_parameters()})
     noise = iter(eps)
     last = train_vaal(vae, disc, iter([(l1, u1), (l2, u2)]), 1, lambda x: next(noise), 2, 1,
                       float(FIXTURE["beta"]), float(FIXTURE["adversary_param"]))
-    return vae, disc, first, last, c
+    return vae, disc, first, last, c, initial
 
 
 def test_the_vae_at_32x32_is_the_authors_module_for_module():
@@ -89,7 +91,7 @@ def test_the_vae_at_32x32_is_the_authors_module_for_module():
 
 
 def test_the_first_vae_steps_losses_equal_the_authors(trained):
-    _, _, first, _, _ = trained
+    _, _, first, _, _, _ = trained
     vae_terms, bce_terms = FIXTURE["vae_terms"], FIXTURE["bce_terms"]
     assert first["unsup"] == pytest.approx(vae_terms[0], rel=1e-6)
     assert first["transductive"] == pytest.approx(vae_terms[1], rel=1e-6)
@@ -99,7 +101,7 @@ def test_the_first_vae_steps_losses_equal_the_authors(trained):
 
 
 def test_one_iteration_equals_the_authors_losses_and_adam_steps(trained):
-    vae, disc, _, last, _ = trained
+    vae, disc, _, last, _, initial = trained
     vae_terms, bce_terms = FIXTURE["vae_terms"], FIXTURE["bce_terms"]
     # the second VAE step runs on the weights the first step's Adam update made: it checks that step too
     assert last["unsup"] == pytest.approx(vae_terms[2], rel=1e-5)
@@ -111,13 +113,16 @@ def test_one_iteration_equals_the_authors_losses_and_adam_steps(trained):
                                rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose([(p.detach().double() ** 2).sum().item() for p in params], FIXTURE["param_sq_sums"],
                                rtol=1e-5)
+    moved = [(p.detach().double() - initial[n].double()).abs().sum().item() for n, p in
+             [*vae.named_parameters(), *(("disc." + n, p) for n, p in disc.named_parameters())]]
+    np.testing.assert_allclose(moved, FIXTURE["param_change"], rtol=1e-4)  # the updates alone, ~lr per element
     buffers = dict(vae.named_buffers())  # the encoder's batch-norm statistics after the discriminator step too
     np.testing.assert_allclose([buffers[n].double().sum().item() for n in FIXTURE["buffer_names"]],
                                FIXTURE["buffer_sums"], rtol=1e-5, atol=1e-6)
 
 
 def test_scores_and_picks_equal_the_authors_sampler(trained):
-    vae, disc, _, _, candidates = trained
+    vae, disc, _, _, candidates, _ = trained
     # scoring_bn=running first: the batch-statistics pass below moves the running statistics, as the authors' does
     running = torch.sigmoid(discriminator_logits(vae, disc, candidates, 7, batch_stats=False))
     np.testing.assert_allclose(running.numpy(), FIXTURE["running_probs"], rtol=1e-5)
