@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 from launch import ROOT  # one definition of the checkout's root for every test module
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SHARED_DATA = ROOT.parent / "shared" / "data"  # beside the checkout: the CIFAR-10 slice (tests skip without it)
 
@@ -99,6 +103,19 @@ def tiny_npz(tmp_path) -> Path:
     path = tmp_path / "tiny.npz"
     np.savez(path, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, classes=np.array(["a", "b", "c", "d"]))
     return path
+
+
+def cycles_frame(curves: dict[tuple[str, int], list[float]], labels: list[int], dataset: str = "d") -> pd.DataFrame:
+    """Rows of cycles.parquet from {(strategy, seed): accuracy per cycle}: the input of the analysis tests."""
+    import pandas as pd
+
+    rows = [
+        {"run": "r", "dataset": dataset, "model": "m", "strategy": strategy, "seed": seed, "cycle": cycle,
+         "n_labeled": labels[cycle], "test_acc": acc, "ll_spearman": math.nan}
+        for (strategy, seed), accs in curves.items()
+        for cycle, acc in enumerate(accs)
+    ]
+    return pd.DataFrame(rows)
 
 
 def pytest_configure(config):
