@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_diversity_strategies import random_inputs
+from test_geometry import random_inputs
 
 from bench.core.errors import UserError
 from strategies import create_strategy
