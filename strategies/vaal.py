@@ -6,12 +6,13 @@ https://github.com/sinhasam/vaal (commit 67263f3): model.py (`VAE`, `Discriminat
 training iteration and its picks on fixed inputs.
 
 How it fits the harness. The authors train the VAE and the discriminator in the task model's loop, on the same
-batches, but no loss crosses between them and the task model: training the pair at selection time instead, here
-in `select`, is the same computation, and leaves the backbone's training as it is for every other strategy, by
-construction (it has no auxiliary head). It reads the images through the "images" and "labeled_images" inputs:
-the candidates and the labeled set as the network sees them (normalised, resized when the run resizes,
-un-augmented). Its randomness (initial weights, batches, the reparameterisation's noise) comes from one seed drawn
-from `inputs.rng`; torch's global generators are restored after the initialisation.
+batches, but no loss crosses between them and the task model: training the pair at selection time instead, here in
+`score` (fresh each cycle, as their main.py builds them per split), is the same computation, and leaves the
+backbone's training as it is for every other strategy, by construction (it has no auxiliary head). It reads the
+images through the "images" and "labeled_images" inputs: the candidates and the labeled set as the network sees them
+(normalised, resized when the run resizes, un-augmented). Its randomness (initial weights, batches, the
+reparameterisation's noise) comes from one seed drawn from `inputs.rng`; torch's global generators are restored
+after the initialisation.
 
 Faithful to the authors: the VAE loss (mean squared reconstruction error + beta * the KL divergence summed over
 the batch), the VAE's adversarial term (BCE of the discriminator on the labeled and the unlabeled codes, both
@@ -28,7 +29,8 @@ layers' running statistics, so that a candidate's score does not depend on which
 authors' sampler leaves the VAE in training mode: `scoring_bn=batch`). A labeled set smaller than a batch is one
 batch (the authors' `drop_last` loader would yield none and loop forever); a last batch of one image is skipped
 (batch norm cannot train on it), as the trainer skips it. Candidates are ranked by the discriminator's logit, the
-same order as its sigmoid output without the sigmoid's saturation at 1.
+same order as its sigmoid output without the sigmoid's saturation at 1. The discriminator step and the scores
+run the encoder alone (theirs the whole VAE, whose decoder's batch-norm statistics no score reads).
 
 The architecture follows the image size: the authors' encoder halves 32x32 images four times (128, 256, 512, 1024
 channels, to 2x2), and its decoder doubles back from 4x4 with three transposed convolutions; here the encoder
@@ -241,8 +243,9 @@ def _stream(n: int, size: int, generator: torch.Generator, device: torch.device,
 
 
 class VAAL(Strategy):
-    """Least likely labeled to a VAE's adversary (Sinha, Ebrahimi & Darrell, Variational Adversarial Active
-    Learning, ICCV 2019)."""
+    """Least likely labeled to a VAE's adversary (Sinha, Ebrahimi & Darrell, VAAL, ICCV 2019).
+
+    Variational Adversarial Active Learning: a VAE and a discriminator trained on the images at selection time."""
 
     name = "vaal"
     needs = frozenset({"images", "labeled_images"})
