@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_mc_dropout_scores import mc_inputs
+from test_variation_ratio import mc_inputs
 
 from bench.core.errors import UserError
 from conftest import ROOT

@@ -1,6 +1,6 @@
-"""Variation ratio and mean STD over BALD's MC-dropout samples, held to the authors' variation ratio
-(Riashat/Deep-Bayesian-Active-Learning) and DeepAL+'s MeanSTD on the fixed samples of
-tests/fixtures/mc_dropout_scores.npz, and to hand-worked cases."""
+"""Variation ratio over BALD's MC-dropout samples, held to the authors' code (Riashat/Deep-Bayesian-Active-Learning)
+on the fixed samples of tests/fixtures/mc_dropout_scores.npz, and to a hand-worked case. The MC-dropout inputs and
+the check that a strategy scores BALD's samples of its head serve test_mean_std.py and test_batchbald.py too."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from bench.models.backbones import create_model
 from conftest import ROOT
 from strategies import PoolInputs, create_strategy, top_k
 from strategies.bald import mc_dropout_probs
-from strategies.mean_std import mean_std
 from strategies.variation_ratio import variation_ratio
 
 FIXTURE = ROOT / "tests" / "fixtures" / "mc_dropout_scores.npz"
@@ -31,26 +30,20 @@ def test_variation_ratio_equals_the_authors_code():
     assert np.unique(scores).size <= 15 and k == 24  # 100 scores on 15 levels; k falls between two levels
 
 
-def test_mean_std_equals_deepal():
-    ref = np.load(FIXTURE, allow_pickle=False)
-    scores = mean_std(torch.from_numpy(ref["probs"])).numpy()
-    np.testing.assert_allclose(scores, ref["mean_std_scores"], rtol=1e-12, atol=0)
-    assert top_k(scores, ref["mean_std_picks"].size).tolist() == ref["mean_std_picks"].tolist()
-
-
-def test_hand_worked_scores():
-    p = torch.tensor([
+def hand_worked_samples() -> torch.Tensor:
+    """[T=4, n=2, C=3] sampled probabilities small enough to score by hand."""
+    return torch.tensor([
         [[0.7, 0.2, 0.1], [1.0, 0.0, 0.0]],
         [[0.6, 0.3, 0.1], [0.0, 1.0, 0.0]],
         [[0.1, 0.8, 0.1], [1.0, 0.0, 0.0]],
         [[0.2, 0.2, 0.6], [0.0, 1.0, 0.0]],
     ], dtype=torch.float64)  # [T=4, n=2, C=3]
+
+
+def test_hand_worked_scores():
+    p = hand_worked_samples()
     # candidate 0 votes 0, 0, 1, 2: the mode has 2 of 4 votes; candidate 1 votes 0, 1, 0, 1: 2 of 4 as well
     assert variation_ratio(p).tolist() == [0.5, 0.5]
-    # candidate 1: every class's probabilities are {1, 0, 1, 0} or all 0: standard deviations 0.5, 0.5, 0
-    col = np.array([[0.7, 0.6, 0.1, 0.2], [0.2, 0.3, 0.8, 0.2], [0.1, 0.1, 0.1, 0.6]])
-    expected0 = np.mean([np.sqrt(np.mean((c - c.mean()) ** 2)) for c in col])
-    np.testing.assert_allclose(mean_std(p).numpy(), [expected0, 1 / 3], rtol=1e-14)
 
 
 def mc_inputs(n: int, seed: int, samples: int = 20) -> PoolInputs:
@@ -63,8 +56,7 @@ def mc_inputs(n: int, seed: int, samples: int = 20) -> PoolInputs:
                       embeddings=emb, aux_head=head)
 
 
-@pytest.mark.parametrize("name, reduce", [("variation-ratio", variation_ratio), ("mean-std", mean_std)])
-def test_the_strategies_score_balds_samples_of_its_head(name, reduce):
+def check_the_strategy_scores_balds_samples_of_its_head(name, reduce):
     inputs = mc_inputs(600, seed=5)  # more than one chunk of 512 rows
     strategy = create_strategy(name, samples="8")
     assert strategy.needs == {"embeddings"} and strategy.params == {"samples": 8, "dropout": 0.5}
@@ -77,3 +69,7 @@ def test_the_strategies_score_balds_samples_of_its_head(name, reduce):
     assert create_strategy(name, samples=1).score(mc_inputs(50, seed=5)).eq(0).all()  # one sample: no spread
     with pytest.raises(UserError, match=f"The '{name}.samples' parameter must be a positive integer"):
         create_strategy(name, samples=0)
+
+
+def test_the_strategy_scores_balds_samples_of_its_head():
+    check_the_strategy_scores_balds_samples_of_its_head("variation-ratio", variation_ratio)
