@@ -20,7 +20,6 @@ from scipy import stats as sps
 from bench.analysis import paired
 from bench.report import plots
 from bench.report.layout import report_folder, write_report
-from bench.report.tables import latex_table, markdown_table
 from bench.results.store import ResultsError
 
 LABELS = [100, 200, 300, 400]
@@ -240,19 +239,6 @@ def test_unreadable_or_foreign_file_is_an_input_error(tmp_path: Path):
     pd.DataFrame({"strategy": ["a"], "seed": [0]}).to_parquet(tmp_path / "cycles.parquet")
     with pytest.raises(ResultsError, match="lacks the column"):
         write_report(tmp_path)
-
-
-def test_markdown_and_latex_helpers_escape():
-    frame = pd.DataFrame({"name": ["a|b", "c_d"], "acc (%)": ["61.2 ± 1.3", "50 & up"]})
-    assert markdown_table(frame).splitlines() == [
-        "| name | acc (%) |",
-        "| :--- | ---: |",
-        r"| a\|b | 61.2 ± 1.3 |",
-        "| c_d | 50 & up |",
-    ]
-    tex = latex_table(frame)
-    assert r"name & acc (\%) \\" in tex
-    assert r"c\_d & 50 \& up \\" in tex and r"61.2 $\pm$ 1.3" in tex
 
 
 def test_palette_is_fixed_by_sorted_names():
