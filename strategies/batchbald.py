@@ -9,16 +9,16 @@ head (K = `samples`), the pick after x_1..x_n maximises
     a(x) = H[y_1, ..., y_n, y] - sum_i H[y_i | w] - H[y | w]
 
 (joint entropy under the mean of the K samples, conditional entropies averaged over them), so the first pick is
-BALD's and a candidate that repeats a pick gains nothing. While the C^n configurations of the picks so far number
-at most `max_exact`, the joint entropy is exact, from a [C^n, K] table of each configuration's probability under
-each sample; beyond, `num_samples` // K configurations are drawn from each sample's joint (afresh at each pick, as
-there) and the entropy is their importance-weighted mean.
+BALD's and a candidate that repeats a pick scores only what a second label of it would add. While the C^n
+configurations of the picks so far number at most `max_exact`, the joint entropy is exact, from a [C^n, K] table of
+each configuration's probability under each sample; beyond, `num_samples` // K configurations are drawn from each
+sample's joint (afresh at each pick, as there) and the entropy is their importance-weighted mean.
 
 Parameters: BALD's `samples` and `dropout`; `num_samples`, the sampled configurations (the reference's name;
-default 1000, not its 100000: a pick costs candidates x num_samples x C x K multiply-adds, about 1 s per pick at
-10k candidates x 10 classes x 20 samples on one core, against minutes at 100000; on 10 classes 1000 keeps the
-first four picks exact); `max_exact`, the switch, 0 (default) for the reference's rule, exact while
-C^n <= num_samples. Randomness: the dropout masks and the draws, from the cycle's `inputs.rng`.
+default 1000, not its 100000: a pick costs candidates x num_samples x C x K multiply-adds, 6 to 9 s a pick at
+10k candidates x 10 classes x 20 samples on a loaded 2-core CPU (docs/strategies.md), and 100 times that at 100000;
+on 10 classes 1000 keeps the first four picks exact); `max_exact`, the switch, 0 (default) for the reference's rule,
+exact while C^n <= num_samples. Randomness: the dropout masks and the draws, from the cycle's `inputs.rng`.
 
 No deviation in the values. Numerics: the sampled table's rows are divided by their largest entry and its log is
 added back exactly (the entropy's importance weights are scale-free), so a long batch's configuration
