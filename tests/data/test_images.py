@@ -1,10 +1,7 @@
-"""Datasets: the bundled digits split, npz and image folders, and the torchvision on-disk formats written
-by the test itself (never downloaded)."""
+"""bench.data.images: the bundled digits split, npz files and image folders, and the arrays every dataset becomes."""
 
 from __future__ import annotations
 
-import struct
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +10,7 @@ from PIL import Image
 
 from bench.core.errors import UserError
 from bench.data.datasets import load_dataset
-from bench.data.images import CIFAR_MEAN
+from bench.data.images import from_arrays
 
 
 def test_digits_split_is_fixed_stratified_and_disjoint():
@@ -93,67 +90,6 @@ def test_empty_imagefolder_is_a_user_error(tmp_path):
         load_dataset(f"imagefolder:{tmp_path}")
 
 
-def test_cifar10_binary_files_written_by_hand(tmp_path):
-    """The layout of the extracted cifar-10-binary.tar.gz: label byte + 3,072 channel-planar pixel bytes."""
-    base = tmp_path / "cifar-10-batches-bin"
-    base.mkdir()
-    rng = np.random.default_rng(1)
-    expected = {}
-    for name, n in [(f"data_batch_{i}.bin", 3) for i in range(1, 6)] + [("test_batch.bin", 4)]:
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        pixels = rng.integers(0, 256, (n, 3, 32, 32)).astype(np.uint8)
-        records = np.concatenate([labels[:, None], pixels.reshape(n, -1)], axis=1)
-        (base / name).write_bytes(records.tobytes())
-        expected[name] = (labels, pixels)
-    (base / "batches.meta.txt").write_text("\n".join(["airplane", "automobile", "bird", "cat", "deer", "dog",
-                                                       "frog", "horse", "ship", "truck"]) + "\n\n")
-    data = load_dataset("cifar10", tmp_path, download=False)
-    assert data.x_train.shape == (15, 3, 32, 32) and data.x_test.shape == (4, 3, 32, 32)
-    assert np.array_equal(data.x_train[:3].numpy(), expected["data_batch_1.bin"][1])
-    assert data.y_test.tolist() == expected["test_batch.bin"][0].tolist()
-    assert data.classes[0] == "airplane" and data.mean == CIFAR_MEAN and data.pad == 4 and data.flip
-
-
-def _idx(path: Path, array: np.ndarray) -> None:
-    magic = 0x0800 | array.ndim  # unsigned byte data, then the number of dimensions
-    path.write_bytes(struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes())
-
-
-def test_mnist_idx_files_written_by_hand_go_through_torchvision(tmp_path):
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(2)
-    x_tr, y_tr = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8), rng.integers(0, 10, 5).astype(np.uint8)
-    x_te, y_te = rng.integers(0, 256, (3, 28, 28), dtype=np.uint8), rng.integers(0, 10, 3).astype(np.uint8)
-    _idx(raw / "train-images-idx3-ubyte", x_tr)
-    _idx(raw / "train-labels-idx1-ubyte", y_tr)
-    _idx(raw / "t10k-images-idx3-ubyte", x_te)
-    _idx(raw / "t10k-labels-idx1-ubyte", y_te)
-    data = load_dataset("mnist", tmp_path, download=False)
-    assert np.array_equal(data.x_train[:, 0].numpy(), x_tr)
-    assert data.y_test.tolist() == y_te.tolist() and not data.flip
-
-
-@pytest.mark.parametrize("name, hint", [
-    ("cifar10", "cifar-10-binary.tar.gz"),
-    ("cifar100", "cifar-100-binary.tar.gz"),
-    ("mnist", "MNIST/raw/"),
-    ("fashion-mnist", "FashionMNIST/raw/"),
-    ("svhn", "train_32x32.mat"),
-])
-def test_missing_files_offline_say_where_to_put_them(tmp_path, name, hint, monkeypatch):
-    # torchvision cannot be imported here: the refusal comes before it is loaded (seconds of a newcomer's wait)
-    monkeypatch.setitem(sys.modules, "torchvision.datasets", None)
-    with pytest.raises(UserError, match="place") as err:
-        load_dataset(name, tmp_path, download=False)
-    assert hint in str(err.value) and str(tmp_path) in str(err.value)
-
-
-def test_unknown_dataset_suggests_the_closest():
-    with pytest.raises(UserError, match="did you mean 'cifar10'"):
-        load_dataset("cifar-10")
-
-
 def test_digits_without_importing_scikit_learn_equal_scikit_learns_split():
     # the loader reads scikit-learn's data file and a stored split: both must equal what scikit-learn makes
     from sklearn.datasets import load_digits as sk_digits
@@ -166,3 +102,14 @@ def test_digits_without_importing_scikit_learn_equal_scikit_learns_split():
     data = load_dataset("digits")
     assert np.array_equal(data.x_train[:, 0].numpy(), x_tr) and np.array_equal(data.x_test[:, 0].numpy(), x_te)
     assert np.array_equal(data.y_train.numpy(), y_tr) and np.array_equal(data.y_test.numpy(), y_te)
+
+
+def test_arrays_get_their_own_normalisation_and_augmentation_by_default():
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (6, 3, 16, 16), dtype=np.uint8)
+    data = from_arrays("own", x, np.arange(6) % 3, x[:2], np.arange(2))
+    for c in range(3):  # per channel over every training pixel, in 0..1 units
+        assert data.mean[c] == pytest.approx(x[:, c].mean() / 255) and data.std[c] == pytest.approx(x[:, c].std() / 255)
+    assert data.classes == ["0", "1", "2"] and data.pad == 2 and data.flip  # 16 // 8 pixels; colour images flip
+    gray = from_arrays("gray", x[:, :1, :8, :8], np.arange(6) % 3, x[:2, :1, :8, :8], np.arange(2))
+    assert gray.pad == 1 and not gray.flip and gray.channels == 1 and gray.n_classes == 3
