@@ -18,6 +18,9 @@ SHARED_DATA = ROOT.parent / "shared" / "data"  # beside the checkout: the CIFAR-
 
 # A protocol small enough that a job takes about a second on one CPU core.
 TINY = ["--initial", "20", "--budget", "20", "--cycles", "3", "--epochs", "3", "--seeds", "1"]
+# One cycle of 8 labels and one epoch: enough for a run through a torchvision model to say what it did.
+ONE_CYCLE = ["--initial", "8", "--budget", "8", "--cycles", "2", "--subset", "16", "--epochs", "1", "--seeds", "1",
+             "--batch-size", "8"]
 
 
 def train_with_torch_sgd(params: Iterable, protocol: Any, epoch_losses: Callable[[], Iterator[Any]],
@@ -85,6 +88,29 @@ def cli(capsys):
 
     return run
 
+
+@pytest.fixture
+def models() -> Iterator[None]:
+    """Model files register names globally: each test gets the registry it started with."""
+    from bench.models.backbones import MODELS
+
+    with MODELS.scoped():
+        yield
+
+
+def one_line(err: str) -> str:
+    """The CLI's stderr, which must be one line starting 'error: '."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def torchvision_module():
+    """torchvision, imported by the tests that build its models rather than at collection (with torch._dynamo,
+    which it loads, it costs seconds in every test process)."""
+    import torchvision
+
+    return torchvision
 
 @pytest.fixture
 def tiny_npz(tmp_path) -> Path:
