@@ -5,8 +5,12 @@ by hand."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
+from torch import nn
 
+from bench.core.errors import UserError
+from bench.models import adapter
 from bench.models.backbones import MODELS
 from bench.models.build import build_model
 from conftest import torchvision_module as _torchvision
@@ -109,3 +113,45 @@ def test_numbers_do_not_depend_on_the_adapter_being_built_twice():
     for (k, v), (k2, v2) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(v, v2)
     assert np.array_equal(a.classifier.weight.detach().numpy(), b.classifier.weight.detach().numpy())
+
+
+class _Net(nn.Module):
+    """Two containers at 8 x 8 (the second is the stage there), one at 4 x 4, a pooled classifier."""
+
+    def __init__(self, twice: bool = False) -> None:
+        super().__init__()
+        self.twice = twice
+        self.one = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+        self.two = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.ReLU())
+        self.down = nn.Sequential(nn.Conv2d(6, 5, 3, stride=2, padding=1), nn.ReLU())
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.fc(self.down(self.two(self.one(x))).mean(dim=(2, 3)))
+        return 2 * logits if self.twice else logits
+
+
+def test_a_hand_built_modules_plan_is_its_last_map_at_each_resolution_and_its_last_linear():
+    found = adapter.plan(_Net(), "net", (1, 3, 8, 8))
+    assert (found.classifier, found.stages, found.stage_channels, found.channels_last) == (
+        "fc", ("two", "down"), (6, 5), (False, False))
+    net = _Net().eval()
+    model = adapter.AdaptedBackbone(net, "net", 3, (8, 8)).eval()
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = model(x)
+        two = net.two(net.one(x))
+        down = net.down(two)
+        torch.testing.assert_close(out.logits, net(x))
+    torch.testing.assert_close(out.features[0], two)
+    torch.testing.assert_close(out.features[1], down)
+    torch.testing.assert_close(out.embedding, down.mean(dim=(2, 3)))
+    # the state dict a user saved from the module itself maps onto the adapter's names
+    assert model.file_key("classifier.weight") == "fc.weight" and model.file_key("body.one.0.bias") == "one.0.bias"
+
+
+def test_a_module_that_offers_no_classifier_is_one_line():
+    with pytest.raises(UserError, match="'flat' has no nn.Linear classifier"):
+        adapter.plan(nn.Sequential(nn.Conv2d(3, 2, 1), nn.Flatten()), "flat", (1, 3, 4, 4))
+    with pytest.raises(UserError, match=r"Model 'twice's forward does not return its last nn.Linear's output \(fc\)"):
+        adapter.plan(_Net(twice=True), "twice", (1, 3, 8, 8))

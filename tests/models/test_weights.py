@@ -13,8 +13,11 @@ import pytest
 import torch
 
 from bench.core.config import Protocol
+from bench.core.errors import UserError
 from bench.core.seeding import derive_seed
 from bench.data.datasets import load_dataset
+from bench.models import weights as model_weights
+from bench.models.backbones import create_model
 from bench.models.build import build_model
 from bench.runner.resolve import build_config
 from bench.training.jobs import JobSpec
@@ -155,3 +158,39 @@ def test_weights_of_a_built_in_model_are_loaded_too(tmp_path):
     start = initial_model(_spec("cnn", 0, path), 1, 10)
     for key, value in start.state_dict().items():
         torch.testing.assert_close(value, saved[key])
+
+
+def test_a_state_dict_of_other_classes_loads_all_but_the_classifier(tmp_path):
+    saved = create_model("cnn", 3, 10, generator_seed=1).state_dict()
+    model = create_model("cnn", 3, 4, generator_seed=2)
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    kept = model_weights.load_weights(model, saved, tmp_path / "w.pt", "cnn")
+    assert kept == ["classifier.weight", "classifier.bias"]
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, init[key] if key in kept else saved[key])
+
+
+def test_a_state_dict_that_does_not_fit_is_one_line(tmp_path):
+    model = create_model("cnn", 3, 4, generator_seed=0)
+    state = dict(model.state_dict())
+    other = {**state, "stages.0.0.0.weight": torch.zeros(32, 1, 3, 3)}  # saved for grayscale images
+    with pytest.raises(UserError, match=r"stages.0.0.0.weight is \[32, 1, 3, 3\] in the file and \[32, 3, 3, 3\]"):
+        model_weights.load_weights(model, other, "w.pt", "cnn")
+    ints = {**state, "stages.0.0.1.weight": state["stages.0.0.1.weight"].long()}
+    with pytest.raises(UserError, match="stages.0.0.1.weight is a torch.strided torch.int64 tensor"):
+        model_weights.load_weights(model, ints, "w.pt", "cnn")
+    extra = {**state, "head.weight": torch.zeros(1)}
+    with pytest.raises(UserError, match="does not fit model 'cnn': unexpected keys head.weight"):
+        model_weights.load_weights(model, extra, "w.pt", "cnn")
+
+
+def test_a_weights_file_that_changed_since_the_run_started_is_refused(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save({"a": torch.ones(2)}, path)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert torch.equal(model_weights.read_weights(path, sha)["a"], torch.ones(2))
+    torch.save({"a": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(UserError, match=r"changed since the run started \(sha256 " + sha[:12]):
+        model_weights.read_weights(tmp_path / "other.pt", sha)
+    with pytest.raises(UserError, match="is a folder"):
+        model_weights.read_weights(tmp_path)
