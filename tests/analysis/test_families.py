@@ -272,24 +272,3 @@ def test_the_second_command_answers_its_own_question_in_the_order_typed(cli, tmp
     assert math.isclose(shown, round(100 * diff, 1), abs_tol=0.051)
     report = (out_dir / "report" / "report.md").read_text()
     assert "**learning-loss** vs entropy" in report
-
-
-def test_a_look_is_recorded_before_the_next_round_starts(tmp_path, monkeypatch):
-    # a kill between a look and the next round must leave that look in config.json: the design check reads it
-    from bench.runner import seeds_auto as rounds
-    from bench.runner.resolve import RunOptions, build_config
-    config = build_config(strategies=["random", "entropy"], seeds=5, out=tmp_path / "R",
-                          protocol={"initial": 20, "budget": 20, "cycles": 2, "epochs": 3}, devices="cpu")
-    real, calls = rounds.benchmark_round, []
-
-    def benchmark_round(*args, **kwargs):
-        calls.append(args[0].seeds)
-        if len(calls) == 2:  # the second round's start: killed there
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(rounds, "benchmark_round", benchmark_round)
-    with pytest.raises(KeyboardInterrupt):
-        rounds.benchmark_in_rounds(config, RunOptions(max_seeds=10, jobs=1, margin=0.0001))
-    history = json.loads((tmp_path / "R" / "config.json").read_text())["analysis"]["sequential"]["history"]
-    assert [h["seeds"] for h in history] == [5]
