@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from bench.analysis import verdicts as v
+from bench.analysis.families import ALL_PAIRS, CONTEXT, PRIMARY, families, question
 from bench.analysis.record import stored_design
 from bench.core.errors import UserError
 from bench.report.layout import analyse_folder, report_folder
@@ -63,6 +64,37 @@ def _auto_analysis(plan: v.SequentialPlan, named: list[str], history: list[dict]
 def _primary(result) -> list[tuple[str, str]]:
     rows = result.verdicts[result.verdicts["family"] == v.PRIMARY]
     return list(zip(rows["strategy"], rows["other"], strict=True))
+
+
+# ---------------------------------------------------------------- the families, by hand
+
+
+def test_a_question_against_the_baseline_with_three_or_more_held_has_every_pair_beside_it():
+    # asked nothing: every strategy held; the baseline always second
+    assert families((), ("random", "entropy", "margin"), "random") == {
+        PRIMARY: [("entropy", "random"), ("margin", "random")],
+        ALL_PAIRS: [("entropy", "random"), ("margin", "random"), ("entropy", "margin")]}
+    # two strategies: the one pair is the question, no family beside it
+    assert families((), ("random", "entropy"), "random") == {PRIMARY: [("entropy", "random")]}
+
+
+def test_without_the_baseline_every_pair_is_the_question_in_the_order_typed():
+    assert families(("margin", "entropy", "ll"), ("ll", "entropy", "margin"), "random") == {
+        PRIMARY: [("margin", "entropy"), ("margin", "ll"), ("entropy", "ll")]}
+
+
+def test_strategies_held_but_not_asked_about_are_a_context_family_of_their_own():
+    assert families(("ll", "entropy"), ("random", "entropy", "ll"), "random") == {
+        PRIMARY: [("ll", "entropy")], CONTEXT: [("ll", "random"), ("entropy", "random")]}
+    # the order typed first, then the folder's; the baseline second in every pair
+    assert families(("entropy", "random"), ("random", "entropy", "margin"), "random") == {
+        PRIMARY: [("entropy", "random")], CONTEXT: [("entropy", "margin"), ("margin", "random")]}
+
+
+def test_a_command_naming_one_strategy_keeps_the_recorded_question():
+    assert question(["ll", "entropy", "ll"], ["random", "entropy"]) == ("ll", "entropy")  # typed, once each
+    assert question(["entropy"], ["random", "entropy", "random"]) == ("random", "entropy")
+    assert question(["entropy"]) == ()
 
 
 # ---------------------------------------------------------------- A: the rounds' family is the report's
