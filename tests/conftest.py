@@ -144,5 +144,28 @@ def cycles_frame(curves: dict[tuple[str, int], list[float]], labels: list[int], 
     return pd.DataFrame(rows)
 
 
+# The budgets of cycles_of's settings: the input of the suite's tests and of the statistics across settings.
+LABELS = [100, 200, 300, 400]
+
+
+def cycles_of(setting: str, effects: dict[str, float], seeds: int = 5, noise: float = 0.004,
+              seed: int = 0) -> pd.DataFrame:
+    """A setting's rows: every strategy is random's curve plus its effect (accuracy) and noise after cycle 0."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(seeds):
+        base = 0.5 + 0.05 * np.arange(len(LABELS)) + rng.normal(0, 0.01, len(LABELS))  # [n_cycles]
+        for strategy, effect in {"random": 0.0, **effects}.items():
+            shift = np.r_[0.0, np.full(len(LABELS) - 1, effect)] + np.r_[0.0, rng.normal(0, noise, len(LABELS) - 1)]
+            if strategy == "random":
+                shift[:] = 0.0
+            for cycle, acc in enumerate(base + shift):
+                rows.append({"run": setting, "dataset": "digits", "model": "cnn", "strategy": strategy, "seed": s,
+                             "cycle": cycle, "n_labeled": float(LABELS[cycle]), "test_acc": float(acc)})
+    return pd.DataFrame(rows)
+
+
 def pytest_configure(config):
     sys.path.insert(0, str(ROOT))

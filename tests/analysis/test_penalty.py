@@ -130,3 +130,12 @@ def test_penalty_beats_are_the_pairwise_scipy_t_tests(missing):
             expected[i, j] = float(i != j and p < paired.ALPHA and diff.mean() > 0)
     assert np.array_equal(penalty._beats(accs), expected)
     assert expected[2, 0] == 1 and expected.sum() > 3
+
+
+def test_summed_penalties_add_what_each_setting_tested():
+    one = pd.DataFrame([[math.nan, 0.5], [0.0, math.nan]], index=["a", "b"], columns=["a", "b"])
+    two = pd.DataFrame([[math.nan, 0.25, 1.0], [0.0, math.nan, math.nan], [0.0, math.nan, math.nan]],
+                       index=["a", "b", "c"], columns=["a", "b", "c"])
+    total = penalty.summed_penalties([one, two])
+    assert total.loc["a", "b"] == 0.75 and total.loc["a", "c"] == 1.0 and total.loc["b", "c"] == 0.0
+    assert all(math.isnan(total.loc[n, n]) for n in "abc")

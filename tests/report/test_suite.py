@@ -1,38 +1,17 @@
-"""Suites of runs: the statistics across settings checked against scipy and hand-worked cases, and
-`run_bench.py report A B --out S` on synthetic run folders, its refusals included."""
+"""bench.report.suite: write_suite on synthetic run folders, and `run_bench.py report A B --out S`, its refusals
+included. The statistics across settings are tests/analysis/test_across.py's."""
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats as sps
 
-from bench.analysis import across, paired, penalty
-
-LABELS = [100, 200, 300, 400]
-
-
-def cycles_of(setting: str, effects: dict[str, float], seeds: int = 5, noise: float = 0.004,
-              seed: int = 0) -> pd.DataFrame:
-    """A setting's rows: every strategy is random's curve plus its effect (accuracy) and noise after cycle 0."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for s in range(seeds):
-        base = 0.5 + 0.05 * np.arange(len(LABELS)) + rng.normal(0, 0.01, len(LABELS))  # [n_cycles]
-        for strategy, effect in {"random": 0.0, **effects}.items():
-            shift = np.r_[0.0, np.full(len(LABELS) - 1, effect)] + np.r_[0.0, rng.normal(0, noise, len(LABELS) - 1)]
-            if strategy == "random":
-                shift[:] = 0.0
-            for cycle, acc in enumerate(base + shift):
-                rows.append({"run": setting, "dataset": "digits", "model": "cnn", "strategy": strategy, "seed": s,
-                             "cycle": cycle, "n_labeled": float(LABELS[cycle]), "test_acc": float(acc)})
-    return pd.DataFrame(rows)
+from bench.report.suite import write_suite
+from conftest import cycles_of
 
 
 def run_folder(root: Path, name: str, cycles: pd.DataFrame) -> Path:
@@ -40,65 +19,6 @@ def run_folder(root: Path, name: str, cycles: pd.DataFrame) -> Path:
     folder.mkdir(parents=True)
     cycles.to_parquet(folder / "cycles.parquet", index=False)
     return folder
-
-
-# ---------------------------------------------------------------------------------------------- statistics
-
-
-def test_primary_family_spans_the_settings_and_the_secondary_stays_within_one():
-    a = cycles_of("a", {"good": 0.03, "meh": 0.002}, seed=1)
-    b = cycles_of("b", {"good": 0.02, "meh": -0.001}, seed=2).assign(dataset="letters")
-    comparisons = across.holm_across_datasets(paired.compare_to_baseline(pd.concat([a, b]), "random"))
-    primary = comparisons[comparisons["family"] == paired.PRIMARY]
-    p = primary["t_p"].to_numpy()
-    assert len(p) == 4
-    ranked = np.sort(p)
-    holm_by_hand = {q: min(1.0, max((4 - k) * ranked[k] for k in range(int(np.searchsorted(ranked, q)) + 1)))
-                    for q in p}
-    assert primary["p_holm"].tolist() == pytest.approx([holm_by_hand[q] for q in p])
-    # the secondary family is untouched: Holm over the strategy-budget pairs of one dataset only
-    for dataset in ("digits", "letters"):
-        alone = paired.compare_to_baseline(pd.concat([a, b]).query("dataset == @dataset"), "random")
-        secondary = comparisons[(comparisons["dataset"] == dataset) & (comparisons["family"] == paired.SECONDARY)]
-        expected = alone[alone["family"] == paired.SECONDARY]["p_holm"].to_numpy()
-        assert secondary["p_holm"].to_numpy() == pytest.approx(expected)
-
-
-def test_win_tie_loss_by_hand():
-    comparisons = pd.DataFrame({
-        "strategy": ["x", "x", "x", "y", "y", "y"], "baseline": "random",
-        "family": [paired.PRIMARY] * 6, "t_p": [0.001, 0.001, 0.5, 0.001, math.nan, 0.2],
-        "mean_diff": [0.02, -0.01, 0.01, 0.03, 0.0, -0.02],
-        "significant": [True, True, False, True, False, False],
-    })
-    table = across.win_tie_loss(comparisons).set_index("strategy")
-    assert table.loc["x", ["wins", "ties", "losses", "untested"]].tolist() == [1, 1, 1, 0]
-    assert table.loc["y", ["wins", "ties", "losses", "untested"]].tolist() == [1, 1, 0, 1]
-
-
-def test_friedman_matches_scipy_and_the_critical_difference_demsar_s_table():
-    # mean AULC of 3 strategies in 4 settings; Demsar (2006) Table 5: q_0.05 = 2.343 for 3 classifiers
-    means = {"a": [0.80, 0.70, 0.60, 0.90], "b": [0.78, 0.71, 0.55, 0.85], "c": [0.70, 0.60, 0.50, 0.80]}
-    summary = pd.DataFrame([{"dataset": f"s{i}", "strategy": name, "mean": value}
-                            for name, values in means.items() for i, value in enumerate(values)])
-    test = across.friedman_nemenyi(summary)
-    statistic, p = sps.friedmanchisquare(*means.values())
-    assert (test.statistic, test.p) == pytest.approx((statistic, p))
-    assert test.critical_difference == pytest.approx(2.343 * math.sqrt(3 * 4 / (6 * 4)), abs=1e-3)
-    # ranks by hand: a is first in 3 settings and second in one (b leads s1)
-    assert test.mean_ranks == pytest.approx({"a": 1.25, "b": 1.75, "c": 3.0})
-    assert list(test.mean_ranks) == ["a", "b", "c"]
-    assert across.friedman_nemenyi(summary[summary["strategy"] != "c"]) is None  # 2 strategies: undefined
-    assert across.friedman_nemenyi(summary[summary["dataset"] == "s0"]) is None  # 1 setting: undefined
-
-
-def test_summed_penalties_add_what_each_setting_tested():
-    one = pd.DataFrame([[math.nan, 0.5], [0.0, math.nan]], index=["a", "b"], columns=["a", "b"])
-    two = pd.DataFrame([[math.nan, 0.25, 1.0], [0.0, math.nan, math.nan], [0.0, math.nan, math.nan]],
-                       index=["a", "b", "c"], columns=["a", "b", "c"])
-    total = penalty.summed_penalties([one, two])
-    assert total.loc["a", "b"] == 0.75 and total.loc["a", "c"] == 1.0 and total.loc["b", "c"] == 0.0
-    assert all(math.isnan(total.loc[n, n]) for n in "abc")
 
 
 # ---------------------------------------------------------------------------------------------- the command
@@ -185,3 +105,19 @@ def test_a_setting_near_chance_is_said_for_that_setting_alone(cli, two_settings,
     near = ", ".join(f"{n:,.0f}" for n, acc in means.items() if acc < 0.5 + 0.1 * 0.5)  # chance + a tenth of the rest
     assert near and len(cautions) == 1, cautions
     assert cautions[0].startswith(f"caution   At {near} labels ") and cautions[0].endswith("(quick-digits)")
+
+
+def test_write_suite_names_settings_that_share_a_name_by_their_parent_and_records_them(tmp_path):
+    folders = [run_folder(tmp_path / parent, "quick", cycles_of("quick", {"good": 0.03}, seed=i))
+               for i, parent in enumerate(("p", "q"))]
+    report, headline = write_suite(folders, "random", tmp_path / "suite", margin=0.02)
+    assert report == tmp_path / "suite" / "report.md" and report.is_file()
+    assert json.loads((tmp_path / "suite" / "suite.json").read_text()) == {
+        "baseline": "random", "margin": 0.02, "folders": [str(f) for f in folders], "settings": ["p/quick", "q/quick"]}
+    settings = pd.read_csv(tmp_path / "suite" / "tables" / "settings.csv")
+    assert settings["setting"].tolist() == ["p/quick", "q/quick"] and settings["labels"].tolist() == ["100..400"] * 2
+    assert settings["seeds"].tolist() == [5, 5] and settings["folder"].tolist() == [str(f) for f in folders]
+    # one primary line per setting: good against random, Holm over the two
+    primary = [x for x in headline if x.startswith("primary")]
+    assert [x.split(": ")[0] for x in primary] == ["primary   good vs random on p/quick",
+                                                  "primary   good vs random on q/quick"]
