@@ -12,6 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.core.errors import UserError
+from bench.results.identity import stored_numerics, widen
+from bench.runner.resolve import build_config
 from conftest import TINY
 
 ARGS = [*TINY, "--subset", "60"]
@@ -162,3 +165,41 @@ def test_an_unreachable_dask_scheduler_leaves_a_widened_folder_as_it_was(cli, tm
     line = refused(cli, out, *args, "--seeds", "2", "--backend", "dask", "--scheduler-address", address)
     assert f"Cannot reach the dask scheduler at {address}" in line
     assert json.loads((out / "config.json").read_text())["seeds"] == [0]
+
+
+# ---------------------------------------------------------------- widening and the stored numerics, called directly
+
+
+def stored_of(config, **fields) -> dict:
+    """config.json as a run of `config` writes the fields that decide its numbers, with `fields` replaced."""
+    return {**json.loads(json.dumps(config.result_defining(), default=str)), **fields}
+
+
+def test_widen_adds_the_stored_strategies_with_their_parameters_and_the_union_of_seeds(tmp_path):
+    config = build_config("quick", ["entropy"], 2, out=tmp_path / "R")  # seeds 0, 1
+    stored = stored_of(config, strategies=["random", "margin"], seeds=[0, 4],
+                       strategy_params={"random": {}, "margin": {"width": 3}})
+    widened = widen(config, stored, tmp_path / "R", known={"random", "margin", "entropy"})
+    assert widened.strategies == ("random", "margin", "entropy")  # the folder's first, then this run's
+    assert widened.seeds == (0, 1, 4)
+    assert widened.strategy_params == {"random": {}, "margin": {"width": 3}}  # entropy takes no parameter
+    with pytest.raises(UserError, match="strategy 'margin', which is not registered"):
+        widen(config, stored, tmp_path / "R", known={"random", "entropy"})
+
+
+def test_widen_refuses_another_protocol_naming_the_field_as_stored_and_as_asked(tmp_path):
+    config = build_config("quick", ["entropy"], 2, out=tmp_path / "R")
+    stored = stored_of(config, strategies=["entropy"], seeds=[0])
+    stored["protocol"]["epochs"] = 7
+    with pytest.raises(UserError, match=r"another configuration \(protocol\.epochs 7 -> 200\)"):
+        widen(config, stored, tmp_path / "R", known={"entropy"})
+    del stored["seeds"]
+    with pytest.raises(UserError, match="its seeds is missing or of the wrong type"):
+        widen(config, stored, tmp_path / "R", known={"entropy"})
+
+
+def test_a_folder_that_predates_the_recorded_numerics_ran_on_the_cpu_in_its_protocols_precision():
+    assert stored_numerics({}) == {"device_type": "cpu", "precision": "float32"}
+    assert stored_numerics({"protocol": {"precision": "bf16"}}) == {"device_type": "cpu", "precision": "bfloat16"}
+    assert stored_numerics({"precision": "torch.float16", "device_type": "cuda"}) == {"device_type": "cuda",
+                                                                                      "precision": "float16"}
