@@ -3,14 +3,19 @@ into a folder runs only the jobs asked, and --seeds auto records its looks and r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from launch import Started, start_cli
 
+from bench.core.errors import UserError
+from bench.runner.benchmark import dry_run, run_benchmark
+from bench.runner.resolve import RunOptions, build_config
 from conftest import TINY
 
 AUTO = ["--initial", "20", "--budget", "20", "--cycles", "3", "--epochs", "2", "--seeds", "auto", "--max-seeds", "6"]
@@ -100,6 +105,32 @@ def test_dry_run_says_which_comparisons_the_report_makes(cli, tmp_path):
     assert status == 0
     assert ("compare   each strategy against random (2 comparisons), and every pair (3) as a family of its own; "
             "verdicts better, worse, equivalent within ±0.5 AULC points or undecided") in out
+
+
+def test_run_benchmark_runs_every_job_asked_and_returns_its_folder_and_report(tmp_path, capsys):
+    protocol = {"initial": 20, "budget": 20, "cycles": 3, "epochs": 3}
+    config = build_config("quick", ["random", "entropy"], 1, protocol=protocol, out=tmp_path / "run")
+    result = run_benchmark(config)
+    assert (result.folder, result.failed, result.report) == (tmp_path / "run", (), tmp_path / "run" / "report" /
+                                                             "report.md")
+    assert result.report.is_file()
+    rows = pd.read_parquet(tmp_path / "run" / "cycles.parquet")
+    assert sorted(zip(rows["strategy"], rows["seed"], rows["cycle"], rows["n_labeled"], strict=True)) == [
+        (s, 0, c, 20 + 20 * c) for s in ("entropy", "random") for c in range(3)]
+    assert "primary   entropy vs random: " in capsys.readouterr().out
+    # rounds are not run_benchmark's: refused before the folder exists
+    with pytest.raises(UserError, match=r"benchmark_in_rounds\(config, options\)"):
+        run_benchmark(dataclasses.replace(config, out=tmp_path / "auto"), RunOptions(max_seeds=4))
+    assert not (tmp_path / "auto").exists()
+
+
+def test_dry_run_names_every_job_and_the_rounds_to_come(tmp_path):
+    config = build_config("quick", ["random", "entropy"], 2, out=tmp_path / "run")
+    plan = dry_run(config, RunOptions(max_seeds=5)).splitlines()
+    assert [x for x in plan if x.startswith("job       ")] == [  # seed by seed
+        f"job       {s}/seed{n}" for n in (0, 1) for s in ("random", "entropy")]
+    assert any(x.startswith("rounds    --seeds auto: ") and x.endswith("up to 5") for x in plan)
+    assert not (tmp_path / "run").exists()
 
 
 def test_bad_margin_and_max_seeds_are_one_line_exit_2(cli):
