@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from guarantees.reliability.support import picks, rows
 from launch import read_table, run_cli, start_cli
 
 from bench.core.config import Protocol
-from bench.runner import progress
+from bench.runner import progress, scheduler
 from bench.training.jobs import JobSpec
 
 # two worker processes: the scheduler's pool, not the driver's own process, runs the jobs
@@ -179,3 +180,33 @@ def test_a_log_hears_from_a_run_during_a_long_cycle(monkeypatch, capsys):
     lines = [line for line in beats.splitlines() if line.startswith("[running] 1 job(s) not finished")]
     assert 2 <= len(lines) <= 4, beats  # one line per quiet interval, no more
     assert "0/2 cycles" in lines[0]
+
+
+# ---------------------------------------------------------------- the pool and its device slots, called directly
+
+
+def test_make_pool_gives_each_device_its_slots_and_cuda_workers_a_share_of_the_cores(monkeypatch):
+    monkeypatch.setattr(scheduler, "LokyPool", lambda slots, threads: ("loky", slots, threads))
+    monkeypatch.setattr(scheduler, "DaskPool", lambda address, slots: ("dask", address, slots))
+    monkeypatch.setattr(scheduler.os, "cpu_count", lambda: 16)
+    pool, threads = scheduler.make_pool("loky", ["cpu"], 1, 1, None)
+    assert isinstance(pool, scheduler.InlinePool) and threads == 1  # one CPU job runs here
+    assert scheduler.make_pool("loky", ["cpu"], 1, 1, None, isolate=True) == (("loky", ["cpu"], 1), 1)
+    assert scheduler.make_pool("loky", ["cpu"], 3, 1, None) == (("loky", ["cpu"] * 3, 1), 1)
+    assert scheduler.make_pool("loky", ["cuda:0", "cuda:1"], 4, 2, None) == (
+        ("loky", ["cuda:0", "cuda:0", "cuda:1", "cuda:1"], 4), 4)  # 16 cores over 4 workers
+    assert scheduler.make_pool("dask", ["cuda:0"], 1, 3, None) == (("dask", None, ["cuda:0"] * 3), 5)
+    assert scheduler.make_pool("dask", ["cpu"], 2, 1, "tcp://h:8786") == (("dask", "tcp://h:8786", ["cpu"] * 2), None)
+
+
+def test_a_worker_takes_the_first_slot_no_live_worker_holds():
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs: its slot is free again
+    holders, lock, me = {0: os.getpid()}, threading.Lock(), os.getpid()
+    slots = ["cuda:0", "cuda:1", "cuda:2"]
+    assert scheduler.claim_slot(slots, holders, lock, 101) == "cuda:1" and holders == {0: me, 1: 101}
+    holders[1] = gone.pid
+    assert scheduler.claim_slot(slots, holders, lock, 102) == "cuda:1" and holders == {0: me, 1: 102}
+    holders = {0: me, 1: me, 2: me}
+    with pytest.raises(RuntimeError, match="no free device slot"):
+        scheduler.claim_slot(slots, holders, lock, 103)
