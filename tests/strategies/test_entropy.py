@@ -7,6 +7,7 @@ import torch
 
 from conftest import ROOT
 from strategies import PoolInputs, create_strategy
+from strategies.entropy import Entropy
 
 # Four candidates, three classes. By hand: row 0 uniform (log 3 = 1.099) > row 2 (0.5, 0.5, 0: log 2 = 0.693) >
 # row 3 > row 1 (certain: 0).
@@ -19,11 +20,11 @@ def candidates(probs: torch.Tensor) -> PoolInputs:
 
 
 def test_hand_worked_ranking():
-    assert create_strategy("entropy").select(candidates(PROBS), 4).tolist() == [0, 2, 3, 1]
+    assert Entropy().select(candidates(PROBS), 4).tolist() == [0, 2, 3, 1]
 
 
 def test_entropy_scores_match_formula():
-    scores = create_strategy("entropy").score(candidates(PROBS))
+    scores = Entropy().score(candidates(PROBS))
     np.testing.assert_allclose(scores.numpy(), [np.log(3), 0.0, np.log(2), -(0.8 * np.log(0.8) + 0.2 * np.log(0.2))],
                                rtol=1e-5)
 
@@ -31,5 +32,9 @@ def test_entropy_scores_match_formula():
 def test_picks_equal_deepals_entropy_sampling():
     ref = np.load(ROOT / "tests" / "fixtures" / "uncertainty.npz", allow_pickle=False)
     rows = np.flatnonzero(~ref["labeled"])  # DeepAL+ scores the unlabeled rows, in pool order: our candidates
-    picks = create_strategy("entropy").select(candidates(torch.from_numpy(ref["probs"][rows])), rows.size)
+    picks = Entropy().select(candidates(torch.from_numpy(ref["probs"][rows])), rows.size)
     assert rows[picks].tolist() == ref["entropy_picks"].tolist()  # the whole ranking, in pick order
+
+
+def test_the_registrys_name_gives_the_class():
+    assert type(create_strategy("entropy")) is Entropy

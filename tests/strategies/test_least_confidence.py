@@ -8,6 +8,7 @@ import torch
 
 from conftest import ROOT
 from strategies import PoolInputs, create_strategy
+from strategies.least_confidence import LeastConfidence
 
 
 def candidates(probs: torch.Tensor) -> PoolInputs:
@@ -15,15 +16,19 @@ def candidates(probs: torch.Tensor) -> PoolInputs:
                       probs=probs)
 
 
-@pytest.mark.parametrize("name", ["least-confidence", "lc"])
-def test_hand_worked_ranking(name):
+def test_hand_worked_ranking():
     # 1 - max = 2/3, 0, 1/2, 0.2 -> 0, 2, 3, 1
     probs = torch.tensor([[1 / 3, 1 / 3, 1 / 3], [1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.8, 0.2, 0.0]])
-    assert create_strategy(name).select(candidates(probs), 4).tolist() == [0, 2, 3, 1]
+    assert LeastConfidence().select(candidates(probs), 4).tolist() == [0, 2, 3, 1]
 
 
 def test_picks_equal_deepals_least_confidence():
     ref = np.load(ROOT / "tests" / "fixtures" / "uncertainty.npz", allow_pickle=False)
     rows = np.flatnonzero(~ref["labeled"])  # DeepAL+ scores the unlabeled rows, in pool order: our candidates
-    picks = create_strategy("least-confidence").select(candidates(torch.from_numpy(ref["probs"][rows])), rows.size)
+    picks = LeastConfidence().select(candidates(torch.from_numpy(ref["probs"][rows])), rows.size)
     assert rows[picks].tolist() == ref["least_confidence_picks"].tolist()  # the whole ranking, in pick order
+
+
+@pytest.mark.parametrize("name", ["least-confidence", "lc"])
+def test_the_registrys_name_and_alias_give_the_class(name):
+    assert type(create_strategy(name)) is LeastConfidence

@@ -9,6 +9,7 @@ from scipy import stats
 
 from conftest import ROOT
 from strategies import PoolInputs, create_strategy
+from strategies.random import Random
 
 
 def candidates(n: int, seed: int) -> PoolInputs:
@@ -16,9 +17,9 @@ def candidates(n: int, seed: int) -> PoolInputs:
 
 
 def test_random_depends_only_on_the_passed_generator():
-    a = create_strategy("random").select(candidates(50, seed=7), 10)
-    b = create_strategy("random").select(candidates(50, seed=7), 10)
-    c = create_strategy("random").select(candidates(50, seed=8), 10)
+    a = Random().select(candidates(50, seed=7), 10)
+    b = Random().select(candidates(50, seed=7), 10)
+    c = Random().select(candidates(50, seed=8), 10)
     assert a.tolist() == b.tolist() and a.tolist() != c.tolist()
     assert len(set(a.tolist())) == 10
 
@@ -28,7 +29,7 @@ def test_draws_follow_the_law_of_deepals_random_sampling():
     # the laws are compared, each from as many draws (30000 of 3 among 9 unlabeled rows)
     ref = np.load(ROOT / "tests" / "fixtures" / "random.npz", allow_pickle=False)
     rows, k, t = np.flatnonzero(~ref["labeled"]), int(ref["k"]), int(ref["draws"])
-    strategy, pool = create_strategy("random"), candidates(rows.size, seed=0)
+    strategy, pool = Random(), candidates(rows.size, seed=0)
     draws = rows[np.array([strategy.select(pool, k) for _ in range(t)])]  # [t, k] pool rows, in pick order
     for ours, theirs in ((draws.ravel(), ref["inclusion"]), (draws[:, 0], ref["first"])):
         ours, theirs = np.bincount(ours, minlength=theirs.size) / t, theirs / t
@@ -38,3 +39,7 @@ def test_draws_follow_the_law_of_deepals_random_sampling():
     index = {tuple(s): i for i, s in enumerate(ref["subsets"].tolist())}
     counts = np.bincount([index[tuple(sorted(d))] for d in draws.tolist()], minlength=len(index))  # [84]
     assert stats.chi2_contingency(np.stack([counts, ref["subset_counts"]]))[1] > 1e-3  # one law for the picked set
+
+
+def test_the_registrys_name_gives_the_class():
+    assert type(create_strategy("random")) is Random
