@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_geometry import random_inputs
 
 from conftest import ROOT
 from strategies import PoolInputs, create_strategy
@@ -129,3 +130,11 @@ def test_picks_equal_the_authors_badge_under_the_same_draws(seed):
 def test_badge_follows_the_rng():
     picks = [create_strategy("badge").select(reference_inputs(seed)[0], 25).tolist() for seed in (0, 1)]
     assert picks[0] != picks[1] and picks[0][0] == picks[1][0]  # the first centre (the largest norm) is not drawn
+
+
+def test_select_returns_k_distinct_valid_positions_deterministically():
+    strategy = create_strategy("badge")
+    picks = strategy.select(random_inputs(300, 40, seed=4), 60)
+    assert picks.shape == (60,) and np.unique(picks).size == 60
+    assert picks.min() >= 0 and picks.max() < 300
+    assert strategy.select(random_inputs(300, 40, seed=4), 60).tolist() == picks.tolist()  # same seed

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_geometry import random_inputs
 
 from conftest import ROOT
 from strategies import PoolInputs, create_strategy
@@ -103,3 +104,11 @@ def test_picks_equal_deepals_k_center_greedy():
     picks = rows[create_strategy("core-set").select(inputs, int(ref["k"]))]
     assert sorted(picks.tolist()) == ref["picks"].tolist()  # what KCenterGreedy.query returns: the set, sorted
     assert picks.tolist() == ref["pick_order"].tolist()  # the order, read off query(1), query(2), ...
+
+
+def test_select_returns_k_distinct_valid_positions_deterministically():
+    strategy = create_strategy("core-set")
+    picks = strategy.select(random_inputs(300, 40, seed=4), 60)
+    assert picks.shape == (60,) and np.unique(picks).size == 60
+    assert picks.min() >= 0 and picks.max() < 300
+    assert strategy.select(random_inputs(300, 40, seed=4), 60).tolist() == picks.tolist()  # same seed

@@ -1,17 +1,15 @@
 """strategies.geometry, what the diversity strategies share: exact squared norms and distances, the clusterings
-(average linkage cut by count or by a strict threshold, k-means by batch size), and the select contract of the two
-that rank by its distances, core-set and BADGE (k distinct valid positions, the same for the same seed). Their own
-tests are in test_core_set.py and test_badge.py; condensed_dist's in test_cluster_margin.py. random_inputs serves the
-other diversity strategies' tests."""
+(average linkage cut by count or by a strict threshold, k-means by batch size). The strategies that rank by its
+distances are tested in their own files (test_core_set.py, test_badge.py); condensed_dist's in test_cluster_margin.py.
+random_inputs serves the diversity strategies' tests."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from bench.models.backbones import create_model
-from strategies import PoolInputs, create_strategy
+from strategies import PoolInputs
 from strategies.geometry import average_linkage, kmeans, knn_average_linkage, sq_dist, sq_norms
 
 
@@ -81,16 +79,3 @@ def test_kmeans_is_minibatch_only_given_a_batch_size():
     assert type(full) is KMeans and type(mini) is MiniBatchKMeans
     assert (full.n_clusters, full.random_state, full.n_init) == (3, 7, 2)
     assert (mini.n_clusters, mini.random_state, mini.n_init, mini.batch_size) == (3, 7, 2, 50)
-
-
-# -------------------------------------------------------------------------------------------------- both
-
-
-@pytest.mark.parametrize("name", ["core-set", "badge"])
-def test_select_returns_k_distinct_valid_positions_deterministically(name):
-    strategy = create_strategy(name)
-    picks = strategy.select(random_inputs(300, 40, seed=4), 60)
-    assert picks.shape == (60,) and np.unique(picks).size == 60
-    assert picks.min() >= 0 and picks.max() < 300
-    assert strategy.select(random_inputs(300, 40, seed=4), 60).tolist() == picks.tolist()  # same seed
-
