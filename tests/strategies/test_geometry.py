@@ -1,7 +1,7 @@
 """strategies.geometry, what the diversity strategies share: exact squared norms and distances, the clusterings
 (average linkage cut by count or by a strict threshold, k-means by batch size). The strategies that rank by its
 distances are tested in their own files (test_core_set.py, test_badge.py); condensed_dist's in test_cluster_margin.py.
-random_inputs serves the diversity strategies' tests."""
+random_inputs and select_contract serve the diversity strategies' tests."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from bench.models.backbones import create_model
-from strategies import PoolInputs
+from strategies import PoolInputs, Strategy
 from strategies.geometry import average_linkage, kmeans, knn_average_linkage, sq_dist, sq_norms
 
 
@@ -22,6 +22,14 @@ def random_inputs(n: int, n_labeled: int, seed: int, model=None) -> PoolInputs:
                       probs=torch.softmax(logits, 1), logits=logits, embeddings=emb,
                       labeled_embeddings=torch.randn(n_labeled, model.embedding_dim, generator=g).relu())
 
+
+
+def select_contract(strategy: Strategy) -> None:
+    """What a strategy that ranks by distances must do: k distinct valid positions, the same for the same seed."""
+    picks = strategy.select(random_inputs(300, 40, seed=4), 60)
+    assert picks.shape == (60,) and np.unique(picks).size == 60
+    assert picks.min() >= 0 and picks.max() < 300
+    assert strategy.select(random_inputs(300, 40, seed=4), 60).tolist() == picks.tolist()  # same seed
 
 # -------------------------------------------------------------------------------------------- shared geometry
 
