@@ -12,9 +12,7 @@ import pytest
 from conftest import ROOT
 
 # Modules about to be deleted, and so given no test file of their own. Remove a line when its module goes.
-EXEMPT = {
-    "bench.runner.report_process",  # the forked report process: deleted once its measurement says it does not pay
-}
+EXEMPT: set[str] = set()
 
 
 def imported_modules(source: str) -> set[str]:

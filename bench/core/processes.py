@@ -1,7 +1,6 @@
-"""How processes end. A process that ends with its parent: loky workers, the Manager's server, the report's
-process (report_process) and the report's figure saver are started by the driver, and none of them outlives it (nor
-holds the results folder's lock after it). And the command line's own end, without the seconds of module
-teardown."""
+"""How processes end. A process that ends with its parent: loky workers and the Manager's server are started by
+the driver, and none of them outlives it (nor holds the results folder's lock after it). And the command line's own
+end, without the seconds of module teardown."""
 
 from __future__ import annotations
 

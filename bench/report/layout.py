@@ -1,32 +1,22 @@
 """The run report: RUN_DIR/report/ holds report.md (findings in plain sentences, tables, plots), the tables
 as CSV (full precision), Markdown and LaTeX under tables/, and seaborn plots under plots/. It reads
 RUN_DIR/cycles.parquet and nothing else; the numbers come from analysis.record, the sentences from report.text,
-the tables from bench.report.tables and the drawings from bench.report.plots. This module lays the report out, saves the
-figures and writes the folder.
+the tables from report.tables, the drawings from report.plots, saved by report.figures. This module lays the
+report out and writes the folder.
 """
 
 from __future__ import annotations
 
-import contextvars
-import multiprocessing
-import os
 import re
-import signal
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import seaborn as sns
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 from bench.analysis import penalty, verdicts
 from bench.analysis.record import Analysis, analyse, dataset_rows, load_cycles, stored_design
 from bench.core.errors import UserError
-from bench.core.processes import die_with_parent
 from bench.report import plots, text
+from bench.report.figures import figure, palette
 from bench.report.tables import (
     aulc_display,
     comparison_display,
@@ -37,9 +27,6 @@ from bench.report.tables import (
     write_table,
 )
 from bench.results.store import REPORT, atomic_write_folder
-
-DPI = 120
-
 
 # ---------------------------------------------------------------- entry point
 
@@ -113,17 +100,11 @@ def write_files(result: Analysis, header: list[str], out: Path, unit: str = "dat
         folder.mkdir()
     datasets = sorted(result.cycles["dataset"].unique())
     slugs = _slugs(datasets)
-    figures: list[_Plot] = []
-    token = _UNSAVED.set(figures)
-    try:
-        lines = header + _primary_section(result, datasets, slugs, out, unit)
-        for dataset in datasets:
-            lines += _dataset_section(result, dataset, slugs[dataset], out, unit)
-        if len(datasets) > 1:
-            lines += _across_settings(result, out, unit)
-    finally:
-        _UNSAVED.reset(token)
-    _save_figures(figures)
+    lines = header + _primary_section(result, datasets, slugs, out, unit)
+    for dataset in datasets:
+        lines += _dataset_section(result, dataset, slugs[dataset], out, unit)
+    if len(datasets) > 1:
+        lines += _across_settings(result, out, unit)
     (out / "report.md").write_text("\n".join(lines).rstrip() + "\n")
 
 
@@ -195,7 +176,7 @@ def _primary_section(result: Analysis, datasets: list[str], slugs: dict[str, str
             lines += [f"- {text.secondary_sentence(comparisons, result.baseline, unit, several, result.tolerance)}"]
         lines += [""]
         if not against and len(set(rows["strategy"]) | set(rows["other"])) > 2:  # every pair: the matrix, at a glance
-            lines += _figure(out, f"pairwise_{slugs[dataset]}", "Pairwise AULC differences",
+            lines += figure(out, f"pairwise_{slugs[dataset]}", "Pairwise AULC differences",
                              lambda ax, rows=rows, dataset=dataset: plots.pairwise(ax, rows, dataset),
                              size=_matrix_size(rows))
         lines += write_table(out, f"primary_{slugs[dataset]}", rows, verdict_display(rows, result),
@@ -257,7 +238,7 @@ def _all_pairs_part(result: Analysis, datasets: list[str], slugs: dict[str, str]
         lines += [f"- {text.verdict_sentence(row, result)}." for _, row in decided.iterrows()]
         lines += [f"- Undecided: {text.count(len(rows) - len(decided), 'pair')} of {len(rows)}.", ""]
         stem = "pairwise" if family == verdicts.ALL_PAIRS else "context"  # beside the primary family's pairwise_
-        lines += _figure(out, f"{stem}_{slugs[dataset]}", "Pairwise AULC differences",
+        lines += figure(out, f"{stem}_{slugs[dataset]}", "Pairwise AULC differences",
                          lambda ax, rows=rows, dataset=dataset: plots.pairwise(ax, rows, dataset),
                          size=_matrix_size(rows))
         lines += write_table(out, f"pairs_{slugs[dataset]}", rows, verdict_display(rows, result),
@@ -299,8 +280,8 @@ def _dataset_section(result: Analysis, dataset: str, slug: str, out: Path, unit:
 def _curves_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[str]:
     summary = dataset_rows(result.summary, dataset)
     return (["### Learning curves", ""]
-            + _figure(out, f"learning_curves_{slug}", "Learning curves",
-                      lambda ax: plots.learning_curves(ax, summary, _palette(result), dataset), size=(8.0, 4.2))
+            + figure(out, f"learning_curves_{slug}", "Learning curves",
+                      lambda ax: plots.learning_curves(ax, summary, palette(result), dataset), size=(8.0, 4.2))
             + write_table(out, f"learning_curve_{slug}", summary, learning_curve_display(summary),
                           "Test accuracy (%), mean ± half-width of the 95% t-interval over seeds; columns are "
                           "labeled examples."))
@@ -312,8 +293,8 @@ def _comparisons_part(result: Analysis, dataset: str, slug: str, out: Path) -> l
     if comparisons.empty:
         return []
     return ([f"### Difference to {result.baseline} at each budget (secondary, exploratory)", ""]
-            + _figure(out, f"difference_{slug}", f"Difference to {result.baseline}",
-                      lambda ax: plots.differences(ax, comparisons, _palette(result), dataset), size=(8.0, 4.2))
+            + figure(out, f"difference_{slug}", f"Difference to {result.baseline}",
+                      lambda ax: plots.differences(ax, comparisons, palette(result), dataset), size=(8.0, 4.2))
             + write_table(out, f"comparisons_{slug}", comparisons, comparison_display(comparisons),
                           f"Strategy minus {result.baseline}, paired by seed (percentage points); Holm over the "
                           "strategy-budget pairs of the secondary family; budgets \"left out\" are identical for "
@@ -324,8 +305,8 @@ def _aulc_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[str
     aulc_seeds = dataset_rows(result.aulc_seeds, dataset)
     aulc_summary = dataset_rows(result.aulc_summary, dataset)
     return (["### Area under the learning curve", ""]
-            + _figure(out, f"aulc_{slug}", "AULC per strategy",
-                      lambda ax: plots.aulc(ax, aulc_seeds, aulc_summary, _palette(result), dataset), size=(8.0, 4.2))
+            + figure(out, f"aulc_{slug}", "AULC per strategy",
+                      lambda ax: plots.aulc(ax, aulc_seeds, aulc_summary, palette(result), dataset), size=(8.0, 4.2))
             + write_table(out, f"aulc_{slug}", aulc_summary, aulc_display(aulc_summary),
                           "Trapezoid area under accuracy over labeled examples, divided by the label range (%), "
                           "over seeds with every cycle."))
@@ -335,7 +316,7 @@ def _penalty_part(matrix: pd.DataFrame, checkpoints: list[float], dataset: str, 
                   out: Path, stop: str) -> list[str]:
     raw = matrix.rename_axis(index="row beats column", columns=None).reset_index()
     return (["### Penalty matrix", ""]
-            + _figure(out, f"penalty_{slug}", "Penalty matrix", lambda ax: plots.penalty(ax, matrix, dataset),
+            + figure(out, f"penalty_{slug}", "Penalty matrix", lambda ax: plots.penalty(ax, matrix, dataset),
                       size=(4.0 + 0.75 * len(matrix), 2.8 + 0.6 * len(matrix)))
             + write_table(out, f"penalty_{slug}", raw, penalty_display(matrix),
                           f"Share of the {text.count(len(checkpoints), 'checkpoint')} "
@@ -379,8 +360,8 @@ def _across_settings(result: Analysis, out: Path, unit: str) -> list[str]:
                          f"over the {unit}s it was run on.")
     if result.rank_test is not None:
         test = result.rank_test
-        lines += _figure(out, "critical_difference", "Mean ranks with the Nemenyi critical difference",
-                         lambda ax: plots.critical_difference(ax, test, _palette(result), unit),
+        lines += figure(out, "critical_difference", "Mean ranks with the Nemenyi critical difference",
+                         lambda ax: plots.critical_difference(ax, test, palette(result), unit),
                          size=(7.0, 1.2 + 0.45 * len(test.mean_ranks)))
     if not result.wins.empty:
         wins = result.wins
@@ -392,7 +373,7 @@ def _across_settings(result: Analysis, out: Path, unit: str) -> list[str]:
         total = penalty.summed_penalties(list(result.penalties.values()))
         raw = total.rename_axis(index="row beats column", columns=None).reset_index()
         lines += (["### Penalty matrix summed over " + f"{unit}s", ""]
-                  + _figure(out, "penalty_summed", "Summed penalty matrix",
+                  + figure(out, "penalty_summed", "Summed penalty matrix",
                             lambda ax: plots.penalty(ax, total, f"{len(result.penalties)} {unit}s",
                                                      vmax=float(len(result.penalties))),
                             size=(4.0 + 0.75 * len(total), 2.8 + 0.6 * len(total)))
@@ -402,102 +383,3 @@ def _across_settings(result: Analysis, out: Path, unit: str) -> list[str]:
                                 "significantly beats the column one), as Ash et al. 2020 sum over settings; the last "
                                 "row sums each column: lower is better."))
     return lines
-
-
-# ---------------------------------------------------------------- plots
-
-
-def _palette(result: Analysis) -> dict[str, plots.Style]:
-    """Strategy -> colour, marker and dashes, the same in every plot (fixed by the sorted names of all strategies)."""
-    return plots.strategy_styles(result.cycles["strategy"].unique())
-
-
-def _figure(
-    out: Path, stem: str, alt: str, draw: Callable[[Axes], None], size: tuple[float, float] = (6.4, 4.2)
-) -> list[str]:
-    """Return report.md lines for plots/STEM.png; the figure is drawn and saved with the report's other figures
-    once write_files has laid them all out (_save_figures)."""
-    _UNSAVED.get().append(_Plot(draw, size, out / "plots" / f"{stem}.png"))
-    return [f"![{alt}](plots/{stem}.png)", ""]
-
-
-@dataclass(frozen=True)
-class _Plot:
-    """A figure still to draw: a drawing function of bench.report.plots bound to its numbers, and where it goes."""
-
-    draw: Callable[[Axes], None]
-    size: tuple[float, float]
-    path: Path
-
-    def figure(self) -> Figure:
-        """Drawn on a fresh Agg-backed figure (no pyplot state)."""
-        with sns.axes_style("whitegrid"):
-            figure = Figure(figsize=self.size, layout="constrained")
-            self.draw(figure.subplots())
-        return figure
-
-
-# The figures of the report being written, drawn and saved together at its end (a list per write_files call).
-_UNSAVED: contextvars.ContextVar[list[_Plot]] = contextvars.ContextVar("unsaved")
-CHILD_SECONDS_PER_FIGURE = 60  # a forked saver slower than this is given up, and its figures saved here
-
-
-def _save_figures(pending: list[_Plot]) -> None:
-    """Draw, render and save the figures: most of a report's time, and each figure independent of the others.
-    Where the machine has a second core, a forked child (it inherits the numbers and the drawing functions:
-    nothing is passed) draws and saves figures meanwhile, each process taking the next one not yet taken; if the
-    child fails or stalls, what it took is done here again, where an error is said in one line."""
-    if len(pending) < 2 or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
-        for plot in pending:
-            _save(plot.figure(), plot.path)
-        return
-    taken, parent = multiprocessing.Value("i", 0), os.getpid()  # the next figure to take, shared by the two
-
-    def take() -> int:
-        with taken.get_lock():
-            index, taken.value = taken.value, taken.value + 1
-        return index
-
-    child = os.fork()
-    if child == 0:  # the child: save what it takes, say how that went by its exit status alone
-        status = 1
-        try:
-            die_with_parent(parent)  # a driver killed meanwhile leaves no saver behind (holding its folder's lock)
-            while (index := take()) < len(pending):
-                pending[index].figure().savefig(pending[index].path, dpi=DPI)
-            status = 0
-        finally:
-            os._exit(status)
-    mine = set()
-    try:
-        while (index := take()) < len(pending):
-            mine.add(index)
-            _save(pending[index].figure(), pending[index].path)
-    finally:
-        done = _wait(child, CHILD_SECONDS_PER_FIGURE * len(pending))
-    if not done:
-        for index, plot in enumerate(pending):
-            if index not in mine:
-                _save(plot.figure(), plot.path)
-
-
-def _wait(child: int, seconds: float) -> bool:
-    """Whether the child exited 0 within `seconds` (it is killed otherwise)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        pid, status = os.waitpid(child, os.WNOHANG)
-        if pid:
-            return os.waitstatus_to_exitcode(status) == 0
-        time.sleep(0.01)
-    os.kill(child, signal.SIGKILL)
-    os.waitpid(child, 0)
-    return False
-
-
-def _save(figure: Figure, path: Path) -> None:
-    try:
-        figure.savefig(path, dpi=DPI)
-    except (ValueError, RuntimeError) as err:  # matplotlib refuses, e.g. an image over 2**16 pixels a side
-        reason = (str(err).strip().splitlines() or [""])[0]
-        raise UserError(f"Cannot save the plot plots/{path.name} ({type(err).__name__}: {reason}); the report was "
-                        "not written (the previous one is left as it was) and the results are complete.") from None

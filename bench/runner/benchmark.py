@@ -29,7 +29,6 @@ from bench.results.store import CYCLES, FAILURES, RunStore
 from bench.runner.console import accuracy_table, comparison_line, describe_run
 from bench.runner.devices import resolve_devices
 from bench.runner.progress import Progress
-from bench.runner.report_process import ReportAhead, ReportProcess
 from bench.runner.resolve import (
     RunOptions,
     RunResult,
@@ -64,19 +63,17 @@ def run_benchmark(config: RunConfig, options: RunOptions | None = None) -> RunRe
                         "run_benchmark does not run: call bench.benchmark_in_rounds(config, options), or leave "
                         "max_seeds None for the config's fixed seeds.")
     # one hold of the folder's lock from the first write to the report's last: no report or run in between
-    with ReportAhead() as ahead, contextlib.ExitStack() as held:
-        failures = benchmark_round(config, options, ahead=ahead, held=held)
-        return finish(config.out, failures, options, ahead)
+    with contextlib.ExitStack() as held:
+        failures = benchmark_round(config, options, held=held)
+        return finish(config.out, failures, options)
 
 
 def benchmark_round(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | None = None,
-             quiet: bool = False, ahead: ReportAhead | None = None,
-             held: contextlib.ExitStack | None = None) -> list[str]:
+                    quiet: bool = False, held: contextlib.ExitStack | None = None) -> list[str]:
     """Run the pending jobs of config's strategies and seeds, and those only: a folder that holds other strategies
     or seeds keeps them, and config.json records the union. analysis: what config.json records of the verdicts'
     design (default: the fixed design with options' baseline and margin). quiet: no description (a later round
-    of --seeds auto). ahead: the report's process, started here once nothing can refuse the run and the jobs are
-    about to start. held: where the folder's lock goes, to be held beyond this call (by run_benchmark and
+    of --seeds auto). held: where the folder's lock goes, to be held beyond this call (by run_benchmark and
     seeds_auto, until their report is written); None: released on return. Returns the keys of the failed jobs."""
     options.validate()
     baseline = resolve_baseline(options.baseline)
@@ -112,8 +109,6 @@ def benchmark_round(config: RunConfig, options: RunOptions, analysis: dict[str, 
         # the pool before config.json: an unreachable cluster leaves the folder as it was
         run_as = execution(options, config, data, devices) if ready else {}
         workers = min(options.jobs, len(ready))  # a second worker for one job would only cost its start
-        if ready and ahead is not None:  # past every refusal, before the pool's threads
-            ahead.start()
         pool, threads = (make_pool(options.backend, devices, workers, run_as["jobs_per_device"],
                                    options.scheduler_address, isolate=bool(options.strategy_files or
                                                                            config.model_files))
@@ -136,16 +131,14 @@ def benchmark_round(config: RunConfig, options: RunOptions, analysis: dict[str, 
     return failures
 
 
-def finish(folder: Path, failures: list[str], options: RunOptions,
-           ahead: ReportAhead | ReportProcess | None = None) -> RunResult:
-    """The accuracy table, the report and its verdicts on the console, and the failed jobs named. ahead: the
-    report's process started as the jobs started (bench.runner.report_process), if any."""
+def finish(folder: Path, failures: list[str], options: RunOptions) -> RunResult:
+    """The accuracy table, the report and its verdicts on the console, and the failed jobs named."""
     store = RunStore(folder)
     report = None
     if not store.cycles().empty:  # every job may have failed before its first row: then there is nothing to show
         accuracy_table(store)
         print(f"results   {folder / CYCLES}")
-        report = write_report_or_explain(folder, resolve_baseline(options.baseline), options.margin, ahead)
+        report = write_report_or_explain(folder, resolve_baseline(options.baseline), options.margin)
         print(f"report    {report}")
     if failures:
         print(f"failed    {len(failures)} job(s): {', '.join(failures)}; details in {folder / FAILURES}",
@@ -204,17 +197,13 @@ def check_model_setup(config: RunConfig, data: ImageData) -> str:
                        config.model_fingerprint.get("weights"), frozen=p.train_mode == "frozen")
 
 
-def write_report_or_explain(folder: Path, baseline: str, margin: float | None = None,
-                            ahead: ReportAhead | ReportProcess | None = None) -> Path:
-    """Write FOLDER/report/ (in the report's process started ahead, if there is one and it can), print its
-    primary verdicts, return report.md's path. margin: None takes the one config.json records."""
-    written = ahead.write(folder, baseline, margin) if ahead else None
-    if written is None:
-        # seaborn and scipy: imported when a report is written, not by every run_bench.py --help or dry run
-        from bench.report.layout import report_folder
+def write_report_or_explain(folder: Path, baseline: str, margin: float | None = None) -> Path:
+    """Write FOLDER/report/, print its primary verdicts, return report.md's path. margin: None takes the one
+    config.json records."""
+    # seaborn and scipy: imported when a report is written, not by every run_bench.py --help or dry run
+    from bench.report.layout import report_folder
 
-        written = report_folder(folder, baseline, margin)
-    path, lines = written
+    path, lines = report_folder(folder, baseline, margin)
     print("\n".join(lines))
     return path
 

@@ -299,3 +299,51 @@ def test_the_command_lines_quick_exit_does_what_an_exit_does(tmp_path):
     assert result.returncode == 3, result.stderr
     assert result.stdout == "no newline, still in the buffer" and result.stderr.endswith("said")
     assert (tmp_path / "atexit").read_text() == "ran" and (tmp_path / "thread").read_text() == "done"
+
+
+def test_a_process_whose_parent_is_already_gone_ends_at_once():
+    """die_with_parent, called with a parent that is not this process's: the driver died while it started."""
+    from bench.core.processes import die_with_parent
+
+    child = os.fork()
+    if child == 0:  # the child names a parent it does not have: it must end here, with status 1
+        try:
+            die_with_parent(os.getppid() + 1_000_000)
+            os._exit(0)  # reached only if it did not end
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 1
+
+
+def test_a_process_ends_when_its_parent_does():
+    """A grandchild tied to its parent (the child) by die_with_parent ends once the child is gone."""
+    from bench.core.processes import die_with_parent
+
+    tied_r, tied_w = os.pipe()  # grandchild -> child: it is tied
+    pid_r, pid_w = os.pipe()  # child -> this process: the grandchild's pid
+    child = os.fork()
+    if child == 0:
+        grandchild = os.fork()
+        if grandchild == 0:
+            die_with_parent(os.getppid())
+            os.write(tied_w, b"tied")
+            time.sleep(60)  # killed long before this ends, once its parent has gone
+            os._exit(0)
+        os.read(tied_r, 4)
+        os.write(pid_w, f"{grandchild}\n".encode())
+        os._exit(0)  # the parent goes
+    for fd in (tied_r, tied_w, pid_w):
+        os.close(fd)
+    pid = int(os.read(pid_r, 64).decode())
+    os.waitpid(child, 0)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("the grandchild outlived its parent by 10 s")

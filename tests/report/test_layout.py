@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 from pathlib import Path
@@ -317,21 +316,6 @@ def test_a_dataset_given_by_path_is_labelled_by_its_name(tmp_path: Path):
                    "imagefolder:/data/pets": "pets"}
 
 
-def test_figures_saved_on_two_processes_are_the_files_one_process_saves(tmp_path: Path, monkeypatch):
-    import os
-
-    for cores, folder in ((2, tmp_path / "two"), (1, tmp_path / "one")):
-        folder.mkdir()
-        synthetic_cycles().to_parquet(folder / "cycles.parquet", index=False)
-        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
-        write_report(folder)
-    plots = sorted((tmp_path / "two" / "report" / "plots").iterdir())
-    assert [p.name for p in plots] == sorted(p.name for p in (tmp_path / "one" / "report" / "plots").iterdir())
-    assert len(plots) >= 4
-    for path in plots:
-        assert path.read_bytes() == (tmp_path / "one" / "report" / "plots" / path.name).read_bytes(), path.name
-
-
 def _folder(tmp_path: Path, cycles: pd.DataFrame, config: dict) -> Path:
     tmp_path.mkdir(exist_ok=True)
     cycles.to_parquet(tmp_path / "cycles.parquet", index=False)
@@ -371,92 +355,3 @@ def test_budgets_where_the_models_barely_beat_chance_are_said_beside_the_verdict
     assert len(cautions) == 1
     assert says(cautions[0], "At 100 labels (1 of the 4 budgets)", f"{100 * near.iloc[0]:.1f}%", "50.0% by chance")
     assert says(line_with(text, "**Caution.**"), "At 100 labels", f"{100 * near.iloc[0]:.1f}%", "--epochs")
-
-
-# ---------------------------------------------------------------- the report's process, started ahead
-
-
-def _report_files(folder: Path) -> dict[str, bytes]:
-    root = folder / "report"
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def test_the_report_process_writes_the_report_this_process_writes(tmp_path: Path):
-    from bench.runner.report_process import ReportProcess
-
-    here, ahead = tmp_path / "here", tmp_path / "ahead"
-    for folder in (here, ahead):
-        _folder(folder, synthetic_cycles(), {"strategies": ["random", "better", "same", "noisy"]})
-    expected = report_folder(here, "random")
-    process = ReportProcess()
-    pid = process.pid
-    assert process.write(ahead, "random", None) == (ahead / "report" / "report.md", expected[1])
-    assert expected[1] and all(line.startswith(("primary", "caution")) for line in expected[1])
-    files = _report_files(here)
-    assert len([name for name in files if name.endswith(".png")]) >= 4
-    assert _report_files(ahead) == files  # report.md, every table and every figure, byte for byte
-    with pytest.raises(ChildProcessError):  # reaped: no process left behind
-        os.waitpid(pid, os.WNOHANG)
-
-
-def test_a_refusal_in_the_report_process_is_the_refusal_this_process_gives(tmp_path: Path):
-    from bench.core.errors import UserError
-    from bench.runner.report_process import ReportProcess
-
-    with pytest.raises(UserError) as here:
-        report_folder(tmp_path, "random")  # no cycles.parquet
-    with pytest.raises(UserError) as ahead:
-        ReportProcess().write(tmp_path, "random", None)
-    assert str(ahead.value) == str(here.value) and "cycles.parquet" in str(here.value)
-    assert not (tmp_path / "report").exists()
-
-
-def test_a_dead_report_process_leaves_the_report_to_the_run(tmp_path: Path, capsys):
-    import signal
-
-    from bench.runner.benchmark import write_report_or_explain
-    from bench.runner.report_process import ReportProcess
-
-    _folder(tmp_path, synthetic_cycles(), {"strategies": ["random", "better", "same", "noisy"]})
-    process = ReportProcess()
-    os.kill(process.pid, signal.SIGKILL)
-    assert process.write(tmp_path, "random", None) is None and not (tmp_path / "report").exists()
-    assert write_report_or_explain(tmp_path, "random", None, ReportProcess()) == tmp_path / "report" / "report.md"
-    dead = ReportProcess()
-    os.kill(dead.pid, signal.SIGKILL)
-    shutil.rmtree(tmp_path / "report")
-    capsys.readouterr()
-    assert write_report_or_explain(tmp_path, "random", None, dead) == tmp_path / "report" / "report.md"
-    assert "primary   better vs random" in capsys.readouterr().out
-
-
-def test_a_stuck_report_process_is_killed_and_leaves_the_report_to_the_run(tmp_path: Path, monkeypatch):
-    import time
-
-    import bench.report.layout
-    import bench.runner.report_process
-
-    _folder(tmp_path, synthetic_cycles(), {"strategies": ["random", "better", "same", "noisy"]})
-    monkeypatch.setattr(bench.report.layout, "report_folder", lambda *args: time.sleep(3600))  # the child inherits it
-    monkeypatch.setattr(bench.runner.report_process, "ANSWER_S", 1.0)
-    process = bench.runner.report_process.ReportProcess()
-    pid, start = process.pid, time.monotonic()
-    assert process.write(tmp_path, "random", None) is None
-    assert time.monotonic() - start < 60 and not (tmp_path / "report").exists()
-    with pytest.raises(ChildProcessError):  # killed and reaped
-        os.waitpid(pid, os.WNOHANG)
-
-
-def test_the_report_process_is_started_only_when_jobs_are_about_to_run(cli, tmp_path: Path, monkeypatch):
-    import bench.runner.report_process
-    from conftest import TINY
-
-    starts = []
-    monkeypatch.setattr(bench.runner.report_process.ReportAhead, "start", lambda self: starts.append(self))
-    folder = tmp_path / "run"
-    status, _, err = cli("--strategies", "random", *TINY, "--out", folder)
-    assert status == 0 and len(starts) == 1, err
-    status, _, err = cli("--strategies", "random", *TINY, "--epochs", "4", "--out", folder)
-    assert status == 2 and "configuration" in err and len(starts) == 1  # refused: no process forked for it
-    status, out, _ = cli("--strategies", "random", *TINY, "--out", folder)
-    assert status == 0 and "already finished" in out and len(starts) == 1  # nothing to run: the report is written here
