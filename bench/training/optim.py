@@ -1,13 +1,12 @@
-"""The protocol's optimizer, by name: a torch.optim class built with the protocol's settings, and the learning-rate
-schedule the trainer applies to it.
+"""The protocol's optimizer, by name, and the learning-rate schedule the trainer applies to it.
 
 The trainer, the auxiliary heads and the linear probe's autograd path build their optimizers here and nowhere
-else. They are torch's own (torch.optim.SGD as the presets are published, AdamW, or any torch.optim class a
-protocol names), with torch's default implementation: the multi-tensor one on CUDA, the per-tensor one on the
-CPU, which compute the same numbers. torch's optimizer classes import torch._dynamo when the first one is built
-(about 2 s in every training process on a 2-core CPU); the trainer once carried its own SGD to avoid that, which
-left no protocol able to use AdamW. Should a measurement show that the import matters, this module is the one
-place to change.
+else. `sgd`, as the presets are published, is `ForeachSGD`: torch.optim.SGD's update (momentum, weight decay, no
+dampening, no Nesterov) operation for operation on torch._foreach_*, equal to it to the bit (tested). It is kept
+because torch's optimizer classes import torch._dynamo when the first one is built, 2 to 4 s in every training
+process on a 2-core CPU, and that measured as a fifth of the command-line tests' time (docs/performance.md,
+"Start-up machinery"). Every other name is torch.optim's own class (adamw, rmsprop, ...), built with the protocol's
+settings.
 """
 
 from __future__ import annotations
@@ -62,11 +61,57 @@ def optimizer_class(protocol: Protocol) -> type[torch.optim.Optimizer]:
     return cls
 
 
-def build_optimizer(params: Iterable[nn.Parameter], protocol: Protocol) -> torch.optim.Optimizer:
+class ForeachSGD:
+    """torch.optim.SGD(lr, momentum, weight_decay) as its multi-tensor path computes it (on the CPU its single-tensor
+    path runs the same kernels one tensor at a time), without torch.optim's import of torch._dynamo.
+    `param_groups` is what the schedule sets and torch.amp.GradScaler reads to unscale the gradients."""
+
+    def __init__(self, params: Iterable[nn.Parameter], lr: float, momentum: float, weight_decay: float) -> None:
+        self.params = list(params)
+        self.defaults = {"lr": lr, "momentum": momentum, "dampening": 0, "weight_decay": weight_decay,
+                         "nesterov": False}
+        self.param_groups = [{"params": self.params, **self.defaults}]
+        self.state: dict = {}  # GradScaler keeps nothing here; the momentum buffers are below
+        self.buffers: list[torch.Tensor | None] = [None] * len(self.params)  # made at the first step, as torch's
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for param in self.params:
+            param.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        group = self.param_groups[0]
+        lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+        live = [i for i, param in enumerate(self.params) if param.grad is not None]
+        params = [self.params[i] for i in live]
+        grads = [param.grad for param in params]
+        if weight_decay != 0:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+        if momentum != 0:
+            if all(self.buffers[i] is not None for i in live):
+                buffers = [self.buffers[i] for i in live]
+                torch._foreach_mul_(buffers, momentum)
+                torch._foreach_add_(buffers, grads)
+            else:  # the first step: torch's buffer starts as the gradient
+                for i, grad in zip(live, grads, strict=True):
+                    buffer = self.buffers[i]
+                    if buffer is None:
+                        self.buffers[i] = torch.clone(grad).detach()
+                    else:
+                        buffer.mul_(momentum).add_(grad)
+                buffers = [self.buffers[i] for i in live]
+            grads = buffers
+        torch._foreach_add_(params, grads, alpha=-lr)
+
+
+def build_optimizer(params: Iterable[nn.Parameter], protocol: Protocol) -> torch.optim.Optimizer | ForeachSGD:
     """A fresh optimizer over params with the protocol's lr, and its momentum and weight decay where the optimizer
-    takes them (sgd: torch.optim.SGD(lr, momentum, weight_decay), no Nesterov; adamw: torch.optim.AdamW(lr,
-    weight_decay), decoupled weight decay as torch defines it). Every other setting is torch's default."""
+    takes them (sgd: ForeachSGD, torch.optim.SGD(lr, momentum, weight_decay)'s update, no Nesterov; adamw:
+    torch.optim.AdamW(lr, weight_decay), decoupled weight decay as torch defines it). Every other setting is torch's
+    default."""
     cls = optimizer_class(protocol)
+    if cls is torch.optim.SGD:
+        return ForeachSGD(params, protocol.lr, protocol.momentum, protocol.weight_decay)
     takes = inspect.signature(cls).parameters
     settings = {"lr": protocol.lr}
     settings.update({k: getattr(protocol, k) for k in ("momentum", "weight_decay") if k in takes})
@@ -95,7 +140,7 @@ def learning_rate(protocol: Protocol, epoch: int) -> float:
     return lr
 
 
-def set_learning_rate(optimizer: torch.optim.Optimizer, protocol: Protocol, epoch: int) -> None:
+def set_learning_rate(optimizer: torch.optim.Optimizer | ForeachSGD, protocol: Protocol, epoch: int) -> None:
     """Give every parameter group the epoch's learning rate (what a MultiStepLR would have set by then)."""
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(protocol, epoch)

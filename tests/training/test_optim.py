@@ -19,7 +19,7 @@ from bench.core.seeding import derive_seed
 from bench.results.identity import config_differences
 from bench.runner.resolve import build_config
 from bench.training.linear_probe import EmbeddingData, HeadTrainer, initial_head
-from bench.training.optim import REFUSED, build_optimizer, describe, optimizer_class, optimizers
+from bench.training.optim import REFUSED, ForeachSGD, build_optimizer, describe, optimizer_class, optimizers
 from conftest import train_with_torch_sgd
 
 DEFAULT_HASH = "0f56e2a56c4c"  # RunConfig(Protocol(), ...).job_hash("random") as computed before the field existed
@@ -38,8 +38,6 @@ def test_the_names_are_torch_optims_classes_in_lower_case():
 
 
 @pytest.mark.parametrize(("changes", "by_hand"), [
-    (dict(lr=0.2, momentum=0.8, weight_decay=0.01),
-     lambda params: torch.optim.SGD(params, lr=0.2, momentum=0.8, weight_decay=0.01)),
     (dict(optimizer="adamw", lr=1e-3, weight_decay=0.05),  # betas, eps: torch's; the default momentum ignored
      lambda params: torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05)),
     (dict(optimizer="rmsprop", lr=0.01, momentum=0.5, weight_decay=0.0),
@@ -51,6 +49,25 @@ def test_an_optimizer_is_torchs_class_with_the_protocols_settings(changes, by_ha
     ours, theirs = build_optimizer(_params(), Protocol(**changes)), by_hand(_params())
     assert type(ours) is type(theirs) and ours.defaults == theirs.defaults
     assert ours.defaults.get("nesterov", False) is False
+
+
+def test_sgd_is_the_foreach_sgd_that_takes_torchs_steps_to_the_bit():
+    """sgd is ForeachSGD (no torch._dynamo import), whose steps are torch.optim.SGD's, bit for bit."""
+    torch.manual_seed(0)
+    start = [torch.randn(5, 3), torch.randn(3)]
+    ours = [nn.Parameter(t.clone()) for t in start]
+    theirs = [nn.Parameter(t.clone()) for t in start]
+    opt = build_optimizer(ours, Protocol(lr=0.2, momentum=0.8, weight_decay=0.01))
+    ref = torch.optim.SGD(theirs, lr=0.2, momentum=0.8, weight_decay=0.01)
+    assert isinstance(opt, ForeachSGD) and opt.defaults["nesterov"] is False
+    for step in range(4):
+        grads = [torch.randn_like(t) for t in start]
+        for params, optimizer in ((ours, opt), (theirs, ref)):
+            optimizer.zero_grad()
+            for param, grad in zip(params, grads, strict=True):
+                param.grad = grad.clone() if step != 2 or param.dim() > 1 else None  # a parameter without a gradient
+            optimizer.step()
+        assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True)), step
 
 
 def test_the_run_names_its_optimizer():

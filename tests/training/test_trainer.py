@@ -18,7 +18,7 @@ import bench.training.trainer as trainer_module
 from bench.core.config import Protocol
 from bench.data.datasets import load_dataset
 from bench.models.backbones import create_model
-from bench.training.optim import learning_rate
+from bench.training.optim import ForeachSGD, learning_rate
 from bench.training.trainer import DeviceData, Trainer, crop_flip, resolve_precision
 from conftest import train_with_torch_sgd
 from strategies import create_strategy
@@ -80,10 +80,18 @@ def _steps() -> Iterator[list[tuple[torch.optim.Optimizer, float]]]:
     seen: list[tuple[torch.optim.Optimizer, float]] = []
     handle = register_optimizer_step_pre_hook(
         lambda opt, args, kwargs: seen.append((opt, opt.param_groups[0]["lr"])))
+    step = ForeachSGD.step  # sgd's own class, which torch's hooks do not see
+
+    def seen_step(self: ForeachSGD) -> None:
+        seen.append((self, self.param_groups[0]["lr"]))
+        step(self)
+
+    ForeachSGD.step = seen_step
     try:
         yield seen
     finally:
         handle.remove()
+        ForeachSGD.step = step
 
 
 @pytest.mark.parametrize(("convention", "lrs"), [
@@ -168,16 +176,17 @@ def test_another_optimizer_trains_as_the_same_torch_optim_loop_built_by_hand(nam
     assert not torch.equal(ours.classifier.weight, sgd.classifier.weight)  # not SGD under another name
 
 
-def test_a_worker_loads_none_of_the_drivers_stack():
-    """What a worker imports (bench.runner.scheduler) and a training step load none of pandas, scipy or matplotlib
-    (the driver's store and report): seconds in every worker process."""
+def test_a_worker_loads_neither_torch_dynamo_nor_the_drivers_stack():
+    """What a worker imports (bench.runner.scheduler) and an sgd training step load no torch._dynamo (torch's
+    optimizer classes import it when built) and none of pandas, scipy or matplotlib (the driver's store and report):
+    seconds in every worker process."""
     code = ("import sys, torch, bench.runner.scheduler; from bench.data.datasets import load_dataset; "
             "from bench.models.backbones import create_model; from bench.core.config import Protocol; "
             "from bench.training.trainer import DeviceData, Trainer; data = load_dataset('digits'); "
             "cpu = torch.device('cpu'); "
             "trainer = Trainer(DeviceData.from_images(data, cpu), Protocol(epochs=1, precision='fp32'), cpu); "
             "trainer.fit(create_model('cnn', 1, 10, 0), torch.arange(20), torch.Generator().manual_seed(0)); "
-            "loaded = [m for m in ('pandas', 'scipy', 'matplotlib') if m in sys.modules]; "
+            "loaded = [m for m in ('torch._dynamo', 'pandas', 'scipy', 'matplotlib') if m in sys.modules]; "
             "assert not loaded, loaded")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True,
                             timeout=WAIT)
