@@ -296,9 +296,7 @@ def report_baseline(folder: Path, name: str) -> str:
 
 def entry() -> None:
     """The command line (run_bench.py, the al-bench script): main's status as the exit status."""
-    from bench.core.processes import exit_process
-
-    exit_process(main())
+    sys.exit(main())
 
 
 def main(argv: list[str] | None = None) -> int:

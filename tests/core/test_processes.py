@@ -13,8 +13,6 @@ import fcntl
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +27,7 @@ from guarantees.reliability.support import (
     snapshot,
     temp_files,
 )
-from launch import ENV, ROOT, read_table, run_cli, start_cli
+from launch import read_table, run_cli, start_cli
 
 # Two jobs of 3 cycles on two worker processes (a loky pool and its Manager), done in seconds. The strategies are
 # fault_injection.py's, ordinary ones unless REL_FAIL is set: each worker imports that file to run them, and so
@@ -275,30 +273,6 @@ def test_when_every_job_fails_at_its_first_cycle_the_run_exits_1_with_the_failur
     failures = json.loads((folder / "failures.json").read_text())
     assert [f["job"] for f in failures] == ["test-nan/seed0"]
     assert failures[0]["error"].startswith("TrainingDiverged")
-
-
-def test_the_command_lines_quick_exit_does_what_an_exit_does(tmp_path):
-    """exit_process skips Python's module teardown, not the rest of an exit: buffered output is flushed, a
-    thread that is not a daemon is waited for, the atexit handlers run, and the status is the one given."""
-    script = """if True:
-        import atexit, sys, threading, time
-        from pathlib import Path
-        from bench.core.processes import exit_process
-        out = Path(sys.argv[1])
-        atexit.register(lambda: (out / "atexit").write_text("ran"))
-        def late():
-            time.sleep(0.5)
-            (out / "thread").write_text("done")
-        threading.Thread(target=late).start()
-        sys.stdout.write("no newline, still in the buffer")
-        sys.stderr.write("said")
-        exit_process(3)
-    """
-    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, env=ENV, capture_output=True,
-                            text=True, timeout=WAIT)
-    assert result.returncode == 3, result.stderr
-    assert result.stdout == "no newline, still in the buffer" and result.stderr.endswith("said")
-    assert (tmp_path / "atexit").read_text() == "ran" and (tmp_path / "thread").read_text() == "done"
 
 
 def test_a_process_whose_parent_is_already_gone_ends_at_once():
