@@ -233,6 +233,29 @@ def print_tables(rows: list[CostRow], grown: list[dict[str, Any]], title: str) -
     console.print(table)
 
 
+def markdown(rows: list[CostRow], grown: list[dict[str, Any]]) -> str:
+    """The rows as docs/strategies.md shows them: one line per strategy, each N side by side."""
+    sizes = sorted({r.n for r in rows})
+    by = {(r.strategy, r.n): r for r in rows}
+    cell = lambda s: s.note or s.status if s.status != "ok" else f"{s.seconds:.3g} s, {s.peak_mib:,.0f} MiB"  # noqa: E731
+    head = " | ".join(f"ours at {n:,} | reference at {n:,} | ratio at {n:,}" for n in sizes)
+    lines = [f"| strategy | k | {head} | memory x | load 1-min |", "| --- " * (4 + 3 * len(sizes)) + "|"]
+    memory = {g["strategy"]: g for g in grown}
+    for name in dict.fromkeys(r.strategy for r in rows):
+        here = [by[(name, n)] for n in sizes if (name, n) in by]
+        cells = []
+        for n in sizes:
+            r = by.get((name, n))
+            cells += ["not run"] * 3 if r is None else [
+                cell(r.ours), (f"{r.reference_name}: {cell(r.reference)}" if r.reference_name else "none"),
+                "-" if r.ratio is None else f"{r.ratio:.2f}"]
+        g = memory.get(name)
+        grew = "-" if g is None or g["memory_factor"] is None else f"{g['memory_factor']:.1f}"
+        load = ", ".join(f"{r.load_before[0]:.0f}" for r in here)
+        lines.append(f"| `{name}` | {here[0].k} | " + " | ".join(cells) + f" | {grew} | {load} |")
+    return "\n".join(lines) + "\n"
+
+
 def avx512_bf16() -> int:
     """`grep -c avx512_bf16 /proc/cpuinfo`: how many logical CPUs report native bf16."""
     return sum("avx512_bf16" in line for line in Path("/proc/cpuinfo").read_text().splitlines())
@@ -330,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         "vaal_image": args.vaal_image, "timeout": args.timeout, "reference_dir": str(args.reference_dir),
         "wall_seconds": wall, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "rows": [{**asdict(r), "ratio": r.ratio} for r in rows], "growth": grown}, indent=2, default=str))
-    print(f"wrote {args.out}")
+    args.out.with_suffix(".md").write_text(markdown(rows, grown))
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     return 0
 
 
