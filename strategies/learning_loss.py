@@ -63,10 +63,11 @@ class LossPredictionModule(AuxHead):
         self.detached_from = detach_after + (1 if convention == "reference" else 0)
 
     def predict(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """Stage maps ([B, C_s, H_s, W_s] each) -> predicted loss [B], float32."""
+        """Stage maps ([B, C_s, H_s, W_s] each, or a vector model's hidden layers [B, C_s]) -> predicted loss [B],
+        float32. Global average pooling is the identity on a vector."""
         with full_precision(features[0]):
-            pooled = [F.relu(fc(torch.flatten(F.adaptive_avg_pool2d(f.float(), 1), 1)))  # [B, hidden]
-                      for fc, f in zip(self.fcs, features, strict=True)]
+            pooled = [F.relu(fc(torch.flatten(F.adaptive_avg_pool2d(f.float(), 1), 1) if f.dim() == 4 else f.float()))
+                      for fc, f in zip(self.fcs, features, strict=True)]  # each [B, hidden]
             return self.linear(torch.cat(pooled, dim=1)).squeeze(1)  # [B]
 
     def forward(self, out: ModelOutput) -> torch.Tensor:

@@ -44,7 +44,7 @@ class AdaptedBackbone(Backbone):
     precision, as every Backbone's head). State-dict names: `body.` + the module's own names, and
     `classifier.weight/bias`."""
 
-    def __init__(self, module: nn.Module, name: str, in_channels: int, input_size: tuple[int, int],
+    def __init__(self, module: nn.Module, name: str, in_channels: int, input_size: tuple[int, ...],
                  repeat: int = 0) -> None:
         super().__init__()
         self.name, self.repeat = name, repeat  # repeat: 3 = grayscale repeated to 3 channels for the module

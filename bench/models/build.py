@@ -8,7 +8,8 @@ loaded by bench.models.weights.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from bench.core.registry import code_digest, file_sha256, import_user_file, unkn
 from bench.core.seeding import globals_seeded_with
 from bench.models.adapter import AdaptedBackbone, fx_quiet
 from bench.models.backbones import MODELS, Backbone, Factory, ModelOutput
+from bench.models.mlp import VECTOR_MODELS  # importing it registers the vector models, linear and mlp
 from bench.models.weights import load_weights, read_weights
 
 TORCHVISION = "torchvision:"
@@ -62,28 +64,51 @@ def _torchvision(arch: str, in_channels: int, n_classes: int) -> nn.Module:
     return torchvision.models.get_model(arch, weights=None, num_classes=n_classes)
 
 
+def check_model_params(name: str, params: Mapping[str, str]) -> None:
+    """Refuse, in one line, a --model-param the model's factory does not take."""
+    if not params:
+        return
+    factory = model_factory(name)
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # a builtin or C callable: its parameters cannot be read, let the call say
+        return
+    taken = [p.name for p in list(signature.parameters.values())[2:]
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    unknown = sorted(set(params) - set(taken))
+    if unknown and not takes_any:
+        listed = ", ".join(taken) or "none"
+        raise UserError(f"Model {name!r} has no parameter {unknown[0]!r} (its parameters: {listed}); give "
+                        "--model-param KEY=VALUE with one of them, or drop it.")
+
+
 def build_model(name: str, in_channels: int, n_classes: int, generator_seed: int,
-                input_size: tuple[int, int] | None = None) -> Backbone:
+                input_size: tuple[int, ...] | None = None, params: Mapping[str, str] | None = None) -> Backbone:
     """A model whose initial weights depend only on generator_seed (global RNG state is restored): a Backbone
     as its factory builds it, or any other nn.Module adapted (input_size: the [H, W] it will be fed, which
-    decides its stages; default torchvision's native 224 x 224)."""
+    decides its stages; default torchvision's native 224 x 224; () for vectors [B, in_channels]). params: the
+    --model-param values, passed to the factory by keyword."""
     factory = model_factory(name)
+    params = dict(params or {})
+    check_model_params(name, params)
     with globals_seeded_with(generator_seed):
         try:
-            module = factory(in_channels, n_classes)
+            module = factory(in_channels, n_classes, **params)
         except UserError:
             raise
         except Exception as err:  # the user's factory: one line, before any work
             reason = (str(err).strip().splitlines() or [""])[0][:200]
+            shape = f"vectors of {in_channels} features" if input_size == () else f"{in_channels}-channel images"
             raise UserError(f"Model {name!r}'s factory raised {type(err).__name__} ({reason}) when building it for "
-                            f"{in_channels}-channel images and {n_classes} classes: fix the model file.") from None
+                            f"{shape} and {n_classes} classes: fix the model file.") from None
         if isinstance(module, Backbone):
             return module
         if not isinstance(module, nn.Module):
             raise UserError(f"Model {name!r}'s factory returned a {type(module).__name__}, not a torch.nn.Module: "
                             "return the network (a Backbone, or a module whose forward returns logits).")
         repeat = 3 if name.startswith(TORCHVISION) and in_channels == 1 else 0
-        return AdaptedBackbone(module, name, in_channels, input_size or NATIVE_SIZE, repeat)
+        return AdaptedBackbone(module, name, in_channels, NATIVE_SIZE if input_size is None else input_size, repeat)
 
 
 # ---------------------------------------------------------------------------------------------- contract checks
@@ -214,6 +239,49 @@ def check_deterministic(name: str, device_type: str, deterministic: bool) -> Non
         raise UserError(f"Model {name!r} cannot train deterministically on CUDA: its adaptive average pooling to "
                         f"{pool} has no deterministic CUDA backward. Pass --nondeterministic (seeds then pair "
                         "statistically, not exactly), run on the CPU (--devices cpu), or use another --model.")
+
+
+def check_vector_setup(name: str, dim: int, n_classes: int, stage_users: Sequence[str] = (),
+                       params: Mapping[str, str] | None = None, weights: Path | None = None,
+                       weights_sha256: str | None = None) -> str:
+    """Every check of a vectors run's model before any work: it takes vectors [B, dim] (an image model does not),
+    gives [B, n_classes] logits, has hidden layers for the strategies that read stages, takes the weights file;
+    returns what the run says about it, in words."""
+    try:
+        model = build_model(name, dim, n_classes, 0, (), params).eval()
+        with torch.no_grad(), fx_quiet():
+            out = model(torch.zeros(2, dim))
+    except UserError:
+        raise
+    except (RuntimeError, ValueError, TypeError, AssertionError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise UserError(f"Model {name!r} does not take vectors of {dim} features (its forward pass fails on a batch "
+                        f"[2, {dim}]: {reason}): use --model linear or mlp, or a --model-file whose network takes "
+                        "[batch, features].") from None
+    _check_model_output(name, out)
+    if tuple(out.logits.shape) != (2, n_classes):
+        raise UserError(f"Model {name!r} gives logits of shape {list(out.logits.shape)} for 2 vectors of a "
+                        f"{n_classes}-class dataset, not [2, {n_classes}]: build it with n_classes outputs.")
+    if stage_users and not out.features:
+        raise UserError(f"Strategy {stage_users[0]!r} reads the model's stages (its hidden layers, on vectors), and "
+                        f"model {name!r} has none: use --model mlp or drop {stage_users[0]!r}.")
+    _check_finite(model, f"Model {name!r}", "initialise every parameter to finite values")
+    widths = ", ".join(map(str, getattr(model, "stage_channels", []))) or "none"
+    notes = [f"vectors of {dim} features, hidden layers {widths}, embedding {model.embedding_dim}"]
+    if weights is not None:
+        state = read_weights(weights, weights_sha256)
+        kept = load_weights(build_model(name, dim, n_classes, 0, (), params), state, weights, name)
+        notes.append(f"weights {weights}: {len(state) - len(kept)} of {len(state)} tensors loaded after each seed's "
+                     "initialisation")
+    return "; ".join(notes)
+
+
+def check_image_model(name: str) -> None:
+    """Refuse a vector model (linear, mlp) on images, in one line."""
+    if name in VECTOR_MODELS:
+        raise UserError(f"Model {name!r} takes feature vectors, and this dataset holds images: use an image model "
+                        f"(cnn, resnet18, torchvision:NAME), or --train-mode frozen to embed the images first (its "
+                        f"head is the linear model).")
 
 
 def check_setup(name: str, channels: int, height: int, width: int, n_classes: int, stage_users: Sequence[str] = (),

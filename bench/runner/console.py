@@ -8,6 +8,7 @@ from typing import Any
 from bench.analysis.families import ALL_PAIRS, CONTEXT, PRIMARY, families
 from bench.core.config import RunConfig
 from bench.data.images import ImageData
+from bench.data.vectors import VectorData
 from bench.results.store import RunStore
 from bench.runner.resolve import RunOptions, epoch_proportions
 from bench.training import linear_probe, optim
@@ -17,11 +18,15 @@ def _as_fraction(value: Any) -> str:
     return "[" + ", ".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
 
 
-def describe_run(config: RunConfig, data: ImageData | str, devices: list[str], model_note: str = "") -> str:
+def describe_run(config: RunConfig, data: ImageData | VectorData | str, devices: list[str],
+                 model_note: str = "") -> str:
     """The resolved run in words (data: the loaded dataset, or why it is not loaded; model_note: check_setup's)."""
     p = config.protocol
     if isinstance(data, str):
         dataset = f"dataset   {p.dataset}: {data}"
+    elif isinstance(data, VectorData):
+        dataset = (f"dataset   {p.dataset}: {data.x_train.shape[0]} train / {data.x_test.shape[0]} test vectors of "
+                   f"{data.dim} features, {data.n_classes} classes (standardised by the pool's mean and std)")
     else:
         shape = "x".join(map(str, data.x_train.shape[1:]))
         dataset = (f"dataset   {p.dataset}: {data.x_train.shape[0]} train / {data.x_test.shape[0]} test images, "
@@ -29,10 +34,12 @@ def describe_run(config: RunConfig, data: ImageData | str, devices: list[str], m
                    f"flip {data.flip and p.augment})")
     lines = [
         dataset,
-        f"model     {p.model}" + (f", images resized to {p.image_size}x{p.image_size}" if p.image_size else "")
+        f"model     {p.model}" + "".join(f", {k}={v}" for k, v in p.model_params)
+        + (f", images resized to {p.image_size}x{p.image_size}" if p.image_size else "")
         + (f": {model_note}" if model_note else ""),
         f"protocol  preset {config.preset}: initial {p.initial}, budget {p.budget}, cycles {p.cycles} "
-        f"(labels {p.initial}..{p.labels_needed()}), subset {'whole pool' if p.subset is None else p.subset}",
+        f"(labels {p.initial}..{p.labels_needed()}), subset {'whole pool' if p.subset is None else p.subset}"
+        + (f", class imbalance {p.imbalance:g}" if p.imbalance != 1 else ""),
         f"training  {p.epochs} epochs, batch {p.batch_size}, {optim.describe(p)}, "
         f"milestones {list(p.milestones) or 'none'} (x{p.gamma}), "
         f"{'warm' if p.warm_start else 'cold'} start, {p.convention} convention, precision {p.precision} -> "

@@ -145,5 +145,7 @@ def jobs_per_device(asked: int | str, protocol: Protocol, data: ImageData, devic
         return int(asked), {}
     if not devices[0].startswith("cuda"):
         return 1, {}
+    if data.x_train.dim() == 2:  # the measure trains an image model's step: vectors get one job a device, said so
+        return 1, {"note": "vectors: one job per device (give --jobs-per-device N to share it)"}
     found = auto_packing(devices[0], protocol, data, strategies, len(devices))
     return found.jobs_per_device, dataclasses.asdict(found)

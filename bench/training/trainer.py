@@ -269,7 +269,9 @@ class Trainer:
             parts["logits"].append(out.logits.float())
             parts["embeddings"].append(out.embedding.float())
             if stage_features:
-                parts["stage_features"].append([f.float().mean(dim=(2, 3)) for f in out.features])
+                # a map pooled; a vector model's hidden layer ([B, width]) as it is
+                parts["stage_features"].append([f.float().mean(dim=(2, 3)) if f.dim() == 4 else f.float()
+                                                for f in out.features])
         result: dict[str, torch.Tensor | list[torch.Tensor]] = {
             "logits": torch.cat(parts["logits"]),  # [n, n_classes]
             "embeddings": torch.cat(parts["embeddings"]),  # [n, d]

@@ -6,35 +6,29 @@ from __future__ import annotations
 
 import errno
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from bench.core.config import Protocol, RunConfig, preset_protocol
+from bench.core.config import RunConfig, preset_protocol
 from bench.core.errors import UserError
-from bench.core.seeding import derive_seed, numpy_rng, torch_generator
+from bench.core.seeding import derive_seed
 from bench.models.backbones import create_model
 from bench.results.identity import config_differences
 from bench.training import linear_probe as frozen
-from bench.training.jobs import JobSpec
 from bench.training.linear_probe import (
     BACKBONE_SEED,
     DamagedCache,
-    EmbeddingData,
     Embeddings,
-    HeadTrainer,
     read_embeddings,
 )
-from bench.training.loop import gather_inputs, next_cycle, start_state
-from conftest import TINY, train_with_torch_sgd
-from strategies import create_strategy
+from conftest import SHARED_DATA, TINY
+from strategies import STRATEGIES
 
+CIFAR_SLICE = SHARED_DATA / "cifar10-jpeg-10k.npz"
 FROZEN = [*TINY, "--train-mode", "frozen", "--devices", "cpu", "--lr", "0.5"]
 
 
@@ -66,7 +60,7 @@ def test_the_cached_embeddings_are_the_backbones_forward_pass_on_the_images(cli,
     assert "embedding 128 dimensions, computed" in out and "without augmentation" in out
     [cache] = _cache_files(tmp_path / "run")
     with np.load(cache, allow_pickle=False) as archive:
-        train, test = archive["train"], archive["test"]
+        train, test = archive["x_train"], archive["x_test"]
 
     # independently: the cnn built under the documented seed, the weights loaded, eval mode, images normalised
     # by hand with the npz's per-channel statistics
@@ -111,7 +105,7 @@ def test_the_cache_is_reused_and_a_damaged_one_is_recomputed(cli, tiny_npz, tmp_
 
     with np.load(cache, allow_pickle=False) as archive:  # a readable file whose numbers were changed
         arrays = {k: archive[k] for k in archive.files}
-    arrays["train"][0, 0] += 1.0
+    arrays["x_train"][0, 0] += 1.0
     np.savez(cache, **arrays)
     with pytest.raises(DamagedCache, match="does not match the sha256"):
         read_embeddings(cache)
@@ -127,12 +121,12 @@ def test_a_worker_refuses_an_embeddings_file_it_cannot_trust(tmp_path):
                      np.arange(6) % 2, np.arange(2), 2)
     path = tmp_path / "e.npz"
     frozen.write_embeddings(path, "k", emb)
-    data, n_classes = frozen.worker_data(str(path), emb.sha256, torch.device("cpu"))
-    assert n_classes == 2 and torch.equal(data.x_train, torch.from_numpy(emb.train))
+    data = frozen.worker_data(str(path), emb.sha256)
+    assert data.n_classes == 2 and torch.equal(data.x_train, torch.from_numpy(emb.train))
     with pytest.raises(RuntimeError, match="is not the run's"):
-        frozen.worker_data(str(path), "0" * 64, torch.device("cpu"))
+        frozen.worker_data(str(path), "0" * 64)
     with pytest.raises(RuntimeError, match="it is missing"):
-        frozen.worker_data(str(tmp_path / "none.npz"), emb.sha256, torch.device("cpu"))
+        frozen.worker_data(str(tmp_path / "none.npz"), emb.sha256)
 
 
 def test_a_failed_cache_write_is_one_line_and_leaves_the_previous_file(tmp_path, monkeypatch):
@@ -155,101 +149,6 @@ def test_a_failed_cache_write_is_one_line_and_leaves_the_previous_file(tmp_path,
     blocked.write_text("")
     with pytest.raises(UserError, match="a file or folder of that name is in the way"):
         frozen.write_embeddings(blocked / "e.npz", "k", emb)
-
-
-# ---------------------------------------------------------------------------------------------- the head
-
-
-def _embeddings(n: int = 60, m: int = 30, d: int = 5, c: int = 3) -> Embeddings:
-    rng = np.random.default_rng(1)
-    centres = rng.normal(size=(c, d)) * 2
-    y, y_test = np.arange(n) % c, np.arange(m) % c
-    return Embeddings((centres[y] + rng.normal(size=(n, d))).astype(np.float32),
-                      (centres[y_test] + rng.normal(size=(m, d))).astype(np.float32), y, y_test, c)
-
-
-def _plain_head(p: Protocol, emb: Embeddings, labeled: np.ndarray, seed: int, cycle: int,
-                start: dict[str, torch.Tensor] | None = None) -> nn.Linear:
-    """The head trained by plain torch code: nn.Linear under the seed's init stream, torch.optim.SGD and MultiStepLR,
-    each epoch's order drawn from the (seed, "train", cycle) generator; a one-example batch trains like any other
-    (no batch norm in a linear head)."""
-    torch.manual_seed(derive_seed(seed, "init-weights"))
-    head = nn.Linear(emb.train.shape[1], emb.n_classes)
-    if start is not None:
-        head.load_state_dict({k.removeprefix("classifier."): v for k, v in start.items()})
-    x, y = torch.from_numpy(emb.train), torch.from_numpy(emb.y_train)
-    generator = torch_generator(seed, "train", cycle)
-    lab = torch.from_numpy(labeled)
-
-    def epoch_losses() -> Iterator[torch.Tensor]:
-        order = lab[torch.randperm(lab.numel(), generator=generator)]
-        for first in range(0, lab.numel(), p.batch_size):
-            idx = order[first:first + p.batch_size]
-            yield F.cross_entropy(head(x[idx]), y[idx])
-
-    train_with_torch_sgd(head.parameters(), p, epoch_losses)
-    return head
-
-
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")  # the reference convention's order
-@pytest.mark.parametrize("convention", ["corrected", "reference"])
-@pytest.mark.parametrize(("warm", "batch"), [(True, 8), (False, 8), (True, 1)])
-def test_the_harness_head_equals_plain_torch_sgd(convention, warm, batch):
-    # initial 17 with batch 8: a last batch of one, which trains (batch 1: every batch is one example)
-    emb = _embeddings()
-    p = preset_protocol("quick", dataset="npz:x.npz", train_mode="frozen", initial=17, budget=8, cycles=3, epochs=9,
-                        batch_size=batch, lr=0.2, momentum=0.9, weight_decay=5e-3, milestones=(4, 7), gamma=0.3,
-                        convention=convention, warm_start=warm)
-    trainer = HeadTrainer(EmbeddingData.from_embeddings(emb, torch.device("cpu")), p, torch.device("cpu"))
-    spec = JobSpec("r", p.dataset, "entropy", 3, p)
-    state = start_state(spec, emb.train.shape[0])
-    x_test, y_test = torch.from_numpy(emb.test), torch.from_numpy(emb.y_test)
-    previous = None
-    for cycle in range(2):
-        result, after = next_cycle(spec, trainer, emb.n_classes, state)
-        plain = _plain_head(p, emb, state.labeled, 3, cycle, previous if warm else None)
-        assert after.model["classifier.weight"].shape == plain.weight.shape
-        torch.testing.assert_close(after.model["classifier.weight"], plain.weight.detach(), atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(after.model["classifier.bias"], plain.bias.detach(), atol=1e-5, rtol=1e-5)
-        with torch.no_grad():
-            logits = plain(x_test)
-        assert result.record["test_acc"] == pytest.approx((logits.argmax(1) == y_test).float().mean().item())
-        assert result.record["test_loss"] == pytest.approx(F.cross_entropy(logits, y_test).item(), rel=1e-5)
-        if cycle == 0:  # the head moved: this compares trained heads, not two initialisations
-            torch.manual_seed(derive_seed(3, "init-weights"))
-            assert (nn.Linear(5, 3).weight - plain.weight).abs().max() > 0.1
-        previous, state = after.model, after
-
-
-def test_strategies_read_the_heads_logits_and_the_embeddings():
-    emb = _embeddings()
-    p = preset_protocol("quick", dataset="npz:x.npz", train_mode="frozen", initial=10, budget=5, cycles=2, epochs=3)
-    trainer = HeadTrainer(EmbeddingData.from_embeddings(emb, torch.device("cpu")), p, torch.device("cpu"))
-    head = frozen.initial_head(0, 5, 3)
-    cand, labeled = torch.arange(20, 50), torch.arange(0, 10)
-    inputs = gather_inputs(create_strategy("badge"), trainer, head, None, cand, labeled, numpy_rng(0, "t"))
-    x = torch.from_numpy(emb.train)
-    torch.testing.assert_close(inputs.embeddings, x[20:50])
-    logits = x[20:50] @ head.classifier.weight.T + head.classifier.bias
-    torch.testing.assert_close(inputs.probs, torch.softmax(logits.double(), 1))
-    assert inputs.logits is None  # BADGE does not declare them
-    core = gather_inputs(create_strategy("core-set"), trainer, head, None, cand, labeled, numpy_rng(0, "t"))
-    torch.testing.assert_close(core.labeled_embeddings, x[:10])
-
-
-def test_balds_autograd_path_trains_the_same_head_as_the_fast_path():
-    """BALD trains its dropout head jointly (autograd); the linear head it trains beside it is every strategy's."""
-    emb = _embeddings()
-    p = preset_protocol("quick", dataset="npz:x.npz", train_mode="frozen", initial=17, budget=8, cycles=2, epochs=6,
-                        batch_size=8, lr=0.2)
-    trainer = HeadTrainer(EmbeddingData.from_embeddings(emb, torch.device("cpu")), p, torch.device("cpu"))
-    heads = {}
-    for name in ("bald", "entropy"):
-        spec = JobSpec("r", p.dataset, name, 0, p, {"samples": 4, "dropout": 0.5} if name == "bald" else {})
-        result, after = next_cycle(spec, trainer, emb.n_classes, start_state(spec, 60))
-        heads[name] = after.model
-        assert after.aux is None or name == "bald"
-    torch.testing.assert_close(heads["bald"], heads["entropy"], atol=1e-5, rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------- refusals, identity
@@ -308,3 +207,54 @@ def test_two_workers_give_the_same_rows_as_one(cli, tiny_npz, tmp_path):
     assert not picks[0][picks[0]["strategy"] == "entropy"]["index"].equals(
         picks[0][picks[0]["strategy"] == "random"]["index"])
 
+
+
+# ---------------------------------------------------------------------------------------------- one vector path
+
+
+def _strategies_on_embeddings() -> list[str]:
+    """Every built-in strategy that runs on a frozen backbone's embeddings (the linear model, no stages, no images)."""
+    return [name for name in STRATEGIES.names() if STRATEGIES.get(name).frozen_refusal() is None
+            and STRATEGIES.get(name).__module__.startswith("strategies.")]
+
+
+def _frozen_then_vectors(cli, dataset: str, out: Path, protocol: list[str]) -> tuple[pd.DataFrame, ...]:
+    """The frozen run on the images, then a vectors: run of the linear model on the embeddings it cached: their
+    cycles and selections, keyed alike."""
+    names = _strategies_on_embeddings()
+    small = ["--strategy-param", "bald.samples=3", "--strategy-param", "batchbald.num_samples=20"]
+    common = [*protocol, "--devices", "cpu", "--lr", "0.5", "--strategies", *names, *small]
+    status, _, err = cli("--dataset", dataset, "--train-mode", "frozen", *common, "--out", out / "frozen")
+    assert status == 0, err
+    [cache] = _cache_files(out / "frozen")
+    status, _, err = cli("--dataset", f"vectors:{cache}", "--model", "linear", *common, "--out", out / "vectors")
+    assert status == 0, err
+    key = ["strategy", "seed", "cycle"]
+    found = []
+    for name in ("cycles", "selections"):
+        tables = [pd.read_parquet(out / run / f"{name}.parquet") for run in ("frozen", "vectors")]
+        order = [*key, "rank"] if name == "selections" else key
+        found += [t.sort_values(order).reset_index(drop=True) for t in tables]
+    return tuple(found)
+
+
+@pytest.mark.parametrize("source", ["tiny", "cifar-slice"])
+def test_frozen_mode_is_the_vector_path_on_the_embeddings_it_cached(cli, tiny_npz, tmp_path, source):
+    """--train-mode frozen = an image backbone that writes vectors + the vector path: a vectors: run of the linear
+    model on the cached embeddings gives the same rows and picks, to the last digit, for every strategy that runs
+    on both."""
+    if source == "cifar-slice":
+        if not CIFAR_SLICE.is_file():
+            pytest.skip("the CIFAR-10 slice is not on this machine")
+        dataset, protocol = f"npz:{CIFAR_SLICE}", ["--initial", "20", "--budget", "20", "--cycles", "2",
+                                                    "--subset", "200", "--epochs", "2", "--seeds", "1"]
+    else:
+        dataset, protocol = f"npz:{tiny_npz}", TINY
+    frozen_rows, vector_rows, frozen_picks, vector_picks = _frozen_then_vectors(cli, dataset, tmp_path, protocol)
+    assert set(frozen_rows["model"]) != set(vector_rows["model"])  # two runs: a backbone's, the linear model's
+    columns = ["strategy", "seed", "cycle", "n_labeled", "test_acc", "test_loss", "train_loss"]
+    assert sorted(frozen_rows["strategy"].unique()) == sorted(_strategies_on_embeddings())
+    pd.testing.assert_frame_equal(frozen_rows[columns], vector_rows[columns], check_exact=True)
+    picks = ["strategy", "seed", "cycle", "rank", "index"]
+    pd.testing.assert_frame_equal(frozen_picks[picks], vector_picks[picks], check_exact=True)
+    assert frozen_rows["test_loss"].nunique() > 1

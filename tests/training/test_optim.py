@@ -16,10 +16,11 @@ from torch import nn
 from bench.core.config import Protocol, RunConfig
 from bench.core.errors import UserError
 from bench.core.seeding import derive_seed
+from bench.models.build import build_model
 from bench.results.identity import config_differences
 from bench.runner.resolve import build_config
-from bench.training.linear_probe import EmbeddingData, HeadTrainer, initial_head
 from bench.training.optim import REFUSED, ForeachSGD, build_optimizer, describe, optimizer_class, optimizers
+from bench.training.vector_trainer import VectorDeviceData, VectorTrainer
 from conftest import train_with_torch_sgd
 
 DEFAULT_HASH = "0f56e2a56c4c"  # RunConfig(Protocol(), ...).job_hash("random") as computed before the field existed
@@ -129,18 +130,18 @@ def test_a_folder_from_before_the_field_is_an_sgd_folder():
 
 
 def test_the_linear_probe_trains_adamw_through_autograd_as_torch_does():
-    """HeadTrainer's closed-form path is SGD's update: any other optimizer takes the shared trainer's autograd
+    """VectorTrainer's closed-form path is SGD's update: any other optimizer takes the shared trainer's autograd
     path, whose result is a plain torch.optim.AdamW loop over the same batches."""
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, 5)).astype(np.float32), np.arange(40) % 3
     cpu = torch.device("cpu")
-    data = EmbeddingData(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(x[:6]), torch.from_numpy(y[:6]))
+    data = VectorDeviceData(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(x[:6]), torch.from_numpy(y[:6]))
     p = Protocol(optimizer="adamw", lr=0.01, weight_decay=0.05, epochs=4, milestones=(2,), batch_size=8,
                  train_mode="frozen", precision="fp32")
-    ours = initial_head(3, 5, 3)
-    HeadTrainer(data, p, cpu).fit(ours, torch.arange(30), torch.Generator().manual_seed(derive_seed(3, "train")))
+    ours = build_model("linear", 5, 3, derive_seed(3, "init-weights"), ())
+    VectorTrainer(data, p, cpu).fit(ours, torch.arange(30), torch.Generator().manual_seed(derive_seed(3, "train")))
 
-    theirs = initial_head(3, 5, 3).classifier
+    theirs = build_model("linear", 5, 3, derive_seed(3, "init-weights"), ()).classifier
     generator = torch.Generator().manual_seed(derive_seed(3, "train"))
 
     def epoch_losses():
