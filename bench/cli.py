@@ -30,6 +30,7 @@ from bench.core.config import (
 )
 from bench.core.errors import UserError
 from bench.core.signals import explain_interruption, stop_on_signals
+from bench.core.vary import parse_vary, vary_fields
 
 # Parsing, --help and the refusals of bad flags import this module and bench.core.config only; the harness (torch,
 # pandas, scipy) is imported by the command that runs, when it runs: `--help` answers in a fraction of a second.
@@ -91,6 +92,16 @@ def _folder(text: str) -> Path:
 
 def _subset(text: str) -> int | None:
     return None if text.lower() in ("all", "none", "0") else _positive(text)  # None: the whole pool
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a ratio of at least 1, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 1):
+        raise argparse.ArgumentTypeError(f"expected a ratio of at least 1, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--baseline", default="random", help="strategy the report compares against (default random)")
     add("--list-strategies", action="store_true", help="list the registered strategies and exit")
     add("--dry-run", action="store_true", help="print the resolved protocol and the jobs; run nothing")
+    add("--imbalance", type=_ratio, metavar="R", help="class imbalance of the pool: largest over smallest class "
+        "count, an exponential profile drawn per seed (default 1: the pool as it is)")
+    add("--vary", nargs="+", metavar="FIELD=A,B", help="run the comparison in every setting of a grid, e.g. --vary "
+        "initial=30,100 budget=10,30 start=warm,cold (a field by its flag's name), each setting a folder under "
+        "results/NAME; the report says whether each verdict holds across the grid")
     for action in parser._actions:  # a protocol option not given stays absent from args: the preset's value holds
         if action.dest in Protocol.__dataclass_fields__:
             action.default = argparse.SUPPRESS
@@ -195,7 +211,9 @@ def confirm_fresh(folder: Path) -> None:
 
 
 def benchmark_command(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    grid = parse_vary(args.vary, vary_fields(parser), given=vars(args)) if args.vary else None
     from bench.runner.benchmark import dry_run, run_benchmark  # the harness, now that there is a run to make
     from bench.runner.resolve import RunOptions, build_config, load_strategy_files, resolve_baseline
     from strategies import list_strategies
@@ -229,6 +247,8 @@ def benchmark_command(argv: list[str]) -> int:
         from bench.runner import seeds_auto  # --seeds auto's design (scipy): only a run that asks for it loads it
 
         seeds_auto.check_rounds(config)
+    if grid is not None:
+        return grid_command(grid, args, protocol, options, auto)
     if args.dry_run:
         print(dry_run(config, options))
         return 0
@@ -236,6 +256,24 @@ def benchmark_command(argv: list[str]) -> int:
         confirm_fresh(config.out)
     result = seeds_auto.benchmark_in_rounds(config, options) if auto else run_benchmark(config, options)
     return 1 if result.failed else 0
+
+
+def grid_command(grid, args: argparse.Namespace, protocol: dict, options, auto: bool) -> int:
+    """--vary: every setting of the grid as its own run under one parent (bench.runner.grid)."""
+    from bench.runner.grid import grid_dry_run, resolve_grid, run_grid
+
+    run = resolve_grid(grid, args.preset, args.strategies, min(FIRST_LOOK, args.max_seeds) if auto else args.seeds,
+                       protocol, args.name, args.out, strategy_params=parse_strategy_params(args.strategy_param),
+                       devices=args.devices, data_root=args.data_root, download=not args.no_download,
+                       weights=args.weights, model_files=args.model_file)
+    if args.dry_run:
+        print(grid_dry_run(run, options))
+        return 0
+    if args.fresh and not args.force:
+        for _, config in run.settings:
+            confirm_fresh(config.out)
+    report, failures = run_grid(run, options)
+    return 1 if failures or report is None else 0
 
 
 def report_command(argv: list[str]) -> int:
@@ -249,6 +287,11 @@ def report_command(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from bench.report.layout import report_folder  # the report's stack, not the harness's (no torch)
     from bench.results.lock import FolderLock
+    if len(args.folders) == 1 and (args.folders[0] / "grid.json").is_file():  # a --vary grid's parent
+        return grid_report_command(args)
+    if len(args.folders) == 1 and (args.folders[0].parent / "grid.json").is_file() and args.out is None:
+        raise UserError(f"{args.folders[0]} is a setting of the --vary grid {args.folders[0].parent}, whose verdicts "
+                        f"are corrected over the whole grid: run `run_bench.py report {args.folders[0].parent}`.")
     recorded = recorded_analysis(args.folders[0])
     baseline = report_baseline(args.folders[0], args.baseline or recorded.get("baseline") or "random")
     if args.out is None and len(args.folders) > 1:
@@ -272,6 +315,22 @@ def report_command(argv: list[str]) -> int:
 
         path, lines = write_suite(args.folders, baseline, args.out, args.margin / 100 if args.margin else None)
         print("\n".join([*lines, f"report    {path}"]))
+    return 0
+
+
+def grid_report_command(args: argparse.Namespace) -> int:
+    """`report PARENT` of a --vary grid: its report.md again, from its settings' folders."""
+    from bench.report.grid_report import write_grid_report
+    from bench.results.lock import FolderLock
+
+    if args.baseline or args.margin or args.out:
+        raise UserError(f"{args.folders[0]} is a --vary grid, reported with its own baseline and margin into its "
+                        "folder: drop --baseline, --margin and --out.")
+    with FolderLock(args.folders[0], advice="a --vary run is writing this grid; wait for it to finish").holding():
+        written = write_grid_report(args.folders[0])
+    if written is None:
+        raise UserError(f"No setting of the grid {args.folders[0]} has a finished cycle yet: run its command first.")
+    print("\n".join([*written[1], f"report    {written[0]}"]))
     return 0
 
 

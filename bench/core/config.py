@@ -83,6 +83,9 @@ class Protocol:
     image_size: int | None = None  # side in pixels the images are resized to on the device (None: as stored)
     train_mode: str = "finetune"  # finetune | frozen (a linear head on a fixed backbone's embeddings)
     deterministic: bool = True  # CUDA's deterministic mode (seeding.use_deterministic); False: faster kernels
+    # largest / smallest class count of the training pool (1: the pool as it is); R > 1: each seed's pool is a
+    # per-class subsample along an exponential profile, class 0 the most frequent (bench/data/imbalance.py)
+    imbalance: float = 1.0
 
     def validate(self) -> None:
         """Turn a bad value into one clear sentence (raises UserError)."""
@@ -133,6 +136,10 @@ class Protocol:
                             f"Got {self.train_mode!r} instead.")
         if not isinstance(self.deterministic, bool):
             raise UserError(f"The 'deterministic' parameter must be True or False. Got {self.deterministic!r} instead.")
+        ratio = self.imbalance
+        if isinstance(ratio, bool) or not (isinstance(ratio, (int, float)) and 1 <= ratio < math.inf):
+            raise UserError("The 'imbalance' parameter must be a ratio of at least 1 (largest over smallest class "
+                            f"count; 1 keeps the pool as it is). Got {ratio!r} instead.")
         if self.precision not in PRECISIONS:
             raise UserError(
                 f"The 'precision' parameter must be one of {', '.join(PRECISIONS)}. Got {self.precision!r} instead."
@@ -261,7 +268,8 @@ class RunConfig:
 # resolved precision is taken to have run in (bench.results.identity), and a configuration's before it is resolved.
 CPU_PRECISION = {"auto": "float32", "fp32": "float32", "tf32": "tf32", "bf16": "bfloat16", "fp16": "float16"}
 # Optional protocol fields enter a job's identity only when set: a protocol without them hashes as it always has.
-OPTIONAL_FIELDS = {"image_size": None, "train_mode": "finetune", "deterministic": True, "optimizer": "sgd"}
+OPTIONAL_FIELDS = {"image_size": None, "train_mode": "finetune", "deterministic": True, "optimizer": "sgd",
+                   "imbalance": 1.0}
 
 
 def protocol_identity(protocol: Protocol) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from bench.core.registry import code_digest
 from bench.core.seeding import use_deterministic
 from bench.data.datasets import DATASETS, load_dataset
 from bench.data.images import ImageData, dataset_fingerprint
+from bench.data.imbalance import pool_size
 from bench.models.build import check_setup
 from bench.results.identity import covered, finished, folder_line, open_store, preview
 from bench.results.lock import FolderLock, check_writable
@@ -82,7 +83,7 @@ def benchmark_round(config: RunConfig, options: RunOptions, analysis: dict[str, 
     # before anything starts CUDA here or in a worker (they inherit the environment): CUBLAS_WORKSPACE_CONFIG
     use_deterministic(config.protocol.deterministic and config.device_type == "cuda")
     data = load_dataset(config.protocol.dataset, config.data_root, config.download)
-    config.protocol.validate_pool(int(data.x_train.shape[0]))
+    config.protocol.validate_pool(pool_size(data.y_train, config.protocol.imbalance))
     model_note = check_model_setup(config, data)
     config = dataclasses.replace(config, dataset_fingerprint=dataset_fingerprint(data))
     folder = config.out
@@ -97,7 +98,7 @@ def benchmark_round(config: RunConfig, options: RunOptions, analysis: dict[str, 
         store, config, resumed = open_store(config, options.on_existing, STRATEGIES.names())
         store.remove_stale_temp_files()
         specs = job_specs(dataclasses.replace(config, strategies=asked.strategies, seeds=asked.seeds))
-        ready, done = pending_work(specs, store, int(data.x_train.shape[0]))
+        ready, done = pending_work(specs, store, int(data.x_train.shape[0]), data.y_train)
         if resumed:
             print(folder_line(store, asked, specs, ready), flush=True)
         prior = (store.read_config() or {}).get("analysis")
@@ -165,7 +166,7 @@ def dry_run(config: RunConfig, options: RunOptions | None = None) -> str:
         data = f"not loaded ({str(err).partition(':')[0]}); a run downloads it"
     model_note, widened, resume = "", config, None
     if not isinstance(data, str):
-        config.protocol.validate_pool(int(data.x_train.shape[0]))
+        config.protocol.validate_pool(pool_size(data.y_train, config.protocol.imbalance))
         model_note = check_model_setup(config, data)
         if options.on_existing == "resume":  # what the folder holds, as the run will find it
             fingerprinted = dataclasses.replace(config, dataset_fingerprint=dataset_fingerprint(data))
@@ -243,9 +244,11 @@ def schedule(config: RunConfig, options: RunOptions, store: RunStore, specs: lis
     return failures
 
 
-def pending_work(specs: list[JobSpec], store: RunStore, n_pool: int) -> tuple[list[tuple[JobSpec, JobState]], dict]:
+def pending_work(specs: list[JobSpec], store: RunStore, n_pool: int,
+                 labels: Any = None) -> tuple[list[tuple[JobSpec, JobState]], dict]:
     """What is left to run: each unfinished job from its checkpoint (or its start), finished jobs skipped.
-    A checkpoint of another configuration (or of none) restarts its job."""
+    A checkpoint of another configuration (or of none) restarts its job. labels: the training labels, from which
+    an imbalanced protocol draws its pool."""
     ready, done = [], {}
     for spec in specs:
         cycles = store.done_cycles(spec.strategy, spec.seed)
@@ -256,7 +259,7 @@ def pending_work(specs: list[JobSpec], store: RunStore, n_pool: int) -> tuple[li
         state = store.load_checkpoint(spec.strategy, spec.seed)
         if (state is None or state.config_hash != spec.config_hash or not cycles >= set(range(state.cycle))
                 or state.cycle >= spec.protocol.cycles):
-            state = start_state(spec, n_pool)
+            state = start_state(spec, n_pool, labels)
         store.drop_from(spec.strategy, spec.seed, state.cycle)  # rows written after the checkpoint are redone
         done[spec.key] = state.cycle
         ready.append((spec, state))

@@ -19,6 +19,7 @@ import torch
 
 from bench.core.config import Protocol
 from bench.core.seeding import derive_seed, numpy_rng, seeded_globals, torch_generator
+from bench.data.imbalance import pool_indices
 from bench.models.backbones import AuxHead, Backbone
 from bench.models.build import build_model
 from bench.models.weights import load_weights, read_weights
@@ -41,7 +42,8 @@ def pool_order(seed: int, cycle: int, n_pool: int) -> np.ndarray:
 
 def candidates(order: np.ndarray, labeled: np.ndarray, subset: int | None) -> np.ndarray:
     """The first `subset` pool indices in `order` that are not labeled (all of them when subset is None)."""
-    mask = np.zeros(order.size, dtype=bool)
+    # order: a permutation of the pool, or of an imbalanced pool's part of it (bench.data.imbalance)
+    mask = np.zeros(max(order.size, int(order.max(initial=-1)) + 1, int(labeled.max(initial=-1)) + 1), dtype=bool)
     mask[labeled] = True
     unlabeled = order[~mask[order]]
     return unlabeled if subset is None else unlabeled[:subset]
@@ -103,9 +105,25 @@ def gather_inputs(strategy: Strategy, trainer: Trainer, model: Backbone, aux_hea
     return inputs
 
 
-def start_state(spec: JobSpec, n_pool: int) -> JobState:
+def start_state(spec: JobSpec, n_pool: int, labels: torch.Tensor | np.ndarray | None = None) -> JobState:
+    """Cycle 0's state. labels: the training labels [n_pool], which an imbalanced protocol draws its pool from."""
+    pool = pool_indices(spec.seed, labels, spec.protocol.imbalance) if spec.protocol.imbalance != 1 else None
+    if pool is not None:  # the initial set drawn as initial_set draws it, from the seed's pool only
+        labeled = pool[initial_set(spec.seed, pool.size, spec.protocol.initial)]
+        return JobState(0, labeled, labeled)
     labeled = initial_set(spec.seed, n_pool, spec.protocol.initial)
     return JobState(0, labeled, labeled)
+
+
+def job_order(spec: JobSpec, cycle: int, labels: torch.Tensor) -> np.ndarray:
+    """pool_order at (seed, cycle), less what lies outside the seed's imbalanced pool (if the protocol has one)."""
+    order = pool_order(spec.seed, cycle, int(labels.shape[0]))
+    pool = pool_indices(spec.seed, labels, spec.protocol.imbalance) if spec.protocol.imbalance != 1 else None
+    if pool is None:
+        return order
+    inside = np.zeros(order.size, dtype=bool)
+    inside[pool] = True
+    return order[inside[order]]
 
 
 def _cpu_copy(module: torch.nn.Module | None) -> dict[str, torch.Tensor] | None:
@@ -153,7 +171,7 @@ def _next_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState
     new = np.empty(0, dtype=np.int64)
     if cycle < p.cycles - 1:  # the last cycle acquires nothing
         t0 = synced_clock(device)
-        cand = candidates(pool_order(spec.seed, cycle, data.n_train), labeled, p.subset)
+        cand = candidates(job_order(spec, cycle, data.y_train), labeled, p.subset)
         cand_t = torch.from_numpy(cand).to(device)
         inputs = gather_inputs(strategy, trainer, model, aux, cand_t, labeled_t,
                                numpy_rng(spec.seed, "select", spec.strategy, cycle))
@@ -172,7 +190,7 @@ def _next_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState
 
 def run_job(spec: JobSpec, trainer: Trainer, n_classes: int) -> Iterator[CycleResult]:
     """All cycles of one job in this process, yielding each as it finishes."""
-    state = start_state(spec, trainer.data.n_train)
+    state = start_state(spec, trainer.data.n_train, trainer.data.y_train)
     while state.cycle < spec.protocol.cycles:
         result, state = next_cycle(spec, trainer, n_classes, state)
         yield result
