@@ -13,7 +13,6 @@ import importlib.util
 import json
 import struct
 import warnings
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,8 @@ import torch
 
 from bench.core.errors import UserError, regular_file
 from bench.core.registry import Registry
+from bench.data.npz import check_file, class_names, read_npz
+from bench.data.vectors import VectorData
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
@@ -52,12 +53,12 @@ class ImageData:
         return int(self.x_train.shape[1])
 
 
-Loader = Callable[[Path, bool], ImageData]
+Loader = Callable[[Path, bool], ImageData | VectorData]  # the vector sets: bench/data/bundled_vectors.py
 DATASETS: Registry[Loader] = Registry("dataset")
 register_dataset = DATASETS.register
 
 
-def dataset_fingerprint(data: ImageData) -> str:
+def dataset_fingerprint(data: ImageData | VectorData) -> str:
     """sha256 of the dataset's arrays and class names: another dataset at the same path is another run."""
     digest = hashlib.sha256()
     for array in (data.x_train, data.y_train, data.x_test, data.y_test):
@@ -170,43 +171,30 @@ def load_digits(data_root: Path, download: bool) -> ImageData:
 
 def load_npz(path: Path) -> ImageData:
     """Arrays x_train (uint8 NHWC or NHW), y_train, x_test, y_test, optional classes."""
-    regular_file(path, "an npz dataset file")
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
-        raise UserError(f"npz dataset file {str(path)!r} {what}: give the path of an .npz file holding x_train, "
-                        "y_train, x_test, y_test (a folder of class sub-folders is imagefolder:PATH).")
-    if not zipfile.is_zipfile(path):
-        raise UserError(f"{path}: not a readable .npz file (not a zip archive); save it with numpy.savez.")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except ValueError as err:
-        if "allow_pickle" in str(err):  # an object array: nothing is unpickled
-            raise UserError(f"{path}: cannot be read without unpickling ({err}); save plain arrays "
-                            "(np.savez with numeric/str arrays).") from None
-        raise UserError(f"{path}: a member is not a readable .npy array ({err}); save the arrays with "
-                        "numpy.savez.") from None
-    except Exception as err:  # zipfile.BadZipFile, OSError, EOFError ...
-        raise UserError(f"{path}: not a readable .npz file ({type(err).__name__}: {err}).") from None
-    foreign = sorted(key for key, value in arrays.items() if not isinstance(value, np.ndarray))
-    if foreign:  # numpy hands back a member without the .npy header as raw bytes
-        raise UserError(f"{path}: member {foreign[0]!r} is not a .npy array; the npz file must hold only arrays "
-                        "saved with numpy.savez.")
-    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
-    if missing:
-        raise UserError(f"{path}: the npz file lacks {', '.join(missing)}; it must hold x_train, y_train, "
-                        "x_test, y_test (and optionally classes).")
+    check_file(path, "npz dataset file", "an .npz file holding x_train, y_train, x_test, y_test (a folder of class "
+               "sub-folders is imagefolder:PATH)")
+    arrays = read_npz(path)
     for key in ("x_train", "x_test"):
         if arrays[key].dtype != np.uint8:
-            raise UserError(f"{path}: {key} must be uint8 pixels 0..255. Got dtype {arrays[key].dtype} instead; "
-                            "convert with np.clip(np.rint(x * 255), 0, 255).astype(np.uint8).")
-    if "classes" in arrays and arrays["classes"].ndim != 1:
-        raise UserError(f"{path}: classes must be a 1-d array of class names. Got shape "
-                        f"{list(arrays['classes'].shape)} instead.")
-    classes = [str(c) for c in arrays["classes"].tolist()] if "classes" in arrays else None
-    name = f"npz:{path.name}"
-    return from_arrays(name, _to_nchw(arrays["x_train"], "x_train"), arrays["y_train"],
-                       _to_nchw(arrays["x_test"], "x_test"), arrays["y_test"], classes)
+            raise UserError(f"{path}: {key} must be uint8 pixels 0..255. {_not_pixels(arrays[key])}")
+    return from_arrays(f"npz:{path.name}", _to_nchw(arrays["x_train"], "x_train"), arrays["y_train"],
+                       _to_nchw(arrays["x_test"], "x_test"), arrays["y_test"], class_names(arrays))
+
+
+def _not_pixels(x: np.ndarray) -> str:
+    """What to do with an npz image array that is not uint8: float features are vectors, not pixels to clip."""
+    if np.issubdtype(x.dtype, np.floating):
+        if x.ndim == 2:
+            return (f"Got a 2-d {x.dtype} array {list(x.shape)} instead: float feature vectors [N, d] are a "
+                    "vectors dataset, --dataset vectors:PATH.")
+        finite = x[np.isfinite(x)]
+        if finite.size and finite.min() >= 0 and finite.max() <= 1:
+            return (f"Got dtype {x.dtype} instead; pixel values in 0..1 convert with "
+                    "np.clip(np.rint(x * 255), 0, 255).astype(np.uint8) (float features: vectors:PATH).")
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (np.nan, np.nan)
+        return (f"Got dtype {x.dtype} with values {low:g}..{high:g}, not pixels in 0..1: float features go "
+                "through --dataset vectors:PATH (2-d [N, d]).")
+    return f"Got dtype {x.dtype} instead; integer pixels in 0..255 convert with x.astype(np.uint8)."
 
 
 # ---------------------------------------------------------------------------------------------- image folder

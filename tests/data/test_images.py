@@ -113,3 +113,19 @@ def test_arrays_get_their_own_normalisation_and_augmentation_by_default():
     assert data.classes == ["0", "1", "2"] and data.pad == 2 and data.flip  # 16 // 8 pixels; colour images flip
     gray = from_arrays("gray", x[:, :1, :8, :8], np.arange(6) % 3, x[:2, :1, :8, :8], np.arange(2))
     assert gray.pad == 1 and not gray.flip and gray.channels == 1 and gray.n_classes == 3
+
+
+@pytest.mark.parametrize(("x", "says", "not_said"), [
+    (np.zeros((10, 5), np.float32), "float feature vectors [N, d] are a vectors dataset, --dataset vectors:PATH",
+     "np.clip"),
+    (np.full((10, 8, 8), 0.5, np.float64), "pixel values in 0..1 convert with np.clip(np.rint(x * 255), 0, 255)", ""),
+    (np.linspace(-3, 7, 640).reshape(10, 8, 8), "values -3..7, not pixels in 0..1: float features go through "
+     "--dataset vectors:PATH", "np.clip"),
+    (np.full((10, 8, 8), 200, np.int64), "integer pixels in 0..255 convert with x.astype(np.uint8)", "np.clip"),
+])
+def test_a_float_npz_points_to_vectors_and_only_pixels_in_0_1_to_the_uint8_conversion(tmp_path, x, says, not_said):
+    # unbounded features clipped into 0..255 would be destroyed: the conversion is offered only for 0..1 pixels
+    with pytest.raises(UserError) as caught:
+        load_dataset(_npz(tmp_path, x_train=x))
+    assert says in str(caught.value) and "must be uint8 pixels 0..255" in str(caught.value)
+    assert not not_said or not_said not in str(caught.value)
