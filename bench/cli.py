@@ -181,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out", type=_folder, help="results folder (default results/NAME)")
     add("--baseline", default="random", help="strategy the report compares against (default random)")
     add("--list-strategies", action="store_true", help="list the registered strategies and exit")
+    add("--list-datasets", action="store_true", help="list every dataset, one line each, and exit")
     add("--dry-run", action="store_true", help="print the resolved protocol and the jobs; run nothing")
     add("--imbalance", type=_ratio, metavar="R", help="class imbalance of the pool: largest over smallest class "
         "count, an exponential profile drawn per seed (default 1: the pool as it is)")
@@ -214,13 +215,17 @@ def benchmark_command(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     grid = parse_vary(args.vary, vary_fields(parser), given=vars(args)) if args.vary else None
-    from bench.runner.benchmark import dry_run, run_benchmark  # the harness, now that there is a run to make
+    from bench.data.datasets import describe_datasets  # the harness, now that there is a run to make
+    from bench.runner.benchmark import dry_run, run_benchmark
     from bench.runner.resolve import RunOptions, build_config, load_strategy_files, resolve_baseline
     from strategies import list_strategies
 
     load_strategy_files(args.strategy_file)
     if args.list_strategies:
         print("\n".join(list_strategies()))
+        return 0
+    if args.list_datasets:
+        print(describe_datasets())
         return 0
     given = {name: getattr(args, name) for name in Protocol.__dataclass_fields__ if hasattr(args, name)}
     protocol = {name: tuple(v) if isinstance(v, list) else v for name, v in given.items()}

@@ -130,6 +130,18 @@ def test_list_strategies(cli):
     assert status == 0 and "least-confidence (lc)" in stdout and "random" in stdout
 
 
+def test_list_datasets_names_every_dataset_and_file_spec_with_a_line_each(cli):
+    from bench.data.datasets import list_datasets
+
+    status, stdout, _ = cli("--list-datasets")
+    lines = stdout.strip().splitlines()
+    assert status == 0 and [line.split()[0] for line in lines] == list_datasets()
+    assert "vectors:PATH" in stdout and "npz:PATH" in stdout and "imagefolder:PATH" in stdout
+    wine = next(line for line in lines if line.startswith("wine "))
+    assert "13 features x 178 examples" in wine and "3 classes" in wine
+    assert "3x32x32" in next(line for line in lines if line.startswith("cifar10 "))
+
+
 def test_list_strategies_describes_a_strategy_by_its_class_docstring_else_its_modules(cli, tmp_path):
     path = tmp_path / "mine.py"
     path.write_text('"""Lowest positions first (a module docstring).\n\nMore words."""\n'

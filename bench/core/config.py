@@ -27,7 +27,8 @@ MARGIN = 0.01  # +-1 AULC point
 FIRST_LOOK = 5  # seeds at the first look of --seeds auto
 MAX_SEEDS_AUTO = 30  # the default --max-seeds
 # What --help names without importing the registries (torch): tests/test_cli.py checks them against them.
-HELP_DATASETS = ("cifar10", "cifar100", "digits", "fashion-mnist", "mnist", "svhn", "npz:PATH", "imagefolder:PATH")
+HELP_DATASETS = ("breast-cancer", "cifar10", "cifar100", "digits", "digits-vectors", "fashion-mnist", "mnist", "svhn",
+                 "wine", "npz:PATH", "imagefolder:PATH", "vectors:PATH")
 HELP_MODELS = ("cnn", "resnet18", "torchvision:NAME", "a --model-file's NAME")
 
 EpochPoint = int | float  # an epoch (int), or a fraction of the epochs (float in (0, 1])
@@ -60,7 +61,7 @@ def parse_epoch_point(text: str) -> EpochPoint:
 class Protocol:
     """Everything that decides a run's numbers, apart from the strategy and the seed."""
 
-    dataset: str = "digits"  # dataset spec: a registered name, npz:PATH or imagefolder:PATH
+    dataset: str = "digits"  # dataset spec: a registered name, npz:PATH, imagefolder:PATH or vectors:PATH
     model: str = "cnn"  # registered model name
     initial: int = 30  # labeled examples before the first cycle
     budget: int = 30  # labels acquired per cycle
