@@ -156,3 +156,18 @@ def test_the_vector_setup_check_names_what_it_found(models):
     MODELS.register("test-two-outputs")(lambda d, c: VectorNet(d, 2))  # ignores n_classes
     with pytest.raises(UserError, match=r"logits of shape \[2, 2\] for 2 vectors of a 4-class dataset"):
         check_vector_setup("test-two-outputs", 9, 4)
+
+
+def test_the_bundled_tabular_sets_run_by_their_listed_names(cli, tmp_path):
+    status, listed, _ = cli("--list-datasets")
+    names = [line.split()[0] for line in listed.splitlines() if line.split()[1:2] == ["vectors:"]]
+    assert status == 0 and sorted(names) == ["breast-cancer", "digits-vectors", "wine"]
+    for name in names:
+        status, out, err = cli("--dataset", name, "--model", "mlp", "--model-param", "hidden=16", "--strategies",
+                               "margin", "random", *VECTOR_RUN[:-4], "--seeds", "2", "--out", tmp_path / name)
+        assert status == 0, err
+        rows = pd.read_parquet(tmp_path / name / "cycles.parquet")
+        classes = len(json.loads((tmp_path / name / "config.json").read_text())["dataset"]["classes"])
+        assert len(rows) == 2 * 2 * 4 and set(rows["dataset"]) == {name}
+        assert rows["test_acc"].gt(1.5 / classes).all() and rows["test_acc"].max() > 0.75, name  # it learns
+        assert f"dataset   {name}: " in out and " vectors of " in out
