@@ -174,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
         "the compiler is missing)")
     add("--backend", default="loky", help="loky (this machine, default) or dask (a dask.distributed cluster)")
     add("--scheduler-address", metavar="tcp://HOST:PORT", help="dask scheduler (default: start a local cluster)")
+    add("--cluster", metavar="slurm|pbs|lsf", help="with --backend dask: run the jobs as SLURM, PBS or LSF jobs "
+        "through dask-jobqueue, one GPU worker per job (docs/clusters.md)")
+    add("--cluster-option", action="append", default=[], metavar="KEY=VALUE", help="a keyword argument of "
+        "dask-jobqueue's cluster class (queue, account, walltime, cores, memory, job_script_prologue, ...), or "
+        "gpus=1 or max_jobs=N; a list: repeat the key (repeatable)")
     add("--force", action="store_true", help="the folder holds another configuration: move its results into "
         "previous-<time>/ inside it and start afresh")
     add("--fresh", action="store_true", help="discard the folder's results (asks on a terminal)")
@@ -244,6 +249,7 @@ def benchmark_command(argv: list[str]) -> int:
                           args.data_root, not args.no_download, args.weights, args.model_file)
     options = RunOptions(backend=args.backend, jobs=args.jobs, jobs_per_device=args.jobs_per_device,
                          compile=args.compile, scheduler_address=args.scheduler_address,
+                         cluster=args.cluster, cluster_options=tuple(args.cluster_option),
                          strategy_files=tuple(args.strategy_file), baseline=resolve_baseline(args.baseline),
                          on_existing="force" if args.force else "fresh" if args.fresh else "resume",
                          command=tuple(argv), margin=args.margin / 100, max_seeds=args.max_seeds if auto else None)

@@ -27,6 +27,7 @@ from bench.models.build import check_setup
 from bench.results.identity import covered, finished, folder_line, open_store, preview
 from bench.results.lock import FolderLock, check_writable
 from bench.results.store import CYCLES, FAILURES, RunStore
+from bench.runner import clusters
 from bench.runner.console import accuracy_table, comparison_line, describe_run
 from bench.runner.devices import resolve_devices
 from bench.runner.progress import Progress
@@ -79,6 +80,7 @@ def benchmark_round(config: RunConfig, options: RunOptions, analysis: dict[str, 
     options.validate()
     baseline = resolve_baseline(options.baseline)
     devices = resolve_devices(config.devices)
+    cluster = clusters.for_run(options, devices)  # SLURM, PBS or LSF jobs and their device, checked before any work
     config = resolve_numerics(config, devices)
     # before anything starts CUDA here or in a worker (they inherit the environment): CUBLAS_WORKSPACE_CONFIG
     use_deterministic(config.protocol.deterministic and config.device_type == "cuda")
@@ -109,10 +111,11 @@ def benchmark_round(config: RunConfig, options: RunOptions, analysis: dict[str, 
         embeddings = linear_probe.prepare_embeddings(config, data, devices[0]) if ready else None  # frozen mode only
         # the pool before config.json: an unreachable cluster leaves the folder as it was
         run_as = execution(options, config, data, devices) if ready else {}
-        workers = min(options.jobs, len(ready))  # a second worker for one job would only cost its start
+        # a second worker for one job would only cost its start; a cluster's jobs: one per job that can run
+        workers = len(ready) if cluster else min(options.jobs, len(ready))
         pool, threads = (make_pool(options.backend, devices, workers, run_as["jobs_per_device"],
                                    options.scheduler_address, isolate=bool(options.strategy_files or
-                                                                           config.model_files))
+                                                                           config.model_files), cluster=cluster)
                          if ready else (None, None))
         if ready:
             run_as["threads_per_worker"] = threads  # fixed on CPU: numbers that do not depend on --jobs
@@ -156,6 +159,7 @@ def dry_run(config: RunConfig, options: RunOptions | None = None) -> str:
         with FolderLock(config.out).holding():
             pass
     devices = resolve_devices(config.devices)
+    cluster = clusters.for_run(options, devices)
     config = resolve_numerics(config, devices)
     data: ImageData | str
     try:
@@ -182,6 +186,8 @@ def dry_run(config: RunConfig, options: RunOptions | None = None) -> str:
     recorded = RunStore(config.out).read_config() if config.out.is_dir() and resume else None
     named = fixed_analysis(config.strategies, (recorded or {}).get("analysis"), "", 0)["strategies"]
     comparisons = comparison_line(named, covered(config, widened), resolve_baseline(options.baseline), options)
+    if cluster is not None:  # the script a run would submit, once per job it runs at once
+        jobs.append(clusters.describe(cluster, devices, len(job_specs(config))))
     return "\n".join([describe_run(config, data, devices, model_note), *([resume] if resume else []), comparisons,
                       *jobs])
 

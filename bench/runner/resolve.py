@@ -31,6 +31,7 @@ from bench.data.datasets import check_dataset
 from bench.data.images import ImageData
 from bench.models.build import check_deterministic, check_model, load_model_file, model_fingerprint
 from bench.results.lock import check_place
+from bench.runner import clusters
 from bench.runner.devices import jobs_per_device
 from bench.training import linear_probe
 from bench.training.jobs import JobSpec
@@ -59,6 +60,8 @@ class RunOptions:
     jobs_per_device: int | str = 1  # jobs sharing each CUDA device, or "auto" (bench.runner.devices's rule)
     compile: bool = False  # torch.compile the model (falls back, with a warning, where it cannot)
     scheduler_address: str | None = None  # dask scheduler, tcp://HOST:PORT (None: a local cluster)
+    cluster: str | None = None  # slurm | pbs | lsf: dask workers in scheduler jobs (bench.runner.clusters)
+    cluster_options: tuple[str, ...] = ()  # KEY=VALUE for the cluster class (a list: the key repeated)
     strategy_files: tuple[Path, ...] = ()  # user strategy files, imported by the workers too
     baseline: str = "random"  # strategy the report compares against
     margin: float = MARGIN  # the equivalence margin of the verdicts (AULC fraction: 0.01 = 1 point)
@@ -94,6 +97,7 @@ class RunOptions:
             if isinstance(value, (str, bytes, os.PathLike)) or not isinstance(value, (tuple, list)):
                 raise UserError(f"The {name!r} parameter must be a tuple (of paths, of words). Got {value!r} "
                                 "instead.")
+        clusters.check_run(self)  # --cluster and its options, and the flags it needs or refuses
 
 
 def _whole(value: object, low: int) -> bool:

@@ -7,10 +7,11 @@ ready cycle goes out, a job's next cycle first (so that jobs finish early and ch
 
 Every worker runs on the device it was given: the inline pool's (one CPU slot, built-in code only), a loky
 worker's slot (claimed at its start; a worker that replaces one takes the slot it leaves), a local dask worker's
-(set in its environment, BENCH_WORKER_DEVICE); only a worker of a remote dask cluster started without one picks
-its best device. User code (strategy and model files) always runs in a worker process, so that a job whose code
-ends its process fails alone. A CUDA error that poisons a worker's context fails its job, and the pool is
-restarted once the other cycles in flight are back, so that no later cycle runs in that process.
+(set in its environment, BENCH_WORKER_DEVICE), a SLURM, PBS or LSF job's (exported by its job script: clusters);
+only a worker of a remote dask cluster started without one picks its best device. User code (strategy and model
+files) always runs in a worker process, so that a job whose code ends its process fails alone. A CUDA error that
+poisons a worker's context fails its job, and the pool is restarted once the other cycles in flight are back, so that
+no later cycle runs in that process.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from bench.core.processes import die_with_parent
 from bench.core.registry import IMPORTED_CODE, code_digest
 from bench.data.datasets import load_dataset
 from bench.models.build import load_model_file
+from bench.runner import clusters
 from bench.training.jobs import CycleResult, JobSpec, JobState
 from bench.training.linear_probe import HeadTrainer, worker_data
 from bench.training.loop import next_cycle
@@ -76,7 +78,7 @@ class Outcome:
 # ---------------------------------------------------------------------------------------------- worker side
 
 _WORKER: dict[str, Any] = {"device": None, "cache": {}, "strategy_files": set(), "poisoned": False}
-DEVICE_ENV = "BENCH_WORKER_DEVICE"  # a dask worker's device, set in its environment when it starts
+DEVICE_ENV = clusters.DEVICE_ENV  # a dask worker's device, set in its environment when it starts
 
 
 def _alive(pid: int) -> bool:
@@ -259,14 +261,16 @@ class DaskPool:
 
     device = None  # each worker's is its own (see _worker_device)
 
-    def __init__(self, address: str | None, slots: list[str]) -> None:
+    def __init__(self, address: str | None, slots: list[str], cluster: Any = None, capacity: int = 0) -> None:
         try:
             from dask.distributed import Client, Nanny, Scheduler, SpecCluster
         except ImportError:
             raise UserError("--backend dask needs dask.distributed: pip install 'al-bench[dask]' "
                             "(or pip install 'dask[distributed]').") from None
-        self._cluster = None
-        if address is None:  # the nanny keeps a worker's environment across its restarts, and so its device
+        self._cluster = cluster  # a SLURM, PBS or LSF cluster (bench.runner.clusters), already scaled
+        if cluster is not None:
+            address = cluster.scheduler_address
+        elif address is None:  # the nanny keeps a worker's environment across its restarts, and so its device
             workers = {i: {"cls": Nanny, "options": {"nthreads": 1, "env": {DEVICE_ENV: slot}}}
                        for i, slot in enumerate(slots)}
             self._cluster = SpecCluster(workers, scheduler={"cls": Scheduler, "options": {"dashboard_address": None}},
@@ -275,9 +279,12 @@ class DaskPool:
         try:
             self._client = Client(address, timeout=DASK_CONNECT_TIMEOUT_S)
         except OSError as err:
+            if self._cluster is not None:  # its jobs are cancelled, not left queued
+                self._cluster.close()
             raise UserError(f"Cannot reach the dask scheduler at {address} ({err}): check --scheduler-address "
                             "and that `dask scheduler` is running.") from None
-        self.capacity = max(1, sum(self._client.nthreads().values()))
+        # a scheduler's jobs may not have started yet: their workers, one thread each, are the capacity
+        self.capacity = capacity or max(1, sum(self._client.nthreads().values()))
 
     def submit(self, fn: Callable[..., Outcome], *args: Any):
         return self._client.submit(fn, *args, pure=False)
@@ -303,10 +310,15 @@ CPU_THREADS_PER_WORKER = 1
 
 
 def make_pool(backend: str, devices: list[str], jobs: int, jobs_per_device: int, address: str | None,
-              isolate: bool = False):
+              isolate: bool = False, cluster: clusters.ClusterPlan | None = None):
     """The pool for this run, and the torch thread count each worker should use (None: leave as is). One CPU slot
     runs in this process unless `isolate` (the run imports user code, which may end the process it runs in); a
-    CUDA slot always runs in a worker of its own, whose context dies with it."""
+    CUDA slot always runs in a worker of its own, whose context dies with it. cluster: SLURM, PBS or LSF jobs of one
+    worker each, as many as `jobs`, on the device their job script gives them."""
+    if cluster is not None:
+        started, n = clusters.start(cluster, clusters.worker_device(cluster, devices), jobs)
+        threads = CPU_THREADS_PER_WORKER if devices == ["cpu"] else clusters.threads(cluster)
+        return DaskPool(None, [], cluster=started, capacity=n), threads
     slots = ["cpu"] * jobs if devices == ["cpu"] else [d for d in devices for _ in range(jobs_per_device)]
     # CUDA workers launch kernels and gather batches on the CPU: a fair share of the cores each (a CPU worker
     # keeps one thread, see above)
