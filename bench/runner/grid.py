@@ -20,14 +20,17 @@ from bench.core.config import RunConfig
 from bench.core.errors import UserError
 from bench.core.vary import Grid, Setting
 from bench.data.datasets import load_dataset
+from bench.data.images import dataset_fingerprint
 from bench.data.imbalance import pool_size
 from bench.report.grid_report import write_grid_report
-from bench.results.identity import make_room
+from bench.results.identity import make_room, preview
 from bench.results.lock import FolderLock, check_writable
 from bench.results.store import CONFIG, CYCLES, RunStore, read_json, write_json
 from bench.runner import seeds_auto
 from bench.runner.benchmark import benchmark_round, check_model_setup, dry_run
-from bench.runner.resolve import RunOptions, build_config, resolve_baseline
+from bench.runner.devices import resolve_devices
+from bench.runner.resolve import RunOptions, build_config, job_specs, resolve_baseline, resolve_numerics
+from strategies import STRATEGIES
 
 GRID = "grid.json"  # the parent's record of the grid: what a resumed --vary must ask again
 
@@ -93,16 +96,18 @@ def check_parent(run: GridRun, options: RunOptions) -> None:
     if (parent / GRID).is_file() and options.on_existing == "resume":
         stored = read_json(parent / GRID)
         now = grid_record(run, options)
-        keys = ("grid", "strategies", "baseline", "margin", "design", "seeds")
+        # fixed seeds: more seeds or strategies widen each setting's folder, as they widen a run's, and the grid is
+        # tested again as a whole; --seeds auto's looks were taken for one question and one plan
+        keys = ("grid", "baseline", "margin", "design") + (("strategies", "seeds") if now["design"] != "fixed" else ())
         differ = [k for k in keys if not isinstance(stored, dict) or stored.get(k) != now[k]]
         if differ:
             raise UserError(f"{parent} holds another grid (its {', '.join(differ)} differ from this command's): "
                             "run its own command again to resume it, use --name for a new folder, or --force.")
 
 
-def check_settings(run: GridRun) -> None:
-    """What a run checks of its dataset and model before any work, for every setting: a setting that cannot run
-    is refused before the first one starts."""
+def check_settings(run: GridRun, options: RunOptions) -> None:
+    """What a run checks of its dataset, model and folder before any work, for every setting: a setting that cannot
+    run, or whose folder holds another configuration, is refused before the first one starts."""
     loaded: dict[tuple[str, Path], Any] = {}
     for setting, config in run.settings:
         key = (config.protocol.dataset, config.data_root)
@@ -112,6 +117,10 @@ def check_settings(run: GridRun) -> None:
         try:
             config.protocol.validate_pool(pool_size(data.y_train, config.protocol.imbalance))
             check_model_setup(config, data)
+            if options.on_existing == "resume":  # the folder's refusals, read and not written (identity.preview)
+                resolved = resolve_numerics(config, resolve_devices(config.devices))
+                preview(dataclasses.replace(resolved, dataset_fingerprint=dataset_fingerprint(data)), job_specs,
+                        STRATEGIES.names())
         except UserError as err:
             raise UserError(f"setting {setting.slug}: {err}") from None
 
@@ -137,7 +146,7 @@ def run_grid(run: GridRun, options: RunOptions) -> tuple[Path | None, list[str]]
     only), then write the grid's report. Returns report.md's path (None: nothing finished) and the failed jobs."""
     options.validate()
     check_parent(run, options)
-    check_settings(run)
+    check_settings(run, options)
     check_writable(run.parent)
     run.parent.mkdir(parents=True, exist_ok=True)
     print(grid_line(run, options), flush=True)

@@ -5,6 +5,7 @@ line on the console and first in PARENT/report.md; a run killed by SIGTERM that 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -129,8 +130,20 @@ def test_a_grid_folder_refuses_another_grid_or_protocol(reference, cli, tmp_path
     parent = tmp_path / "copy"
     status, _, err = cli(*TINY, "--vary", "initial=20,30", "--out", reference[0])
     assert status == 2 and "holds another grid" in one_line(err)
+    before = {p: p.read_bytes() for p in reference[0].rglob("*") if p.is_file()}
     status, _, err = cli(*TINY[:-1], "3", *VARY, "--out", reference[0])  # --epochs 3
     assert status == 2 and "another configuration" in one_line(err) and "epochs" in one_line(err)
+    assert {p: p.read_bytes() for p in reference[0].rglob("*") if p.is_file()} == before  # refused before any write
+    # more seeds widen a fixed-seeds grid as they widen a run; a grid of seeds in rounds keeps its question
+    copy = tmp_path / "widened"
+    shutil.copytree(reference[0], copy)
+    status, out, err = cli(*TINY[:4], "3", *TINY[5:], *VARY, "--out", copy)
+    assert status == 0, err
+    assert all(set(pd.read_parquet(copy / s / "cycles.parquet")["seed"]) == {0, 1, 2} for s in SETTINGS)
+    assert (_verdicts(copy)["n_pairs"] == 3).all()
+    record = json.loads((copy / GRID).read_text())
+    status, _, err = cli(*TINY[:4], "auto", "--max-seeds", "6", *TINY[5:], *VARY, "--out", copy)
+    assert status == 2 and "holds another grid (its design" in one_line(err), record
     assert not parent.exists()
 
 
