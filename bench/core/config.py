@@ -29,7 +29,7 @@ MAX_SEEDS_AUTO = 30  # the default --max-seeds
 # What --help names without importing the registries (torch): tests/test_cli.py checks them against them.
 HELP_DATASETS = ("breast-cancer", "cifar10", "cifar100", "digits", "digits-vectors", "fashion-mnist", "mnist", "svhn",
                  "wine", "npz:PATH", "imagefolder:PATH", "vectors:PATH")
-HELP_MODELS = ("cnn", "resnet18", "torchvision:NAME", "a --model-file's NAME")
+HELP_MODELS = ("cnn", "resnet18", "linear", "mlp", "torchvision:NAME", "a --model-file's NAME")
 
 EpochPoint = int | float  # an epoch (int), or a fraction of the epochs (float in (0, 1])
 
@@ -63,6 +63,7 @@ class Protocol:
 
     dataset: str = "digits"  # dataset spec: a registered name, npz:PATH, imagefolder:PATH or vectors:PATH
     model: str = "cnn"  # registered model name
+    model_params: tuple[tuple[str, str], ...] = ()  # --model-param KEY=VALUE pairs for the model's factory, by key
     initial: int = 30  # labeled examples before the first cycle
     budget: int = 30  # labels acquired per cycle
     cycles: int = 6  # train + evaluate rounds; the last one acquires nothing
@@ -129,6 +130,13 @@ class Protocol:
                 raise UserError(f"The 'image_size' parameter must be at most {MAX_IMAGE_SIZE} pixels: a batch of "
                                 f"{self.image_size}x{self.image_size} images needs more memory than a machine has. "
                                 f"Got {self.image_size} instead.")
+        pairs = self.model_params
+        if not isinstance(pairs, tuple) or any(
+                not (isinstance(kv, tuple) and len(kv) == 2 and all(isinstance(x, str) for x in kv)) for kv in pairs):
+            raise UserError("The 'model_params' parameter must be a tuple of (name, value) string pairs, as "
+                            f"--model-param NAME=VALUE gives. Got {pairs!r} instead.")
+        if len({k for k, _ in pairs}) != len(pairs):
+            raise UserError(f"The 'model_params' parameter names a model parameter twice. Got {pairs!r} instead.")
         if self.convention not in CONVENTIONS:
             raise UserError(f"The 'convention' parameter must be one of {', '.join(CONVENTIONS)}. "
                             f"Got {self.convention!r} instead.")
@@ -255,6 +263,8 @@ class RunConfig:
         params = dict(sorted(self.strategy_params.get(strategy, {}).items()))
         identity = {"protocol": protocol_identity(self.protocol), "dataset": self.dataset_fingerprint,
                     "strategy": strategy, "params": params}
+        if self.protocol.train_mode == "frozen":  # the head's inputs changed: another job than a raw-embedding run's
+            identity["head"] = FROZEN_HEAD
         if self.model_fingerprint:  # only when set: a run without weights or a model file keeps its identity
             identity["model"] = dict(sorted(self.model_fingerprint.items()))
         if strategy in self.strategy_code:  # a user's strategy: the code it runs (an edited file is another job)
@@ -268,9 +278,12 @@ class RunConfig:
 # The precision each setting computes in on a CPU without native bf16: what a folder whose config.json predates the
 # resolved precision is taken to have run in (bench.results.identity), and a configuration's before it is resolved.
 CPU_PRECISION = {"auto": "float32", "fp32": "float32", "tf32": "tf32", "bf16": "bfloat16", "fp16": "float16"}
+# What a frozen-feature cycle trains (bench.training.linear_probe): part of its jobs' identity, so that a folder of the
+# head trained on raw embeddings, before they were standardised, is not resumed with these numbers.
+FROZEN_HEAD = "linear model on the embeddings standardised by the pool"
 # Optional protocol fields enter a job's identity only when set: a protocol without them hashes as it always has.
 OPTIONAL_FIELDS = {"image_size": None, "train_mode": "finetune", "deterministic": True, "optimizer": "sgd",
-                   "imbalance": 1.0}
+                   "imbalance": 1.0, "model_params": ()}
 
 
 def protocol_identity(protocol: Protocol) -> dict[str, Any]:

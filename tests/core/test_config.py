@@ -101,7 +101,7 @@ def _config(**fields) -> cfg.RunConfig:
 def test_a_job_hash_without_the_optional_fields_is_the_hash_it_always_was():
     protocol = cfg.Protocol(epochs=3)
     fields = {k: v for k, v in dataclasses.asdict(protocol).items()
-              if k not in ("image_size", "train_mode", "deterministic", "optimizer", "imbalance")}
+              if k not in ("image_size", "train_mode", "deterministic", "optimizer", "imbalance", "model_params")}
     text = json.dumps({"protocol": fields, "dataset": "abc", "strategy": "random", "params": {"k": 1}},
                       sort_keys=True, default=str)
     config = _config(protocol=protocol, dataset_fingerprint="abc", strategy_params={"random": {"k": 1}})
@@ -109,7 +109,8 @@ def test_a_job_hash_without_the_optional_fields_is_the_hash_it_always_was():
 
 
 @pytest.mark.parametrize("change", [{"image_size": 16}, {"train_mode": "frozen"}, {"deterministic": False},
-                                    {"optimizer": "adamw"}, {"imbalance": 4.0}, {"epochs": 4}, {"lr": 0.01}])
+                                    {"optimizer": "adamw"}, {"imbalance": 4.0}, {"epochs": 4}, {"lr": 0.01},
+                                    {"model_params": (("hidden", "64"),)}])
 def test_each_protocol_field_set_off_its_default_is_another_job(change):
     base = _config(protocol=cfg.Protocol(epochs=3))
     changed = _config(protocol=dataclasses.replace(cfg.Protocol(epochs=3), **change))

@@ -174,6 +174,8 @@ def test_train_mode_is_part_of_the_job_identity_and_finetune_hashes_are_unchange
     assert (config().job_hash("random"), config().job_hash("entropy")) == ("5ac5456e8c06", "ef77db0efcdc")
     assert config(train_mode="finetune").job_hash("random") == "5ac5456e8c06"
     assert config(train_mode="frozen").job_hash("random") != "5ac5456e8c06"
+    # the frozen hash of the code whose head trained on raw embeddings: standardised ones are another job
+    assert config(train_mode="frozen").job_hash("random") != "38516d7945f2"
     # a folder written before the field existed is the same configuration as a finetune run, not a frozen one
     stored = json.loads(json.dumps(config().result_defining(), default=str))
     del stored["protocol"]["train_mode"]
