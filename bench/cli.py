@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--cluster-option", action="append", default=[], metavar="KEY=VALUE", help="a keyword argument of "
         "dask-jobqueue's cluster class (queue, account, walltime, cores, memory, job_script_prologue, ...), or "
         "gpus=1 or max_jobs=N; a list: repeat the key (repeatable)")
+    add("--track", default="none", metavar="none|mlflow", help="mirror each job's params and per-cycle metrics "
+        "into MLflow (pip install -e '.[mlflow]'); the results folder stays the source of truth (docs/tracking.md)")
+    add("--tracking-uri", metavar="URI", help="with --track mlflow: the store, a folder, sqlite:///PATH/mlflow.db or "
+        "http://HOST:PORT (default: MLflow's own, MLFLOW_TRACKING_URI or sqlite:///mlflow.db here)")
     add("--force", action="store_true", help="the folder holds another configuration: move its results into "
         "previous-<time>/ inside it and start afresh")
     add("--fresh", action="store_true", help="discard the folder's results (asks on a terminal)")
@@ -252,7 +256,8 @@ def benchmark_command(argv: list[str]) -> int:
                          cluster=args.cluster, cluster_options=tuple(args.cluster_option),
                          strategy_files=tuple(args.strategy_file), baseline=resolve_baseline(args.baseline),
                          on_existing="force" if args.force else "fresh" if args.fresh else "resume",
-                         command=tuple(argv), margin=args.margin / 100, max_seeds=args.max_seeds if auto else None)
+                         command=tuple(argv), margin=args.margin / 100, max_seeds=args.max_seeds if auto else None,
+                         track=args.track, tracking_uri=args.tracking_uri)
     options.validate()
     if auto:
         from bench.runner import seeds_auto  # --seeds auto's design (scipy): only a run that asks for it loads it

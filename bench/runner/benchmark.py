@@ -42,6 +42,7 @@ from bench.runner.resolve import (
     user_files,
 )
 from bench.runner.scheduler import DataSource, Driver, InlinePool, Outcome, make_pool
+from bench.runner.tracking import Tracker, open_tracker
 from bench.training import linear_probe
 from bench.training.jobs import JobSpec, JobState
 from bench.training.loop import start_state
@@ -65,18 +66,21 @@ def run_benchmark(config: RunConfig, options: RunOptions | None = None) -> RunRe
                         "run_benchmark does not run: call bench.benchmark_in_rounds(config, options), or leave "
                         "max_seeds None for the config's fixed seeds.")
     # one hold of the folder's lock from the first write to the report's last: no report or run in between
+    tracker = open_tracker(options.track, options.tracking_uri)  # --track: a mirror of the folder, never in the way
     with contextlib.ExitStack() as held:
-        failures = benchmark_round(config, options, held=held)
-        return finish(config.out, failures, options)
+        failures = benchmark_round(config, options, held=held, tracker=tracker)
+        return finish(config.out, failures, options, tracker)
 
 
 def benchmark_round(config: RunConfig, options: RunOptions, analysis: dict[str, Any] | None = None,
-                    quiet: bool = False, held: contextlib.ExitStack | None = None) -> list[str]:
+                    quiet: bool = False, held: contextlib.ExitStack | None = None,
+                    tracker: Tracker | None = None) -> list[str]:
     """Run the pending jobs of config's strategies and seeds, and those only: a folder that holds other strategies
     or seeds keeps them, and config.json records the union. analysis: what config.json records of the verdicts'
     design (default: the fixed design with options' baseline and margin). quiet: no description (a later round
     of --seeds auto). held: where the folder's lock goes, to be held beyond this call (by run_benchmark and
-    seeds_auto, until their report is written); None: released on return. Returns the keys of the failed jobs."""
+    seeds_auto, until their report is written); None: released on return. tracker: where --track mirrors the rows
+    (None: a tracker of this round alone). Returns the keys of the failed jobs."""
     options.validate()
     baseline = resolve_baseline(options.baseline)
     devices = resolve_devices(config.devices)
@@ -127,16 +131,19 @@ def benchmark_round(config: RunConfig, options: RunOptions, analysis: dict[str, 
                 payload["frozen"]["embeddings_sha256"] = embeddings[1]
             store.write_config({**payload, "execution": run_as, "analysis": analysis})
             store.clear_failures()
+            tracker = tracker or open_tracker(options.track, options.tracking_uri)
+            tracker.start(config, specs, store.cycles(), resumed)
             failures = schedule(config, options, store, specs, ready, done, pool, threads,
-                                run_as.get("compile", False), embeddings)
+                                run_as.get("compile", False), embeddings, tracker)
         finally:
             if pool is not None:
                 pool.close()
     return failures
 
 
-def finish(folder: Path, failures: list[str], options: RunOptions) -> RunResult:
-    """The accuracy table, the report and its verdicts on the console, and the failed jobs named."""
+def finish(folder: Path, failures: list[str], options: RunOptions, tracker: Tracker | None = None) -> RunResult:
+    """The accuracy table, the report and its verdicts on the console, and the failed jobs named; the report and
+    its verdicts to the tracker."""
     store = RunStore(folder)
     report = None
     if not store.cycles().empty:  # every job may have failed before its first row: then there is nothing to show
@@ -147,6 +154,7 @@ def finish(folder: Path, failures: list[str], options: RunOptions) -> RunResult:
     if failures:
         print(f"failed    {len(failures)} job(s): {', '.join(failures)}; details in {folder / FAILURES}",
               file=sys.stderr)
+    (tracker or Tracker()).finish(folder, report, bool(failures))
     return RunResult(folder, tuple(failures), report)
 
 
@@ -217,9 +225,11 @@ def write_report_or_explain(folder: Path, baseline: str, margin: float | None = 
 
 def schedule(config: RunConfig, options: RunOptions, store: RunStore, specs: list[JobSpec], ready: list,
              done: dict, pool: Any, threads: int | None, compiled: bool = False,
-             embeddings: tuple[Path, str] | None = None) -> list[str]:
+             embeddings: tuple[Path, str] | None = None, tracker: Tracker | None = None) -> list[str]:
     """Run what is left on the pool, writing each finished cycle at once; returns the keys of failed jobs.
-    embeddings: frozen mode's cache file and the sha256 of its content, which the workers read and check."""
+    embeddings: frozen mode's cache file and the sha256 of its content, which the workers read and check.
+    tracker: told of each cycle once it is in the folder."""
+    tracker = tracker or Tracker()
     failures: list[str] = []
     source = DataSource(config.protocol.dataset, str(config.data_root), config.download,
                         tuple(str(Path(f).resolve()) for f in options.strategy_files), compile=compiled,
@@ -237,6 +247,7 @@ def schedule(config: RunConfig, options: RunOptions, store: RunStore, specs: lis
             else:
                 store.remove_checkpoint(spec.strategy, spec.seed)
             progress.cycle_done(spec, result.record)
+            tracker.cycle(spec, result.record)  # after the folder's writes: the folder is the source of truth
 
         def on_failure(outcome: Outcome) -> None:
             failures.append(outcome.spec.key)
@@ -244,6 +255,7 @@ def schedule(config: RunConfig, options: RunOptions, store: RunStore, specs: lis
                                "error": outcome.error, "traceback": outcome.traceback,
                                "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
             progress.failed(outcome.spec, outcome.error)
+            tracker.failed(outcome.spec)
 
         if ready:
             Driver(pool, source, threads, on_cycle, on_failure).run(ready)

@@ -33,6 +33,7 @@ from bench.models.build import check_deterministic, check_model, load_model_file
 from bench.results.lock import check_place
 from bench.runner import clusters
 from bench.runner.devices import jobs_per_device
+from bench.runner.tracking import check_tracking
 from bench.training import linear_probe
 from bench.training.jobs import JobSpec
 from bench.training.optim import optimizer_class
@@ -68,6 +69,8 @@ class RunOptions:
     max_seeds: int | None = None  # --seeds auto: seeds in rounds up to this many; None: the config's fixed seeds
     on_existing: str = "resume"  # resume | force (move old results aside) | fresh (delete them)
     command: tuple[str, ...] = ()  # the command line, recorded in config.json
+    track: str = "none"  # none | mlflow: each job's params and per-cycle metrics mirrored (bench.runner.tracking)
+    tracking_uri: str | None = None  # MLflow tracking URI (None: MLflow's default, sqlite:///mlflow.db here)
 
     def validate(self) -> None:
         """Every field checked as the command line checks its flag: one UserError, before any work."""
@@ -97,6 +100,7 @@ class RunOptions:
             if isinstance(value, (str, bytes, os.PathLike)) or not isinstance(value, (tuple, list)):
                 raise UserError(f"The {name!r} parameter must be a tuple (of paths, of words). Got {value!r} "
                                 "instead.")
+        check_tracking(self.track, self.tracking_uri)  # --track mlflow without MLflow installed: refused here
         clusters.check_run(self)  # --cluster and its options, and the flags it needs or refuses
 
 

@@ -21,6 +21,7 @@ from bench.results.lock import FolderLock
 from bench.results.store import RunStore
 from bench.runner.benchmark import benchmark_round, finish
 from bench.runner.resolve import RunOptions, RunResult, resolve_baseline
+from bench.runner.tracking import Tracker, open_tracker
 
 
 def primary_pairs(config: RunConfig, options: RunOptions) -> list[tuple[str, str]]:
@@ -69,12 +70,13 @@ def benchmark_in_rounds(config: RunConfig, options: RunOptions) -> RunResult:
     plan = plan_for(config, options)
     print(f"rounds    --seeds auto: looks at {', '.join(map(str, plan.looks))} seeds; {verdicts.SEQUENTIAL_METHOD}, "
           f"nominal level {plan.nominal:.4f} per look over {plan.comparisons} comparison(s)", flush=True)
+    tracker = open_tracker(options.track, options.tracking_uri)  # every round into the same runs
     with contextlib.ExitStack() as held:  # the folder's lock, from the first look to the report's last write
-        return _rounds(config, options, plan, held)
+        return _rounds(config, options, plan, held, tracker)
 
 
 def _rounds(config: RunConfig, options: RunOptions, plan: verdicts.SequentialPlan,
-            held: contextlib.ExitStack) -> RunResult:
+            held: contextlib.ExitStack, tracker: Tracker) -> RunResult:
     if config.out.is_dir():
         held.enter_context(FolderLock(config.out).holding())
         make_room(config.out, options.on_existing)  # --force and --fresh act once, before round 1 looks
@@ -91,7 +93,7 @@ def _rounds(config: RunConfig, options: RunOptions, plan: verdicts.SequentialPla
             s for s in config.strategies if s in verdicts.strategies_to_run(found))
         round_config = dataclasses.replace(config, strategies=active, seeds=tuple(range(n)))
         failures = benchmark_round(round_config, options, analysis_record(config, options, plan, history),
-                                   quiet=not first, held=held)
+                                   quiet=not first, held=held, tracker=tracker)
         first = False
         if failures:  # the look cannot be reached without them
             break
@@ -103,7 +105,7 @@ def _rounds(config: RunConfig, options: RunOptions, plan: verdicts.SequentialPla
                   f"undecided {', '.join(latest['undecided']) or 'none'}", flush=True)
     _, history = look(config, options, plan)
     _record(config, analysis_record(config, options, plan, history))
-    return finish(config.out, failures, options)
+    return finish(config.out, failures, options, tracker)
 
 
 def _record(config: RunConfig, analysis: dict[str, Any]) -> None:
