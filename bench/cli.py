@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--subset", type=_subset, help="candidates scored per cycle ('all' for the whole pool)")
     add("--epochs", type=int, help="training epochs per cycle")
     add("--batch-size", type=int, help="training batch size")
+    add("--model-param", action="append", default=[], metavar="KEY=VALUE",
+        help="a parameter of the model's factory (repeatable), e.g. --model mlp --model-param hidden=256,256")
     add("--optimizer", help="sgd (default, as the presets are published), adamw, or any torch.optim optimizer by "
         "name (rmsprop, nadam, ...); its other settings stay torch's defaults")
     add("--lr", type=float, help="learning rate")
@@ -254,6 +256,8 @@ def benchmark_command(argv: list[str]) -> int:
     options = RunOptions(backend=args.backend, jobs=args.jobs, jobs_per_device=args.jobs_per_device,
                          compile=args.compile, scheduler_address=args.scheduler_address,
                          cluster=args.cluster, cluster_options=tuple(args.cluster_option),
+    if args.model_param:
+        protocol["model_params"] = parse_model_params(args.model_param)
                          strategy_files=tuple(args.strategy_file), baseline=resolve_baseline(args.baseline),
                          on_existing="force" if args.force else "fresh" if args.fresh else "resume",
                          command=tuple(argv), margin=args.margin / 100, max_seeds=args.max_seeds if auto else None,
@@ -396,3 +400,16 @@ def parse_strategy_params(items: list[str]) -> dict[str, dict[str, str]]:
             raise UserError(f"--strategy-param {item!r} must read STRATEGY.KEY=VALUE, e.g. learning-loss.margin=0.5.")
         params.setdefault(name, {})[key] = value
     return params
+def parse_model_params(items: list[str]) -> tuple[tuple[str, str], ...]:
+    """['hidden=256,256'] -> (('hidden', '256,256'),), sorted by key (values parsed by the model's factory)."""
+    params: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not key.strip().isidentifier():
+            raise UserError(f"--model-param {item!r} must read KEY=VALUE, e.g. hidden=256,256.")
+        if key.strip() in params:
+            raise UserError(f"--model-param gives {key.strip()!r} twice: give each parameter once.")
+        params[key.strip()] = value.strip()
+    return tuple(sorted(params.items()))
+
+

@@ -23,7 +23,8 @@ from bench.core.seeding import use_deterministic
 from bench.data.datasets import DATASETS, load_dataset
 from bench.data.images import ImageData, dataset_fingerprint
 from bench.data.imbalance import pool_size
-from bench.models.build import check_setup
+from bench.data.vectors import VectorData
+from bench.models.build import check_image_model, check_model_params, check_setup, check_vector_setup
 from bench.results.identity import covered, finished, folder_line, open_store, preview
 from bench.results.lock import FolderLock, check_writable
 from bench.results.store import CYCLES, FAILURES, RunStore
@@ -39,6 +40,7 @@ from bench.runner.resolve import (
     job_specs,
     resolve_baseline,
     resolve_numerics,
+    settle_for_data,
     user_files,
 )
 from bench.runner.scheduler import DataSource, Driver, InlinePool, Outcome, make_pool
@@ -85,10 +87,10 @@ def benchmark_round(config: RunConfig, options: RunOptions, analysis: dict[str, 
     baseline = resolve_baseline(options.baseline)
     devices = resolve_devices(config.devices)
     cluster = clusters.for_run(options, devices)  # SLURM, PBS or LSF jobs and their device, checked before any work
-    config = resolve_numerics(config, devices)
+    data = load_dataset(config.protocol.dataset, config.data_root, config.download)
+    config = resolve_numerics(settle_for_data(config, data), devices)
     # before anything starts CUDA here or in a worker (they inherit the environment): CUBLAS_WORKSPACE_CONFIG
     use_deterministic(config.protocol.deterministic and config.device_type == "cuda")
-    data = load_dataset(config.protocol.dataset, config.data_root, config.download)
     config.protocol.validate_pool(pool_size(data.y_train, config.protocol.imbalance))
     model_note = check_model_setup(config, data)
     config = dataclasses.replace(config, dataset_fingerprint=dataset_fingerprint(data))
@@ -168,8 +170,7 @@ def dry_run(config: RunConfig, options: RunOptions | None = None) -> str:
             pass
     devices = resolve_devices(config.devices)
     cluster = clusters.for_run(options, devices)
-    config = resolve_numerics(config, devices)
-    data: ImageData | str
+    data: ImageData | VectorData | str
     try:
         data = load_dataset(config.protocol.dataset, config.data_root, download=False)
     except UserError as err:
@@ -177,6 +178,7 @@ def dry_run(config: RunConfig, options: RunOptions | None = None) -> str:
             raise
         data = f"not loaded ({str(err).partition(':')[0]}); a run downloads it"
     model_note, widened, resume = "", config, None
+    config = resolve_numerics(config if isinstance(data, str) else settle_for_data(config, data), devices)
     if not isinstance(data, str):
         config.protocol.validate_pool(pool_size(data.y_train, config.protocol.imbalance))
         model_note = check_model_setup(config, data)
@@ -200,12 +202,22 @@ def dry_run(config: RunConfig, options: RunOptions | None = None) -> str:
                       *jobs])
 
 
-def check_model_setup(config: RunConfig, data: ImageData) -> str:
-    """The model's checks before any work (bench.models.build.check_setup) at the size the model is fed; its note."""
+def check_model_setup(config: RunConfig, data: ImageData | VectorData) -> str:
+    """The model's checks before any work (bench.models.build) at the size the model is fed; its note. On vectors, a
+    strategy that reads the images is refused in one line."""
     p = config.protocol
     channels, height, width = (int(n) for n in data.x_train.shape[1:])
-    height, width = (p.image_size, p.image_size) if p.image_size else (height, width)
     stage_users = [s for s in config.strategies if STRATEGIES.get(s).reads_stages()]
+    if isinstance(data, VectorData):
+        for name in config.strategies:
+            if STRATEGIES.get(name).needs & {"images", "labeled_images"}:
+                raise UserError(f"Strategy {name!r} reads images, and {p.dataset} is a dataset of vectors: drop "
+                                f"{name!r}, or run it on the images.")
+        return check_vector_setup(p.model, data.dim, data.n_classes, stage_users, dict(p.model_params),
+                                  config.weights, config.model_fingerprint.get("weights"))
+    check_image_model(p.model)
+    check_model_params(p.model, dict(p.model_params))
+    height, width = (p.image_size, p.image_size) if p.image_size else (height, width)
     for name in config.strategies:  # a strategy that reads the images refuses a size it cannot take (VAAL's VAE)
         STRATEGIES.get(name)(**config.strategy_params.get(name, {})).check_images(channels, height, width)
     return check_setup(p.model, channels, height, width, data.n_classes, stage_users, config.weights,

@@ -27,8 +27,9 @@ from bench.core.config import (
 )
 from bench.core.errors import UserError
 from bench.core.registry import IMPORTED_CODE, code_digest, unknown_name
-from bench.data.datasets import check_dataset
+from bench.data.datasets import check_dataset, holds_vectors
 from bench.data.images import ImageData
+from bench.data.vectors import VectorData
 from bench.models.build import check_deterministic, check_model, load_model_file, model_fingerprint
 from bench.results.lock import check_place
 from bench.runner import clusters
@@ -38,6 +39,7 @@ from bench.training import linear_probe
 from bench.training.jobs import JobSpec
 from bench.training.optim import optimizer_class
 from bench.training.trainer import compile_works, precision_name
+from bench.training.vector_trainer import STANDARDISE
 from strategies import STRATEGIES, create_strategy, load_strategy_file
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -153,6 +155,9 @@ def build_config(preset: str = "quick", strategies: list[str] | None = None, see
         target = STRATEGIES.canonical(given_name)
         if target not in names:  # it would change nothing but the configuration's identity
             raise UserError(f"--strategy-param sets {target!r}, which is not among the strategies of this run "
+    if holds_vectors(p.dataset) and not strategies:  # by default: what cannot run on vectors (or this model) left out
+        names = [n for n in names if not STRATEGIES.get(n).needs & {"images", "labeled_images"}
+                 and not (p.model == "linear" and STRATEGIES.get(n).reads_stages())]
                             f"({', '.join(names)}): add it to --strategies or drop the parameter.")
         params.setdefault(target, {}).update(given)
     for strategy_name in names:
@@ -258,6 +263,22 @@ def resolve_numerics(config: RunConfig, devices: list[str]) -> RunConfig:
     after refusing a model that deterministic mode cannot train there."""
     device = torch.device(devices[0])
     check_deterministic(config.protocol.model, device.type, config.protocol.deterministic)
+def settle_for_data(config: RunConfig, data: ImageData | VectorData) -> RunConfig:
+    """config as its dataset decides it: vectors train in fp32, with no augmentation (bench.training.vector_trainer);
+    a setting that means nothing for vectors is refused in one line."""
+    p = config.protocol
+    if not isinstance(data, VectorData):
+        return config
+    given = {"--train-mode frozen": p.train_mode == "frozen", f"--image-size {p.image_size}": p.image_size,
+             f"--precision {p.precision}": p.precision not in ("auto", "fp32")}
+    refused = [flag for flag, present in given.items() if present]
+    if refused:
+        raise UserError(f"{refused[0]} has no meaning for {p.dataset}, a dataset of vectors (they train in fp32, "
+                        "unresized, on the vector models; --train-mode frozen is what embeds images into vectors): "
+                        "drop it.")
+    return dataclasses.replace(config, protocol=dataclasses.replace(p, precision="fp32", augment=False))
+
+
     return dataclasses.replace(config, device_type=device.type,
                                precision_used=precision_name(config.protocol.precision, device))
 
@@ -280,7 +301,8 @@ def epoch_proportions(config: RunConfig) -> dict[str, Any]:
     return proportions(p.epochs, points)
 
 
-def config_payload(config: RunConfig, data: ImageData, devices: list[str], command: tuple[str, ...]) -> dict:
+def config_payload(config: RunConfig, data: ImageData | VectorData, devices: list[str],
+                   command: tuple[str, ...]) -> dict:
     return {
         "name": config.name, "preset": config.preset,
         "job_hashes": {s: config.job_hash(s) for s in config.strategies},
@@ -295,7 +317,9 @@ def config_payload(config: RunConfig, data: ImageData, devices: list[str], comma
                   "model_files": [str(Path(f).resolve()) for f in config.model_files]},
         "dataset": {"spec": config.protocol.dataset, "n_train": int(data.x_train.shape[0]),
                     "n_test": int(data.x_test.shape[0]), "shape": list(data.x_train.shape[1:]),
-                    "classes": data.classes, "mean": data.mean, "std": data.std},
+                    "classes": data.classes,
+                    **({"kind": "vectors", "standardise": STANDARDISE} if isinstance(data, VectorData)
+                       else {"mean": data.mean, "std": data.std})},
         "devices": {d: provenance.device_name(d) for d in devices},
         "versions": provenance.versions(), "git_commit": provenance.git_commit(PROJECT_ROOT),
         "command": list(command), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

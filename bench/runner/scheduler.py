@@ -36,12 +36,14 @@ from bench.core.errors import UserError
 from bench.core.processes import die_with_parent
 from bench.core.registry import IMPORTED_CODE, code_digest
 from bench.data.datasets import load_dataset
+from bench.data.vectors import VectorData
 from bench.models.build import load_model_file
 from bench.runner import clusters
 from bench.training.jobs import CycleResult, JobSpec, JobState
-from bench.training.linear_probe import HeadTrainer, worker_data
+from bench.training.linear_probe import worker_data
 from bench.training.loop import next_cycle
 from bench.training.trainer import DeviceData, Trainer
+from bench.training.vector_trainer import VectorDeviceData, VectorTrainer
 from strategies import load_strategy_file
 
 
@@ -124,16 +126,17 @@ def _poisons_context(err: BaseException) -> bool:
 
 
 def _trainer(source: DataSource, protocol: Protocol, device: str) -> tuple[Trainer, int]:
-    key = (source, device, protocol.augment)
-    if key not in _WORKER["cache"] and source.embeddings:  # frozen mode: the driver's embeddings file, for every worker
-        _WORKER["cache"] = {key: worker_data(source.embeddings, source.embeddings_sha256, torch.device(device))}
-    elif key not in _WORKER["cache"]:
-        data = load_dataset(source.spec, source.root, source.download)
-        _WORKER["cache"] = {key: (DeviceData.from_images(data, torch.device(device), protocol.augment), data.n_classes)}
+    key, on = (source, device, protocol.augment), torch.device(device)
+    if key not in _WORKER["cache"]:  # frozen mode: the driver's embeddings file, for every worker, as vectors
+        data = (worker_data(source.embeddings, source.embeddings_sha256) if source.embeddings
+                else load_dataset(source.spec, source.root, source.download))
+        device_data = (VectorDeviceData.from_vectors(data, on) if isinstance(data, VectorData)
+                       else DeviceData.from_images(data, on, protocol.augment))
+        _WORKER["cache"] = {key: (device_data, data.n_classes)}
     device_data, n_classes = _WORKER["cache"][key]
-    if source.embeddings:
-        return HeadTrainer(device_data, protocol, torch.device(device)), n_classes
-    return Trainer(device_data, protocol, torch.device(device), compile=source.compile), n_classes
+    if isinstance(device_data, VectorDeviceData):
+        return VectorTrainer(device_data, protocol, on), n_classes
+    return Trainer(device_data, protocol, on, compile=source.compile), n_classes
 
 
 def _import_strategy_files(source: DataSource) -> None:
