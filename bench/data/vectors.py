@@ -11,6 +11,7 @@ The built-in sets (digits-vectors, breast-cancer, wine) are in bench/data/bundle
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +54,10 @@ def from_vector_arrays(name: str, x_train: np.ndarray, y_train: np.ndarray, x_te
     """A VectorData from numpy arrays, checking what a user's file could get wrong (one UserError each)."""
     for what, x in (("x_train", x_train), ("x_test", x_test)):
         if x.ndim != 2:
+            fix = " (one feature per example: x.reshape(-1, 1))" if x.ndim == 1 else (
+                " (flatten each example: x.reshape(len(x), -1))" if x.ndim > 2 else "")
             raise UserError(f"{name}: {what} must be a 2-d array of feature vectors [examples, features]. Got shape "
-                            f"{list(x.shape)} instead.")
+                            f"{list(x.shape)} instead{fix}.")
         if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)) or x.dtype == bool:
             raise UserError(f"{name}: {what} must hold numbers (float features). Got dtype {x.dtype} instead.")
     if x_train.shape[1] != x_test.shape[1]:
@@ -102,6 +105,9 @@ def load_vectors(path: Path) -> VectorData:
                ".csv table with a label column")
     if path.name.lower().endswith(TABLE_SUFFIXES):
         return load_table(path)
+    if not path.name.lower().endswith(".npz") and not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: neither an .npz file (a zip archive) nor a table by its name ("
+                        f"{', '.join(TABLE_SUFFIXES)}): save the arrays with numpy.savez or the table as parquet/CSV.")
     arrays = read_npz(path)
     return from_vector_arrays(f"vectors:{path.name}", arrays["x_train"], arrays["y_train"], arrays["x_test"],
                               arrays["y_test"], class_names(arrays))

@@ -56,7 +56,8 @@ BAD = [  # one case per item of the list of bad input; (arrays, what the line sa
     ("inf", {"x_test": np.where(np.arange(12)[:, None] == 0, np.inf, X_TEST)}, "in 1 row(s)"),
     ("float32-overflow", {"x_train": np.where(np.arange(40)[:, None] == 1, 1e39, X_TRAIN)}, "float32-overflowing"),
     ("d-differs", {"x_test": RNG.normal(size=(12, 6))}, "x_train has 5 features and x_test 6"),
-    ("1-d", {"x_train": X_TRAIN[:, 0]}, "x_train must be a 2-d array of feature vectors"),
+    ("1-d", {"x_train": X_TRAIN[:, 0]}, "x_train must be a 2-d array of feature vectors [examples, features]. "
+     "Got shape [40] instead (one feature per example: x.reshape(-1, 1))"),
     ("3-d", {"x_test": X_TEST[:, :, None]}, "Got shape [12, 5, 1] instead"),
     ("float-labels", {"y_train": Y_TRAIN.astype(np.float64)}, "y_train must be a 1-d integer array"),
     ("negative-label", {"y_train": np.where(np.arange(40) == 2, -1, Y_TRAIN)}, "labels outside 0..3 (found -1..3)"),
@@ -106,6 +107,7 @@ def test_an_object_array_is_refused_without_unpickling_it(tmp_path):
     ("folder", "dir", "vectors file '{p}' is a folder"),
     ("text.npz", "x_train,y_train\n", "{p}: not a readable .npz file (not a zip archive)"),
     ("broken.parquet", "not parquet", "{p}: not a readable parquet table"),
+    ("table.tsv", "a\tlabel\n", "{p}: neither an .npz file (a zip archive) nor a table by its name (.parquet"),
 ])
 def test_a_path_that_is_no_vectors_file_is_one_line(tmp_path, name, content, says):
     path = tmp_path / name
