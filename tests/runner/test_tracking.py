@@ -134,12 +134,14 @@ def test_a_cycle_redone_after_a_kill_is_not_logged_twice(tmp_path):
     assert client.get_run(children[0].info.run_id).info.status == "FINISHED"  # its last cycle is in
 
 
-def test_tracking_from_a_resume_on_logs_the_rows_the_folder_already_holds(cli, tmp_path):
-    uri, out_dir = _store(tmp_path), tmp_path / "run"
+def test_tracking_from_a_resume_on_logs_the_rows_the_folder_already_holds(cli, tmp_path, monkeypatch):
+    out_dir = tmp_path / "run"
     assert cli(*TWO, "--out", out_dir)[0] == 0  # untracked
-    status, out, err = cli(*TWO, "--out", out_dir, "--track", "mlflow", "--tracking-uri", uri)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    status, out, err = cli(*TWO, "--out", out_dir, "--track", "mlflow")  # MLflow's default store
     assert status == 0, err
-    _assert_mirrors(uri, out_dir)
+    assert Path("mlflow.db").is_file()  # in the working folder (conftest gives each test an empty one)
+    _assert_mirrors(f"sqlite:///{Path('mlflow.db').resolve()}", out_dir)
 
 
 def test_a_folder_started_afresh_gets_a_new_parent_and_the_old_one_is_marked(cli, tmp_path):
