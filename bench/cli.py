@@ -83,6 +83,17 @@ def _points(text: str) -> float:
     return value
 
 
+def _percent(text: str) -> float:
+    """--target-accuracy: a test accuracy in percent, above 0 and at most 100; returned as a fraction."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a test accuracy in percent (0 to 100), got {text!r}") from None
+    if not (math.isfinite(value) and 0 < value <= 100):
+        raise argparse.ArgumentTypeError(f"expected a test accuracy in percent (0 to 100), got {text!r}")
+    return value / 100
+
+
 def _folder(text: str) -> Path:
     if not text.strip():  # Path("") is ".": the current folder, which nobody means by an empty --out
         raise UserError(f"--out {text!r} names no folder: give the results folder's path (or leave --out out for "
@@ -102,6 +113,10 @@ def _ratio(text: str) -> float:
     if not (math.isfinite(value) and value >= 1):
         raise argparse.ArgumentTypeError(f"expected a ratio of at least 1, got {text!r}")
     return value
+
+
+TARGET_HELP = ("also count the labels each strategy saves against the baseline to reach this test accuracy, e.g. 95 "
+               "(percent; the report always counts them to the baseline's final accuracy)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--name", help="run name: its folder under results/ (default: PRESET-DATASET)")
     add("--out", type=_folder, help="results folder (default results/NAME)")
     add("--baseline", default="random", help="strategy the report compares against (default random)")
+    add("--target-accuracy", type=_percent, metavar="PERCENT", help=TARGET_HELP)
     add("--list-strategies", action="store_true", help="list the registered strategies and exit")
     add("--list-datasets", action="store_true", help="list every dataset, one line each, and exit")
     add("--dry-run", action="store_true", help="print the resolved protocol and the jobs; run nothing")
@@ -261,6 +277,7 @@ def benchmark_command(argv: list[str]) -> int:
                          strategy_files=tuple(args.strategy_file), baseline=resolve_baseline(args.baseline),
                          on_existing="force" if args.force else "fresh" if args.fresh else "resume",
                          command=tuple(argv), margin=args.margin / 100, max_seeds=args.max_seeds if auto else None,
+                         target_accuracy=args.target_accuracy,
                          track=args.track, tracking_uri=args.tracking_uri)
     options.validate()
     if auto:
@@ -304,6 +321,7 @@ def report_command(argv: list[str]) -> int:
     parser.add_argument("--baseline", help="strategy to compare against (default: the run's, else random)")
     parser.add_argument("--margin", type=_points, metavar="POINTS", help="equivalence margin in AULC points "
                         "(default: the run's, else 1)")
+    parser.add_argument("--target-accuracy", type=_percent, metavar="PERCENT", help=TARGET_HELP)
     args = parser.parse_args(argv)
     from bench.report.layout import report_folder  # the report's stack, not the harness's (no torch)
     from bench.results.lock import FolderLock
@@ -326,14 +344,15 @@ def report_command(argv: list[str]) -> int:
                           "then run report again")
         lock.acquire()
         try:
-            path, lines = report_folder(args.folders[0], baseline, margin)
+            path, lines = report_folder(args.folders[0], baseline, margin, args.target_accuracy)
             print("\n".join([*lines, f"report    {path}"]))
         finally:
             lock.release()
     else:
         from bench.report.suite import write_suite  # the report stack only when a report is written
 
-        path, lines = write_suite(args.folders, baseline, args.out, args.margin / 100 if args.margin else None)
+        path, lines = write_suite(args.folders, baseline, args.out, args.margin / 100 if args.margin else None,
+                                  args.target_accuracy)
         print("\n".join([*lines, f"report    {path}"]))
     return 0
 

@@ -172,6 +172,8 @@ BAD_INPUTS = [
     (["--devices", "tpu"], "Unknown device 'tpu'"),
     (["--strategy-param", "entropy.depth=3"], "has no parameter 'depth'"),
     (["--bogus-flag"], "unrecognized arguments: --bogus-flag"),
+    (["--target-accuracy", "0"], "--target-accuracy: expected a test accuracy in percent (0 to 100), got '0'"),
+    (["--target-accuracy", "101"], "expected a test accuracy in percent (0 to 100), got '101'"),
 ]
 
 
@@ -248,6 +250,20 @@ def test_report_refuses_values_a_run_never_writes(cli, tmp_path):
     shutil.copytree(tmp_path / "run", tmp_path / "other")
     err = _one_line_refusal(cli, "report", tmp_path / "other", tmp_path / "run", "--out", tmp_path / "run" / "suite")
     assert "lies inside the run folder" in err and not (tmp_path / "run" / "suite").exists()
+
+
+def test_target_accuracy_reaches_the_run_s_report_and_report_s(cli, tmp_path):
+    run = tmp_path / "run"
+    status, _, err = cli("--strategies", "random", "entropy", "--initial", "20", "--budget", "20", "--cycles", "2",
+                         "--epochs", "1", "--target-accuracy", "30", "--out", run)
+    assert status == 0, err
+    saved = pd.read_csv(run / "report" / "tables" / "labels_saved_digits.csv")
+    assert list(saved["target"]) == ["final", "30%"]
+    assert "labels to reach 30% test accuracy" in (run / "report" / "report.md").read_text()
+    status, _, err = cli("report", run, "--target-accuracy", "97.5")
+    assert status == 0, err
+    assert list(pd.read_csv(run / "report" / "tables" / "labels_saved_digits.csv")["target"]) == ["final", "97.5%"]
+    assert "expected a test accuracy in percent" in _one_line_refusal(cli, "report", run, "--target-accuracy", "-3")
 
 
 def test_help_imports_no_torch_and_names_what_the_registries_hold():

@@ -1,5 +1,6 @@
 """Learning curves over the rows of cycles.parquet: per-cycle summaries with t intervals over seeds, the area
-under the learning curve (trapezoid over n_labeled, normalised), label efficiency, and budgets near chance.
+under the learning curve (trapezoid over n_labeled, normalised), the labels a curve needs to reach an
+accuracy (bench.analysis.savings pairs them by seed), and budgets near chance.
 
 Pure functions on DataFrames: nothing in bench.analysis reads files, plots or prints. Accuracies stay in 0..1;
 the report turns them into percent and percentage points. Everything is computed per dataset."""
@@ -19,10 +20,6 @@ CONFIDENCE = 0.95  # two-sided confidence level of every interval
 SUMMARY_COLUMNS = ["dataset", "strategy", "cycle", "n_labeled", "n_seeds", "mean", "std", "ci_low", "ci_high"]
 AULC_SEED_COLUMNS = ["dataset", "strategy", "seed", "n_cycles", "complete", "aulc"]
 AULC_SUMMARY_COLUMNS = ["dataset", "strategy", "n_seeds", "mean", "std", "ci_low", "ci_high"]
-EFFICIENCY_COLUMNS = [
-    "dataset", "strategy", "baseline", "target_acc", "labels_needed", "reached", "max_labels",
-    "baseline_labels", "labels_saved", "percent_saved",
-]
 NEAR_CHANCE_SHARE = 0.1  # a budget is near chance when its accuracy closes less than this share of chance -> 100%
 NEAR_CHANCE_COLUMNS = ["dataset", "cycle", "n_labeled", "mean", "chance"]
 
@@ -150,7 +147,7 @@ def summarize_aulc(aulc_seeds: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------- penalty matrix
 
 
-# ---------------------------------------------------------------- label efficiency
+# ---------------------------------------------------------------- labels to reach an accuracy
 
 
 def labels_to_reach(n_labeled: ArrayLike, acc: ArrayLike, target: float) -> float:
@@ -164,31 +161,6 @@ def labels_to_reach(n_labeled: ArrayLike, acc: ArrayLike, target: float) -> floa
     if k == 0:
         return float(x[0])
     return float(x[k - 1] + (target - y[k - 1]) * (x[k] - x[k - 1]) / (y[k] - y[k - 1]))
-
-
-def label_efficiency(summary: pd.DataFrame, baseline: str = "random") -> pd.DataFrame:
-    """Labels each strategy's mean curve needs to reach the baseline's final mean accuracy, per dataset.
-
-    The baseline's own labels use the same rule (normally its final n_labeled), so its saving is 0.
-    labels_saved = baseline_labels - labels_needed (positive = fewer labels); NaN when not reached.
-    """
-    rows = []
-    for dataset, per_dataset in summary.groupby("dataset", sort=True):
-        base = per_dataset[per_dataset["strategy"] == baseline].sort_values("n_labeled")
-        if base.empty:
-            continue
-        target = float(base["mean"].iloc[-1])
-        base_labels = labels_to_reach(base["n_labeled"], base["mean"], target)
-        for strategy, curve in per_dataset.groupby("strategy", sort=True):
-            needed = labels_to_reach(curve["n_labeled"], curve["mean"], target)
-            rows.append({
-                "dataset": dataset, "strategy": strategy, "baseline": baseline, "target_acc": target,
-                "labels_needed": needed, "reached": not math.isnan(needed),
-                "max_labels": float(curve["n_labeled"].max()), "baseline_labels": base_labels,
-                "labels_saved": base_labels - needed,
-                "percent_saved": 100 * (base_labels - needed) / base_labels,
-            })
-    return pd.DataFrame(rows, columns=EFFICIENCY_COLUMNS)
 
 
 def near_chance(cycles: pd.DataFrame, chance: Mapping[str, float]) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import across, curves, paired, penalty, planning, verdicts
+from bench.analysis import across, cost, curves, paired, penalty, planning, savings, verdicts
 from bench.analysis.families import ALL_PAIRS, CONTEXT, PRIMARY, families
 from bench.results.store import CONFIG, CYCLE_TYPES, CYCLES, ResultsError, read_cycles, read_json
 
@@ -68,23 +68,29 @@ class Analysis:
     margin: float  # the equivalence margin (AULC fraction)
     plan: verdicts.SequentialPlan | None  # --seeds auto's design; None: fixed seeds
     history: list[dict]  # --seeds auto: each look reached
-    efficiency: pd.DataFrame  # curves.label_efficiency
+    savings: pd.DataFrame  # savings.labels_saved's summary: labels saved against the baseline, paired by seed
+    savings_seeds: pd.DataFrame  # savings.labels_saved's rows per seed
     planning: pd.DataFrame  # planning.seed_planning
     ranks: pd.DataFrame  # across.mean_rank
     penalties: dict[str, pd.DataFrame]  # dataset -> penalty.penalty_matrix
     wins: pd.DataFrame  # across.win_tie_loss over the settings
     rank_test: across.RankTest | None  # across.friedman_nemenyi over the settings
     near_chance: pd.DataFrame  # curves.near_chance: the budgets where the models barely beat guessing
+    cost: pd.DataFrame  # cost.cost_table: what a pick costs, machine-dependent, never part of a verdict
+    compute: pd.DataFrame  # cost.compute_curves: accuracy against the compute spent
     tolerance: float = 0.0  # Design.tolerance: > 0 where the pairing is statistical (--nondeterministic)
+    target: float | None = None  # --target-accuracy (0..1): labels saved to reach it too; None: not asked
 
 
 def analyse(cycles: pd.DataFrame, baseline: str = "random", margin: float = verdicts.MARGIN,
             plan: verdicts.SequentialPlan | None = None, order: Sequence[str] = (),
-            chance: Mapping[str, float] | None = None, asked: Sequence[str] = (), tolerance: float = 0.0) -> Analysis:
+            chance: Mapping[str, float] | None = None, asked: Sequence[str] = (), tolerance: float = 0.0,
+            target: float | None = None) -> Analysis:
     """Every statistic of the report. `order`: the strategies in the order the folder records them (a pair
     reads in that order; others follow, sorted); `asked`: the strategies whose comparisons the run asked, in
     the order typed (bench.core.config.question; empty: every strategy); `chance`: each dataset's chance accuracy (1 /
-    classes), where known, to tell the budgets at which the models barely beat guessing."""
+    classes), where known, to tell the budgets at which the models barely beat guessing; `target`: a fixed
+    accuracy (0..1) whose labels saved are counted beside those to the baseline's final accuracy."""
     summary = curves.summarize_cycles(cycles)
     aulc_seeds = curves.aulc_per_seed(cycles)
     found, history = primary_verdicts(cycles, aulc_seeds, baseline, margin, plan, order, asked)
@@ -93,6 +99,7 @@ def analyse(cycles: pd.DataFrame, baseline: str = "random", margin: float = verd
     if cycles["dataset"].nunique() > 1:  # the primary question is asked once per setting and strategy
         comparisons = across.holm_across_datasets(comparisons)
     near = curves.near_chance(cycles, chance or {})
+    saved_seeds, saved = savings.labels_saved(cycles, baseline, target)
     found = at_chance_undecided(found, near, cycles)
     penalties = {  # only where some pair of strategies could be tested
         str(dataset): matrix
@@ -104,9 +111,10 @@ def analyse(cycles: pd.DataFrame, baseline: str = "random", margin: float = verd
     return Analysis(
         cycles=cycles, baseline=baseline, summary=summary, aulc_seeds=aulc_seeds, aulc_summary=aulc_summary,
         comparisons=comparisons, verdicts=found, margin=margin, plan=plan, history=history,
-        efficiency=curves.label_efficiency(summary, baseline), planning=planning.seed_planning(comparisons),
+        savings=saved, savings_seeds=saved_seeds, planning=planning.seed_planning(comparisons),
         ranks=across.mean_rank(aulc_summary), penalties=penalties, wins=across.win_tie_loss(comparisons),
-        rank_test=across.friedman_nemenyi(aulc_summary), near_chance=near, tolerance=tolerance,
+        rank_test=across.friedman_nemenyi(aulc_summary), near_chance=near, tolerance=tolerance, target=target,
+        cost=cost.cost_table(cycles), compute=cost.compute_curves(cycles),
     )
 
 

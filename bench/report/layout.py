@@ -20,9 +20,10 @@ from bench.report.figures import figure, palette
 from bench.report.tables import (
     aulc_display,
     comparison_display,
-    efficiency_display,
+    cost_display,
     learning_curve_display,
     penalty_display,
+    savings_display,
     verdict_display,
     write_table,
 )
@@ -31,7 +32,8 @@ from bench.results.store import REPORT, atomic_write_folder
 # ---------------------------------------------------------------- entry point
 
 
-def write_report(run_dir: Path, baseline: str = "random", margin: float | None = None) -> Path:
+def write_report(run_dir: Path, baseline: str = "random", margin: float | None = None,
+                 target: float | None = None) -> Path:
     """Write RUN_DIR/report/ from RUN_DIR/cycles.parquet (and the design that config.json records) and return the
     path of report.md.
 
@@ -39,13 +41,14 @@ def write_report(run_dir: Path, baseline: str = "random", margin: float | None =
     unreadable or malformed, and UserError when the report cannot be written (a full disk, `report` being a
     file, a plot that cannot be saved): the previous report/ is then left as it was.
     """
-    return write_analysis(analyse_folder(run_dir, baseline, margin), Path(run_dir))
+    return write_analysis(analyse_folder(run_dir, baseline, margin, target), Path(run_dir))
 
 
-def report_folder(folder: Path, baseline: str, margin: float | None = None) -> tuple[Path, list[str]]:
+def report_folder(folder: Path, baseline: str, margin: float | None = None,
+                  target: float | None = None) -> tuple[Path, list[str]]:
     """Write FOLDER/report/ with the design config.json records (margin: None takes the recorded one); returns
     report.md's path and the console's verdict lines."""
-    result = analyse_folder(folder, baseline, margin)
+    result = analyse_folder(folder, baseline, margin, target)
     try:
         path = write_analysis(result, folder)
     except OSError as err:  # a full disk: the results are complete, only the report is missing
@@ -54,7 +57,8 @@ def report_folder(folder: Path, baseline: str, margin: float | None = None) -> t
     return path, headline(result)
 
 
-def analyse_folder(folder: Path, baseline: str, margin: float | None = None) -> Analysis:
+def analyse_folder(folder: Path, baseline: str, margin: float | None = None,
+                   target: float | None = None) -> Analysis:
     """analyse on a run folder's rows with the design its config.json records (margin: None takes the recorded
     one)."""
     cycles = load_cycles(folder)
@@ -66,7 +70,7 @@ def analyse_folder(folder: Path, baseline: str, margin: float | None = None) -> 
                         "tested for; report without --margin, or run a new study with that margin.")
     chance = {} if design.chance is None else dict.fromkeys(cycles["dataset"].unique(), design.chance)
     return analyse(cycles, baseline, margin or design.margin, design.plan, design.order, chance, design.asked,
-                   design.tolerance)
+                   design.tolerance, target)
 
 
 def write_analysis(result: Analysis, run_dir: Path) -> Path:
@@ -273,7 +277,8 @@ def _dataset_section(result: Analysis, dataset: str, slug: str, out: Path, unit:
                 f"up to the largest size ({result.baseline} is not in this run, so no saturation stop)")
         lines += _penalty_part(result.penalties[dataset], checkpoints, dataset, slug, out, stop)
     if has_baseline:
-        lines += _efficiency_part(result, dataset, slug, out)
+        lines += _savings_part(result, dataset, slug, out)
+    lines += _cost_part(result, dataset, slug, out)
     return lines
 
 
@@ -282,9 +287,19 @@ def _curves_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[s
     return (["### Learning curves", ""]
             + figure(out, f"learning_curves_{slug}", "Learning curves",
                       lambda ax: plots.learning_curves(ax, summary, palette(result), dataset), size=(8.0, 4.2))
+            + _compute_figure(result, dataset, slug, out)
             + write_table(out, f"learning_curve_{slug}", summary, learning_curve_display(summary),
                           "Test accuracy (%), mean ± half-width of the 95% t-interval over seeds; columns are "
                           "labeled examples."))
+
+
+def _compute_figure(result: Analysis, dataset: str, slug: str, out: Path) -> list[str]:
+    """Accuracy against cumulative compute, beside accuracy against labels (machine-dependent, never a verdict)."""
+    compute = dataset_rows(result.compute, dataset)
+    if compute.empty or not compute["compute_s"].notna().any():
+        return []
+    return figure(out, f"compute_{slug}", "Accuracy against cumulative compute (machine-dependent)",
+                  lambda ax: plots.compute_curves(ax, compute, palette(result), dataset), size=(8.0, 4.2))
 
 
 def _comparisons_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[str]:
@@ -329,12 +344,34 @@ def _penalty_part(matrix: pd.DataFrame, checkpoints: list[float], dataset: str, 
                           "how often that strategy is beaten, lower is better."))
 
 
-def _efficiency_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[str]:
-    efficiency = dataset_rows(result.efficiency, dataset)
-    return (["### Label efficiency", ""]
-            + write_table(out, f"label_efficiency_{slug}", efficiency, efficiency_display(efficiency),
-                          f"Labels each mean curve needs to reach {result.baseline}'s final mean accuracy "
-                          "(linear interpolation between cycles)."))
+def _savings_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[str]:
+    saved = dataset_rows(result.savings, dataset)
+    if saved.empty:
+        return []
+    seeds = dataset_rows(result.savings_seeds, dataset)
+    seeds.to_csv(out / "tables" / f"labels_saved_seeds_{slug}.csv", index=False)  # every seed's labels
+    return ([f"### Labels saved against {result.baseline}", ""]
+            + write_table(out, f"labels_saved_{slug}", saved, savings_display(saved),
+                          f"Labels {result.baseline} needs minus the labels the strategy needs to reach the target, "
+                          "per seed on the seed's own curve (first crossing, linear between budgets), paired by seed; "
+                          "mean and 95% t-interval over the seeds where both curves reach it. A curve that never "
+                          "reaches it is censored and left out of the interval, counted in its column (per seed: "
+                          f"`tables/labels_saved_seeds_{slug}.csv`). Beside the verdicts, not one of them."))
+
+
+def _cost_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[str]:
+    cost = dataset_rows(result.cost, dataset)
+    if cost.empty:
+        return []
+    return (["### What a pick costs (machine-dependent)", ""]
+            + write_table(out, f"cost_{slug}", cost, cost_display(cost),
+                          "Measured in the worker on the run's machine, under its load: selection seconds per "
+                          "selecting cycle (the scoring pass and the pick), training seconds per cycle and per job, "
+                          "and the selection's peak memory (MiB): the process's peak during the selection (rss: the "
+                          "resident-set high-water mark, reset before it; rss-lifetime: the process's lifetime peak, "
+                          "an upper bound; cuda: the device's allocated peak) and its rise above the level at the "
+                          "selection's start (max over cycles). n/a: rows written before the column existed. These "
+                          "numbers depend on the hardware and never enter a verdict."))
 
 
 # ---------------------------------------------------------------- across settings

@@ -95,6 +95,17 @@ def learning_curves(ax: Axes, summary: pd.DataFrame, styles: dict[str, Style], d
            title=f"{dataset}: mean over seeds, 95% t-interval bands")
 
 
+def compute_curves(ax: Axes, compute: pd.DataFrame, styles: dict[str, Style], dataset: str) -> None:
+    """Mean test accuracy against the mean compute spent by then (cost.compute_curves rows: training seconds and
+    the selection seconds before each evaluation, summed over cycles), one line per strategy. The seconds are the
+    run's machine's, under its load: a reading of cost, never of which strategy is better."""
+    for name, curve in compute.sort_values("cycle").groupby("strategy", sort=True):
+        _line(ax, curve["compute_s"].to_numpy(float), 100 * curve["mean"].to_numpy(float), styles[name], str(name))
+    _legend_outside(ax, title="strategy")
+    ax.set(xlabel="cumulative compute: train + select seconds (this machine)", ylabel="test accuracy (%)",
+           title=f"{dataset}: accuracy against compute (machine-dependent)")
+
+
 def differences(ax: Axes, comparisons: pd.DataFrame, styles: dict[str, Style], dataset: str) -> None:
     """Each strategy minus the baseline at each budget (paired.compare_to_baseline rows), 95% t-interval bands,
     a star where the secondary family (Holm) calls the difference significant."""

@@ -95,10 +95,11 @@ def suite_margin(folders: list[Path], designs: list[Design], margin: float | Non
     return margin if margin is not None else margins.pop()
 
 
-def write_suite(folders: list[Path], baseline: str, out: Path, margin: float | None = None) -> tuple[Path, list[str]]:
+def write_suite(folders: list[Path], baseline: str, out: Path, margin: float | None = None,
+                target: float | None = None) -> tuple[Path, list[str]]:
     """Write the suite report of `folders` into `out` (report.md, tables/, plots/, suite.json); returns
     report.md's path and the headline (primary verdicts, seed planning) for the console. margin: the verdicts'
-    (None: the folders' own, where they agree)."""
+    (None: the folders' own, where they agree); target: --target-accuracy (0..1), labels saved to reach it too."""
     folders = [Path(f) for f in folders]
     check_out(out, folders)
     names = setting_names(folders)
@@ -107,7 +108,7 @@ def write_suite(folders: list[Path], baseline: str, out: Path, margin: float | N
     cycles = suite_cycles(folders, names, baseline)
     levels = {name: design.chance for design, name in zip(designs, names, strict=True)}
     result = analyse(cycles, baseline, margin,
-                     chance={name: level for name, level in levels.items() if level is not None})
+                     chance={name: level for name, level in levels.items() if level is not None}, target=target)
     settings = _settings_table(folders, names, cycles)
     header = header_lines(result, names, f"the `cycles.parquet` of {len(folders)} run folders", unit="setting")
     header += ["## Settings", "", markdown_table(settings), ""]

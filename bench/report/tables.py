@@ -66,14 +66,45 @@ def penalty_display(matrix: pd.DataFrame) -> pd.DataFrame:
     return shown.rename_axis(index="better \\ worse", columns=None).reset_index()
 
 
-def efficiency_display(efficiency: pd.DataFrame) -> pd.DataFrame:
+def savings_display(saved: pd.DataFrame) -> pd.DataFrame:
+    """savings.labels_saved's summary: the mean labels saved over the paired seeds, its interval, and the seeds
+    censored on either side (counted, never filled in)."""
+    def whole(n: float) -> str:
+        return text.DASH if pd.isna(n) else f"{n:,.0f}"
+
     return pd.DataFrame({
-        "strategy": efficiency["strategy"],
-        "target (%)": efficiency["target_acc"].map(text.percent),
-        "labels needed": [text.labels(n) if reached else "not reached" for n, reached in
-                          zip(efficiency["labels_needed"], efficiency["reached"], strict=True)],
-        "labels saved": efficiency["labels_saved"].map(lambda v: text.DASH if pd.isna(v) else f"{v:+,.0f}"),
-        "saved (%)": efficiency["percent_saved"].map(lambda v: text.DASH if pd.isna(v) else f"{v:+.0f}"),
+        "strategy": saved["strategy"],
+        "target": [text.savings_target(t, b) for t, b in zip(saved["target"], saved["baseline"], strict=True)],
+        "seeds (paired / run)": [f"{p} / {n}" for p, n in zip(saved["n_paired"], saved["n_seeds"], strict=True)],
+        "labels saved": saved["mean_saving"].map(text.signed_labels),
+        "95% CI": [f"{text.signed_labels(lo)} to {text.signed_labels(hi)}" if pd.notna(lo) else text.DASH
+                   for lo, hi in zip(saved["ci_low"], saved["ci_high"], strict=True)],
+        "baseline labels": saved["mean_baseline_labels"].map(whole),
+        "saved (%)": saved["percent_saved"].map(lambda v: text.DASH if pd.isna(v) else f"{v:+.0f}"),
+        "censored": saved["n_censored"].astype(str),
+        "baseline censored": saved["n_baseline_censored"].astype(str),
+        "neither": saved["n_neither"].astype(str),
+    })
+
+
+NOT_MEASURED = "n/a"  # a cost the folder's rows do not hold (written before the column existed)
+
+
+def cost_display(cost: pd.DataFrame) -> pd.DataFrame:
+    """cost.cost_table: seconds and MiB as measured on the run's machine; n/a where the rows lack the column."""
+    def number(fmt: str):
+        return lambda v: NOT_MEASURED if pd.isna(v) else format(v, fmt)
+
+    return pd.DataFrame({
+        "strategy": cost["strategy"],
+        "seeds": cost["n_seeds"].astype(str),
+        "select s/cycle (mean)": cost["select_mean_s"].map(number(".3f")),
+        "select s/cycle (max)": cost["select_max_s"].map(number(".3f")),
+        "train s/cycle": cost["train_mean_s"].map(number(".2f")),
+        "train s/job": cost["train_total_s"].map(number(",.1f")),
+        "select peak (MiB)": cost["peak_mb"].map(number(",.0f")),
+        "select rise (MiB)": cost["rise_mb"].map(number(",.1f")),
+        "memory measured as": cost["memory"].map(lambda v: v if isinstance(v, str) and v else NOT_MEASURED),
     })
 
 

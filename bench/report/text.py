@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.analysis import across, paired, penalty, planning, verdicts
+from bench.analysis import across, paired, penalty, planning, savings, verdicts
 from bench.analysis.record import AT_CHANCE, Analysis, dataset_rows
 
 DASH = "–"  # shown for a value that does not exist (too few seeds, not reached)
@@ -125,7 +125,7 @@ def findings(result: Analysis, dataset: str, cycles: pd.DataFrame, has_baseline:
     if not has_baseline:
         names = ", ".join(sorted(cycles["strategy"].unique()))
         sentences.append(f"The baseline `{baseline}` is not in this dataset's results (strategies: {names}), "
-                         "so comparisons against it and label efficiency are skipped; choose one of these "
+                         "so comparisons against it and labels saved are skipped; choose one of these "
                          "strategies as the baseline to get them.")
     else:
         comparisons = dataset_rows(result.comparisons, dataset)
@@ -134,7 +134,7 @@ def findings(result: Analysis, dataset: str, cycles: pd.DataFrame, has_baseline:
             sentences.append(f"Only the baseline `{baseline}` was run, so there is nothing to compare.")
         for strategy in others:
             sentences += _strategy_sentences(comparisons, cycles, strategy, baseline)
-        sentences += _efficiency_sentences(dataset_rows(result.efficiency, dataset), baseline)
+        sentences += savings_sentences(dataset_rows(result.savings, dataset), baseline)
     sentences.append(_aulc_sentence(dataset_rows(result.aulc_summary, dataset),
                                     dataset_rows(result.aulc_seeds, dataset)))
     if dataset in result.penalties:
@@ -195,23 +195,51 @@ def _pairing_sentences(cycles: pd.DataFrame, strategy: str, baseline: str) -> li
     return sentences
 
 
-def _efficiency_sentences(efficiency: pd.DataFrame, baseline: str) -> list[str]:
-    sentences = []
-    for row in efficiency[efficiency["strategy"] != baseline].itertuples(index=False):
-        target = f"{baseline}'s final mean accuracy of {percent(row.target_acc)}%"
-        if not row.reached:
-            sentences.append(f"{row.strategy} does not reach {target} within {row.max_labels:,.0f} labels.")
-            continue
-        saved = row.labels_saved
-        if abs(saved) < 0.5:
-            change = f"as many as {baseline}"
-        else:
-            word = "fewer" if saved > 0 else "more"
-            change = f"{abs(saved):,.0f} {word} than {baseline}'s {row.baseline_labels:,.0f} " \
-                     f"({abs(row.percent_saved):.0f}% {word})"
-        needed = f"{row.labels_needed:,.0f}"
-        sentences.append(f"{row.strategy} reaches {target} with about {needed} labels, {change}.")
-    return sentences
+def savings_sentences(saved: pd.DataFrame, baseline: str) -> list[str]:
+    """One sentence per row of savings.labels_saved's summary: the mean labels saved per seed with its interval,
+    and the censored seeds, counted and bounded, never filled in."""
+    return [_savings_sentence(row, baseline) for row in saved.itertuples(index=False)]
+
+
+def savings_target(target: str, baseline: str) -> str:
+    """'random's final accuracy at each seed' or '95% test accuracy'."""
+    return f"{baseline}'s final accuracy at each seed" if target == savings.FINAL else f"{target} test accuracy"
+
+
+def _savings_sentence(row: object, baseline: str) -> str:
+    head = f"{row.strategy} against {baseline}, labels to reach {savings_target(row.target, baseline)}"
+    if row.n_paired == 0:
+        return (f"{head}: no seed where both curves reach it ({_censored_text(row, baseline)}), so no saving can be "
+                "computed.")
+    mean, word = row.mean_saving, "fewer" if row.mean_saving >= 0 else "more"
+    interval = (f"95% CI {signed_labels(row.ci_low)} to {signed_labels(row.ci_high)}" if pd.notna(row.ci_low)
+                else "no interval from 1 seed")
+    text = (f"{head}: {signed_labels(mean)} labels saved, mean over {count(row.n_paired, 'paired seed')} ({interval}; "
+            f"{baseline} needs {labels(row.mean_baseline_labels)} on average, so {abs(row.percent_saved):.0f}% {word})")
+    censored = row.n_censored + row.n_baseline_censored + row.n_neither
+    if not censored:
+        return text + "."
+    return f"{text}; {_censored_text(row, baseline)}, and the interval leaves those seeds out."
+
+
+def _censored_text(row: object, baseline: str) -> str:
+    """The censored seeds of a savings row: who never reaches the target, at how many seeds, and what that bounds."""
+    parts = []
+    if row.n_censored:
+        parts.append(f"{row.strategy} never reaches it within {labels(row.max_labels)} labels at "
+                     f"{count(row.n_censored, 'seed')} (censored: a saving below {signed_labels(row.censored_bound)} "
+                     f"there, so leaving them out favours {row.strategy})")
+    if row.n_baseline_censored:
+        parts.append(f"{baseline} alone never reaches it at {count(row.n_baseline_censored, 'seed')} (censored: "
+                     f"{row.strategy} saves more there than its curve shows, so leaving them out disfavours it)")
+    if row.n_neither:
+        parts.append(f"neither reaches it at {count(row.n_neither, 'seed')}")
+    return "; ".join(parts)
+
+
+def signed_labels(n: float) -> str:
+    """'+41', '-1,200' labels; a dash for a value that does not exist."""
+    return DASH if pd.isna(n) else f"{n:+,.0f}"
 
 
 def _aulc_sentence(aulc_summary: pd.DataFrame, aulc_seeds: pd.DataFrame) -> str:

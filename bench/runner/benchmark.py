@@ -151,7 +151,8 @@ def finish(folder: Path, failures: list[str], options: RunOptions, tracker: Trac
     if not store.cycles().empty:  # every job may have failed before its first row: then there is nothing to show
         accuracy_table(store)
         print(f"results   {folder / CYCLES}")
-        report = write_report_or_explain(folder, resolve_baseline(options.baseline), options.margin)
+        report = write_report_or_explain(folder, resolve_baseline(options.baseline), options.margin,
+                                         options.target_accuracy)
         print(f"report    {report}")
     if failures:
         print(f"failed    {len(failures)} job(s): {', '.join(failures)}; details in {folder / FAILURES}",
@@ -224,13 +225,14 @@ def check_model_setup(config: RunConfig, data: ImageData | VectorData) -> str:
                        config.model_fingerprint.get("weights"), frozen=p.train_mode == "frozen")
 
 
-def write_report_or_explain(folder: Path, baseline: str, margin: float | None = None) -> Path:
+def write_report_or_explain(folder: Path, baseline: str, margin: float | None = None,
+                            target: float | None = None) -> Path:
     """Write FOLDER/report/, print its primary verdicts, return report.md's path. margin: None takes the one
     config.json records."""
     # seaborn and scipy: imported when a report is written, not by every run_bench.py --help or dry run
     from bench.report.layout import report_folder
 
-    path, lines = report_folder(folder, baseline, margin)
+    path, lines = report_folder(folder, baseline, margin, target)
     print("\n".join(lines))
     return path
 

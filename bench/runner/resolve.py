@@ -68,6 +68,7 @@ class RunOptions:
     strategy_files: tuple[Path, ...] = ()  # user strategy files, imported by the workers too
     baseline: str = "random"  # strategy the report compares against
     margin: float = MARGIN  # the equivalence margin of the verdicts (AULC fraction: 0.01 = 1 point)
+    target_accuracy: float | None = None  # --target-accuracy (0..1): labels saved to reach it too; None: not asked
     max_seeds: int | None = None  # --seeds auto: seeds in rounds up to this many; None: the config's fixed seeds
     on_existing: str = "resume"  # resume | force (move old results aside) | fresh (delete them)
     command: tuple[str, ...] = ()  # the command line, recorded in config.json
@@ -89,6 +90,10 @@ class RunOptions:
         if isinstance(m, bool) or not isinstance(m, (int, float)) or not (math.isfinite(m) and m > 0):
             raise UserError(f"The 'margin' parameter (--margin) must be a positive number (an AULC fraction: 0.01 is "
                             f"1 point). Got {m!r} instead.")
+        t = self.target_accuracy
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 1):
+            raise UserError("The 'target_accuracy' parameter (--target-accuracy) must be a test accuracy above 0 and "
+                            f"at most 1 (0.95 is 95%), or None. Got {t!r} instead.")
         if self.max_seeds is not None and not _whole(self.max_seeds, 3):
             raise UserError("The 'max_seeds' parameter (--max-seeds) must be an integer of at least 3 (a paired "
                             f"interval needs 3 seeds to decide anything), or None. Got {self.max_seeds!r} instead.")

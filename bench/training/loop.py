@@ -25,6 +25,7 @@ from bench.models.build import build_model
 from bench.models.weights import load_weights, read_weights
 from bench.training.jobs import CycleResult, JobSpec, JobState
 from bench.training.linear_probe import initial_head
+from bench.training.memory import NOT_MEASURED, PeakMemory
 from bench.training.trainer import Trainer, synced_clock
 from strategies import PoolInputs, Strategy, create_strategy
 from strategies.base import INPUTS, StrategyOutputError
@@ -166,10 +167,11 @@ def _next_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState
         "seed": spec.seed, "cycle": cycle, "n_labeled": int(labeled.size), "test_acc": test_acc,
         "test_loss": test_loss, "train_loss": fit.final_loss, "train_seconds": fit.seconds,
         "eval_seconds": eval_seconds, "score_seconds": 0.0,  # select_seconds holds score_seconds
-        "select_seconds": 0.0, "config_hash": spec.config_hash,
+        "select_seconds": 0.0, "config_hash": spec.config_hash, **NOT_MEASURED,
     }
     new = np.empty(0, dtype=np.int64)
     if cycle < p.cycles - 1:  # the last cycle acquires nothing
+        meter = PeakMemory(device).start()  # the scoring pass and the pick: the selection's peak memory
         t0 = synced_clock(device)
         cand = candidates(job_order(spec, cycle, data.y_train), labeled, p.subset)
         cand_t = torch.from_numpy(cand).to(device)
@@ -182,6 +184,7 @@ def _next_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState
                                p.budget)
         new = cand[picks]
         record["select_seconds"] = synced_clock(device) - t0
+        record.update(meter.stop().columns())
         record.update(strategy.cycle_metrics(inputs, picks, data.y_train[cand_t]))
     record["finished_at"] = datetime.now(timezone.utc)
     after = JobState(cycle + 1, np.concatenate([labeled, new]), new, _cpu_copy(model), _cpu_copy(aux))

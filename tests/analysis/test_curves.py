@@ -1,5 +1,5 @@
 """bench.analysis.curves against independent computations: intervals and summaries over seeds, the area under the
-learning curve, label efficiency, and the direct t-test and quantile against scipy."""
+learning curve, the labels a curve needs to reach an accuracy, and the direct t-test and quantile against scipy."""
 
 from __future__ import annotations
 
@@ -59,27 +59,16 @@ def test_incomplete_curves_are_flagged_and_left_out_of_the_summary():
     assert summary["mean"].iloc[0] == pytest.approx((0.7 + (55 + 150) / 300) / 2)
 
 
-def test_label_efficiency_by_hand():
-    means = {  # mean curves at 100, 200, 300 labels; two seeds at mean +- 0.01
-        "random": [0.50, 0.60, 0.70],
-        "fast": [0.55, 0.75, 0.80],
-        "slow": [0.50, 0.60, 0.65],
-        "instant": [0.72, 0.74, 0.76],
-    }
-    runs = {(n, s): [m + (0.01 if s else -0.01) for m in curve] for n, curve in means.items() for s in (0, 1)}
-    summary = curves.summarize_cycles(cycles_frame(runs, labels=[100, 200, 300]))
-    table = curves.label_efficiency(summary, "random").set_index("strategy")
-    # Target: random's final mean, 0.70, which random itself first reaches at 300 labels.
-    # fast crosses 0.70 between (100, 0.55) and (200, 0.75): 100 + (0.70 - 0.55) / 0.20 * 100 = 175,
-    # saving 300 - 175 = 125 labels, 125 / 300 = 41.7%.
-    assert table.loc["fast", "labels_needed"] == pytest.approx(175)
-    assert table.loc["fast", "labels_saved"] == pytest.approx(125)
-    assert table.loc["fast", "percent_saved"] == pytest.approx(100 * 125 / 300)
-    assert table.loc["random", "labels_needed"] == pytest.approx(300)
-    assert table.loc["random", "labels_saved"] == pytest.approx(0)
-    assert not table.loc["slow", "reached"] and math.isnan(table.loc["slow", "labels_needed"])
-    assert table.loc["instant", "labels_needed"] == pytest.approx(100)  # already above at the first cycle
-    assert table["target_acc"].tolist() == pytest.approx([0.70] * 4)
+def test_labels_to_reach_by_hand():
+    labels = [100, 200, 300]
+    # fast crosses 0.70 between (100, 0.55) and (200, 0.75): 100 + (0.70 - 0.55) / 0.20 * 100 = 175
+    assert curves.labels_to_reach(labels, [0.55, 0.75, 0.80], 0.70) == pytest.approx(175)
+    assert curves.labels_to_reach(labels, [0.50, 0.60, 0.70], 0.70) == pytest.approx(300)  # reached at the end
+    assert math.isnan(curves.labels_to_reach(labels, [0.50, 0.60, 0.65], 0.70))  # never: NaN, not a guess
+    assert curves.labels_to_reach(labels, [0.72, 0.74, 0.76], 0.70) == pytest.approx(100)  # above from the start
+    # the first crossing, on a curve that rises past the target, falls back and rises again
+    assert curves.labels_to_reach(labels, [0.60, 0.80, 0.65], 0.70) == pytest.approx(150)
+    assert curves.labels_to_reach([300, 100, 200], [0.80, 0.60, 0.80], 0.70) == pytest.approx(150)  # sorted first
 
 
 def test_the_direct_t_test_and_quantile_are_scipys():

@@ -22,6 +22,8 @@ PROTOCOL = {"initial": 20, "budget": 20, "cycles": 2, "epochs": 1}
     (RunOptions(margin=0), "Got 0 instead"),
     (RunOptions(margin=float("nan")), "Got nan instead"),
     (RunOptions(margin="1"), "Got '1' instead"),
+    (RunOptions(target_accuracy=95), "'target_accuracy' parameter (--target-accuracy) must be a test accuracy"),
+    (RunOptions(target_accuracy=0.0), "Got 0.0 instead"),
     (RunOptions(max_seeds=2), "'max_seeds' parameter (--max-seeds) must be an integer of at least 3"),
     (RunOptions(max_seeds=30), "RunOptions(max_seeds=30) asks for seeds in rounds"),
     (RunOptions(jobs_per_device=0), "--jobs-per-device must be a positive integer or auto"),

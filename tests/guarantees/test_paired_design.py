@@ -163,6 +163,7 @@ def test_numbers_do_not_depend_on_jobs(cli, tmp_path):
         assert status == 0, err
         frame = pd.read_parquet(tmp_path / jobs / "cycles.parquet")
         frames.append(frame.drop(columns=["train_seconds", "eval_seconds", "score_seconds", "select_seconds",
+                                          "select_peak_mb", "select_rise_mb",
                                           "finished_at"]).sort_values(["strategy", "seed", "cycle"])
                       .reset_index(drop=True))
     pd.testing.assert_frame_equal(frames[0], frames[1])

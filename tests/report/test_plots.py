@@ -95,6 +95,20 @@ def test_learning_curves_draw_each_strategy_in_its_style():
         assert line.get_ydata() == pytest.approx([100 * (0.5 + 0.01 * i + 0.001 * n) for n in (1, 2, 3)])
 
 
+def test_compute_curves_put_each_accuracy_at_the_compute_spent_by_then():
+    rows = [{"strategy": name, "cycle": c, "compute_s": 10.0 * (c + 1) * (i + 1), "mean": 0.5 + 0.1 * c}
+            for i, name in enumerate(("badge", "random")) for c in (2, 0, 1)]
+    styles = plots.strategy_styles(["badge", "random"])
+    ax = new_axes()
+    plots.compute_curves(ax, pd.DataFrame(rows), styles, "digits")
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert sorted(lines) == ["badge", "random"]
+    assert list(lines["random"].get_xdata()) == [20, 40, 60]  # in cycle order
+    assert lines["random"].get_ydata() == pytest.approx([50, 60, 70])
+    assert to_rgb(lines["badge"].get_color()) == pytest.approx(styles["badge"].color)
+    assert "machine-dependent" in ax.get_title() and "seconds" in ax.get_xlabel()
+
+
 # ---------------------------------------------------------------- differences
 
 

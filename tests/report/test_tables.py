@@ -40,18 +40,34 @@ def test_comparison_display_shows_points_intervals_p_values_and_verdicts():
         ["ll", "1,100", "4", "-0.5", "-1.0 to +0.0", "0.061", "0.122", DASH, "no", "secondary"]]
 
 
-def test_aulc_and_efficiency_displays():
+def test_aulc_display():
     aulc = pd.DataFrame({"strategy": ["ll"], "n_seeds": [5], "mean": [0.7234], "ci_low": [0.71],
                          "ci_high": [0.7368], "std": [0.0121]})
     assert tables.aulc_display(aulc).values.tolist() == [["ll", "5", "72.3", "71.0 to 73.7", "1.2"]]
-    efficiency = pd.DataFrame({"strategy": ["ll", "entropy", "random"], "target_acc": [0.9] * 3,
-                               "labels_needed": [800.0, NAN, 1000.0], "reached": [True, False, True],
-                               "labels_saved": [200.0, NAN, 0.0], "percent_saved": [20.0, NAN, 0.0]})
-    shown = tables.efficiency_display(efficiency)
-    assert shown.columns.tolist() == ["strategy", "target (%)", "labels needed", "labels saved", "saved (%)"]
-    assert shown.values.tolist() == [["ll", "90.0", "800", "+200", "+20"],
-                                     ["entropy", "90.0", "not reached", DASH, DASH],
-                                     ["random", "90.0", "1,000", "+0", "+0"]]
+
+
+def test_savings_display_shows_the_interval_and_counts_the_censored_seeds():
+    saved = pd.DataFrame({
+        "strategy": ["ll", "ll"], "baseline": ["random"] * 2, "target": ["final", "95%"], "n_seeds": [5, 5],
+        "n_paired": [4, 1], "n_censored": [1, 2], "n_baseline_censored": [0, 1], "n_neither": [0, 1],
+        "mean_saving": [41.4, -12.0], "ci_low": [12.2, NAN], "ci_high": [70.6, NAN],
+        "mean_baseline_labels": [168.0, 150.0], "percent_saved": [24.64, -8.0]})
+    shown = tables.savings_display(saved)
+    assert shown.columns.tolist() == ["strategy", "target", "seeds (paired / run)", "labels saved", "95% CI",
+                                      "baseline labels", "saved (%)", "censored", "baseline censored", "neither"]
+    assert shown.values.tolist() == [
+        ["ll", "random's final accuracy at each seed", "4 / 5", "+41", "+12 to +71", "168", "+25", "1", "0", "0"],
+        ["ll", "95% test accuracy", "1 / 5", "-12", DASH, "150", "-8", "2", "1", "1"]]
+
+
+def test_cost_display_says_n_a_where_a_folder_lacks_a_column():
+    cost = pd.DataFrame({"strategy": ["badge", "random"], "n_seeds": [5, 5], "select_mean_s": [0.41234, 0.0012],
+                         "select_max_s": [0.9, 0.002], "train_mean_s": [12.345, 12.0], "train_total_s": [74.07, 72.0],
+                         "peak_mb": [1234.4, NAN], "rise_mb": [210.06, NAN], "memory": ["rss", ""]})
+    shown = tables.cost_display(cost)
+    assert shown.values.tolist() == [
+        ["badge", "5", "0.412", "0.900", "12.35", "74.1", "1,234", "210.1", "rss"],
+        ["random", "5", "0.001", "0.002", "12.00", "72.0", "n/a", "n/a", "n/a"]]
 
 
 def test_penalty_display_adds_the_column_sums_and_dashes_the_diagonal():

@@ -17,7 +17,8 @@ PROTOCOL = ["--initial", "20", "--budget", "20", "--cycles", "3", "--epochs", "2
 REFERENCE = ["--strategies", "random", "entropy", "--seeds", "2", *PROTOCOL]
 REFERENCE_ROWS = 12
 # the only columns allowed to differ between runs
-TIMING = ["train_seconds", "eval_seconds", "score_seconds", "select_seconds", "finished_at"]
+TIMING = ["train_seconds", "eval_seconds", "score_seconds", "select_seconds", "select_peak_mb", "select_rise_mb",
+          "finished_at"]
 
 
 def wait_for(path: Path, started: Started, timeout: float = WAIT) -> None:
