@@ -352,11 +352,7 @@ def _savings_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[
     seeds.to_csv(out / "tables" / f"labels_saved_seeds_{slug}.csv", index=False)  # every seed's labels
     return ([f"### Labels saved against {result.baseline}", ""]
             + write_table(out, f"labels_saved_{slug}", saved, savings_display(saved),
-                          f"Labels {result.baseline} needs minus the labels the strategy needs to reach the target, "
-                          "per seed on the seed's own curve (first crossing, linear between budgets), paired by seed; "
-                          "mean and 95% t-interval over the seeds where both curves reach it. A curve that never "
-                          "reaches it is censored and left out of the interval, counted in its column (per seed: "
-                          f"`tables/labels_saved_seeds_{slug}.csv`). Beside the verdicts, not one of them."))
+                          text.savings_caption(result.baseline, f"tables/labels_saved_seeds_{slug}.csv")))
 
 
 def _cost_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[str]:
@@ -364,14 +360,7 @@ def _cost_part(result: Analysis, dataset: str, slug: str, out: Path) -> list[str
     if cost.empty:
         return []
     return (["### What a pick costs (machine-dependent)", ""]
-            + write_table(out, f"cost_{slug}", cost, cost_display(cost),
-                          "Measured in the worker on the run's machine, under its load: selection seconds per "
-                          "selecting cycle (the scoring pass and the pick), training seconds per cycle and per job, "
-                          "and the selection's peak memory (MiB): the process's peak during the selection (rss: the "
-                          "resident-set high-water mark, reset before it; rss-lifetime: the process's lifetime peak, "
-                          "an upper bound; cuda: the device's allocated peak) and its rise above the level at the "
-                          "selection's start (max over cycles). n/a: rows written before the column existed. These "
-                          "numbers depend on the hardware and never enter a verdict."))
+            + write_table(out, f"cost_{slug}", cost, cost_display(cost), text.COST_CAPTION))
 
 
 # ---------------------------------------------------------------- across settings

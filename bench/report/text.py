@@ -237,6 +237,23 @@ def _censored_text(row: object, baseline: str) -> str:
     return "; ".join(parts)
 
 
+def savings_caption(baseline: str, per_seed: str) -> str:
+    """The labels-saved table's caption; per_seed: the file of every seed's values."""
+    return (f"Labels {baseline} needs minus the labels the strategy needs to reach the target, per seed on the "
+            "seed's own curve (first crossing, linear between budgets), paired by seed; mean and 95% t-interval over "
+            "the seeds where both curves reach it. A curve that never reaches it is censored and left out of the "
+            f"interval, counted in its column (per seed: `{per_seed}`). Beside the verdicts, not one of them.")
+
+
+COST_CAPTION = (
+    "Measured in the worker on the run's machine, under its load: selection seconds per selecting cycle (the scoring "
+    "pass and the pick), training seconds per cycle and per job, and the selection's peak memory (MiB): the "
+    "process's peak during the selection (rss: the resident-set high-water mark, reset before it; rss-lifetime: the "
+    "process's lifetime peak, an upper bound; cuda: the device's allocated peak) and its rise above the level at the "
+    "selection's start (max over cycles). n/a: rows written before the column existed. These numbers depend on the "
+    "hardware and never enter a verdict.")
+
+
 def signed_labels(n: float) -> str:
     """'+41', '-1,200' labels; a dash for a value that does not exist."""
     return DASH if pd.isna(n) else f"{n:+,.0f}"
