@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--data-root", type=Path, default=Path("data"), help="folder of torchvision datasets (default ./data)")
     add("--no-download", action="store_true", help="never try to download a missing dataset")
     add("--model", help=f"model: {', '.join(HELP_MODELS)}")
+    add("--model-param", action="append", default=[], metavar="KEY=VALUE",
+        help="a parameter of the model's factory (repeatable), e.g. --model mlp --model-param hidden=256,256")
     add("--model-file", type=Path, action="append", default=[], metavar="PATH",
         help="a .py file registering models with @bench.models.backbones.register_model('NAME'), then --model NAME "
              "(repeatable); torchvision's classification models: --model torchvision:NAME")
@@ -155,8 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
     add("--subset", type=_subset, help="candidates scored per cycle ('all' for the whole pool)")
     add("--epochs", type=int, help="training epochs per cycle")
     add("--batch-size", type=int, help="training batch size")
-    add("--model-param", action="append", default=[], metavar="KEY=VALUE",
-        help="a parameter of the model's factory (repeatable), e.g. --model mlp --model-param hidden=256,256")
     add("--optimizer", help="sgd (default, as the presets are published), adamw, or any torch.optim optimizer by "
         "name (rmsprop, nadam, ...); its other settings stay torch's defaults")
     add("--lr", type=float, help="learning rate")
@@ -256,6 +256,8 @@ def benchmark_command(argv: list[str]) -> int:
         return 0
     given = {name: getattr(args, name) for name in Protocol.__dataclass_fields__ if hasattr(args, name)}
     protocol = {name: tuple(v) if isinstance(v, list) else v for name, v in given.items()}
+    if args.model_param:
+        protocol["model_params"] = parse_model_params(args.model_param)
     auto = args.seeds == "auto"
     if args.max_seeds is not None and not auto:  # it would change nothing: said, not ignored
         raise UserError(f"--max-seeds {args.max_seeds} is for --seeds auto (seeds in rounds, at most N): add "
@@ -272,8 +274,6 @@ def benchmark_command(argv: list[str]) -> int:
     options = RunOptions(backend=args.backend, jobs=args.jobs, jobs_per_device=args.jobs_per_device,
                          compile=args.compile, scheduler_address=args.scheduler_address,
                          cluster=args.cluster, cluster_options=tuple(args.cluster_option),
-    if args.model_param:
-        protocol["model_params"] = parse_model_params(args.model_param)
                          strategy_files=tuple(args.strategy_file), baseline=resolve_baseline(args.baseline),
                          on_existing="force" if args.force else "fresh" if args.fresh else "resume",
                          command=tuple(argv), margin=args.margin / 100, max_seeds=args.max_seeds if auto else None,
@@ -409,16 +409,6 @@ def main(argv: list[str] | None = None) -> int:
         return explain_interruption(stop)
 
 
-def parse_strategy_params(items: list[str]) -> dict[str, dict[str, str]]:
-    """['learning-loss.margin=0.5', ...] -> {'learning-loss': {'margin': '0.5'}} (values parsed by the strategy)."""
-    params: dict[str, dict[str, str]] = {}
-    for item in items:
-        head, sep, value = item.partition("=")
-        name, dot, key = head.rpartition(".")
-        if not sep or not dot or not name or not key:
-            raise UserError(f"--strategy-param {item!r} must read STRATEGY.KEY=VALUE, e.g. learning-loss.margin=0.5.")
-        params.setdefault(name, {})[key] = value
-    return params
 def parse_model_params(items: list[str]) -> tuple[tuple[str, str], ...]:
     """['hidden=256,256'] -> (('hidden', '256,256'),), sorted by key (values parsed by the model's factory)."""
     params: dict[str, str] = {}
@@ -432,3 +422,13 @@ def parse_model_params(items: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(params.items()))
 
 
+def parse_strategy_params(items: list[str]) -> dict[str, dict[str, str]]:
+    """['learning-loss.margin=0.5', ...] -> {'learning-loss': {'margin': '0.5'}} (values parsed by the strategy)."""
+    params: dict[str, dict[str, str]] = {}
+    for item in items:
+        head, sep, value = item.partition("=")
+        name, dot, key = head.rpartition(".")
+        if not sep or not dot or not name or not key:
+            raise UserError(f"--strategy-param {item!r} must read STRATEGY.KEY=VALUE, e.g. learning-loss.margin=0.5.")
+        params.setdefault(name, {})[key] = value
+    return params

@@ -178,8 +178,8 @@ def dry_run(config: RunConfig, options: RunOptions | None = None) -> str:
         if not (config.download and config.protocol.dataset in DATASETS):  # a file, or a set a run cannot fetch
             raise
         data = f"not loaded ({str(err).partition(':')[0]}); a run downloads it"
-    model_note, widened, resume = "", config, None
     config = resolve_numerics(config if isinstance(data, str) else settle_for_data(config, data), devices)
+    model_note, widened, resume = "", config, None
     if not isinstance(data, str):
         config.protocol.validate_pool(pool_size(data.y_train, config.protocol.imbalance))
         model_note = check_model_setup(config, data)
@@ -207,7 +207,6 @@ def check_model_setup(config: RunConfig, data: ImageData | VectorData) -> str:
     """The model's checks before any work (bench.models.build) at the size the model is fed; its note. On vectors, a
     strategy that reads the images is refused in one line."""
     p = config.protocol
-    channels, height, width = (int(n) for n in data.x_train.shape[1:])
     stage_users = [s for s in config.strategies if STRATEGIES.get(s).reads_stages()]
     if isinstance(data, VectorData):
         for name in config.strategies:
@@ -218,6 +217,7 @@ def check_model_setup(config: RunConfig, data: ImageData | VectorData) -> str:
                                   config.weights, config.model_fingerprint.get("weights"))
     check_image_model(p.model)
     check_model_params(p.model, dict(p.model_params))
+    channels, height, width = (int(n) for n in data.x_train.shape[1:])
     height, width = (p.image_size, p.image_size) if p.image_size else (height, width)
     for name in config.strategies:  # a strategy that reads the images refuses a size it cannot take (VAAL's VAE)
         STRATEGIES.get(name)(**config.strategy_params.get(name, {})).check_images(channels, height, width)

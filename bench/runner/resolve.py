@@ -155,14 +155,14 @@ def build_config(preset: str = "quick", strategies: list[str] | None = None, see
             raise UserError(f"Strategy {name!r} cannot run with --train-mode frozen: {why}. Drop it from "
                             "--strategies, or use --train-mode finetune.")
         names = [n for n in names if n not in refused]
+    if holds_vectors(p.dataset) and not strategies:  # by default: what cannot run on vectors (or this model) left out
+        names = [n for n in names if not STRATEGIES.get(n).needs & {"images", "labeled_images"}
+                 and not (p.model == "linear" and STRATEGIES.get(n).reads_stages())]
     params = {k: dict(v) for k, v in PRESETS[preset]["strategy_params"].items() if k in names}
     for given_name, given in (strategy_params or {}).items():
         target = STRATEGIES.canonical(given_name)
         if target not in names:  # it would change nothing but the configuration's identity
             raise UserError(f"--strategy-param sets {target!r}, which is not among the strategies of this run "
-    if holds_vectors(p.dataset) and not strategies:  # by default: what cannot run on vectors (or this model) left out
-        names = [n for n in names if not STRATEGIES.get(n).needs & {"images", "labeled_images"}
-                 and not (p.model == "linear" and STRATEGIES.get(n).reads_stages())]
                             f"({', '.join(names)}): add it to --strategies or drop the parameter.")
         params.setdefault(target, {}).update(given)
     for strategy_name in names:
@@ -263,11 +263,6 @@ def execution(options: RunOptions, config: RunConfig, data: ImageData, devices: 
     return {"jobs_per_device": k, "packing": packing, "compile": compiled}
 
 
-def resolve_numerics(config: RunConfig, devices: list[str]) -> RunConfig:
-    """config with the device type its jobs run on and the precision they compute in (part of their identity),
-    after refusing a model that deterministic mode cannot train there."""
-    device = torch.device(devices[0])
-    check_deterministic(config.protocol.model, device.type, config.protocol.deterministic)
 def settle_for_data(config: RunConfig, data: ImageData | VectorData) -> RunConfig:
     """config as its dataset decides it: vectors train in fp32, with no augmentation (bench.training.vector_trainer);
     a setting that means nothing for vectors is refused in one line."""
@@ -284,6 +279,11 @@ def settle_for_data(config: RunConfig, data: ImageData | VectorData) -> RunConfi
     return dataclasses.replace(config, protocol=dataclasses.replace(p, precision="fp32", augment=False))
 
 
+def resolve_numerics(config: RunConfig, devices: list[str]) -> RunConfig:
+    """config with the device type its jobs run on and the precision they compute in (part of their identity),
+    after refusing a model that deterministic mode cannot train there."""
+    device = torch.device(devices[0])
+    check_deterministic(config.protocol.model, device.type, config.protocol.deterministic)
     return dataclasses.replace(config, device_type=device.type,
                                precision_used=precision_name(config.protocol.precision, device))
 

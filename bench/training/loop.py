@@ -24,7 +24,7 @@ from bench.models.backbones import AuxHead, Backbone
 from bench.models.build import build_model
 from bench.models.weights import load_weights, read_weights
 from bench.training.jobs import CycleResult, JobSpec, JobState
-from bench.training.linear_probe import initial_head
+from bench.training.linear_probe import HEAD
 from bench.training.memory import NOT_MEASURED, PeakMemory
 from bench.training.trainer import Trainer, synced_clock
 from strategies import PoolInputs, Strategy, create_strategy
@@ -51,12 +51,16 @@ def candidates(order: np.ndarray, labeled: np.ndarray, subset: int | None) -> np
 
 
 def initial_model(spec: JobSpec, in_channels: int, n_classes: int,
-                  input_size: tuple[int, int] | None = None) -> Backbone:
+                  input_size: tuple[int, ...] | None = None) -> Backbone:
     """The initial weights: a function of the seed alone, then the --weights file's, if any (so every seed starts
     from the same pretrained network; a classifier of another class count keeps the seed's initialisation).
-    input_size: the [H, W] the model is fed (an adapted model finds its stages at it)."""
-    model = build_model(spec.protocol.model, in_channels, n_classes, derive_seed(spec.seed, "init-weights"),
-                        input_size)
+    input_size: the [H, W] the model is fed (an adapted model finds its stages at it); () for vectors, whose
+    in_channels is their dimension. Frozen mode trains the linear model on the backbone's embeddings (the
+    --weights went into the backbone)."""
+    p, seed = spec.protocol, derive_seed(spec.seed, "init-weights")
+    if p.train_mode == "frozen":
+        return build_model(HEAD, in_channels, n_classes, seed, ())
+    model = build_model(p.model, in_channels, n_classes, seed, input_size, dict(p.model_params))
     if spec.weights:
         load_weights(model, read_weights(spec.weights, spec.weights_sha256), spec.weights, spec.protocol.model)
     return model
@@ -143,8 +147,8 @@ def _next_cycle(spec: JobSpec, trainer: Trainer, n_classes: int, state: JobState
     p, device, data, cycle = spec.protocol, trainer.device, trainer.data, state.cycle
     strategy = create_strategy(spec.strategy, **spec.params)
     size = p.image_size
-    if p.train_mode == "frozen":  # a linear head on the fixed embeddings (the trainer's data: [N, d])
-        model = initial_head(spec.seed, int(data.x_train.shape[1]), n_classes)
+    if data.x_train.dim() == 2:  # vectors [N, d]: a vectors dataset, or frozen mode's embeddings
+        model = initial_model(spec, int(data.x_train.shape[1]), n_classes, ())
     else:
         model = initial_model(spec, data.x_train.shape[1], n_classes,
                               (size, size) if size else (int(data.x_test.shape[2]), int(data.x_test.shape[3])))
