@@ -107,7 +107,8 @@ CASES = [
     Case("unknown-strategy", ("--strategies", "entrpy"), "Unknown strategy 'entrpy'", "did you mean 'entropy'",
          real=True),
     Case("unknown-dataset", ("--dataset", "digts"), "Unknown dataset 'digts'", "did you mean 'digits'"),
-    Case("unknown-model", ("--model", "resnet19"), "Unknown model 'resnet19'", "choose one of cnn, resnet18"),
+    Case("unknown-model", ("--model", "resnet19"), "Unknown model 'resnet19'",
+         "choose one of cnn, linear, mlp, resnet18"),
     Case("unknown-preset", ("--preset", "papr"), "Unknown preset 'papr'", "choose one of quick, paper, blog"),
     Case("unknown-backend", ("--backend", "dsk"), "Unknown backend 'dsk'", "did you mean 'dask'"),
     Case("unknown-device", ("--devices", "gpu"), "Unknown device 'gpu'", "cuda:N"),
@@ -192,6 +193,31 @@ CASES = [
          "broken.png is not a readable image", "replace or remove it", real=True),
     Case("imagefolder-mixed-sizes", ("--dataset", "imagefolder:{F}/mixed_sizes"), "images differ in size",
          "resize them to one size"),
+    # -- vectors files (--dataset vectors:PATH) ---------------------------------------------------------------
+    Case("vectors-nan-features", ("--dataset", "vectors:{F}/vec_nan.npz", "--model", "linear"),
+         "x_train holds NaN, infinite or float32-overflowing values in 1 row(s)", "impute or drop them", real=True),
+    Case("vectors-inf-features", ("--dataset", "vectors:{F}/vec_inf.npz", "--model", "linear"),
+         "holds NaN, infinite", "impute or drop them"),
+    Case("vectors-dimensions-differ", ("--dataset", "vectors:{F}/vec_dims.npz", "--model", "linear"),
+         "x_train has 5 features and x_test 4", "vectors of one dimension"),
+    Case("vectors-3d", ("--dataset", "vectors:{F}/vec_3d.npz", "--model", "linear"),
+         "must be a 2-d array of feature vectors", "x.reshape(len(x), -1)"),
+    Case("vectors-1d", ("--dataset", "vectors:{F}/vec_1d.npz", "--model", "linear"),
+         "must be a 2-d array of feature vectors", "x.reshape(-1, 1)"),
+    Case("vectors-float-labels", ("--dataset", "vectors:{F}/vec_float_labels.npz", "--model", "linear"),
+         "y_train must be a 1-d integer array of class labels 0..C-1", "Got float64"),
+    Case("vectors-skipped-class", ("--dataset", "vectors:{F}/vec_skipped.npz", "--model", "linear"),
+         "y_train has no example of class 1", "renumber them"),
+    Case("vectors-pickled-objects", ("--dataset", "vectors:{F}/vec_objects.npz", "--model", "linear"),
+         "cannot be read without unpickling", "save plain arrays"),
+    Case("vectors-initial-larger-than-pool", ("--dataset", "vectors:{F}/vec_good.npz", "--model", "linear",
+                                              "--initial", "200"), "training pool (60 examples)", "Got 200 instead"),
+    Case("vectors-image-model", ("--dataset", "vectors:{F}/vec_good.npz", "--model", "cnn", "--budget", "5"),
+         "Model 'cnn' does not take vectors of 5 features", "use --model linear or mlp"),
+    Case("vector-model-on-images", ("--model", "mlp"), "Model 'mlp' takes feature vectors",
+         "--train-mode frozen to embed the images first"),
+    Case("unknown-model-parameter", ("--model-param", "hidden=3"), "Model 'cnn' has no parameter 'hidden'",
+         "give --model-param KEY=VALUE"),
     Case("torchvision-dataset-offline", ("--dataset", "mnist", "--no-download", "--data-root", "{F}/no_data"),
          "mnist is not under", "place MNIST/raw/"),
     # -- a damaged or foreign results folder (same command as the finished run) ---------------------------
@@ -297,6 +323,30 @@ def _npz(path: Path, n_train: int = 60, **changes: np.ndarray) -> None:
     np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
 
 
+def _vectors(path: Path, **changes: np.ndarray) -> None:
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.normal(size=(60, 5)).astype(np.float32), "y_train": np.arange(60) % 3,
+              "x_test": rng.normal(size=(30, 5)).astype(np.float32), "y_test": np.arange(30) % 3}
+    arrays.update(changes)
+    np.savez(path, **arrays)
+
+
+def _vectors_files(f: Path) -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(60, 5)).astype(np.float32)
+    nan, inf = x.copy(), x.copy()
+    nan[3, 2], inf[4, 0] = np.nan, np.inf
+    _vectors(f / "vec_good.npz")
+    _vectors(f / "vec_nan.npz", x_train=nan)
+    _vectors(f / "vec_inf.npz", x_train=inf)
+    _vectors(f / "vec_dims.npz", x_test=rng.normal(size=(30, 4)))
+    _vectors(f / "vec_3d.npz", x_train=rng.normal(size=(60, 5, 2)))
+    _vectors(f / "vec_1d.npz", x_train=rng.normal(size=60))
+    _vectors(f / "vec_float_labels.npz", y_train=(np.arange(60) % 3).astype(np.float64))
+    _vectors(f / "vec_skipped.npz", y_train=np.where(np.arange(60) % 3 == 1, 2, np.arange(60) % 3))
+    _vectors(f / "vec_objects.npz", x_train=np.array([[1.0, "a"]] * 60, dtype=object))
+
+
 def _images(folder: Path, sizes: list[int]) -> None:
     from PIL import Image
 
@@ -330,6 +380,7 @@ def files(tmp_path_factory) -> Path:
     _npz(f / "objects.npz", classes=np.array([{"a": 1}, "b", "c"], dtype=object))
     _npz(f / "count.npz", y_train=np.arange(50) % 3)
     _npz(f / "empty_train.npz", n_train=0)
+    _vectors_files(f)
     for cls in ("a", "b"):
         (f / "empty_images" / "train" / cls).mkdir(parents=True)
         (f / "empty_images" / "test" / cls).mkdir(parents=True)
