@@ -389,7 +389,7 @@ def test_a_plot_that_cannot_be_saved_is_one_line_and_keeps_the_previous_report(r
     shutil.copytree(reported, folder)
     before = _tree(folder)
     plots = sorted(p.name for p in (reported / "report" / "plots").iterdir())
-    assert len(plots) == 2
+    assert len(plots) == 3  # accuracy by labels, by compute, and the AULC
     original = Figure.savefig
 
     def refuse(self, path, *args, **kwargs):  # matplotlib's refusal of one figure, wherever it is saved
@@ -425,6 +425,6 @@ def test_a_new_report_replaces_the_previous_one_whole(reported, tmp_path):
     (folder / "report" / "stale.txt").write_text("from an older version")
     path = write_report(folder)
     text = path.read_text()  # final mean accuracy 65.5% in the new cycles, 75.5% in the old ones
-    assert path == folder / "report" / "report.md" and "| 65.5 |" in text and "75.5" not in text
+    assert path == folder / "report" / "report.md" and "| 65.5 ± " in text and "75.5" not in text
     assert not (folder / "report" / "stale.txt").exists()
     assert sorted(p.name for p in folder.iterdir()) == ["cycles.parquet", "report"]

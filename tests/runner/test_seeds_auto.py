@@ -25,7 +25,7 @@ def fake_rounds(monkeypatch) -> list[tuple[tuple[str, ...], int, bool]]:
     report by nothing; returns the rounds run, as (strategies, seeds, quiet)."""
     rounds: list[tuple[tuple[str, ...], int, bool]] = []
 
-    def benchmark_round(config, options, analysis, quiet, held):
+    def benchmark_round(config, options, analysis, quiet, held, tracker=None):
         rounds.append((config.strategies, len(config.seeds), quiet))
         store = RunStore(config.out)
         for strategy in config.strategies:
@@ -41,7 +41,7 @@ def fake_rounds(monkeypatch) -> list[tuple[tuple[str, ...], int, bool]]:
         return []
 
     monkeypatch.setattr(seeds_auto, "benchmark_round", benchmark_round)
-    monkeypatch.setattr(seeds_auto, "finish", lambda folder, failures, options: RunResult(folder, (), None))
+    monkeypatch.setattr(seeds_auto, "finish", lambda folder, failures, options, tracker=None: RunResult(folder, (), None))
     return rounds
 
 
