@@ -41,7 +41,8 @@ def fake_rounds(monkeypatch) -> list[tuple[tuple[str, ...], int, bool]]:
         return []
 
     monkeypatch.setattr(seeds_auto, "benchmark_round", benchmark_round)
-    monkeypatch.setattr(seeds_auto, "finish", lambda folder, failures, options, tracker=None: RunResult(folder, (), None))
+    monkeypatch.setattr(seeds_auto, "finish",
+                        lambda folder, failures, options, tracker=None: RunResult(folder, (), None))
     return rounds
 
 
