@@ -167,5 +167,19 @@ def cycles_of(setting: str, effects: dict[str, float], seeds: int = 5, noise: fl
     return pd.DataFrame(rows)
 
 
+# One strategy of each verdict against random, as the report pages' tests need them: entropy 5 points ahead, margin
+# 5 behind, bald identical to it (equivalent), badge noisy around +1 (undecided, with seeds needed).
+FOUR_WORDS = {"entropy": "better", "margin": "worse", "bald": "equivalent", "badge": "undecided"}
+
+
+def four_verdicts(setting: str = "s", seed: int = 0) -> pd.DataFrame:
+    """A setting's rows (cycles_of) whose primary verdicts are FOUR_WORDS."""
+    import pandas as pd
+
+    clear = cycles_of(setting, {"entropy": 0.05, "margin": -0.05, "bald": 0.0}, seeds=6, noise=0.002, seed=seed)
+    noisy = cycles_of(setting, {"badge": 0.01}, seeds=6, noise=0.05, seed=seed + 3)
+    return pd.concat([clear, noisy[noisy["strategy"] == "badge"]], ignore_index=True)
+
+
 def pytest_configure(config):
     sys.path.insert(0, str(ROOT))

@@ -7,6 +7,7 @@ config.json's design); the numbers come from bench.analysis.grid_stats.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from bench.analysis.families import PRIMARY, families
 from bench.analysis.record import load_cycles, stored_design
 from bench.core.errors import UserError
 from bench.core.files import atomic_write
-from bench.report import text
+from bench.report import html, text
 from bench.report.figures import figure
 from bench.report.plots import VERDICT_MARKS
 from bench.report.tables import write_table
@@ -174,6 +175,11 @@ def write_grid_report(parent: Path) -> tuple[Path, list[str]] | None:
         body += ["## Settings", "", *[f"- `{s}`: " + ", ".join(f"{n} {labels[s][n]}" for n in names)
                                       + f" ([its run folder]({s}/))" for s in setting_order(record)], ""]
         (tmp / "report.md").write_text("\n".join(lines + body).rstrip() + "\n")
+        # index.html sits in report/, one level below the settings' folders that report.md links to
+        page = re.sub(r"\]\(([\w.-]+)/\)", r"](../\1/)", "\n".join(lines + body))
+        where = [", ".join(f"{n} {labels[s][n]}" for n in names) for s in found["dataset"]]
+        html.write_page(tmp, html.verdict_cards(found, plan, where), float(record["margin"]),
+                        [(GRID, f"../{GRID}")], source=page)
 
     atomic_write_folder(parent / REPORT, write, then="run `run_bench.py report` on the grid's folder again")
     inner = (parent / REPORT / "report.md").read_text()

@@ -15,7 +15,7 @@ import pandas as pd
 from bench.analysis import penalty, verdicts
 from bench.analysis.record import Analysis, analyse, dataset_rows, load_cycles, stored_design
 from bench.core.errors import UserError
-from bench.report import plots, text
+from bench.report import html, plots, text
 from bench.report.figures import figure, palette
 from bench.report.tables import (
     aulc_display,
@@ -27,7 +27,7 @@ from bench.report.tables import (
     verdict_display,
     write_table,
 )
-from bench.results.store import REPORT, atomic_write_folder
+from bench.results.store import CONFIG, REPORT, atomic_write_folder
 
 # ---------------------------------------------------------------- entry point
 
@@ -79,7 +79,9 @@ def write_analysis(result: Analysis, run_dir: Path) -> Path:
     runs = sorted(result.cycles["run"].astype(str).unique()) if "run" in result.cycles else [run_dir.name]
     # Written whole into a temporary folder that then takes report/'s place: a failure midway leaves the previous
     # report as it was, never half old and half new, and no file of an older report lingers beside a new one.
-    atomic_write_folder(out, lambda tmp: write_files(result, header_lines(result, runs, "`cycles.parquet`"), tmp),
+    links = [(CONFIG, f"../{CONFIG}")] if (run_dir / CONFIG).is_file() else []  # index.html's links beside the CSVs
+    atomic_write_folder(out, lambda tmp: write_files(result, header_lines(result, runs, "`cycles.parquet`"), tmp,
+                                                     links=links),
                         then=f"run `run_bench.py report {run_dir}` (the results are complete)")
     return out / "report.md"
 
@@ -97,9 +99,11 @@ def headline(result: Analysis) -> list[str]:
     return lines
 
 
-def write_files(result: Analysis, header: list[str], out: Path, unit: str = "dataset") -> None:
+def write_files(result: Analysis, header: list[str], out: Path, unit: str = "dataset",
+                links: list[tuple[str, str]] | None = None) -> None:
     """report.md (header, then the primary verdicts, a section per setting, and what holds across settings),
-    tables/ and plots/ into the (empty) folder out; `unit` names a setting in headings."""
+    tables/ and plots/ into the (empty) folder out, then index.html (links: its (label, relative href) of the files
+    beside the report); `unit` names a setting in headings."""
     for folder in (out / "tables", out / "plots"):
         folder.mkdir()
     datasets = sorted(result.cycles["dataset"].unique())
@@ -110,6 +114,9 @@ def write_files(result: Analysis, header: list[str], out: Path, unit: str = "dat
     if len(datasets) > 1:
         lines += _across_settings(result, out, unit)
     (out / "report.md").write_text("\n".join(lines).rstrip() + "\n")
+    primary = result.verdicts[result.verdicts["family"] == verdicts.PRIMARY]
+    where = [f"{unit} {d}" for d in primary["dataset"]] if len(datasets) > 1 else None
+    html.write_page(out, html.verdict_cards(primary, result.plan, where), result.margin, links or [])
 
 
 def _slugs(datasets: list[str]) -> dict[str, str]:
@@ -183,7 +190,7 @@ def _primary_section(result: Analysis, datasets: list[str], slugs: dict[str, str
             lines += figure(out, f"pairwise_{slugs[dataset]}", "Pairwise AULC differences",
                              lambda ax, rows=rows, dataset=dataset: plots.pairwise(ax, rows, dataset),
                              size=_matrix_size(rows))
-        lines += write_table(out, f"primary_{slugs[dataset]}", rows, verdict_display(rows, result),
+        lines += write_table(out, f"primary_{slugs[dataset]}", rows, verdict_display(rows, result.plan),
                              _verdict_caption(result, verdicts.PRIMARY, _across(datasets, unit)))
     if result.plan is not None:
         lines += _looks_part(result, out)
@@ -245,7 +252,7 @@ def _all_pairs_part(result: Analysis, datasets: list[str], slugs: dict[str, str]
         lines += figure(out, f"{stem}_{slugs[dataset]}", "Pairwise AULC differences",
                          lambda ax, rows=rows, dataset=dataset: plots.pairwise(ax, rows, dataset),
                          size=_matrix_size(rows))
-        lines += write_table(out, f"pairs_{slugs[dataset]}", rows, verdict_display(rows, result),
+        lines += write_table(out, f"pairs_{slugs[dataset]}", rows, verdict_display(rows, result.plan),
                              _verdict_caption(result, family, ""))
     return lines
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import pandas as pd
 
 from bench.analysis import verdicts
-from bench.analysis.record import Analysis
 from bench.report import text
 
 # ---------------------------------------------------------------- display tables
@@ -108,11 +107,11 @@ def cost_display(cost: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def verdict_display(rows: pd.DataFrame, result: Analysis) -> pd.DataFrame:
+def verdict_display(rows: pd.DataFrame, plan: verdicts.SequentialPlan | None) -> pd.DataFrame:
     def seeds(n: float) -> str:
         return text.DASH if pd.isna(n) else f"{int(n)}"
 
-    sequential = result.plan is not None and (rows["family"] == verdicts.PRIMARY).all()
+    sequential = plan is not None and (rows["family"] == verdicts.PRIMARY).all()
     frame = {
         "strategy": rows["strategy"], "other": rows["other"], "seeds": rows["n_pairs"].astype(str),
         "AULC diff (pts)": rows["mean_diff"].map(text.points),

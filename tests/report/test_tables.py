@@ -4,7 +4,6 @@ write_table's CSV at full precision beside the shown .md and .tex."""
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pandas as pd
 
@@ -87,19 +86,19 @@ def verdict_rows(**changes: object) -> pd.DataFrame:
 
 
 def test_verdict_display_shows_p_values_at_fixed_seeds_and_the_look_under_seeds_auto():
-    fixed = tables.verdict_display(verdict_rows(), SimpleNamespace(plan=None))
+    fixed = tables.verdict_display(verdict_rows(), None)
     assert fixed.columns.tolist() == ["strategy", "other", "seeds", "AULC diff (pts)", "CI (pts)", "CI level",
                                       "t-test p", "Holm p", "TOST p", "seeds needed", "verdict"]
     assert fixed.values.tolist() == [["ll", "random", "6", "+2.1", "+1.2 to +3.4", "98.33%", "0.012", "0.037",
                                       "0.900", DASH, "better"]]
     plan = SequentialPlan(looks=(4, 8), comparisons=1, alpha=0.05, margin=0.01, nominal=0.0294)
-    sequential = tables.verdict_display(verdict_rows(), SimpleNamespace(plan=plan))
+    sequential = tables.verdict_display(verdict_rows(), plan)
     assert sequential.columns.tolist() == ["strategy", "other", "seeds", "AULC diff (pts)", "CI (pts)", "CI level",
                                            "decided at", "verdict"]
     assert sequential["decided at"].tolist() == ["4"]
     # a family beside the primary one was tested at fixed seeds: its rows show p-values, not looks
     mixed = pd.concat([verdict_rows(), verdict_rows(family="all pairs", seeds_needed=12.0)], ignore_index=True)
-    assert tables.verdict_display(mixed, SimpleNamespace(plan=plan))["seeds needed"].tolist() == [DASH, "12"]
+    assert tables.verdict_display(mixed, plan)["seeds needed"].tolist() == [DASH, "12"]
 
 
 def test_markdown_and_latex_helpers_escape():
