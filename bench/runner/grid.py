@@ -3,6 +3,8 @@ parent (PARENT/SETTING/, resumable and checked as any run folder), the parent re
 holding the grid's report (report.md). The error is controlled over the whole grid (bench.analysis.grid_stats):
 fixed seeds are tested together, Holm over every comparison of every setting; --seeds auto takes each setting's
 looks on its own at Pocock's level for the whole family, and stops a setting once its comparisons are decided.
+--track mlflow opens one tracker for the grid: the grid's run, each setting's parent under it, the grid's verdicts as
+its tags.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from bench.runner import seeds_auto
 from bench.runner.benchmark import benchmark_round, check_model_setup, dry_run
 from bench.runner.devices import resolve_devices
 from bench.runner.resolve import RunOptions, build_config, job_specs, resolve_baseline, resolve_numerics
+from bench.runner.tracking import Tracker, open_tracker
 from strategies import STRATEGIES
 
 GRID = "grid.json"  # the parent's record of the grid: what a resumed --vary must ask again
@@ -42,6 +45,7 @@ class GridRun:
     grid: Grid
     parent: Path
     settings: tuple[tuple[Setting, RunConfig], ...]
+    name: str = ""  # the grid's name (--name, else the run's default name and -vary): its tracker experiment's
 
     @property
     def strategies(self) -> tuple[str, ...]:
@@ -65,7 +69,7 @@ def resolve_grid(grid: Grid, preset: str = "quick", strategies: list[str] | None
                                                    name=setting.slug, out=parent / setting.slug, **build)))
         except UserError as err:
             raise UserError(f"setting {setting.slug}: {err}") from None
-    return GridRun(grid, parent, tuple(settings))
+    return GridRun(grid, parent, tuple(settings), name or f"{base.name}-vary")
 
 
 def grid_record(run: GridRun, options: RunOptions) -> dict[str, Any]:
@@ -151,18 +155,24 @@ def run_grid(run: GridRun, options: RunOptions) -> tuple[Path | None, list[str]]
     run.parent.mkdir(parents=True, exist_ok=True)
     print(grid_line(run, options), flush=True)
     failures: list[str] = []
+    tracker = open_tracker(options.track, options.tracking_uri)  # one for the grid: every setting into its runs
     with FolderLock(run.parent, advice="another --vary run is writing this grid").holding():
-        write_json(run.parent / GRID, grid_record(run, options))
+        resumed = options.on_existing == "resume" and (run.parent / GRID).is_file()  # check_parent: the same grid
+        record = grid_record(run, options)
+        write_json(run.parent / GRID, record)
+        tracker.start_grid(run.name or run.parent.name, run.parent, record, resumed)
         if options.max_seeds:
-            failures = _rounds(run, options)
+            failures = _rounds(run, options, tracker)
         else:
             for i, (setting, config) in enumerate(run.settings, 1):
                 print(f"setting   {i}/{len(run.settings)} {setting.slug}", flush=True)
-                failures += [f"{setting.slug}/{key}" for key in benchmark_round(config, options)]
-        return report(run.parent), failures
+                failures += [f"{setting.slug}/{key}" for key in benchmark_round(config, options, tracker=tracker)]
+        written = report(run.parent)
+        tracker.finish_grid(run.parent, failures)
+        return written, failures
 
 
-def _rounds(run: GridRun, options: RunOptions) -> list[str]:
+def _rounds(run: GridRun, options: RunOptions, tracker: Tracker | None = None) -> list[str]:
     """--seeds auto over the grid: at each look, every setting not yet decided runs the seeds of that look for the
     strategies of its undecided comparisons, then looks (replayed from its rows, so a resumed run resumes)."""
     plan = plan_for(run, options)
@@ -183,7 +193,7 @@ def _rounds(run: GridRun, options: RunOptions) -> list[str]:
             round_config = dataclasses.replace(config, strategies=active, seeds=tuple(range(n)))
             resume = dataclasses.replace(options, on_existing="resume")
             failed = benchmark_round(round_config, resume, seeds_auto.analysis_record(config, options, plan, history),
-                                     quiet=not first[setting.slug])
+                                     quiet=not first[setting.slug], tracker=tracker)
             first[setting.slug] = False
             failures += [f"{setting.slug}/{key}" for key in failed]
             _, history = seeds_auto.look(config, options, plan)

@@ -6,6 +6,11 @@ test_loss, n_labeled, train_seconds and select_seconds. A resumed, widened or --
 and a step already logged is never logged again. When the report is written, the primary verdicts become the
 parent's tags and the report folder its artifacts.
 
+A --vary grid is one run above its settings, in one experiment named after the grid: the grid's run, found again by
+the grid's identity (its place and the question grid.json records), holds each setting's parent run, which holds its
+(strategy, seed) jobs as above. When the grid's report is written, its verdicts (report/tables/grid_verdicts.csv)
+become tags: each setting's on the setting's parent, all of them and a count per comparison on the grid's run.
+
 The results folder stays the source of truth: any error from MLflow (a server that does not answer, a locked
 database) is one warning line, tracking stops for the run, and the run goes on as if it had never been asked.
 """
@@ -31,7 +36,7 @@ import pandas as pd
 from bench.core.config import RunConfig, protocol_identity
 from bench.core.errors import UserError
 from bench.core.registry import unknown_name
-from bench.results.store import CONFIG, CYCLES
+from bench.results.store import CONFIG, CYCLES, REPORT
 from bench.training.jobs import JobSpec
 
 TRACKERS = ("none", "mlflow")  # --track: nothing, or an MLflow tracking store
@@ -41,7 +46,11 @@ METRICS = ("test_acc", "test_loss", "n_labeled", "train_seconds", "select_second
 # Tags that find the runs again (MLflow's own parentRunId links a child to its parent).
 FOLDER, OUT, JOB, SEED, STRATEGY = "al_bench.folder", "al_bench.out", "al_bench.job_hash", "al_bench.seed", \
     "al_bench.strategy"
+GRID, SETTING = "al_bench.grid", "al_bench.setting"  # a --vary grid's run, and a setting's parent within it
 PARENT = "mlflow.parentRunId"
+EARLIER = "(an earlier run of the folder)"  # appended to the identity tag of a folder's or grid's older runs
+GRID_VERDICTS = Path(REPORT) / "tables" / "grid_verdicts.csv"  # bench.report.grid_report's table, under the grid
+OUTCOMES = ("better", "worse", "equivalent", "undecided")  # the order a grid's count lists them in
 
 # A tracking server that hangs costs the run seconds, once: each request waits at most 5 s and is tried 3 times,
 # 1 s and 2 s apart. Set around the tracker's own calls only; a value the user exported wins.
@@ -79,6 +88,14 @@ def folder_identity(config: RunConfig) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def grid_identity(parent: Path, record: dict[str, Any]) -> str:
+    """The grid run's key: the grid's place and what a resumed --vary must ask again (grid.json's grid, baseline,
+    margin and design). More strategies or seeds keep it, as they keep a folder's."""
+    identity = {"out": str(Path(parent).resolve()), **{k: record.get(k) for k in ("grid", "baseline", "margin",
+                                                                                  "design")}}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 class Tracker:
     """--track none: the hooks the driver calls, each doing nothing."""
 
@@ -94,6 +111,13 @@ class Tracker:
 
     def finish(self, folder: Path, report: Path | None, failed: bool) -> None:
         """The run is over and its report (None: no rows to report) written."""
+
+    def start_grid(self, name: str, parent: Path, record: dict[str, Any], resumed: bool) -> None:
+        """A --vary grid begins, before its first setting's start: name its experiment's, parent its folder, record
+        what grid.json holds, resumed whether that folder held this grid before."""
+
+    def finish_grid(self, parent: Path, failures: list[str]) -> None:
+        """The grid is over and its report written (or not: no setting had a row); failures 'SETTING/JOB'."""
 
 
 @dataclasses.dataclass
@@ -113,7 +137,10 @@ class MlflowTracker(Tracker):
         self.experiment = ""
         self.parent = ""
         self.identity = ""
-        self.children: dict[tuple[str, int], _Child] = {}
+        self.parents: dict[str, str] = {}  # folder identity -> its parent run, for the settings of a grid
+        self.children: dict[tuple[str, str, int], _Child] = {}  # (parent, job hash, seed)
+        self.experiment_name = ""  # a grid's: every setting's runs in one experiment (else each run's name)
+        self.grid_run = ""
 
     # -- the hooks: each one safe ----------------------------------------------------------------------------
 
@@ -130,11 +157,18 @@ class MlflowTracker(Tracker):
     def finish(self, folder: Path, report: Path | None, failed: bool) -> None:
         self._safely("logging the report", lambda: self._finish(Path(folder), report, failed))
 
+    def start_grid(self, name: str, parent: Path, record: dict[str, Any], resumed: bool) -> None:
+        self._safely("opening the grid's run", lambda: self._start_grid(name, Path(parent), record, resumed),
+                     opening=True)
+
+    def finish_grid(self, parent: Path, failures: list[str]) -> None:
+        self._safely("logging the grid's report", lambda: self._finish_grid(Path(parent), failures))
+
     def _safely(self, what: str, work: Callable[[], None], opening: bool = False) -> None:
         """work(), with the HTTP limits set; any error is one warning line and the end of tracking for this run.
         KeyboardInterrupt and the signals' exits are not errors of MLflow: they pass. opening: start, the one
         hook that may run before the parent is known."""
-        if self.stopped or not (opening or self.parent):
+        if self.stopped or not (opening or self.parent or self.grid_run):
             return
         saved = {key: os.environ.get(key) for key in HTTP_LIMITS}
         os.environ.update({key: value for key, value in HTTP_LIMITS.items() if saved[key] is None})
@@ -163,17 +197,22 @@ class MlflowTracker(Tracker):
 
     # -- the work ---------------------------------------------------------------------------------------------
 
-    def _start(self, config: RunConfig, specs: list[JobSpec], rows: pd.DataFrame, resumed: bool) -> None:
+    def _open(self, name: str) -> None:
+        """The client, and the experiment of that name (made if new)."""
         from mlflow import MlflowClient  # the optional extra, imported by the run that asks for it
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
         if self.client is None:
             self.client = MlflowClient(self.uri)
-        found = self.client.get_experiment_by_name(config.name)
-        self.experiment = found.experiment_id if found else self.client.create_experiment(config.name)
+        found = self.client.get_experiment_by_name(name)
+        self.experiment = found.experiment_id if found else self.client.create_experiment(name)
+
+    def _start(self, config: RunConfig, specs: list[JobSpec], rows: pd.DataFrame, resumed: bool) -> None:
+        self._open(self.experiment_name or config.name)
         identity = folder_identity(config)
-        if identity != self.identity:  # a later round of --seeds auto keeps its parent
-            self.parent, self.identity, self.children = self._parent(config, identity, resumed), identity, {}
+        if identity not in self.parents:  # a later round of --seeds auto, or a grid's later look, keeps its parent
+            self.parents[identity] = self._parent(config, identity, resumed)
+        self.parent, self.identity = self.parents[identity], identity
         self.client.update_run(self.parent, status="RUNNING")
         self._batch(self.parent, tags={OUT: str(Path(config.out).resolve()), "strategies": ", ".join(
             config.strategies), "seeds": str(len(config.seeds))})
@@ -191,10 +230,13 @@ class MlflowTracker(Tracker):
         emptied by --force or --fresh) starts a new parent; the older ones are retagged as earlier lives."""
         runs = self.client.search_runs([self.experiment], f"tags.`{FOLDER}` = '{identity}'")
         if resumed and runs:
+            if self.grid_run and runs[0].data.tags.get(PARENT) != self.grid_run:  # a grid's run made again
+                self.client.set_tag(runs[0].info.run_id, PARENT, self.grid_run)
             return runs[0].info.run_id
         for run in runs:
-            self.client.set_tag(run.info.run_id, FOLDER, f"{identity} (an earlier run of the folder)")
-        run = self.client.create_run(self.experiment, run_name=config.name, tags={FOLDER: identity})
+            self.client.set_tag(run.info.run_id, FOLDER, f"{identity} {EARLIER}")
+        place = {PARENT: self.grid_run, SETTING: Path(config.out).name} if self.grid_run else {}
+        run = self.client.create_run(self.experiment, run_name=config.name, tags={FOLDER: identity, **place})
         params = {**{f"protocol.{k}": v for k, v in dataclasses.asdict(config.protocol).items()},
                   "dataset_fingerprint": config.dataset_fingerprint, **config.numerics(),
                   **{f"model.{k}": v for k, v in config.model_fingerprint.items()}}
@@ -203,7 +245,7 @@ class MlflowTracker(Tracker):
 
     def _child(self, spec: JobSpec) -> _Child:
         """The job's child run under the parent, found by its job hash and seed, or created with its params."""
-        key = (spec.config_hash, spec.seed)
+        key = (self.parent, spec.config_hash, spec.seed)
         if key in self.children:
             return self.children[key]
         query = (f"tags.`{PARENT}` = '{self.parent}' and tags.`{JOB}` = '{spec.config_hash}' and "
@@ -248,6 +290,48 @@ class MlflowTracker(Tracker):
                 self.client.log_artifact(self.parent, str(folder / name))
         self.client.set_terminated(self.parent, "FAILED" if failed else "FINISHED")
 
+    def _start_grid(self, name: str, parent: Path, record: dict[str, Any], resumed: bool) -> None:
+        self.experiment_name = name
+        self._open(name)
+        identity = grid_identity(parent, record)
+        runs = self.client.search_runs([self.experiment], f"tags.`{GRID}` = '{identity}'")
+        if resumed and runs:
+            self.grid_run = runs[0].info.run_id
+        else:
+            for run in runs:
+                self.client.set_tag(run.info.run_id, GRID, f"{identity} {EARLIER}")
+            self.grid_run = self.client.create_run(self.experiment, run_name=name,
+                                                   tags={GRID: identity}).info.run_id
+            fields = record.get("grid", {}).get("fields", {})
+            self._batch(self.grid_run, params={**{f"vary.{k}": ", ".join(v) for k, v in fields.items()},
+                                               **{k: record.get(k) for k in ("baseline", "margin", "design")}})
+        self.client.update_run(self.grid_run, status="RUNNING")
+        self._batch(self.grid_run, tags={OUT: str(parent.resolve()), "strategies": ", ".join(record["strategies"]),
+                                         "seeds": str(record["seeds"]),
+                                         "settings": str(len(record["grid"]["settings"]))})
+
+    def _finish_grid(self, parent: Path, failures: list[str]) -> None:
+        table = parent / GRID_VERDICTS
+        per_setting, overall = grid_verdict_tags(table) if table.is_file() else ({}, {})
+        failed = {key.partition("/")[0] for key in failures}
+        # every setting's current parent, those this process did not open too (a decided setting of --seeds auto)
+        settings = [r for r in self.client.search_runs([self.experiment], f"tags.`{PARENT}` = '{self.grid_run}'")
+                    if SETTING in r.data.tags and not r.data.tags.get(FOLDER, "").endswith(EARLIER)]
+        for run in settings:
+            slug = run.data.tags[SETTING]
+            self._batch(run.info.run_id, tags=per_setting.get(slug, {}))
+            for name in (CONFIG, CYCLES):
+                if (parent / slug / name).is_file():
+                    self.client.log_artifact(run.info.run_id, str(parent / slug / name))
+            self.client.set_terminated(run.info.run_id, "FAILED" if slug in failed else "FINISHED")
+        self._batch(self.grid_run, tags=overall)
+        if (parent / REPORT).is_dir():
+            self.client.log_artifacts(self.grid_run, str(parent / REPORT), REPORT)
+        for name in ("report.md", "grid.json"):
+            if (parent / name).is_file():
+                self.client.log_artifact(self.grid_run, str(parent / name))
+        self.client.set_terminated(self.grid_run, "FAILED" if failures or not table.is_file() else "FINISHED")
+
     def _batch(self, run_id: str, params: dict[str, Any] | None = None, tags: dict[str, str] | None = None) -> None:
         """params and tags in batches of MLflow's size."""
         from mlflow.entities import Param, RunTag
@@ -264,16 +348,40 @@ def verdict_tags(tables: Path) -> dict[str, str]:
     frames = [pd.read_csv(path) for path in sorted(tables.glob("primary_*.csv"))]
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     several = len(frames) > 1
-    tags = {}
+    return {_tag(f"verdict.{row['dataset']}." if several else "verdict.", row): _verdict_text(row)
+            for row in rows.to_dict("records")}
+
+
+def grid_verdict_tags(table: Path) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """A grid's verdicts from its report's grid_verdicts.csv ("dataset" = the setting): {setting: {"verdict.A vs B":
+    text}} for the settings' parents, and for the grid's run every one ("verdict.SETTING.A vs B") with a count per
+    comparison ("robust.A vs B": "better 3, undecided 1 (of 4 settings)")."""
+    rows = pd.read_csv(table, dtype={"dataset": str})
+    per_setting: dict[str, dict[str, str]] = {}
+    overall: dict[str, str] = {}
     for row in rows.to_dict("records"):
-        key = f"verdict.{row['dataset']}." if several else "verdict."
-        text = (f"{row['verdict']}: {100 * row['mean_diff']:+.2f} AULC points (interval {100 * row['ci_low']:+.2f} "
-                f"to {100 * row['ci_high']:+.2f}), {int(row['n_pairs'])} seeds")
-        if row["verdict"] == "undecided" and pd.notna(row.get("seeds_needed")):
-            text += f", about {int(row['seeds_needed'])} needed"
-        tags["".join(c if c.isalnum() or c in "._- /" else "_" for c in f"{key}{row['strategy']} vs "
-                     f"{row['other']}")[:250]] = text
-    return tags
+        per_setting.setdefault(row["dataset"], {})[_tag("verdict.", row)] = _verdict_text(row)
+        overall[_tag(f"verdict.{row['dataset']}.", row)] = _verdict_text(row)
+    for (a, b), own in rows.groupby(["strategy", "other"], sort=False):
+        counts = own["verdict"].value_counts()
+        order = [o for o in OUTCOMES if o in counts] + sorted(set(counts.index) - set(OUTCOMES))
+        overall[_tag("robust.", {"strategy": a, "other": b})] = (
+            ", ".join(f"{o} {int(counts[o])}" for o in order) + f" (of {len(own)} settings)")
+    return per_setting, overall
+
+
+def _verdict_text(row: dict[str, Any]) -> str:
+    text = (f"{row['verdict']}: {100 * row['mean_diff']:+.2f} AULC points (interval {100 * row['ci_low']:+.2f} "
+            f"to {100 * row['ci_high']:+.2f}), {int(row['n_pairs'])} seeds")
+    if row["verdict"] == "undecided" and pd.notna(row.get("seeds_needed")):
+        text += f", about {int(row['seeds_needed'])} needed"
+    return text
+
+
+def _tag(prefix: str, row: dict[str, Any]) -> str:
+    """A tag's key in the characters MLflow takes, within its length."""
+    return "".join(c if c.isalnum() or c in "._- /" else "_"
+                   for c in f"{prefix}{row['strategy']} vs {row['other']}")[:250]
 
 
 def _millis(when: Any) -> int:

@@ -1,6 +1,7 @@
 """--track mlflow against the real MLflow client on a temporary store: every job a child run of the folder's parent,
 every cycle one step whose values are cycles.parquet's, a resumed or widened run adding to the same runs without a
-step twice, a store that does not answer costing one warning line and nothing else, and bad flags one line."""
+step twice, a --vary grid one run over a parent per setting with the grid's verdicts as tags, a store that does not
+answer costing one warning line and nothing else, and bad flags one line."""
 
 from __future__ import annotations
 
@@ -45,10 +46,17 @@ def _runs(uri: str) -> tuple[object, list]:
 def _assert_mirrors(uri: str, folder: Path) -> dict[tuple[str, int], str]:
     """Every job of folder's cycles.parquet is one child run with its params, and each of its metrics holds one step
     per cycle with the row's value; returns {(strategy, seed): run id}."""
-    client = MlflowClient(uri)
+    parent, children = _runs(uri)
+    by_job = _assert_jobs(MlflowClient(uri), children, folder)
+    stored = json.loads((folder / "config.json").read_text())
+    assert parent.data.params["protocol.cycles"] == str(stored["protocol"]["cycles"])
+    return {job: run.info.run_id for job, run in by_job.items()}
+
+
+def _assert_jobs(client: MlflowClient, children: list, folder: Path) -> dict[tuple[str, int], object]:
+    """children are folder's jobs, one run each, with their params and one step per cycle of cycles.parquet."""
     rows = pd.read_parquet(folder / "cycles.parquet")
     stored = json.loads((folder / "config.json").read_text())
-    parent, children = _runs(uri)
     by_job = {(r.data.params["strategy"], int(r.data.params["seed"])): r for r in children}
     assert len(by_job) == len(children)  # no job twice
     assert set(by_job) == set(zip(rows["strategy"], rows["seed"].astype(int), strict=True))
@@ -67,8 +75,7 @@ def _assert_mirrors(uri: str, folder: Path) -> dict[tuple[str, int], str]:
             assert steps == job["cycle"].tolist(), (strategy, seed, metric)  # one step per cycle, none twice
             values = [m.value for m in sorted(history, key=lambda m: m.step)]
             assert values == [float(v) for v in job[column]], (strategy, seed, metric)
-    assert parent.data.params["protocol.cycles"] == str(stored["protocol"]["cycles"])
-    return {job: run.info.run_id for job, run in by_job.items()}
+    return by_job
 
 
 def test_a_tracked_run_is_a_parent_with_a_child_per_job_holding_every_cycle(cli, tmp_path):
@@ -170,6 +177,95 @@ def test_seeds_auto_rounds_go_into_the_same_runs(cli, tmp_path):
     rows = pd.read_parquet(out_dir / "cycles.parquet")
     assert rows["seed"].nunique() > 1
     assert len(_assert_mirrors(uri, out_dir)) == len(rows.groupby(["strategy", "seed"]))
+
+
+GRID = ["--strategies", "random", "entropy", "--seeds", "2", "--cycles", "3", "--epochs", "2", "--initial", "20",
+        "--vary", "budget=10,20"]
+
+
+def _grid_runs(uri: str, parent: Path) -> tuple[object, dict[str, object], dict[str, list]]:
+    """The store's one grid run, its settings' parents by setting, and each setting's job runs; every run is one of
+    them (a run duplicated or left outside the tree fails here)."""
+    client = MlflowClient(uri)
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    tops = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(tops) == 1 and tops[0].data.tags["al_bench.out"] == str(parent.resolve()), tops
+    grid = tops[0]
+    settings = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == grid.info.run_id]
+    by_setting = {r.data.tags["al_bench.setting"]: r for r in settings}
+    assert len(by_setting) == len(settings)  # one parent per setting
+    jobs = {slug: [r for r in runs if r.data.tags.get("mlflow.parentRunId") == run.info.run_id]
+            for slug, run in by_setting.items()}
+    assert 1 + len(settings) + sum(map(len, jobs.values())) == len(runs)
+    return grid, by_setting, jobs
+
+
+def _verdict_text(row: dict) -> str:
+    return f"{row['verdict']}: {100 * row['mean_diff']:+.2f} AULC points (interval {100 * row['ci_low']:+.2f} to " \
+           f"{100 * row['ci_high']:+.2f}), {row['n_pairs']} seeds"
+
+
+def test_a_tracked_grid_is_one_run_over_a_parent_per_setting_with_the_grids_verdicts_and_resumes_into_them(
+        cli, tmp_path):
+    uri, parent = _store(tmp_path), tmp_path / "grid"
+    args = [*GRID, "--out", parent, "--track", "mlflow", "--tracking-uri", uri]
+    status, _, err = cli(*args)
+    assert status == 0, err
+    assert "--track" not in err
+    client = MlflowClient(uri)
+    grid, settings, jobs = _grid_runs(uri, parent)
+    assert sorted(settings) == ["budget-10", "budget-20"] and grid.info.status == "FINISHED"
+    assert len({client.get_run(r.info.run_id).info.experiment_id for r in [grid, *settings.values()]}) == 1
+    for slug, run in settings.items():  # each setting's parent holds its folder's jobs, every cycle of them
+        assert run.info.status == "FINISHED" and run.data.params["protocol.budget"] == slug.split("-")[1]
+        assert len(_assert_jobs(client, jobs[slug], parent / slug)) == 4  # 2 strategies x 2 seeds
+    table = pd.read_csv(parent / "report" / "tables" / "grid_verdicts.csv")
+    assert sorted(table["dataset"]) == sorted(settings)
+    for row in table.to_dict("records"):  # the grid's verdicts, read against its report's own table
+        key = f"{row['strategy']} vs {row['other']}"
+        own = settings[row["dataset"]].data.tags[f"verdict.{key}"]
+        assert own.startswith(_verdict_text(row)) and own == grid.data.tags[f"verdict.{row['dataset']}.{key}"]
+    for (a, b), rows in table.groupby(["strategy", "other"]):
+        counts = rows["verdict"].value_counts()
+        assert grid.data.tags[f"robust.{a} vs {b}"] == ", ".join(
+            f"{o} {counts[o]}" for o in ("better", "worse", "equivalent", "undecided") if o in counts) + \
+            f" (of {len(rows)} settings)"
+    assert {"report", "report.md", "grid.json"} <= {a.path for a in client.list_artifacts(grid.info.run_id)}
+    before = {r.info.run_id for r in [grid, *settings.values(), *sum(jobs.values(), [])]}
+    steps = {r.info.run_id: len(client.get_metric_history(r.info.run_id, "test_acc")) for js in jobs.values()
+             for r in js}
+    status, out, err = cli(*args)  # the same command again: a resumed grid with nothing left to run
+    assert status == 0, err
+    assert out.count("resume    4 of 4 jobs already finished") == 2
+    again, settings_again, jobs_again = _grid_runs(uri, parent)
+    assert {r.info.run_id for r in [again, *settings_again.values(), *sum(jobs_again.values(), [])]} == before
+    assert {r: len(client.get_metric_history(r, "test_acc")) for r in steps} == steps  # no cycle logged twice
+    assert again.info.status == "FINISHED"
+    status, _, err = cli(*[("3" if a == "2" and GRID[i - 1] == "--seeds" else a) for i, a in enumerate(args)])
+    assert status == 0, err  # one seed more: each setting's parent gains its two jobs, the others are the same runs
+    wider, settings_wider, jobs_wider = _grid_runs(uri, parent)
+    assert wider.info.run_id == grid.info.run_id
+    assert {s: r.info.run_id for s, r in settings_wider.items()} == {s: r.info.run_id for s, r in settings.items()}
+    table = pd.read_csv(parent / "report" / "tables" / "grid_verdicts.csv")
+    for slug, run in settings_wider.items():
+        assert len(_assert_jobs(client, jobs_wider[slug], parent / slug)) == 6
+        assert {r.info.run_id for r in jobs[slug]} < {r.info.run_id for r in jobs_wider[slug]}
+        row = table[table["dataset"] == slug].iloc[0].to_dict()
+        assert row["n_pairs"] == 3 and run.data.tags["verdict.entropy vs random"].startswith(_verdict_text(row))
+
+
+def test_a_grid_whose_store_does_not_answer_is_one_warning_and_its_report(cli, tmp_path, monkeypatch):
+    monkeypatch.setitem(tracking.HTTP_LIMITS, "MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    monkeypatch.setitem(tracking.HTTP_LIMITS, "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    uri = "http://127.0.0.1:9"
+    status, _, err = cli(*GRID, "--out", tmp_path / "grid", "--track", "mlflow",
+                         "--tracking-uri", uri)
+    assert status == 0, err
+    warned = [line for line in err.splitlines() if "--track mlflow" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning   --track mlflow: opening the grid's run at " + uri)
+    assert (tmp_path / "grid" / "report" / "tables" / "grid_verdicts.csv").is_file()
+    for slug in ("budget-10", "budget-20"):
+        assert len(pd.read_parquet(tmp_path / "grid" / slug / "cycles.parquet")) == 12
 
 
 @pytest.fixture
