@@ -15,6 +15,7 @@ job's GPU, in its own syntax) and `max_jobs`. A list (`job_extra_directives`, `j
 from __future__ import annotations
 
 import inspect
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
@@ -214,13 +215,36 @@ def start(chosen: ClusterPlan, device: str, ready: int) -> tuple[Any, int]:
     """The cluster, scaled to the jobs that can run at once, and that number."""
     cls = cluster_class(chosen.kind)
     jobs = min(ready, chosen.max_jobs or ready)
+    command = cls.job_cls.submit_command.split()[0]
+    if jobs and shutil.which(command) is None:
+        raise UserError(f"--cluster {chosen.kind} submits its jobs with {command}, which is not on PATH here: run "
+                        f"from a node of the {chosen.kind} cluster (a login node).")
     try:
         cluster = cls(job_cls=single_threaded(cls.job_cls), scheduler_options={"dashboard_address": None},
                       **job_kwargs(chosen, device))
     except (ValueError, TypeError) as err:
         raise UserError(f"--cluster {chosen.kind}: {_first_line(err)}") from None
     cluster.scale(jobs=jobs)
+    try:  # submitted now, not in the background: a refused submission is one line, not a run waiting forever
+        # scale's own pass and this one hold one lock: when it returns, every job was submitted or refused
+        cluster.sync(cluster._correct_state)
+        refused = [job for job in cluster.workers.values() if job.status.name == "created"]  # distributed.core.Status
+        if refused:  # the background pass logged why and went on: submit one once more, to hear it
+            cluster.sync(_started, refused[0])
+    except RuntimeError as err:  # dask-jobqueue's: the command's exit status, stdout and stderr
+        for name, job in list(cluster.workers.items()):  # a refused job never started: nothing of it to cancel
+            if job.status.name == "created":
+                job.status = type(job.status).failed
+                del cluster.workers[name], cluster.worker_spec[name]
+        cluster.close(timeout=10)
+        said = [line for line in str(err).partition("stderr:")[2].splitlines() if line.strip()]
+        raise UserError(f"--cluster {chosen.kind}: {command} refused the job: "
+                        f"{said[0].strip() if said else _first_line(err)}") from None
     return cluster, jobs
+
+
+async def _started(job: Any) -> None:
+    await job  # dask's ProcessInterface: starts a job not yet started, and raises what its start raises
 
 
 def threads(chosen: ClusterPlan) -> int | None:

@@ -183,6 +183,23 @@ def test_without_dask_jobqueue_a_cluster_run_says_how_to_install_it(cli, tmp_pat
     assert not (tmp_path / "run").exists()
 
 
+def test_a_submission_the_scheduler_refuses_or_cannot_make_is_one_line_not_a_run_that_waits(cli, tmp_path,
+                                                                                             monkeypatch):
+    refusing = tmp_path / "refusing"
+    refusing.mkdir()
+    (refusing / "sbatch").write_text("#!/bin/sh\necho 'sbatch: error: Invalid account or account/partition "
+                                     "combination specified' >&2\nexit 1\n")
+    (refusing / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{refusing}{os.pathsep}{os.environ['PATH']}")
+    status, _, err = cli(*DIGITS, *SLURM, "--cluster-option", "account=nobody", "--out", tmp_path / "run")
+    assert status == 2 and one_line(err) == ("error: --cluster slurm: sbatch refused the job: sbatch: error: Invalid "
+                                             "account or account/partition combination specified")
+    assert not (tmp_path / "run" / "cycles.parquet").exists()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no sbatch at all: not a node of the cluster
+    status, _, err = cli(*DIGITS, *SLURM, "--out", tmp_path / "run")
+    assert status == 2 and "submits its jobs with sbatch, which is not on PATH here" in one_line(err)
+
+
 # ---------------------------------------------------------------------------------------------- the fake scheduler
 
 
