@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 
 class UserError(Exception):
@@ -29,3 +32,9 @@ def regular_file(path: Path | str, what: str) -> Path:
     kind = next((word for test, word in _KINDS if test(mode)), "not a file")
     raise UserError(f"{path} is not a regular file ({kind}), where {what} belongs: move it away and put the file "
                     "there, or give the path of a regular file.")
+
+
+def shown(value: Any) -> str:
+    """A value as a message quotes it: its repr, a numpy scalar's as the Python value it holds (numpy 2 would print
+    np.int64(-1) where the file holds -1)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)

@@ -99,7 +99,7 @@ def plan(module: nn.Module, name: str, probe_shape: tuple[int, ...]) -> Plan:
             from None
     calls = [n for n in graph.nodes if n.op == "call_module" and n.target == linears[-1]]
     if len(calls) != 1 or not calls[0].args or not isinstance(calls[0].args[0], torch.fx.Node):
-        raise UserError(f"Model {name!r}'s last nn.Linear ({linears[-1]}) is not called once on one input, so it "
+        raise UserError(f"The last nn.Linear of model {name!r} ({linears[-1]}) is not called once on one input, so it "
                         "cannot be the classifier: return a Backbone (bench.models.backbones) from the factory.")
     result = Plan(linears[-1], tracer.node_to_qualname[calls[0].args[0]], *_stages(module, probe_shape))
     _check_output(module, result, name, probe_shape)
@@ -128,7 +128,7 @@ def _check_output(module: nn.Module, found: Plan, name: str, probe_shape: tuple[
     # NaN where the classifier gives NaN too is the classifier's output: non-finite weights are refused on their own
     if not isinstance(whole, torch.Tensor) or whole.shape != logits.shape or not torch.allclose(
             whole, logits, atol=1e-5, equal_nan=True):
-        raise UserError(f"Model {name!r}'s forward does not return its last nn.Linear's output "
+        raise UserError(f"The forward of model {name!r} does not return its last nn.Linear's output "
                         f"({found.classifier}): return the logits from the last nn.Linear, or return a "
                         "bench.models.backbones.Backbone from the factory.")
 

@@ -100,12 +100,12 @@ def build_model(name: str, in_channels: int, n_classes: int, generator_seed: int
         except Exception as err:  # the user's factory: one line, before any work
             reason = (str(err).strip().splitlines() or [""])[0][:200]
             shape = f"vectors of {in_channels} features" if input_size == () else f"{in_channels}-channel images"
-            raise UserError(f"Model {name!r}'s factory raised {type(err).__name__} ({reason}) when building it for "
-                            f"{shape} and {n_classes} classes: fix the model file.") from None
+            raise UserError(f"The factory of model {name!r} raised {type(err).__name__} ({reason}) when building it "
+                            f"for {shape} and {n_classes} classes: fix the model file.") from None
         if isinstance(module, Backbone):
             return module
         if not isinstance(module, nn.Module):
-            raise UserError(f"Model {name!r}'s factory returned a {type(module).__name__}, not a torch.nn.Module: "
+            raise UserError(f"The factory of model {name!r} returned a {type(module).__name__}, not a torch.nn.Module: "
                             "return the network (a Backbone, or a module whose forward returns logits).")
         repeat = 3 if name.startswith(TORCHVISION) and in_channels == 1 else 0
         return AdaptedBackbone(module, name, in_channels, NATIVE_SIZE if input_size is None else input_size, repeat)
@@ -151,8 +151,8 @@ def check_contract(name: str, channels: int, height: int, width: int, n_classes:
     fix = "a factory (in_channels, n_classes) must return a new network each call"
     models = [build_model(name, channels, n_classes, seed, (height, width)) for seed in (0, 1)]
     if models[0] is models[1] or _shared(models[0], models[1]):
-        raise UserError(f"Model {name!r}'s factory returned the same network (or the same parameters) twice: {fix}, "
-                        "or every job would start from the last one's trained weights.")
+        raise UserError(f"The factory of model {name!r} returned the same network (or the same parameters) twice: "
+                        f"{fix}, or every job would start from the last one's trained weights.")
     model = models[0].eval()
     _check_finite(model, f"Model {name!r}", "initialise every parameter to finite values")
     with torch.no_grad(), fx_quiet():

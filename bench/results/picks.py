@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.core.errors import shown
+
 
 def pick_problem(picks: pd.DataFrame, cycles: pd.DataFrame, n_pool: int | None) -> str:
     """What in selections.parquet no run writes, or ''. A run writes, per (strategy, seed, cycle), the pool indices
@@ -16,7 +18,7 @@ def pick_problem(picks: pd.DataFrame, cycles: pd.DataFrame, n_pool: int | None) 
     for column, values in numbers.items():
         bad = values[~np.isfinite(values) | (values != np.floor(values))]
         if len(bad):
-            return f"{column} {picks[column][bad.index[0]]!r}, where a whole number belongs"
+            return f"{column} {shown(picks[column][bad.index[0]])}, where a whole number belongs"
     picks = picks.assign(**{c: v.astype(np.int64) for c, v in numbers.items()}, strategy=picks["strategy"].astype(str))
     rows = cycles.assign(strategy=cycles["strategy"].astype(str), seed=cycles["seed"].astype(np.int64),
                          cycle=cycles["cycle"].astype(np.int64), n_labeled=cycles["n_labeled"].astype(float))

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from bench.core.errors import UserError, regular_file
+from bench.core.errors import UserError, regular_file, shown
 from bench.core.files import FOLDER_MODE, RESUME, atomic_write, remove_path, writing
 from bench.results.picks import pick_problem
 
@@ -171,12 +171,12 @@ def _range_problem(table: pd.DataFrame) -> str:
     acc = pd.to_numeric(table["test_acc"], errors="coerce")
     finite = acc[np.isfinite(acc)]
     if ((finite < 0) | (finite > 1)).any() or np.isinf(acc).any():
-        return f"test_acc {acc[~acc.between(0, 1) & acc.notna()].iloc[0]!r} outside 0..1"
+        return f"test_acc {shown(acc[~acc.between(0, 1) & acc.notna()].iloc[0])} outside 0..1"
     for column, low in (("seed", 0), ("cycle", 0), ("n_labeled", 1)):
         values = pd.to_numeric(table[column], errors="coerce")
         bad = values[~np.isfinite(values) | (values < low) | (values != np.floor(values))]
         if len(bad):
-            return f"{column} {bad.iloc[0]!r}, where a whole number from {low} belongs"
+            return f"{column} {shown(bad.iloc[0])}, where a whole number from {low} belongs"
     for column in ("dataset", "strategy"):
         names = table[column]
         bad = names[names.isna() | (names.astype(str).str.strip() == "")]

@@ -7,9 +7,10 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from bench.core.errors import UserError, regular_file
+from bench.core.errors import UserError, regular_file, shown
 
 
 def test_a_user_error_is_an_exception_and_no_bug_is_one():
@@ -41,3 +42,9 @@ def test_a_socket_and_a_character_device_are_named_for_what_they_are(tmp_path):
     if Path("/dev/null").exists():
         with pytest.raises(UserError, match=r"/dev/null is not a regular file \(a character device\)"):
             regular_file("/dev/null", "the weights")
+
+
+@pytest.mark.parametrize("value, text", [(np.int64(-1), "-1"), (np.float64(1.5), "1.5"), (np.bool_(True), "True"),
+                                         ("a", "'a'"), (-1, "-1"), (None, "None")])
+def test_a_quoted_value_reads_as_the_file_holds_it(value, text):
+    assert shown(value) == text

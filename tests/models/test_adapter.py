@@ -153,5 +153,5 @@ def test_a_hand_built_modules_plan_is_its_last_map_at_each_resolution_and_its_la
 def test_a_module_that_offers_no_classifier_is_one_line():
     with pytest.raises(UserError, match="'flat' has no nn.Linear classifier"):
         adapter.plan(nn.Sequential(nn.Conv2d(3, 2, 1), nn.Flatten()), "flat", (1, 3, 4, 4))
-    with pytest.raises(UserError, match=r"'twice''s forward does not return its last nn.Linear's output \(fc\)"):
+    with pytest.raises(UserError, match=r"model 'twice' does not return its last nn.Linear's output \(fc\)"):
         adapter.plan(_Net(twice=True), "twice", (1, 3, 8, 8))

@@ -158,7 +158,7 @@ BAD_FILES = {
                                     "Net(in_channels, n_classes))").replace("test-plain-net", "test-twice")
                       + "\nSHARED = {}\n", "returned the same network (or the same parameters) twice"),
     "raises": (PLAIN.replace("return Net(in_channels, n_classes)", "raise KeyError('width')")
-               .replace("test-plain-net", "test-twice"), "factory raised KeyError ('width')"),
+               .replace("test-plain-net", "test-twice"), "'test-twice' raised KeyError ('width')"),
     "nan-weights": (PLAIN.replace("return Net(in_channels, n_classes)", "net = Net(in_channels, n_classes)\n"
                                   "    net.fc.bias.data[0] = float('nan')\n    return net")
                     .replace("test-plain-net", "test-twice"), "has NaN or infinite values in"),
