@@ -295,10 +295,18 @@ def benchmark_command(argv: list[str]) -> int:
     return 1 if result.failed else 0
 
 
+GRID_TARGET = ("--target-accuracy is for a run folder's report (labels saved to reach it); a --vary grid's report "
+               "compares verdicts across settings and has no such table: drop it here; `run_bench.py report "
+               "SETTING_FOLDER --out DIR --target-accuracy P` reports one setting alone (its verdicts corrected over "
+               "that setting, not the grid).")
+
+
 def grid_command(grid, args: argparse.Namespace, protocol: dict, options, auto: bool) -> int:
     """--vary: every setting of the grid as its own run under one parent (bench.runner.grid)."""
     from bench.runner.grid import grid_dry_run, resolve_grid, run_grid
 
+    if options.target_accuracy is not None:  # said, not ignored
+        raise UserError(GRID_TARGET)
     run = resolve_grid(grid, args.preset, args.strategies, min(FIRST_LOOK, args.max_seeds) if auto else args.seeds,
                        protocol, args.name, args.out, strategy_params=parse_strategy_params(args.strategy_param),
                        devices=args.devices, data_root=args.data_root, download=not args.no_download,
@@ -365,6 +373,8 @@ def grid_report_command(args: argparse.Namespace) -> int:
     if args.baseline or args.margin or args.out:
         raise UserError(f"{args.folders[0]} is a --vary grid, reported with its own baseline and margin into its "
                         "folder: drop --baseline, --margin and --out.")
+    if args.target_accuracy is not None:
+        raise UserError(GRID_TARGET)
     with FolderLock(args.folders[0], advice="a --vary run is writing this grid; wait for it to finish").holding():
         written = write_grid_report(args.folders[0])
     if written is None:

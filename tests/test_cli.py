@@ -15,7 +15,7 @@ from launch import run_cli
 
 from bench.results.lock import FolderLock
 from bench.training.loop import candidates
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, one_line
 
 
 def test_run_writes_the_store(cli, tmp_path, tiny_npz):
@@ -294,3 +294,14 @@ def test_a_dry_run_loads_no_statistics_or_plotting(tmp_path):
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "compare   each strategy against random (1 comparison)" in done.stdout
+
+
+def test_a_target_accuracy_a_grid_cannot_report_is_refused_not_ignored(cli, tmp_path):
+    status, _, err = cli("--strategies", "random", "entropy", "--vary", "budget=10,20", "--target-accuracy", "90",
+                         "--out", tmp_path / "grid")
+    assert status == 2 and one_line(err).startswith("error: --target-accuracy is for a run folder's report")
+    assert not (tmp_path / "grid").exists()  # before any work
+    (tmp_path / "parent").mkdir()
+    (tmp_path / "parent" / "grid.json").write_text(json.dumps({"labels": {}, "names": []}))
+    status, _, err = cli("report", tmp_path / "parent", "--target-accuracy", "90")
+    assert status == 2 and "`run_bench.py report SETTING_FOLDER --out DIR --target-accuracy P`" in one_line(err)
