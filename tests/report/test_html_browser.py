@@ -123,6 +123,23 @@ def test_a_sortable_column_sorts_by_number_both_ways_and_keeps_each_row_whole(br
     assert opened(browser, report) == []  # and nothing the script did logged an error
 
 
+def test_the_sort_reads_numbers_as_the_tables_write_them(browser, report, tmp_path):
+    # thousands separators (labels saved at paper scale), signs, the minus sign, "<0.001" and the dash of no value
+    cells = ["1,200", "900", "+9,000", "\u22122.5", "<0.001", "\u2013", "-40", "12,000.5"]
+    table = ('<table class="sortable"><thead><tr><th id="probe">n</th></tr></thead><tbody>'
+             + "".join(f"<tr><td>{c}</td></tr>" for c in cells) + "</tbody></table>")
+    page = tmp_path / "probe.html"
+    page.write_text(report.read_text().replace("</article>", table + "</article>"))
+    assert opened(browser, page) == []
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.ID, "probe").click()
+    shown = browser.execute_script(
+        "return Array.from(document.getElementById('probe').closest('table').tBodies[0].rows)"
+        ".map(r => r.cells[0].textContent)")
+    assert shown == ["-40", "\u22122.5", "<0.001", "900", "1,200", "+9,000", "12,000.5", "\u2013"]
+
+
 def test_a_page_that_reached_beyond_itself_would_be_refused_and_logged(browser, report, tmp_path):
     # The console check above can fail: the same page with one figure from the network is blocked by its policy,
     # the image stays empty, and the console says so.
