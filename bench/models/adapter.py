@@ -34,8 +34,14 @@ class Plan:
 
 
 # Per process: tracing a large model takes a second, and every cycle builds one. Keyed by the module's class
-# itself, not its name: two model files may register one name with classes of one name and other structures.
+# itself, not its name (two model files may register one name with classes of one name and other structures), and
+# by its structure (one class built with another --model-param, a width, has other stage channels).
 _PLANS: dict[tuple, Plan] = {}
+
+
+def structure(module: nn.Module) -> tuple:
+    """What decides a module's plan beyond its class: its layers as it prints them and its tensors' shapes."""
+    return repr(module), tuple((name, tuple(t.shape)) for name, t in module.state_dict().items())
 
 
 class AdaptedBackbone(Backbone):
@@ -48,7 +54,7 @@ class AdaptedBackbone(Backbone):
                  repeat: int = 0) -> None:
         super().__init__()
         self.name, self.repeat = name, repeat  # repeat: 3 = grayscale repeated to 3 channels for the module
-        key = (name, type(module), in_channels, tuple(input_size), repeat)
+        key = (name, type(module), structure(module), in_channels, tuple(input_size), repeat)
         if key not in _PLANS:
             _PLANS[key] = plan(module, name, (1, repeat or in_channels, *input_size))
         self.plan = _PLANS[key]

@@ -114,13 +114,15 @@ def build_model(name: str, in_channels: int, n_classes: int, generator_seed: int
 # ---------------------------------------------------------------------------------------------- contract checks
 
 
-def check_input_size(model_name: str, channels: int, height: int, width: int,
-                     stage_users: Sequence[str] = ()) -> Backbone:
+def check_input_size(model_name: str, channels: int, height: int, width: int, stage_users: Sequence[str] = (),
+                     params: Mapping[str, str] | None = None) -> Backbone:
     """Refuse, before any work, an image size the model cannot take: run its forward pass once on one zero image
     [1, channels, height, width] on the CPU and turn a failure (a feature map pooled down to nothing) into a
     UserError; refuse the strategies in stage_users (they read stage feature maps) when the model has none.
-    Eval mode: a single image in training mode would trip batch norm, whatever its size. Returns the model."""
-    model = build_model(model_name, channels, 2, 0, (height, width)).eval()  # any class count and weights will do
+    Eval mode: a single image in training mode would trip batch norm, whatever its size. params: the run's
+    --model-param values (the network checked is the one the run trains). Returns the model."""
+    # any class count and weights will do; the params decide the network's shape
+    model = build_model(model_name, channels, 2, 0, (height, width), params).eval()
     try:
         with torch.no_grad(), fx_quiet():
             out = model(torch.zeros(1, channels, height, width))
@@ -144,12 +146,14 @@ def check_input_size(model_name: str, channels: int, height: int, width: int,
     return model
 
 
-def check_contract(name: str, channels: int, height: int, width: int, n_classes: int) -> None:
+def check_contract(name: str, channels: int, height: int, width: int, n_classes: int,
+                   params: Mapping[str, str] | None = None) -> None:
     """Refuse, before any work, a model factory that breaks its contract: one that raises, returns one instance
     twice (the next job would start from the last one's trained weights), ignores n_classes, builds non-finite
-    weights, or a Backbone whose forward returns something else than a ModelOutput."""
+    weights, or a Backbone whose forward returns something else than a ModelOutput (params: the run's
+    --model-param values)."""
     fix = "a factory (in_channels, n_classes) must return a new network each call"
-    models = [build_model(name, channels, n_classes, seed, (height, width)) for seed in (0, 1)]
+    models = [build_model(name, channels, n_classes, seed, (height, width), params) for seed in (0, 1)]
     if models[0] is models[1] or _shared(models[0], models[1]):
         raise UserError(f"The factory of model {name!r} returned the same network (or the same parameters) twice: "
                         f"{fix}, or every job would start from the last one's trained weights.")
@@ -285,12 +289,14 @@ def check_image_model(name: str) -> None:
 
 
 def check_setup(name: str, channels: int, height: int, width: int, n_classes: int, stage_users: Sequence[str] = (),
-                weights: Path | None = None, weights_sha256: str | None = None, frozen: bool = False) -> str:
+                weights: Path | None = None, weights_sha256: str | None = None, frozen: bool = False,
+                params: Mapping[str, str] | None = None) -> str:
     """Every check of the model a run makes before any work (input size, stage features for the strategies that
-    read them, the weights against the model); returns what the run says about its model, in words (frozen: the
-    weights go into the one fixed backbone of a frozen-feature run, whose classifier is never used)."""
-    model = check_input_size(name, channels, height, width, stage_users)
-    check_contract(name, channels, height, width, n_classes)
+    read them, the weights against the model), each on the network the run trains (params: its --model-param
+    values); returns what the run says about its model, in words (frozen: the weights go into the one fixed
+    backbone of a frozen-feature run, whose classifier is never used)."""
+    model = check_input_size(name, channels, height, width, stage_users, params)
+    check_contract(name, channels, height, width, n_classes, params)
     notes = []
     if isinstance(model, AdaptedBackbone):
         notes.append(f"stages {', '.join(model.plan.stages) or 'none'}, embedding {model.embedding_dim} "
@@ -299,7 +305,7 @@ def check_setup(name: str, channels: int, height: int, width: int, n_classes: in
             notes.append(f"1-channel images repeated to {model.repeat}")
     if weights is not None:
         state = read_weights(weights, weights_sha256)
-        full = build_model(name, channels, n_classes, 0, (height, width))
+        full = build_model(name, channels, n_classes, 0, (height, width), params)
         kept = load_weights(full, state, weights, name)
         _check_finite(full, f"Model {name!r} with the weights of {weights}", "save weights from a network that "
                       "trained without diverging")

@@ -88,12 +88,9 @@ def benchmark_round(config: RunConfig, options: RunOptions, analysis: dict[str, 
     devices = resolve_devices(config.devices)
     cluster = clusters.for_run(options, devices)  # SLURM, PBS or LSF jobs and their device, checked before any work
     data = load_dataset(config.protocol.dataset, config.data_root, config.download)
-    config = resolve_numerics(settle_for_data(config, data), devices)
+    config, model_note = run_config(config, data, devices)
     # before anything starts CUDA here or in a worker (they inherit the environment): CUBLAS_WORKSPACE_CONFIG
     use_deterministic(config.protocol.deterministic and config.device_type == "cuda")
-    config.protocol.validate_pool(pool_size(data.y_train, config.protocol.imbalance))
-    model_note = check_model_setup(config, data)
-    config = dataclasses.replace(config, dataset_fingerprint=dataset_fingerprint(data))
     folder = config.out
     check_writable(folder)
     own = contextlib.ExitStack()
@@ -141,6 +138,16 @@ def benchmark_round(config: RunConfig, options: RunOptions, analysis: dict[str, 
             if pool is not None:
                 pool.close()
     return failures
+
+
+def run_config(config: RunConfig, data: ImageData | VectorData, devices: list[str]) -> tuple[RunConfig, str]:
+    """config as its jobs run it (settled for its data, its numerics resolved on devices, the dataset fingerprinted),
+    after a run's checks of its pool and model (on the CPU); and the model's note. A --vary grid checks each setting
+    through this, so that what it checks is what the setting's run will be."""
+    config = resolve_numerics(settle_for_data(config, data), devices)
+    config.protocol.validate_pool(pool_size(data.y_train, config.protocol.imbalance))
+    model_note = check_model_setup(config, data)
+    return dataclasses.replace(config, dataset_fingerprint=dataset_fingerprint(data)), model_note
 
 
 def finish(folder: Path, failures: list[str], options: RunOptions, tracker: Tracker | None = None) -> RunResult:
@@ -222,7 +229,8 @@ def check_model_setup(config: RunConfig, data: ImageData | VectorData) -> str:
     for name in config.strategies:  # a strategy that reads the images refuses a size it cannot take (VAAL's VAE)
         STRATEGIES.get(name)(**config.strategy_params.get(name, {})).check_images(channels, height, width)
     return check_setup(p.model, channels, height, width, data.n_classes, stage_users, config.weights,
-                       config.model_fingerprint.get("weights"), frozen=p.train_mode == "frozen")
+                       config.model_fingerprint.get("weights"), frozen=p.train_mode == "frozen",
+                       params=dict(p.model_params))
 
 
 def write_report_or_explain(folder: Path, baseline: str, margin: float | None = None,

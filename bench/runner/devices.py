@@ -99,7 +99,7 @@ def job_peak_mib(device: torch.device, protocol: Protocol, data: ImageData, stra
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_reserved(device)
-    model = build_model(protocol.model, c, data.n_classes, 0, side)
+    model = build_model(protocol.model, c, data.n_classes, 0, side, dict(protocol.model_params))
     heads = [head for head in (s.aux_head(model, protocol) for s in strategies) if head is not None]
     aux = max(heads, key=lambda head: sum(p.numel() for p in head.parameters()), default=None)
     model = model.to(device, memory_format=torch.channels_last)

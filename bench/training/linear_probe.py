@@ -19,6 +19,7 @@ import hashlib
 import json
 import time
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,22 +75,26 @@ class Embeddings:
 
 
 def embeddings_key(model: str, model_fingerprint: dict[str, str], image_size: int | None,
-                   dataset_fingerprint: str, device_type: str = "cpu") -> str:
-    """The cache key: sha256 over what decides the embeddings (model name, weights and model file content, image
-    size, dataset content, the backbone's seed and how it is run)."""
-    identity = {"model": model, "weights": model_fingerprint.get("weights", ""),
-                "model_file": model_fingerprint.get("model_file", ""), "image_size": image_size,
-                "dataset": dataset_fingerprint, "backbone_seed": BACKBONE_SEED, "method": METHOD}
+                   dataset_fingerprint: str, device_type: str = "cpu",
+                   model_params: Mapping[str, str] | None = None) -> str:
+    """The cache key: sha256 over what decides the embeddings (model name, its --model-param values, weights and
+    model file content, image size, dataset content, the backbone's seed and how it is run)."""
+    identity: dict[str, Any] = {"model": model, "weights": model_fingerprint.get("weights", ""),
+                                "model_file": model_fingerprint.get("model_file", ""), "image_size": image_size,
+                                "dataset": dataset_fingerprint, "backbone_seed": BACKBONE_SEED, "method": METHOD}
+    if model_params:  # another width is another backbone; a run without params keeps its cache file's name
+        identity["model_params"] = sorted(dict(model_params).items())
     if device_type != "cpu":  # a GPU's kernels round otherwise; the CPU's cache files keep their names
         identity["device_type"] = device_type
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def frozen_backbone(name: str, data: ImageData, image_size: int | None, weights: Path | str | None = None,
-                    weights_sha256: str | None = None) -> Backbone:
-    """The fixed backbone in eval mode: BACKBONE_SEED's initialisation, then the weights file's tensors."""
+                    weights_sha256: str | None = None, params: Mapping[str, str] | None = None) -> Backbone:
+    """The fixed backbone in eval mode: BACKBONE_SEED's initialisation of the network the factory builds with the
+    run's --model-param values (params), then the weights file's tensors."""
     size = (image_size, image_size) if image_size else tuple(int(s) for s in data.x_train.shape[2:])
-    model = build_model(name, data.channels, data.n_classes, BACKBONE_SEED, size)
+    model = build_model(name, data.channels, data.n_classes, BACKBONE_SEED, size, params)
     if weights:
         load_weights(model, read_weights(weights, weights_sha256), weights, name)
     return model.eval()
@@ -98,7 +103,8 @@ def frozen_backbone(name: str, data: ImageData, image_size: int | None, weights:
 def compute_embeddings(data: ImageData, protocol: Protocol, device: torch.device, weights: Path | str | None = None,
                        weights_sha256: str | None = None) -> Embeddings:
     """One pass of the fixed backbone over the pool and the test set (eval mode, fp32, no augmentation)."""
-    model = frozen_backbone(protocol.model, data, protocol.image_size, weights, weights_sha256)
+    model = frozen_backbone(protocol.model, data, protocol.image_size, weights, weights_sha256,
+                            dict(protocol.model_params))
     model = model.to(device, memory_format=torch.channels_last)
     images = DeviceData.from_images(data, device, augment=False)
     # fp32 whatever the protocol's precision: the embeddings are computed once and every cycle of every job reads them
@@ -203,7 +209,7 @@ def embeddings_file(config: RunConfig) -> Path:
     """Frozen mode: the folder's cache file of the fixed backbone's embeddings (named by what decides them)."""
     p = config.protocol
     key = embeddings_key(p.model, config.model_fingerprint, p.image_size, config.dataset_fingerprint,
-                         config.device_type)
+                         config.device_type, dict(p.model_params))
     return config.out / CACHE_FOLDER / f"{key}.npz"
 
 

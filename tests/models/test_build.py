@@ -228,3 +228,62 @@ def test_an_image_too_small_for_an_adapted_model_is_one_line_with_no_fx_tracebac
                     .replace("test-plain-net", "test-wide"))
     status, _, err = cli("--model-file", path, "--model", "test-wide", "--strategies", "random", "--dry-run")
     assert status == 2 and "too small for model 'test-wide'" in _one_line(err) and "Traceback" not in err, err
+
+
+# ---------------------------------------------------------------------------------------------- --model-param
+
+# a factory whose parameter has no default: every model the run builds must be given the run's --model-param
+WIDE = '''
+from torch import nn
+from bench.models.backbones import register_model
+
+
+class Wide(nn.Module):
+    def __init__(self, in_channels, n_classes, width):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(width, n_classes)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.body(x)).flatten(1))
+
+
+@register_model("test-wide-net")
+def make(in_channels, n_classes, width):
+    return Wide(in_channels, n_classes, int(width))
+'''
+
+
+def test_the_checks_build_the_network_of_the_runs_model_params(tmp_path, models):
+    from bench.models.build import build_model, check_contract, check_setup
+
+    (tmp_path / "wide.py").write_text(WIDE)
+    load_model_file(tmp_path / "wide.py")
+    for width in (4, 32):  # one process, one class: the adapter's plan must follow the network, not its class
+        assert check_input_size("test-wide-net", 3, 12, 12, params={"width": str(width)}).stage_channels == [width]
+        assert build_model("test-wide-net", 3, 4, 0, (12, 12), {"width": str(width)}).embedding_dim == width
+        check_contract("test-wide-net", 3, 12, 12, 4, params={"width": str(width)})
+    note = check_setup("test-wide-net", 3, 12, 12, 4, params={"width": "32"})
+    assert "embedding 32 (flatten -> fc)" in note, note
+
+
+def test_a_model_param_without_a_default_runs_and_the_model_line_is_the_network_trained(cli, tiny_npz, tmp_path,
+                                                                                         models):
+    path = tmp_path / "wide.py"
+    path.write_text(WIDE)
+    run = tmp_path / "run"
+    status, out, err = cli("--model-file", path, "--model", "test-wide-net", "--model-param", "width=32",
+                           "--dataset", f"npz:{tiny_npz}", "--strategies", "random", *ONE_CYCLE, "--out", run)
+    assert status == 0, err
+    [line] = [line for line in out.splitlines() if line.startswith("model ")]
+    assert "test-wide-net, width=32" in line and "stages body, embedding 32 (flatten -> fc)" in line, line
+    assert len(pd.read_parquet(run / "cycles.parquet")) == 2
+    # the --weights check is made on that network too: a width-32 state dict loads whole (a width-4 one would not)
+    weights = tmp_path / "wide32.pt"
+    torch.save(MODELS.get("test-wide-net")(3, 4, "32").state_dict(), weights)
+    status, out, err = cli("--model-file", path, "--model", "test-wide-net", "--model-param", "width=32",
+                           "--weights", weights, "--dataset", f"npz:{tiny_npz}", "--strategies", "random",
+                           *ONE_CYCLE, "--out", tmp_path / "run-weights")
+    assert status == 0, err
+    assert "4 of 4 tensors loaded after each seed's initialisation" in out, out

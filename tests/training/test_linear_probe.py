@@ -16,7 +16,7 @@ import torch
 from bench.core.config import RunConfig, preset_protocol
 from bench.core.errors import UserError
 from bench.core.seeding import derive_seed
-from bench.models.backbones import create_model
+from bench.models.backbones import MODELS, create_model
 from bench.results.identity import config_differences
 from bench.training import linear_probe as frozen
 from bench.training.linear_probe import (
@@ -113,6 +113,72 @@ def test_the_cache_is_reused_and_a_damaged_one_is_recomputed(cli, tiny_npz, tmp_
     assert status == 0 and len(computed) == 3 and "does not match the sha256" in out
     rows = pd.read_parquet(tmp_path / "run" / "cycles.parquet")
     assert sorted(rows["seed"].unique()) == [0, 1, 2, 3]
+
+
+
+# a model file whose factory's parameter has no default (as tests/models/test_build.py's)
+WIDE = '''
+from torch import nn
+from bench.models.backbones import register_model
+
+
+class Wide(nn.Module):
+    def __init__(self, in_channels, n_classes, width):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(width, n_classes)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.body(x)).flatten(1))
+
+
+@register_model("test-wide-net")
+def make(in_channels, n_classes, width):
+    return Wide(in_channels, n_classes, int(width))
+'''
+
+
+def test_the_backbone_and_its_cache_key_are_those_of_the_runs_model_params(cli, tiny_npz, tmp_path, models):
+    path = tmp_path / "wide.py"
+    path.write_text(WIDE)
+    out_dir = tmp_path / "run"
+
+    def run(width: int, *extra: str) -> str:
+        status, out, err = cli("--model-file", path, "--model", "test-wide-net", "--model-param", f"width={width}",
+                               "--dataset", f"npz:{tiny_npz}", *FROZEN, "--strategies", "random", "--out", out_dir,
+                               *extra)
+        assert status == 0, err
+        return out
+
+    out = run(32)
+    assert "embedding 32 dimensions, computed" in out, out
+    [line] = [line for line in out.splitlines() if line.startswith("model ")]
+    assert "test-wide-net, width=32" in line and "embedding 32 (flatten -> fc)" in line, line
+    [cache32] = _cache_files(out_dir)
+    with np.load(cache32, allow_pickle=False) as archive:
+        train = archive["x_train"]
+
+    # independently: the factory's width-32 network under the documented seed, eval mode, images normalised by hand
+    arrays = np.load(tiny_npz, allow_pickle=False)
+    x_train = arrays["x_train"].transpose(0, 3, 1, 2) / 255.0  # [N, C, H, W]
+    mean, std = x_train.mean(axis=(0, 2, 3), keepdims=True), x_train.std(axis=(0, 2, 3), keepdims=True)
+    torch.manual_seed(BACKBONE_SEED)
+    net = MODELS.get("test-wide-net")(3, 4, "32").eval()
+    with torch.no_grad():
+        expected = net.pool(net.body(torch.from_numpy(((x_train - mean) / std).astype(np.float32)))).flatten(1)
+    assert train.shape == (200, 32)
+    np.testing.assert_allclose(train, expected.numpy(), atol=1e-5, rtol=1e-4)
+
+    # another width: another backbone, so another cache file (the width-32 one is left as it was and not read)
+    out = run(16, "--force")
+    assert "embedding 16 dimensions, computed" in out and "read from" not in out, out
+    caches = _cache_files(out_dir)
+    assert len(caches) == 2 and cache32 in caches
+    [cache16] = [c for c in caches if c != cache32]
+    assert read_embeddings(cache16).train.shape == (200, 16)
+    assert read_embeddings(cache32).train.shape == (200, 32)
+    assert f"read from {cache32}" in run(32, "--force")  # and width 32 again reads its own
 
 
 def test_a_worker_refuses_an_embeddings_file_it_cannot_trust(tmp_path):
