@@ -22,16 +22,14 @@ from bench.core.config import RunConfig
 from bench.core.errors import UserError
 from bench.core.vary import Grid, Setting
 from bench.data.datasets import load_dataset
-from bench.data.images import dataset_fingerprint
-from bench.data.imbalance import pool_size
 from bench.report.grid_report import write_grid_report
 from bench.results.identity import make_room, preview
 from bench.results.lock import FolderLock, check_writable
 from bench.results.store import CONFIG, CYCLES, RunStore, read_json, write_json
 from bench.runner import seeds_auto
-from bench.runner.benchmark import benchmark_round, check_model_setup, dry_run
+from bench.runner.benchmark import benchmark_round, dry_run, run_config
 from bench.runner.devices import resolve_devices
-from bench.runner.resolve import RunOptions, build_config, job_specs, resolve_baseline, resolve_numerics
+from bench.runner.resolve import RunOptions, build_config, job_specs, resolve_baseline
 from bench.runner.tracking import Tracker, open_tracker
 from strategies import STRATEGIES
 
@@ -111,20 +109,17 @@ def check_parent(run: GridRun, options: RunOptions) -> None:
 
 def check_settings(run: GridRun, options: RunOptions) -> None:
     """What a run checks of its dataset, model and folder before any work, for every setting: a setting that cannot
-    run, or whose folder holds another configuration, is refused before the first one starts."""
+    run, or whose folder holds another configuration, is refused before the first one starts. Each setting is resolved
+    as its run resolves it (benchmark.run_config: a dataset of vectors settles precision and augmentation)."""
     loaded: dict[tuple[str, Path], Any] = {}
     for setting, config in run.settings:
         key = (config.protocol.dataset, config.data_root)
         if key not in loaded:
             loaded[key] = load_dataset(config.protocol.dataset, config.data_root, config.download)
-        data = loaded[key]
         try:
-            config.protocol.validate_pool(pool_size(data.y_train, config.protocol.imbalance))
-            check_model_setup(config, data)
+            resolved, _ = run_config(config, loaded[key], resolve_devices(config.devices))
             if options.on_existing == "resume":  # the folder's refusals, read and not written (identity.preview)
-                resolved = resolve_numerics(config, resolve_devices(config.devices))
-                preview(dataclasses.replace(resolved, dataset_fingerprint=dataset_fingerprint(data)), job_specs,
-                        STRATEGIES.names())
+                preview(resolved, job_specs, STRATEGIES.names())
         except UserError as err:
             raise UserError(f"setting {setting.slug}: {err}") from None
 
@@ -178,6 +173,11 @@ def _rounds(run: GridRun, options: RunOptions, tracker: Tracker | None = None) -
     plan = plan_for(run, options)
     print(f"rounds    --seeds auto per setting: looks at {', '.join(map(str, plan.looks))} seeds; nominal level "
           f"{plan.nominal:.5f} per look over the grid's {plan.comparisons} comparisons", flush=True)
+    for _, config in run.settings:  # --force and --fresh act once, before any look reads the rows they set aside
+        if config.out.is_dir():
+            with FolderLock(config.out).holding():
+                make_room(config.out, options.on_existing)
+    resume = dataclasses.replace(options, on_existing="resume")  # a later look resumes the first, never sets it aside
     first = {setting.slug: True for setting, _ in run.settings}
     failures: list[str] = []
     for n in plan.looks:
@@ -185,13 +185,10 @@ def _rounds(run: GridRun, options: RunOptions, tracker: Tracker | None = None) -
             found, history = seeds_auto.look(config, options, plan)
             if history and (not history[-1]["undecided"] or history[-1]["seeds"] >= n):
                 continue  # decided, or this look was reached before (a resumed run)
-            if first[setting.slug] and config.out.is_dir():
-                make_room(config.out, options.on_existing)  # --force and --fresh act once, before its first look
             active = config.strategies if found is None else tuple(
                 s for s in config.strategies if s in verdicts.strategies_to_run(found))
             print(f"setting   {i}/{len(run.settings)} {setting.slug}: {n} seeds", flush=True)
             round_config = dataclasses.replace(config, strategies=active, seeds=tuple(range(n)))
-            resume = dataclasses.replace(options, on_existing="resume")
             failed = benchmark_round(round_config, resume, seeds_auto.analysis_record(config, options, plan, history),
                                      quiet=not first[setting.slug], tracker=tracker)
             first[setting.slug] = False

@@ -172,6 +172,62 @@ def test_resolve_grid_builds_each_setting_on_the_fixed_protocol(tmp_path):
     assert len(set(hashes)) == 4
 
 
+WINE = ["--dataset", "wine", "--model", "linear", "--strategies", "random", "entropy", "--cycles", "2"]
+
+
+@pytest.mark.parametrize("design", [["--seeds", "auto", "--max-seeds", "4"], ["--seeds", "2"]])
+@pytest.mark.parametrize("on_existing", ["force", "fresh"])
+def test_force_and_fresh_recompute_every_setting_of_a_grid(tmp_path, design, on_existing):
+    from bench.cli import build_parser
+    from bench.runner.grid import run_grid
+    from bench.runner.resolve import RunOptions
+
+    parent, slugs = tmp_path / "g", ("budget-10", "budget-20")
+    auto = design[1] == "auto"
+
+    def grid(epochs: int, again: str) -> None:
+        run = resolve_grid(parse_vary(["budget=10,20"], vary_fields(build_parser())), "quick", ["random", "entropy"],
+                           4 if auto else 2, {"dataset": "wine", "model": "linear", "cycles": 2, "epochs": epochs},
+                           out=parent)
+        written, failures = run_grid(run, RunOptions(on_existing=again, max_seeds=4 if auto else None))
+        assert written is not None and not failures
+
+    grid(2, "resume")
+    old = {s: pd.read_parquet(parent / s / "cycles.parquet") for s in slugs}
+    grid(3, on_existing)  # the old rows decided (or reached) every look: they must not answer for epochs 3
+    for slug in slugs:
+        stored = json.loads((parent / slug / "config.json").read_text())
+        rows = pd.read_parquet(parent / slug / "cycles.parquet")
+        assert stored["protocol"]["epochs"] == 3
+        assert set(rows["config_hash"]) == set(stored["job_hashes"].values())
+        assert not set(rows["config_hash"]) & set(old[slug]["config_hash"])  # recomputed, not kept
+        assert set(rows["seed"]) == set(range(4 if auto else 2))
+        aside = sorted((parent / slug).glob("previous-*"))
+        if on_existing == "force":  # moved aside whole, as --force promises
+            assert len(aside) == 1
+            pd.testing.assert_frame_equal(pd.read_parquet(aside[0] / "cycles.parquet"), old[slug])
+        else:
+            assert aside == []
+
+
+def test_a_vectors_grid_run_again_unchanged_resumes_with_nothing_to_run(cli, tmp_path):
+    args = [*WINE, "--seeds", "2", "--vary", "budget=10,20", "--out", tmp_path / "g"]
+    status, _, err = cli(*args)
+    assert status == 0, err
+    before = {s: pd.read_parquet(tmp_path / "g" / s / "cycles.parquet") for s in ("budget-10", "budget-20")}
+    status, out, err = cli(*args)
+    assert status == 0, err
+    assert out.count("resume    4 of 4 jobs already finished") == 2
+    for slug, rows in before.items():  # the same rows, finished_at included: nothing ran again
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "g" / slug / "cycles.parquet"), rows)
+
+
+def test_a_setting_its_run_would_refuse_is_refused_before_any_setting_runs(cli, tmp_path):
+    status, _, err = cli(*WINE, "--seeds", "2", "--vary", "precision=fp32,bf16", "--out", tmp_path / "g")
+    assert status == 2 and one_line(err).startswith("error: setting precision-bf16: --precision bf16 has no meaning")
+    assert not (tmp_path / "g").exists()
+
+
 def _untimed(rows: pd.DataFrame) -> pd.DataFrame:
     """cycles.parquet without what the machine decides: seconds, megabytes and the time a row was written."""
     return rows.drop(columns=[c for c in rows if c.endswith(("_seconds", "_mb")) or c == "finished_at"])
