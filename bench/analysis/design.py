@@ -16,6 +16,11 @@ from bench.core.errors import UserError
 UNPLANNED = ("history", "stopped")  # what a design's record gains as it goes, not what it is
 
 
+def margin_text(margin: float) -> str:
+    """'1 AULC point', '0.5 AULC points' (a margin of one point reached by arithmetic, 0.1 * 0.1, is one point)."""
+    return f"{100 * margin:g} AULC point{'' if round(100 * margin, 9) == 1 else 's'}"
+
+
 def fixed_analysis(named: Sequence[str], prior: object, baseline: str, margin: float) -> dict[str, Any]:
     """The record of a fixed-seeds run: its baseline, margin and question (the strategies it names, in the order
     typed; a run naming one strategy keeps the folder's recorded question)."""
@@ -45,7 +50,7 @@ def describe(analysis: dict[str, Any]) -> str:
     """'at most 6 seeds, ±1 AULC point, entropy, random'."""
     plan = analysis.get("sequential") if isinstance(analysis.get("sequential"), dict) else {}
     names = analysis.get("strategies") or []
-    return (f"at most {plan.get('max_seeds', '?')} seeds, ±{100 * float(analysis.get('margin', 0)):g} AULC points"
+    return (f"at most {plan.get('max_seeds', '?')} seeds, ±{margin_text(float(analysis.get('margin', 0)))}"
             + (f", {' vs '.join(map(str, names))}" if len(names) == 2 else
                f", strategies {', '.join(map(str, names))}" if names else ""))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.analysis import across, paired, penalty, planning, savings, verdicts
+from bench.analysis.design import margin_text
 from bench.analysis.record import AT_CHANCE, Analysis, dataset_rows
 
 DASH = "–"  # shown for a value that does not exist (too few seeds, not reached)
@@ -91,11 +92,6 @@ def design_text(result: Analysis, primary: pd.DataFrame, against: bool, unit: st
             f"Turnbull 1989), nominal level {plan.nominal:.4f} at every look, so that the family's error is "
             f"at most {plan.alpha:g} over every comparison and every look. A comparison is decided at the first look "
             f"whose repeated interval says so: {rule}. {verdicts.stop_reason(result.history, plan).capitalize()}.")
-
-
-def margin_text(margin: float) -> str:
-    """'1 AULC point', '0.5 AULC points'."""
-    return f"{100 * margin:g} AULC point{'' if round(100 * margin, 9) == 1 else 's'}"
 
 
 def secondary_sentence(comparisons: pd.DataFrame, baseline: str, unit: str, several: bool,

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.analysis.design import margin_text
 from bench.analysis.families import ALL_PAIRS, CONTEXT, PRIMARY, families
 from bench.core.config import RunConfig
 from bench.data.images import ImageData
 from bench.data.vectors import VectorData
-from bench.report import text
 from bench.results.store import RunStore
 from bench.runner.resolve import RunOptions, epoch_proportions
 from bench.training import linear_probe, optim
@@ -89,7 +89,7 @@ def comparison_line(asked: tuple[str, ...] | list[str], held: tuple[str, ...] | 
     names = list(dict.fromkeys([*asked, *held]))
     found = families(asked, names, baseline)
     pairs = found[PRIMARY]
-    margin = f"±{text.margin_text(options.margin)}"  # the report's words for it
+    margin = f"±{margin_text(options.margin)}"  # the report's words for it
     design = (f"seeds in rounds up to {options.max_seeds} (--seeds auto), stopping when every comparison is decided"
               if options.max_seeds else "fixed seeds, Holm over the comparisons")
     words = f"verdicts better, worse, equivalent within {margin} or undecided; {design}"

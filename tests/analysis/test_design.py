@@ -35,7 +35,7 @@ def test_looked_at_reads_the_seeds_of_each_look_and_nothing_else():
 def test_describe_by_hand():
     assert design.describe(_auto(12, [], margin=0.005)) == "at most 12 seeds, ±0.5 AULC points, entropy vs random"
     three = {**_auto(6, []), "strategies": ["a", "b", "c"]}
-    assert design.describe(three) == "at most 6 seeds, ±1 AULC points, strategies a, b, c"
+    assert design.describe(three) == "at most 6 seeds, ±1 AULC point, strategies a, b, c"
 
 
 def test_a_design_that_looked_is_kept_whatever_its_record_gained_since(tmp_path):

@@ -80,7 +80,7 @@ def test_the_compare_line_says_the_margin_and_the_rounds():
                          "up to 20 (--seeds auto), stopping when every comparison is decided")
     assert "±2 AULC points" in comparison_line(["random", "entropy"], [], "random", RunOptions(margin=0.02))
     # a margin of one point reached by arithmetic (0.1 * 0.1 = 0.010000000000000002) is still one point, as the report
-    # words it (text.margin_text)
+    # words it (bench.analysis.design.margin_text)
     assert "±1 AULC point or" in comparison_line(["random", "entropy"], [], "random", RunOptions(margin=0.1 * 0.1))
 
 
