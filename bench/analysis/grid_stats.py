@@ -30,7 +30,7 @@ from bench.analysis.families import PRIMARY
 from bench.analysis.paired import ALPHA, paired_t_p
 
 OUTCOMES = (verdicts.BETTER, verdicts.WORSE, verdicts.EQUIVALENT, verdicts.UNDECIDED)
-COUNT_COLUMNS = ["strategy", "other", "settings", *OUTCOMES]
+COUNT_COLUMNS = ["strategy", "other", "settings", *OUTCOMES, "not_run"]
 CHANGE_COLUMNS = ["strategy", "other", "field", "neighbours", "changes", "alone", "by_value"]
 
 Key = tuple[str, str, str]  # (setting, strategy, other)
@@ -97,15 +97,30 @@ def setting_decided(history: list[dict]) -> bool:
 # ---------------------------------------------------------------- how often a verdict holds, and what changes it
 
 
-def verdict_counts(found: pd.DataFrame) -> pd.DataFrame:
-    """Per comparison (in the order of the rows): the settings, and how many read better, worse, equivalent and
-    undecided."""
+def made(found: pd.DataFrame) -> pd.DataFrame:
+    """The rows of comparisons a setting made: at least one paired seed (a row without one was not run there)."""
+    return found[found["n_pairs"] > 0] if "n_pairs" in found else found
+
+
+def verdict_counts(found: pd.DataFrame, settings: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per comparison (in the order of the rows): the settings that made it, how many of them read better, worse,
+    equivalent and undecided, and how many of `settings` (default: those in the rows) did not make it (not_run: a
+    strategy the setting does not run, or no paired seed yet)."""
+    every = list(dict.fromkeys(found["dataset"])) if settings is None else list(settings)
+    ran = made(found)
     rows = []
-    for (a, b), group in found.groupby(["strategy", "other"], sort=False):
+    for a, b in dict.fromkeys(zip(found["strategy"], found["other"], strict=True)):
+        group = ran[(ran["strategy"] == a) & (ran["other"] == b)]
         counts = group["verdict"].value_counts()
         rows.append({"strategy": a, "other": b, "settings": len(group),
-                     **{o: int(counts.get(o, 0)) for o in OUTCOMES}})
+                     **{o: int(counts.get(o, 0)) for o in OUTCOMES},
+                     "not_run": len(set(every) - set(group["dataset"]))})
     return pd.DataFrame(rows, columns=COUNT_COLUMNS)
+
+
+def family_size(pairs: Mapping[str, Sequence[tuple[str, str]]]) -> int:
+    """The grid's family: the comparisons each setting makes ({setting: its primary pairs}), summed."""
+    return sum(len(members) for members in pairs.values())
 
 
 def verdict_changes(found: pd.DataFrame, labels: Mapping[str, Mapping[str, str]],

@@ -16,7 +16,7 @@ from matplotlib.axes import Axes
 
 from bench.analysis import curves, grid_stats, verdicts
 from bench.analysis.families import PRIMARY, families
-from bench.analysis.record import load_cycles, stored_design
+from bench.analysis.record import at_chance_undecided, dataset_rows, in_order, load_cycles, stored_design
 from bench.core.errors import UserError
 from bench.core.files import atomic_write
 from bench.report import html, text
@@ -36,26 +36,44 @@ PHRASE = {verdicts.BETTER: "better than", verdicts.WORSE: "worse than", verdicts
 # ---------------------------------------------------------------- numbers from the folders
 
 
-def grid_verdicts(parent: Path) -> tuple[dict, pd.DataFrame, verdicts.SequentialPlan | None] | None:
-    """grid.json, the grid's verdict rows ("dataset" = the setting) and --seeds auto's plan (None: fixed seeds);
-    None when no setting has a finished cycle."""
+def grid_verdicts(parent: Path) -> tuple[dict, pd.DataFrame, verdicts.SequentialPlan | None, pd.DataFrame,
+                                       dict[str, int]] | None:
+    """grid.json, the grid's verdict rows ("dataset" = the setting), --seeds auto's plan (None: fixed seeds) and the
+    budgets near chance (curves.near_chance, each setting at its own config.json's chance level); None when no
+    setting has a finished cycle. Each setting's comparisons are those among the strategies it has rows for (a
+    setting that dropped a strategy makes none of its comparisons); where the models barely beat guessing at every
+    budget of a setting, no comparison there is called equivalent (record.at_chance_undecided, as a run's report).
+    The last item: each setting's number of budgets."""
     record = read_json(parent / GRID)
     if not isinstance(record, dict) or not isinstance(record.get("labels"), dict):
         raise UserError(f"{parent / GRID} is not a grid this harness wrote: run the --vary command again.")
-    frames, plan = [], None
+    frames, plan, chance, held = [], None, {}, {}
     for slug in setting_order(record):
         folder = parent / slug
         if (folder / CYCLES).exists():
-            frames.append(load_cycles(folder).assign(dataset=slug))
-            plan = plan or stored_design(folder).plan
+            rows, design = load_cycles(folder).assign(dataset=slug), stored_design(folder)
+            frames.append(rows)
+            plan = plan or design.plan
+            if design.chance is not None:
+                chance[slug] = design.chance
+            listed = design.order or tuple(record["strategies"])
+            held[slug] = in_order(set(rows["strategy"]) & set(listed), [*record["strategies"], *listed])
     if not frames:
         return None
     cycles = pd.concat(frames, ignore_index=True)
-    strategies, baseline = record["strategies"], record["baseline"]
-    pairs = {slug: families(strategies, strategies, baseline)[PRIMARY] for slug in cycles["dataset"].unique()}
+    baseline = record["baseline"]
+    pairs = {slug: families(names, names, baseline)[PRIMARY] for slug, names in held.items()}
     plan = plan if record.get("design") == "sequential" else None
     found, _ = grid_stats.grid_verdicts(curves.aulc_per_seed(cycles), pairs, float(record["margin"]), plan)
-    return record, found, plan
+    near = curves.near_chance(cycles, chance)
+    budgets = {str(k): int(v) for k, v in cycles.groupby("dataset")["cycle"].nunique().items()}
+    return record, at_chance_undecided(found, near, cycles), plan, near, budgets
+
+
+def chance_lines(near: pd.DataFrame, settings: list[str], budgets: dict[str, int]) -> list[str]:
+    """'setting SLUG: At 30, 60 labels (every budget) the models barely beat guessing ...' per setting near chance."""
+    return [f"setting {s}: {text.chance_sentence(rows, budgets[s])}." for s in settings
+            if not (rows := dataset_rows(near, s)).empty]
 
 
 def setting_order(record: dict) -> list[str]:
@@ -68,17 +86,22 @@ def setting_order(record: dict) -> list[str]:
 
 
 def robustness_sentence(row: pd.Series) -> str:
-    """'entropy better than random in 3 of 4 settings, undecided in 1; never worse' (a row of verdict_counts)."""
+    """'entropy better than random in 3 of 4 settings, undecided in 1; never worse' (a row of verdict_counts); the
+    settings that did not make the comparison (a strategy they do not run) are not among them, and are named
+    after ('; not run in 1')."""
     n, counts = int(row["settings"]), {o: int(row[o]) for o in grid_stats.OUTCOMES}
+    missing = int(row.get("not_run", 0))
+    if n == 0:
+        return f"{row['strategy']} vs {row['other']}: not run in any of the {text.count(missing, 'setting')}"
     decided = [o for o in (verdicts.BETTER, verdicts.WORSE, verdicts.EQUIVALENT) if counts[o]]
     lead = max(decided, key=lambda o: counts[o]) if decided else verdicts.UNDECIDED
     settings = text.count(n, "setting")
-    where = f"in all {settings}" if counts[lead] == n else f"in {counts[lead]} of {settings}"
+    where = f"in all {settings}" if counts[lead] == n and n > 1 else f"in {counts[lead]} of {settings}"
     rest = [f"{o} in {counts[o]}" for o in grid_stats.OUTCOMES if o != lead and counts[o]]
     never = [w for w, o in (("better", verdicts.BETTER), ("worse", verdicts.WORSE))
              if not counts[o] and lead != verdicts.UNDECIDED and counts[lead] < n]
     return (f"{row['strategy']} {PHRASE[lead]} {row['other']} {where}" + "".join(f", {r}" for r in rest)
-            + (f"; never {' or '.join(never)}" if never else ""))
+            + (f"; never {' or '.join(never)}" if never else "") + (f"; not run in {missing}" if missing else ""))
 
 
 def change_sentence(comparison: str, changes: pd.DataFrame) -> str:
@@ -96,17 +119,25 @@ def change_sentence(comparison: str, changes: pd.DataFrame) -> str:
     return f"{comparison}: the verdict changes along {' and '.join(parts)}."
 
 
-def design_sentence(record: dict, found: pd.DataFrame, plan: verdicts.SequentialPlan | None) -> str:
-    k = len(found)
-    family = (f"one family of {text.count(int(record['comparisons']), 'comparison')} x "
-              f"{text.count(found['dataset'].nunique(), 'setting')} = {k}")
+def design_sentence(found: pd.DataFrame, margin: float, plan: verdicts.SequentialPlan | None) -> str:
+    """The grid's family (the comparisons made, setting by setting) and how it is corrected."""
+    k, per = len(found), found.groupby("dataset", sort=False).size()
+    settings = text.count(int(per.size), "setting")
+    family = (f"one family of {text.count(int(per.iloc[0]), 'comparison')} x {settings} = {k}"
+              if per.nunique() <= 1 else f"one family of the {k} comparisons made over {settings} "
+              f"({', '.join(f'{s} {n}' for s, n in per.items())})")
     if plan is None:
         how = ("Holm over all of them at once, each interval at the level Holm decided it at")
     else:
         how = (f"--seeds auto per setting, looks at {', '.join(map(str, plan.looks))} seeds: each comparison's "
                f"repeated confidence interval at Pocock's nominal level {plan.nominal:.5f} for alpha / "
                f"{plan.comparisons} (Bonferroni over the grid), a setting stopping once its comparisons are decided")
-    return (f"Verdicts within ±{text.margin_text(float(record['margin']))}; {family}, {how}: with no true "
+        if plan.comparisons < k:
+            how += (f"; the plan counted {plan.comparisons} comparisons, fewer than the {k} made, so the bound below "
+                    "does not hold: run the grid again with --strategies naming the strategies every setting runs")
+        elif plan.comparisons > k:
+            how += f" (the plan counted {plan.comparisons}, more than the {k} made: stricter than the bound needs)"
+    return (f"Verdicts within ±{text.margin_text(margin)}; {family}, {how}: with no true "
             "difference anywhere, the chance of any better or worse verdict in the grid is at most 5% "
             "(docs/statistics.md, \"Robustness across settings\").")
 
@@ -148,17 +179,19 @@ def write_grid_report(parent: Path) -> tuple[Path, list[str]] | None:
     made = grid_verdicts(parent)
     if made is None:
         return None
-    record, found, plan = made
+    record, found, plan, near, budgets = made
     labels, names = record["labels"], list(record["names"])
-    settings = [s for s in setting_order(record) if s in set(found["dataset"])]
-    counts = grid_stats.verdict_counts(found)
-    changes = grid_stats.verdict_changes(found, labels, names)
+    settings = [s for s in setting_order(record) if s in budgets]
+    counts = grid_stats.verdict_counts(found, settings)
+    changes = grid_stats.verdict_changes(grid_stats.made(found), labels, names)
     robust = [robustness_sentence(row) for _, row in counts.iterrows()]
+    cautions = chance_lines(near, settings, budgets)
     missing = [s for s in setting_order(record) if s not in settings]
     lines = [f"# Robustness across protocol settings: {parent.name}", "",
              *[f"**{sentence}.**" for sentence in robust], "",
-             design_sentence(record, found, plan) + (f" Settings without results yet: {', '.join(missing)}."
-                                                     if missing else ""), ""]
+             *[f"> **Caution**, {line}" for line in cautions], *([""] if cautions else []),
+             design_sentence(found, float(record["margin"]), plan)
+             + (f" Settings without results yet: {', '.join(missing)}." if missing else ""), ""]
 
     def write(tmp: Path) -> None:
         for folder in (tmp / "tables", tmp / "plots"):
@@ -186,7 +219,8 @@ def write_grid_report(parent: Path) -> tuple[Path, list[str]] | None:
     shown = inner.replace("(tables/", f"({REPORT}/tables/").replace("(plots/", f"({REPORT}/plots/").replace(
         "`tables/", f"`{REPORT}/tables/")
     atomic_write(parent / "report.md", lambda tmp: tmp.write_text(shown))
-    return parent / "report.md", [f"robust    {sentence}" for sentence in robust]
+    return parent / "report.md", ([f"robust    {sentence}" for sentence in robust]
+                                  + [f"caution   {line}" for line in cautions])
 
 
 def _display(found: pd.DataFrame, labels: dict, names: list[str], settings: list[str]) -> pd.DataFrame:
