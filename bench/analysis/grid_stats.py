@@ -3,8 +3,8 @@ with the error controlled over the whole grid, then how often each verdict holds
 
 The family is every primary comparison in every setting at every look (C comparisons x S settings = K):
 
-- Fixed seeds (`--seeds N`): Holm over the K comparisons (bench.analysis.verdicts.fixed_verdicts with the settings
-  as its datasets); each interval at the level Holm decided it at.
+- Fixed seeds (`--seeds N`): Holm over the K comparisons (decide_grid, which grid_verdicts decides the rows of
+  verdicts.fixed_verdicts with, the settings as its datasets); each interval at the level Holm decided it at.
 - Seeds in rounds (`--seeds auto`): each comparison's repeated confidence intervals at the nominal level of
   Pocock's boundary for alpha / K (verdicts.make_plan with K comparisons). Every interval covers its true
   difference at every look with probability at least 1 - alpha / K, so all K cover at all looks with probability
@@ -54,7 +54,7 @@ def decide_grid(diffs: Mapping[Key, np.ndarray], margin: float, plan: verdicts.S
             half = verdicts.t_half_width(float(d.std(ddof=1)), d.size, level) if d.size > 1 else math.nan
             mean = float(d.mean()) if d.size else math.nan
             found[key] = {"verdict": verdicts.decide(mean - half, mean + half, margin), "ci_low": mean - half,
-                          "ci_high": mean + half, "look": math.nan}
+                          "ci_high": mean + half, "look": math.nan, "level": level}
         return found
     found = {}
     for setting in dict.fromkeys(k[0] for k in diffs):
@@ -78,8 +78,15 @@ def grid_verdicts(aulc_seeds: pd.DataFrame, pairs: Mapping[str, list[tuple[str, 
                   plan: verdicts.SequentialPlan | None = None) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
     """verdicts' rows for every setting ("dataset" = the setting's name) of curves.aulc_per_seed rows, one family
     over the grid; and each setting's looks (--seeds auto; {} for fixed seeds)."""
-    if plan is None:
-        return verdicts.fixed_verdicts(aulc_seeds, dict(pairs), PRIMARY, margin), {}
+    if plan is None:  # the rows' numbers as a run's report has them; the decisions decide_grid's, on the same seeds
+        frame = verdicts.fixed_verdicts(aulc_seeds, dict(pairs), PRIMARY, margin)
+        tables = {s: verdicts.aulc_table(aulc_seeds[aulc_seeds["dataset"] == s]) for s in pairs}
+        diffs = {(s, a, b): verdicts.paired_differences(tables[s], a, b).to_numpy(float)
+                 for s, members in pairs.items() for a, b in members}
+        decided = list(decide_grid(diffs, margin).values())  # in the rows' order (pairs, then members)
+        for column in ("level", "ci_low", "ci_high", "verdict"):
+            frame[column] = [d[column] for d in decided]
+        return frame, {}
     frames, histories = [], {}
     for setting, members in pairs.items():
         frame, history = verdicts.sequential_verdicts(aulc_seeds[aulc_seeds["dataset"] == setting],

@@ -126,3 +126,16 @@ def test_a_setting_is_decided_when_its_last_look_leaves_nothing_undecided():
     assert g.setting_decided([{"seeds": 5, "decided": ["a vs b: a better"], "undecided": []}])
     assert not g.setting_decided([{"seeds": 5, "decided": [], "undecided": ["a vs b"]}])
     assert not g.setting_decided([])
+
+
+def test_the_simulated_decisions_are_the_ones_the_grid_report_uses(monkeypatch):
+    # grid_verdicts (the report's path) decides its fixed-seeds rows with decide_grid, the function the error-rate
+    # simulations above run: a decide_grid that says "worse" everywhere shows in every row
+    rows = [{"dataset": f"g{s}", "strategy": name, "seed": i, "aulc": 0.8 + 0.05 * (name == "a") + 0.001 * i,
+             "complete": True} for s in range(2) for i in range(5) for name in ("a", "b")]
+    pairs = {f"g{s}": [("a", "b")] for s in range(2)}
+    assert set(g.grid_verdicts(pd.DataFrame(rows), pairs, v.MARGIN)[0]["verdict"]) == {v.BETTER}
+    real = g.decide_grid
+    monkeypatch.setattr(g, "decide_grid", lambda diffs, margin, plan=None: {
+        k: {**f, "verdict": v.WORSE} for k, f in real(diffs, margin, plan).items()})
+    assert set(g.grid_verdicts(pd.DataFrame(rows), pairs, v.MARGIN)[0]["verdict"]) == {v.WORSE}
