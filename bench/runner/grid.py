@@ -81,13 +81,22 @@ def grid_record(run: GridRun, options: RunOptions) -> dict[str, Any]:
 
 
 def primary_pairs(run: GridRun, options: RunOptions) -> list[tuple[str, str]]:
+    """The first setting's primary comparisons (what grid.json records as the grid's question)."""
     return families(run.strategies, run.strategies, resolve_baseline(options.baseline))[PRIMARY]
 
 
+def setting_pairs(run: GridRun, options: RunOptions) -> dict[str, list[tuple[str, str]]]:
+    """Each setting's primary comparisons, among the strategies that setting runs (a setting whose model or data
+    leaves a strategy out makes fewer)."""
+    baseline = resolve_baseline(options.baseline)
+    return {setting.slug: families(config.strategies, config.strategies, baseline)[PRIMARY]
+            for setting, config in run.settings}
+
+
 def plan_for(run: GridRun, options: RunOptions) -> verdicts.SequentialPlan:
-    """--seeds auto's plan over the grid's family: every comparison of every setting."""
-    return grid_stats.grid_plan(options.max_seeds or verdicts.MAX_SEEDS, len(primary_pairs(run, options)),
-                                len(run.settings), options.margin, ALPHA)
+    """--seeds auto's plan over the grid's family: every comparison of every setting, counted setting by setting."""
+    return grid_stats.grid_plan(options.max_seeds or verdicts.MAX_SEEDS,
+                                grid_stats.family_size(setting_pairs(run, options)), 1, options.margin, ALPHA)
 
 
 def check_parent(run: GridRun, options: RunOptions) -> None:
@@ -133,11 +142,13 @@ def grid_dry_run(run: GridRun, options: RunOptions) -> str:
 
 
 def grid_line(run: GridRun, options: RunOptions) -> str:
-    k, c = len(run.settings), len(primary_pairs(run, options))
+    pairs = setting_pairs(run, options)
+    k, counts = len(run.settings), [len(members) for members in pairs.values()]
     design = ("Pocock's boundary at each look, Bonferroni over them" if options.max_seeds
               else "Holm over them")
-    return (f"grid      {k} settings ({run.grid.describe()}) in {run.parent}; one family of {c} comparison(s) x {k} "
-            f"settings = {c * k}, {design}")
+    family = (f"{counts[0]} comparison(s) x {k} settings = {sum(counts)}" if len(set(counts)) == 1 else
+              f"{sum(counts)} comparisons over {k} settings ({', '.join(f'{s} {len(m)}' for s, m in pairs.items())})")
+    return f"grid      {k} settings ({run.grid.describe()}) in {run.parent}; one family of {family}, {design}"
 
 
 def run_grid(run: GridRun, options: RunOptions) -> tuple[Path | None, list[str]]:

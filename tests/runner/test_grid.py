@@ -239,3 +239,20 @@ def _wait(path: Path, started, timeout: float = 300) -> None:
         assert started.proc.poll() is None, started.err.read_text()[-2000:]
         assert time.monotonic() < deadline, "the setting was not reached in time"
         time.sleep(0.01)
+
+
+def test_the_seeds_auto_plan_counts_each_settings_own_comparisons(tmp_path):
+    from bench.cli import build_parser
+    from bench.runner.grid import grid_line, plan_for
+    from bench.runner.resolve import RunOptions
+
+    # learning loss reads the mlp's hidden layers and is refused on linear: the linear setting makes one comparison
+    # fewer, and the family is the sum over settings, whichever setting comes first
+    grid = parse_vary(["model=linear,mlp"], vary_fields(build_parser()))
+    run = resolve_grid(grid, "quick", None, 3, {"dataset": "wine", "epochs": 2}, out=tmp_path / "p")
+    made = {s.slug: len(c.strategies) - 1 for s, c in run.settings}  # each strategy against random
+    assert made["model-linear"] == made["model-mlp"] - 1
+    options = RunOptions(max_seeds=6)
+    assert plan_for(run, options).comparisons == sum(made.values())
+    assert f"one family of {sum(made.values())} comparisons over 2 settings (model-linear {made['model-linear']}, " \
+           f"model-mlp {made['model-mlp']})" in grid_line(run, options)
