@@ -181,5 +181,29 @@ def four_verdicts(setting: str = "s", seed: int = 0) -> pd.DataFrame:
     return pd.concat([clear, noisy[noisy["strategy"] == "badge"]], ignore_index=True)
 
 
+# A model file whose factory's parameter has no default (model 'test-wide-net', --model-param width=N): the
+# --model-param tests of the models and of frozen mode.
+WIDE = '''
+from torch import nn
+from bench.models.backbones import register_model
+
+
+class Wide(nn.Module):
+    def __init__(self, in_channels, n_classes, width):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(width, n_classes)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.body(x)).flatten(1))
+
+
+@register_model("test-wide-net")
+def make(in_channels, n_classes, width):
+    return Wide(in_channels, n_classes, int(width))
+'''
+
+
 def pytest_configure(config):
     sys.path.insert(0, str(ROOT))

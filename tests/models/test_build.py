@@ -22,7 +22,7 @@ from bench.runner.scheduler import DataSource, execute
 from bench.training.jobs import JobSpec
 from bench.training.loop import start_state
 from bench.training.trainer import DeviceData, Trainer
-from conftest import ONE_CYCLE, SHARED_DATA, TINY
+from conftest import ONE_CYCLE, SHARED_DATA, TINY, WIDE
 from conftest import one_line as _one_line
 
 RESNET = "torchvision:resnet18"
@@ -232,27 +232,8 @@ def test_an_image_too_small_for_an_adapted_model_is_one_line_with_no_fx_tracebac
 
 # ---------------------------------------------------------------------------------------------- --model-param
 
-# a factory whose parameter has no default: every model the run builds must be given the run's --model-param
-WIDE = '''
-from torch import nn
-from bench.models.backbones import register_model
-
-
-class Wide(nn.Module):
-    def __init__(self, in_channels, n_classes, width):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU())
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(width, n_classes)
-
-    def forward(self, x):
-        return self.fc(self.pool(self.body(x)).flatten(1))
-
-
-@register_model("test-wide-net")
-def make(in_channels, n_classes, width):
-    return Wide(in_channels, n_classes, int(width))
-'''
+# WIDE (conftest): a factory whose parameter has no default: every model the run builds must be given the run's
+# --model-param
 
 
 def test_the_checks_build_the_network_of_the_runs_model_params(tmp_path, models):

@@ -25,7 +25,7 @@ from bench.training.linear_probe import (
     Embeddings,
     read_embeddings,
 )
-from conftest import SHARED_DATA, TINY
+from conftest import SHARED_DATA, TINY, WIDE
 from strategies import STRATEGIES
 
 CIFAR_SLICE = SHARED_DATA / "cifar10-jpeg-10k.npz"
@@ -116,27 +116,7 @@ def test_the_cache_is_reused_and_a_damaged_one_is_recomputed(cli, tiny_npz, tmp_
 
 
 
-# a model file whose factory's parameter has no default (as tests/models/test_build.py's)
-WIDE = '''
-from torch import nn
-from bench.models.backbones import register_model
-
-
-class Wide(nn.Module):
-    def __init__(self, in_channels, n_classes, width):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU())
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(width, n_classes)
-
-    def forward(self, x):
-        return self.fc(self.pool(self.body(x)).flatten(1))
-
-
-@register_model("test-wide-net")
-def make(in_channels, n_classes, width):
-    return Wide(in_channels, n_classes, int(width))
-'''
+# WIDE (conftest): a model file whose factory's parameter has no default
 
 
 def test_the_backbone_and_its_cache_key_are_those_of_the_runs_model_params(cli, tiny_npz, tmp_path, models):
